@@ -1,0 +1,1 @@
+"""Image domain: data, corruptions, classifier and denoiser networks, metrics."""

@@ -1,0 +1,8 @@
+"""The one exception type users see: a one-line message naming the problem and the fix."""
+
+
+class CoupledError(ValueError):
+    """Bad input or configuration. The message is one line: what is wrong, then how to fix it."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
