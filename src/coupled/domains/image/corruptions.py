@@ -1,0 +1,196 @@
+"""Image corruptions: degrade clean images [N, C, H, W] in [-1, 1] at a given severity.
+
+A corruption is a function `(images, severity, generator) -> Tensor` of the same shape (float32) that draws
+all its randomness from `generator`, so it is deterministic for a given generator state. Built-ins:
+`pixel_noise` (the paper's), `gaussian_blur`, `gaussian_noise`; users add their own with
+`register_corruption` or name one in a config as "module.path:function".
+
+`corrupt` applies one to a whole data set with one generator per item, seeded from (seed, global index), so
+the result does not depend on how the data set was split into batches.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import numbers
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...errors import CoupledError
+
+__all__ = [
+    "Corruption",
+    "CORRUPTIONS",
+    "DEFAULT_SEVERITIES",
+    "register_corruption",
+    "get_corruption",
+    "corruption_from_config",
+    "corrupt",
+    "pixel_noise",
+    "gaussian_blur",
+    "gaussian_noise",
+]
+
+Corruption = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
+
+CORRUPTIONS: dict[str, Corruption] = {}
+
+# Placeholders: to be re-chosen on validation data (so that "light/medium/heavy" mean comparable accuracy drops).
+DEFAULT_SEVERITIES: dict[str, dict[str, float]] = {
+    "pixel_noise": {"light": 0.15, "medium": 0.3, "heavy": 0.5},
+    "gaussian_noise": {"light": 0.3, "medium": 0.5, "heavy": 0.8},
+    "gaussian_blur": {"light": 1.5, "medium": 2.5, "heavy": 3.5},
+}
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _check_images(images) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor):
+        raise CoupledError(f"images must be a torch.Tensor [N, C, H, W], got {type(images).__name__}; convert with torch.as_tensor")
+    if images.dim() != 4:
+        raise CoupledError(f"images must be 4-D [N, C, H, W], got shape {tuple(images.shape)}; add a batch dimension with images[None]")
+    if not images.is_floating_point():
+        raise CoupledError(f"images must be a float tensor in [-1, 1], got dtype {images.dtype}; convert with images.float() / 127.5 - 1")
+    if torch.isnan(images).any():
+        raise CoupledError("images contain NaN values; clean or drop those images before corrupting them")
+    if torch.isinf(images).any():
+        raise CoupledError("images contain infinite values; clean or drop those images before corrupting them")
+    return images.to(torch.float32)
+
+
+def _check_severity(severity, name: str, upper: float | None = None) -> float:
+    if isinstance(severity, bool) or not isinstance(severity, numbers.Real) or not math.isfinite(severity):
+        raise CoupledError(f"severity of '{name}' must be a finite number, got {severity!r}; pass e.g. {_example(name)}")
+    if severity < 0 or (upper is not None and severity > upper):
+        hi = "" if upper is None else f", <= {upper:g}"
+        raise CoupledError(f"severity of '{name}' must be >= 0{hi}, got {severity!r}; pass e.g. {_example(name)}")
+    return float(severity)
+
+
+def _example(name: str) -> str:
+    return str(DEFAULT_SEVERITIES.get(name, {}).get("medium", 0.5))
+
+
+# ---------------------------------------------------------------------------------------------- built-ins
+def pixel_noise(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Replace each spatial location of `images` [N, C, H, W] (all channels together) with probability `p`
+    in [0, 1] by standard Gaussian noise N(0, 1), drawn from `generator`; the rest is left bit-exact.
+    Not clamped: the noise is N(0, 1) in the [-1, 1] space, as in the paper."""
+    x, p = _check_images(images), _check_severity(p, "pixel_noise", upper=1.0)
+    n, c, h, w = x.shape
+    # Always draw both tensors (even for p = 0) so the generator advances the same way at every severity.
+    mask = torch.rand((n, 1, h, w), generator=generator, device=generator.device).to(x.device) < p
+    noise = torch.randn((n, c, h, w), generator=generator, device=generator.device).to(x.device)
+    return torch.where(mask, noise, x)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Blur `images` [N, C, H, W] with a separable Gaussian of std `sigma` pixels (kernel radius
+    ceil(3 sigma), normalised to sum 1, reflect padding). `sigma` = 0 returns a copy of the input.
+    `generator` is unused (the blur is deterministic) but accepted to fit the corruption signature."""
+    x, sigma = _check_images(images), _check_severity(sigma, "gaussian_blur")
+    if sigma == 0:
+        return x.clone()
+    r = math.ceil(3 * sigma)
+    n, c, h, w = x.shape
+    if r >= min(h, w):
+        # Reflect padding cannot pad by more than the image size minus one.
+        raise CoupledError(f"gaussian_blur radius {r} (= ceil(3 * sigma {sigma:g})) needs images larger than {r} pixels, got {h}x{w}; lower sigma below {min(h, w) / 3:.2f}")
+    t = torch.arange(-r, r + 1, dtype=torch.float64, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(torch.float32)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def gaussian_noise(images: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """Add N(0, `sigma`^2) noise, drawn from `generator`, to every value of `images` [N, C, H, W] (no clamp)."""
+    x, sigma = _check_images(images), _check_severity(sigma, "gaussian_noise")
+    return x + sigma * torch.randn(x.shape, generator=generator, device=generator.device).to(x.device)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+def register_corruption(name: str, *, overwrite: bool = False) -> Callable[[Corruption], Corruption]:
+    """Decorator adding a corruption `(images, severity, generator) -> Tensor` to `CORRUPTIONS` under `name`.
+    Re-using a registered `name` is an error unless `overwrite=True`. Returns the function unchanged."""
+    if not isinstance(name, str) or not name.strip() or ":" in name:
+        raise CoupledError(f"corruption name must be a non-empty string without ':', got {name!r}; ':' is reserved for 'module.path:function' specs")
+
+    def deco(fn: Corruption) -> Corruption:
+        if not callable(fn):
+            raise CoupledError(f"register_corruption('{name}') decorates a function, got {type(fn).__name__}; put it above a def")
+        if name in CORRUPTIONS and not overwrite:
+            raise CoupledError(f"corruption '{name}' is already registered; pick another name or pass overwrite=True")
+        CORRUPTIONS[name] = fn
+        return fn
+
+    return deco
+
+
+for _fn in (pixel_noise, gaussian_blur, gaussian_noise):
+    register_corruption(_fn.__name__)(_fn)
+
+
+def get_corruption(name: str) -> Corruption:
+    """The registered corruption called `name`; unknown names raise a CoupledError listing the valid ones."""
+    if name not in CORRUPTIONS:
+        raise CoupledError(f"unknown corruption {name!r}; choose one of: {', '.join(sorted(CORRUPTIONS))}")
+    return CORRUPTIONS[name]
+
+
+def corruption_from_config(spec: str) -> Corruption:
+    """Resolve a config entry `spec`: a registered name (e.g. "pixel_noise") or "module.path:function" naming
+    a user's corruption, which is imported with importlib."""
+    if not isinstance(spec, str):
+        raise CoupledError(f"corruption must be a name or 'module.path:function' string, got {type(spec).__name__}; e.g. corruption: pixel_noise")
+    if ":" not in spec:
+        if spec not in CORRUPTIONS:
+            raise CoupledError(f"unknown corruption {spec!r}; choose one of: {', '.join(sorted(CORRUPTIONS))}, or give 'module.path:function'")
+        return CORRUPTIONS[spec]
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise CoupledError(f"corruption {spec!r} is not of the form 'module.path:function'; e.g. my_pkg.corruptions:jpeg")
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as e:  # an import can fail with anything raised by the user's module body
+        raise CoupledError(f"cannot import module {mod_name!r} for corruption {spec!r} ({type(e).__name__}: {e}); check the module is on PYTHONPATH and imports cleanly") from e
+    fn = module
+    for part in attr.split("."):  # allow "module:Class.method"
+        if not hasattr(fn, part):
+            raise CoupledError(f"module {mod_name!r} has no attribute {attr!r} for corruption {spec!r}; check the function name after ':'")
+        fn = getattr(fn, part)
+    if not callable(fn):
+        raise CoupledError(f"{spec!r} is a {type(fn).__name__}, not a function; point it at a corruption (images, severity, generator) -> Tensor")
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------- data sets
+def _item_generator(seed: int, index: int, device: torch.device) -> torch.Generator:
+    # SeedSequence hashes (seed, index) so nearby seeds/indices do not give correlated torch streams.
+    state = int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
+    return torch.Generator(device=device).manual_seed(state)
+
+
+def corrupt(images: torch.Tensor, name: str, severity: float, seed: int, *, first_index: int = 0) -> torch.Tensor:
+    """Corrupt the data set slice `images` [N, C, H, W] with corruption `name` (registered name or
+    "module.path:function") at `severity`. Item i uses its own generator seeded from (`seed`,
+    `first_index` + i), so corrupting a data set in one call or in batches (passing each batch's
+    `first_index`) gives identical results. Returns float32 of the input's shape."""
+    fn = corruption_from_config(name)
+    x = _check_images(images)
+    _check_severity(severity, name)
+    for label, v in (("seed", seed), ("first_index", first_index)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+            raise CoupledError(f"{label} must be a non-negative integer, got {v!r}; pass e.g. {label}=0")
+    out = []
+    for i in range(x.shape[0]):
+        y = fn(x[i : i + 1], severity, _item_generator(int(seed), int(first_index) + i, x.device))
+        if not isinstance(y, torch.Tensor) or y.shape != x[i : i + 1].shape:
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise CoupledError(f"corruption {name!r} returned {got} for input shape {tuple(x[i : i + 1].shape)}; return a tensor of the input's shape")
+        out.append(y.to(torch.float32))
+    return torch.cat(out) if out else x.clone()

@@ -1,0 +1,42 @@
+"""The domain-agnostic engine: processes, samplers, chains, strategies and the frozen-classifier wrapper.
+
+Knows tensors and callables only; imports nothing from domains, training or the CLI (torch alone).
+"""
+
+from .chains import Chain, ChainState
+from .classifier import FrozenClassifier, check_finite, standardise
+from .parameterization import PREDICTIONS, Denoiser, output_from_x0, training_target, x0_from_output
+from .processes import CentredProcess, VPProcess, process_from_dict, randn
+from .samplers import SAMPLERS, ddim_step, ddpm_step, pc_step, sample
+from .strategies import (
+    METHODS,
+    Coupling,
+    StrategyResult,
+    alternating,
+    expected_calls,
+    logits_only,
+    method_options,
+    nested,
+    noisy,
+    parallel,
+    refresh_steps,
+    run_method,
+    sequential,
+    switch_step,
+)
+
+
+def item_generators(seeds, device="cpu"):
+    """One seeded `torch.Generator` per item, so results do not depend on batch size or order."""
+    import torch
+
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+__all__ = [
+    "Chain", "ChainState", "FrozenClassifier", "standardise", "check_finite", "PREDICTIONS", "Denoiser",
+    "output_from_x0", "training_target", "x0_from_output", "CentredProcess", "VPProcess", "process_from_dict",
+    "randn", "SAMPLERS", "ddim_step", "ddpm_step", "pc_step", "sample", "METHODS", "Coupling", "StrategyResult",
+    "alternating", "expected_calls", "logits_only", "method_options", "nested", "noisy", "parallel",
+    "refresh_steps", "run_method", "sequential", "switch_step", "item_generators",
+]

@@ -1,0 +1,121 @@
+"""A chain is one diffusion trajectory whose state is a value.
+
+`Chain` is the frozen recipe (process, number of steps, sampler and its options); `ChainState` is where a
+trajectory is (its x_t, how many grid steps it has taken, its latest x0_hat and its center). `step` takes a
+state and returns a new one, so a strategy can start, step, keep and restart chains freely; nothing is
+reset, nothing is shared (unlike a scheduler with a hidden step index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from ..errors import CoupledError
+from .processes import Process, process_from_dict
+from .samplers import calls_per_step, check_sampler, step
+
+__all__ = ["Chain", "ChainState"]
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """Where one trajectory is: state `x` after `index` grid steps, its latest `x0_hat`, its `center`."""
+
+    x: torch.Tensor
+    index: int = 0
+    x0_hat: torch.Tensor | None = None
+    center: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    """How to run one trajectory: `steps` steps of `sampler` over `process`'s grid.
+
+    Sampler options: `eta` (ddim), `corrector_steps` and `snr` (pc). `spacing` picks the grid
+    ('trailing' or 'leading' for VP, 'linear' for centred); None takes the process's default.
+    """
+
+    process: Process
+    steps: int
+    sampler: str = "ddim"
+    eta: float = 0.0
+    corrector_steps: int = 1
+    snr: float = 0.5
+    spacing: str | None = None
+    _grid: torch.Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        check_sampler(self.sampler, self.process, self.options)
+        grid = self.process.grid(self.steps) if self.spacing is None else self.process.grid(self.steps, self.spacing)
+        object.__setattr__(self, "_grid", grid)
+
+    @property
+    def options(self) -> dict:
+        """The options the sampler takes."""
+        if self.sampler == "ddim":
+            return {"eta": self.eta}
+        if self.sampler == "pc":
+            return {"corrector_steps": self.corrector_steps, "snr": self.snr}
+        return {}
+
+    @property
+    def grid(self) -> torch.Tensor:
+        """The time grid actually run: `steps` + 1 descending times ending at the terminal time."""
+        return self._grid
+
+    @property
+    def calls_per_step(self) -> int:
+        """Denoiser calls per step (1, or 1 + corrector_steps for the pc sampler)."""
+        return calls_per_step(self.sampler, self.options)
+
+    def with_steps(self, steps: int | None) -> "Chain":
+        """The same chain with another number of steps (None keeps it)."""
+        return self if steps is None or steps == self.steps else replace(self, steps=steps)
+
+    def start(self, shape, generator, *, center: torch.Tensor | None = None, device=None) -> ChainState:
+        """A fresh trajectory at the prior; `center` is kept only for centred processes."""
+        if self.process.kind == "vp":
+            center = None
+        x = self.process.prior(tuple(shape), generator, center=center, device=device)
+        return ChainState(x=x, index=0, x0_hat=None, center=center)
+
+    def done(self, state: ChainState) -> bool:
+        return state.index >= self.steps
+
+    def step(self, state: ChainState, denoiser, generator) -> ChainState:
+        """One step of the grid. `denoiser(x_t, t, center=...)` returns x0_hat (conditioning bound by the caller)."""
+        if self.done(state):
+            raise CoupledError(f"the chain already took all its {self.steps} steps; start a new one")
+        i = state.index
+        fn = lambda x, t: denoiser(x, t, center=state.center)  # noqa: E731
+        x, x0 = step(
+            self.sampler, fn, self.process, state.x, self._grid[i], self._grid[i + 1],
+            generator=generator, center=state.center, **self.options,
+        )
+        return ChainState(x=x, index=i + 1, x0_hat=x0, center=state.center)
+
+    def run(self, state: ChainState, denoiser, generator) -> ChainState:
+        """Step until the grid's end."""
+        while not self.done(state):
+            state = self.step(state, denoiser, generator)
+        return state
+
+    def to_dict(self) -> dict:
+        return {
+            "process": self.process.to_dict(), "steps": self.steps, "sampler": self.sampler, "eta": self.eta,
+            "corrector_steps": self.corrector_steps, "snr": self.snr, "spacing": self.spacing,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Chain":
+        d = dict(d)
+        valid = {"process", "steps", "sampler", "eta", "corrector_steps", "snr", "spacing"}
+        unknown = set(d) - valid
+        if unknown:
+            raise CoupledError(f"unknown chain option(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
+        if "process" not in d or "steps" not in d:
+            raise CoupledError("a chain config needs 'process' and 'steps'")
+        d["process"] = process_from_dict(d["process"])
+        return cls(**d)

@@ -1,0 +1,96 @@
+"""One place for the network-output conversions: eps, x0, v or score  <->  x0_hat.
+
+With x_t = a x0 + b center + sigma eps and x' = x_t - b center:
+  eps:   x0 = (x' - sigma eps) / a
+  v:     v = a eps - sigma x0, so x0 = (a x' - sigma v) / (a^2 + sigma^2)
+  score: score = -eps / sigma, so x0 = (x' + sigma^2 score) / a
+Samplers and strategies only ever see x0_hat; training losses are taken in the network's own space.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import CoupledError
+from .processes import _bcast
+
+__all__ = ["PREDICTIONS", "x0_from_output", "output_from_x0", "training_target", "Denoiser"]
+
+PREDICTIONS = ("eps", "x0", "v", "score")
+
+
+def _check(prediction: str) -> None:
+    if prediction not in PREDICTIONS:
+        raise CoupledError(f"unknown prediction type {prediction!r}; choose one of: {', '.join(PREDICTIONS)}")
+
+
+def _coeffs(process, t, like, center):
+    # float64 arithmetic: dividing by a small a(t) would otherwise amplify float32 round-off
+    a, b, s = (_bcast(c, like, torch.float64) for c in process.coefficients(t.to(like.device)))
+    shifted = like.double() if center is None else like.double() - b * center.double()
+    return a, s, shifted
+
+
+def x0_from_output(prediction: str, out, x_t, t, process, center=None) -> torch.Tensor:
+    """Convert a network output of type `prediction` at state `x_t`, time `t` [B] into x0_hat."""
+    _check(prediction)
+    a, s, xs = _coeffs(process, t, x_t, center)
+    if prediction == "x0":
+        return out
+    out64 = out.double()
+    if prediction == "eps":
+        x0 = (xs - s * out64) / a
+    elif prediction == "v":
+        x0 = (a * xs - s * out64) / (a * a + s * s)
+    else:
+        x0 = (xs + s * s * out64) / a
+    return x0.to(x_t.dtype)
+
+
+def output_from_x0(prediction: str, x0, x_t, t, process, center=None) -> torch.Tensor:
+    """The inverse of `x0_from_output`: what a `prediction` network would output for this x0 (sigma > 0)."""
+    _check(prediction)
+    a, s, xs = _coeffs(process, t, x_t, center)
+    if prediction == "x0":
+        return x0
+    eps = (xs - a * x0.double()) / s
+    if prediction == "eps":
+        out = eps
+    elif prediction == "v":
+        out = a * eps - s * x0.double()
+    else:
+        out = -eps / s
+    return out.to(x_t.dtype)
+
+
+def training_target(prediction: str, x0, noise, t, process) -> torch.Tensor:
+    """The regression target of denoising score matching for a `prediction` network."""
+    _check(prediction)
+    if prediction == "x0":
+        return x0
+    if prediction == "eps":
+        return noise
+    a, _, s = (_bcast(c, x0) for c in process.coefficients(t.to(x0.device)))
+    if prediction == "v":
+        return a * noise - s * x0
+    return -noise / s
+
+
+class Denoiser(nn.Module):
+    """Wraps a network `net(x_t, network_time, **conditioning)` of any prediction type into an x0_hat denoiser.
+
+    Calling it as `denoiser(x_t, t, center=None, **conditioning)` returns x0_hat; `clip=(lo, hi)` clamps
+    x0_hat to the data range (images in [-1, 1]), as diffusers' `clip_sample`.
+    """
+
+    def __init__(self, net: nn.Module, process, prediction: str = "eps", clip: tuple[float, float] | None = None):
+        super().__init__()
+        _check(prediction)
+        self.net, self.process, self.prediction, self.clip = net, process, prediction, clip
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, center: torch.Tensor | None = None, **conditioning):
+        t = torch.as_tensor(t, device=x_t.device).float().expand(x_t.shape[0])
+        out = self.net(x_t, self.process.network_time(t), **conditioning)
+        x0 = x0_from_output(self.prediction, out, x_t, t, self.process, center)
+        return x0 if self.clip is None else x0.clamp(*self.clip)

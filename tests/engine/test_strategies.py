@@ -1,0 +1,178 @@
+"""The shared suite every strategy passes: shapes, determinism, batch independence, call counts, order."""
+
+import pytest
+import torch
+
+from coupled.engine import (
+    METHODS, CentredProcess, Chain, expected_calls, item_generators,
+    refresh_steps, run_method, standardise,
+)
+from coupled.errors import CoupledError
+
+from .harness import K, T_FRAMES, degraded, make_coupling
+
+OPTIONS = {
+    "noisy": [{}],
+    "sequential": [{}, {"signal_steps": 3}],
+    "logits_only": [{}, {"logit_steps": 2}],
+    "parallel": [{}, {"switch_fraction": 0.0}, {"switch_fraction": 1.0}, {"steps": 5, "switch_fraction": 0.3}],
+    "alternating": [{}, {"rounds": 1}, {"rounds": 3, "signal_steps": 2, "logit_steps": 3}],
+    "nested": [{}, {"refresh_every": 1}, {"refresh_every": 0}, {"refresh_every": 1, "refresh_window": (0.0, 0.5)}],
+}
+CASES = [(m, o) for m, opts in OPTIONS.items() for o in opts]
+
+
+@pytest.mark.parametrize("frames", [None, T_FRAMES], ids=["K", "TxK"])
+@pytest.mark.parametrize("method,options", CASES)
+def test_shapes_and_call_counts(method, options, frames):
+    coupling, log = make_coupling(frames)
+    d = degraded()
+    res = run_method(method, coupling, d, item_generators(range(4)), **options)
+    logit_shape = (4, K) if frames is None else (4, frames, K)
+    assert res.classifier_logits.shape == logit_shape
+    if method in ("noisy", "sequential"):
+        assert res.y_hat is None
+    else:
+        assert res.y_hat.shape == logit_shape
+    if method in ("noisy", "logits_only"):
+        assert res.x_hat is None
+    else:
+        assert res.x_hat.shape == d.shape
+    assert res.calls == expected_calls(method, coupling, **options)
+    assert res.calls["signal"] == sum(e["kind"] == "signal" for e in log)
+    assert res.calls["logits"] == sum(e["kind"] == "logits" for e in log)
+
+
+def test_call_count_formulas_by_hand():
+    coupling, _ = make_coupling(signal_steps=6, logit_steps=4)
+    assert expected_calls("parallel", coupling) == {"signal": 6, "logits": 6, "classifier": 1 + 3 + 1}
+    assert expected_calls("alternating", coupling, rounds=3) == {"signal": 18, "logits": 12, "classifier": 3}
+    # refresh window (0.5, 1) of 4 logit steps, every 1: steps 2 and 3 -> 3 signal trajectories
+    assert expected_calls("nested", coupling, refresh_every=1) == {"signal": 18, "logits": 4, "classifier": 3}
+    assert refresh_steps(10, 2, (0.5, 1.0)) == [5, 7, 9]
+    assert refresh_steps(10, 3, (0.0, 1.0)) == [3, 6, 9]  # step 0 never refreshes: no y0_hat yet
+    pc, _ = make_coupling(sampler="pc", process=CentredProcess())
+    assert expected_calls("sequential", pc) == {"signal": 12, "logits": 0, "classifier": 1}
+
+
+@pytest.mark.parametrize("method,options", CASES)
+def test_determinism_and_batch_independence(method, options):
+    coupling, _ = make_coupling(T_FRAMES)
+    d = degraded(batch=4)
+    a = run_method(method, coupling, d, item_generators([10, 11, 12, 13]), **options)
+    b = run_method(method, coupling, d, item_generators([10, 11, 12, 13]), **options)
+    one = run_method(method, coupling, d[2:3], item_generators([12]), **options)
+    for name in ("y_hat", "x_hat", "classifier_logits"):
+        ta, tb, t1 = getattr(a, name), getattr(b, name), getattr(one, name)
+        if ta is None:
+            continue
+        assert torch.equal(ta, tb), f"{method}.{name} not deterministic"
+        torch.testing.assert_close(ta[2:3], t1, rtol=1e-5, atol=1e-5)
+    if method not in ("noisy",):
+        c = run_method(method, coupling, d, item_generators([20, 21, 22, 23]), **options)
+        out = a.y_hat if a.y_hat is not None else a.x_hat
+        assert not torch.equal(out, c.y_hat if c.y_hat is not None else c.x_hat), "seed had no effect"
+
+
+def _kinds(log):
+    return "".join("s" if e["kind"] == "signal" else "y" for e in log)
+
+
+def test_parallel_order_conditioning_and_switch_on_respaced_grid():
+    # 6 steps respaced out of 1000: the switch sits at step 3 of the grid run, not at a timestep value
+    coupling, log = make_coupling(signal_steps=6, logit_steps=6)
+    d = degraded()
+    res = run_method("parallel", coupling, d, item_generators(range(4)), switch_fraction=0.5)
+    assert _kinds(log) == "ys" * 6
+    c_d = coupling.classifier(d)
+    for i in range(6):
+        y_call, s_call = log[2 * i], log[2 * i + 1]
+        assert y_call["t"] == s_call["t"] == float(coupling.signal_chain.grid[i])
+        assert torch.equal(s_call["logits"], y_call["out"]), "signal step must see this step's y0_hat"
+        if i < 3:
+            assert torch.equal(y_call["signal"], d) and torch.equal(y_call["evidence"], c_d)
+        else:
+            prev_x0 = log[2 * i - 1]["out"]
+            assert torch.equal(y_call["signal"], prev_x0)
+            torch.testing.assert_close(y_call["evidence"], coupling.classifier(prev_x0))
+    torch.testing.assert_close(res.classifier_logits, coupling.classifier(res.x_hat))
+
+
+def test_alternating_order_and_conditioning():
+    coupling, log = make_coupling(signal_steps=3, logit_steps=2)
+    res = run_method("alternating", coupling, degraded(), item_generators(range(4)), rounds=2)
+    assert _kinds(log) == "sssyy" * 2
+    assert all(e["logits"] is None for e in log[:3])  # round 1: null token
+    round1_y = log[4]["out"]
+    assert all(torch.equal(e["logits"], round1_y) for e in log[5:8])  # round 2: l = y_hat of round 1
+    x_hat_2 = log[7]["out"]  # DDIM's last step returns x0_hat
+    assert all(torch.equal(e["signal"], x_hat_2) for e in log[8:10])
+    assert torch.equal(res.y_hat, log[9]["out"])
+
+
+def test_nested_order_and_refresh():
+    coupling, log = make_coupling(signal_steps=2, logit_steps=4)
+    run_method("nested", coupling, degraded(), item_generators(range(4)), refresh_every=1)
+    # before the logit chain, then before logit steps 2 and 3 (window (0.5, 1) of 4 steps)
+    assert _kinds(log) == "ss" + "yy" + "ss" + "y" + "ss" + "y"
+    assert log[0]["logits"] is None
+    assert torch.equal(log[4]["logits"], log[3]["out"])  # refresh conditioned on the current y0_hat
+    assert torch.equal(log[6]["signal"], log[5]["out"])  # next logit step uses the refreshed x_hat
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_frozen_classifier_weights_untouched(method):
+    coupling, _ = make_coupling()
+    before = {k: v.clone() for k, v in coupling.classifier.state_dict().items()}
+    coupling.classifier.train()
+    run_method(method, coupling, degraded(), torch.Generator().manual_seed(0))
+    assert not coupling.classifier.module.training
+    assert all(not p.requires_grad for p in coupling.classifier.parameters())
+    after = coupling.classifier.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def _one_line_error(fn, match):
+    with pytest.raises(CoupledError, match=match) as info:
+        fn()
+    assert "\n" not in str(info.value)
+
+
+def test_bad_inputs_raise_one_line_errors():
+    coupling, _ = make_coupling()
+    d = degraded()
+    gens = item_generators(range(4))
+    _one_line_error(lambda: run_method("parallel", coupling, d, item_generators(range(3))), "3 per-item generators for a batch of 4")
+    bad = d.clone()
+    bad[1, 2] = float("nan")
+    _one_line_error(lambda: run_method("sequential", coupling, bad, gens), "contains NaN")
+    _one_line_error(lambda: run_method("parallel", coupling, d, gens, swich_fraction=0.5), "unknown option.*valid: steps, switch_fraction")
+    _one_line_error(lambda: run_method("paralel", coupling, d, gens), "unknown method 'paralel'; choose one of")
+    _one_line_error(lambda: run_method("sequential", coupling, d, gens, signal_steps=-3), "signal_steps must be an integer >= 1")
+    _one_line_error(lambda: Chain(coupling.signal_chain.process, -1), "steps must be a positive integer")
+    _one_line_error(lambda: run_method("parallel", coupling, d, gens, switch_fraction=1.5), "switch_fraction must lie in")
+    _one_line_error(lambda: run_method("alternating", coupling, d, gens, rounds=0), "rounds must be an integer >= 1")
+    _one_line_error(lambda: Chain(CentredProcess(), 5, "ddim"), "does not run on a centred process; use pc")
+    _one_line_error(lambda: Chain(coupling.signal_chain.process, 5, "ddpm", eta=0.3) and Chain(coupling.signal_chain.process, 5, "ddim", eta=2), "eta must lie in")
+    _one_line_error(lambda: run_method("sequential", coupling, d[:, :4], gens), "classifier failed on input of shape")
+
+
+def test_logit_width_mismatch():
+    from dataclasses import replace
+
+    from .harness import SpyLogit
+
+    coupling, log = make_coupling()
+    wrong = replace(coupling, logit_denoiser=SpyLogit(log, num_classes=K + 2))
+    _one_line_error(lambda: run_method("logits_only", wrong, degraded()), f"gives {K} classes but the logit denoiser expects {K + 2}")
+    from coupled.engine import FrozenClassifier
+
+    wrong_k = replace(coupling, classifier=FrozenClassifier(coupling.classifier.module, num_classes=K + 1))
+    _one_line_error(lambda: run_method("noisy", wrong_k, degraded()), f"returned {K} classes but num_classes={K + 1}")
+
+
+def test_standardise_per_item_and_per_frame():
+    x = torch.randn(3, 4, 7) * 5 + 2
+    z = standardise(x, scale=0.8)
+    torch.testing.assert_close(z.mean(-1), torch.zeros(3, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(-1, unbiased=False), torch.full((3, 4), 0.8), atol=1e-3, rtol=0)
