@@ -81,16 +81,27 @@ class Denoiser(nn.Module):
     """Wraps a network `net(x_t, network_time, **conditioning)` of any prediction type into an x0_hat denoiser.
 
     Calling it as `denoiser(x_t, t, center=None, **conditioning)` returns x0_hat; `clip=(lo, hi)` clamps
-    x0_hat to the data range (images in [-1, 1]), as diffusers' `clip_sample`.
+    x0_hat to the data range (images in [-1, 1]), as diffusers' `clip_sample`. With `pass_center` the
+    chain's center is also given to the network (`center=`), for a centred process whose center is not
+    otherwise among the network's inputs.
     """
 
-    def __init__(self, net: nn.Module, process, prediction: str = "eps", clip: tuple[float, float] | None = None):
+    def __init__(self, net: nn.Module, process, prediction: str = "eps", clip: tuple[float, float] | None = None,
+                 pass_center: bool = False):
         super().__init__()
         _check(prediction)
         self.net, self.process, self.prediction, self.clip = net, process, prediction, clip
+        self.pass_center = pass_center
+
+    @property
+    def num_classes(self):
+        """The network's class count when it declares one (lets strategies check logit widths)."""
+        return getattr(getattr(self.net, "cfg", None), "num_classes", None)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, center: torch.Tensor | None = None, **conditioning):
         t = torch.as_tensor(t, device=x_t.device).float().expand(x_t.shape[0])
+        if self.pass_center:
+            conditioning["center"] = center
         out = self.net(x_t, self.process.network_time(t), **conditioning)
         x0 = x0_from_output(self.prediction, out, x_t, t, self.process, center)
         return x0 if self.clip is None else x0.clamp(*self.clip)

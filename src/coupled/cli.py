@@ -1,0 +1,181 @@
+"""The `coupled` command: thin; it parses arguments and delegates."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import CoupledError
+
+
+def _format_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    def cell(v):
+        if v is None:
+            return "-"
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    body = [[cell(r.get(key)) for key, _ in columns] for r in rows]
+    heads = [h for _, h in columns]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(heads)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
+
+
+def cmd_demo(args) -> None:
+    if args.domain == "gaussian":
+        from .domains.gaussian import run_gaussian_demo
+
+        rows = run_gaussian_demo(n=args.items or 2000, seed=args.seed, steps=args.steps)
+        for r in rows:
+            r["calls"] = "{signal}/{logits}/{classifier}".format(**r["calls"])
+        print("Closed-form Gaussian example: exact denoisers, d = s + noise, labels = clean decision argmax W s")
+        print(_format_table(rows, [("method", "method"), ("acc_classifier", "acc f(x_hat)"),
+                                   ("acc_logits", "acc y_hat"), ("mse", "MSE x_hat (noisy: d)"), ("calls", "calls Dx/Dy/f")]))
+        return
+    from .config import load_config
+    from .evaluation.api import evaluate_config
+    from .evaluation.report import markdown_report
+
+    cfg = load_config(args.config)
+    items = args.items or cfg["demo"]["items"]
+    results = evaluate_config(cfg, out=args.out, max_items=items, levels=["heavy"],
+                              seeds_for_level=lambda level: [cfg["demo"]["seed"]], progress=not args.quiet)
+    print(markdown_report(results))
+    print(f"wrote {args.out}/results.json, report.md, accuracy.png, examples.png")
+
+
+def _with_output(cfg, args):
+    if getattr(args, "output", None):
+        cfg["output"] = args.output
+    return cfg
+
+
+def cmd_train(args) -> None:
+    from .config import load_config
+    from .training.run import train
+
+    cfg = _with_output(load_config(args.config), args)
+    for s in train(cfg, args.stages or None or ("classifier", "signal", "logits", "joint"), resume=args.resume,
+                   devices=args.devices, accelerator=args.accelerator, max_steps=args.max_steps,
+                   progress=not args.quiet):
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()})
+
+
+def cmd_evaluate(args) -> None:
+    from .config import load_config
+    from .evaluation.api import evaluate_config
+    from .evaluation.report import markdown_report
+
+    cfg = _with_output(load_config(args.config), args)
+    results = evaluate_config(cfg, checkpoint=args.checkpoint, split=args.split, out=args.out, max_items=args.max_items,
+                              corruptions=args.corruptions, levels=args.levels, methods=args.methods,
+                              progress=not args.quiet)
+    print(markdown_report(results))
+
+
+def cmd_reproduce(args) -> None:
+    import json
+    import time
+
+    from .config import load_config
+    from .evaluation.api import evaluate_config
+    from .training.checkpoint import atomic_write_text
+    from .training.run import train
+
+    cfg = _with_output(load_config(args.config), args)
+    t0 = time.time()
+    stages = train(cfg, resume=args.resume, devices=args.devices, accelerator=args.accelerator, progress=not args.quiet)
+    t_train = time.time() - t0
+    evaluate_config(cfg, out=args.out, progress=not args.quiet)
+    t_eval = time.time() - t0 - t_train
+    timing = {"stages": [{k: s.get(k) for k in ("stage", "steps", "wall_seconds", "skipped")} for s in stages],
+              "train_seconds": round(t_train, 1), "evaluate_seconds": round(t_eval, 1)}
+    atomic_write_text(f"{cfg['output']}/reproduce_timing.json", json.dumps(timing, indent=2) + "\n")
+    print(json.dumps(timing, indent=2))
+
+
+def cmd_calibrate(args) -> None:
+    from .config import load_config
+    from .domains.image.calibrate import calibrate
+
+    cfg = _with_output(load_config(args.config), args)
+    print(calibrate(cfg))
+
+
+def cmd_classify(args) -> None:
+    from .pipeline import classify_files
+
+    failures = classify_files(args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
+                              method=args.method, seed=args.seed)
+    if failures:
+        raise SystemExit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .engine import METHODS
+
+    p = argparse.ArgumentParser(prog="coupled", description="Coupled diffusion of signals and logits for a frozen classifier.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_text, config=True):
+        sp = sub.add_parser(name, help=help_text)
+        if config:
+            sp.add_argument("config", help="experiment YAML, e.g. configs/mnist.yaml")
+            sp.add_argument("--output", help="checkpoint folder (default: the config's `output`)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.set_defaults(func=func)
+        return sp
+
+    demo = add("demo", cmd_demo, "evaluate the bundled models on a fixed subset and print the table", config=False)
+    demo.add_argument("--domain", choices=["image", "gaussian"], default="image")
+    demo.add_argument("--config", default="configs/mnist.yaml")
+    demo.add_argument("--items", type=int, default=None)
+    demo.add_argument("--steps", type=int, default=20, help="(gaussian) steps per chain")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default="runs/demo")
+
+    for name, func, text in (("train", cmd_train, "train the stages of a config"),
+                             ("reproduce", cmd_reproduce, "train every stage from scratch, then evaluate")):
+        sp = add(name, func, text)
+        sp.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+        sp.add_argument("--devices", type=int, default=1, help="processes/GPUs for DDP")
+        sp.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+        if name == "train":
+            sp.add_argument("--stages", nargs="+", choices=["classifier", "signal", "logits", "joint"])
+            sp.add_argument("--max-steps", type=int, default=None, help="override every stage's step count")
+        else:
+            sp.add_argument("--out", default="runs/reproduce")
+
+    ev = add("evaluate", cmd_evaluate, "evaluate every method over corruptions and severities")
+    ev.add_argument("--checkpoint", help="checkpoint folder (default: the config's `output`)")
+    ev.add_argument("--split", choices=["train", "val", "test"], default=None)
+    ev.add_argument("--out", default="runs/eval")
+    ev.add_argument("--max-items", type=int, default=None)
+    ev.add_argument("--corruptions", nargs="+")
+    ev.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"])
+    ev.add_argument("--methods", nargs="+", choices=list(METHODS))
+
+    add("calibrate", cmd_calibrate, "choose light/medium/heavy severities on the validation split")
+
+    cl = add("classify", cmd_classify, "classify PNG, JPEG or .npy files with a checkpoint", config=False)
+    cl.add_argument("files", nargs="+")
+    cl.add_argument("--checkpoint", required=True)
+    cl.add_argument("--corruption", default=None, help="corrupt the inputs first (to try the method)")
+    cl.add_argument("--severity", type=float, default=None)
+    cl.add_argument("--method", default="parallel", choices=list(METHODS))
+    cl.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CoupledError as e:
+        print(f"coupled: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Experiment configs: one YAML file trains, evaluates and reproduces an experiment.
+
+A config is the defaults below deep-merged with the user's YAML; an unknown key anywhere is an error that
+names the valid keys at that place (no silently ignored typos). Keys whose value is a free-form mapping
+(network configs, corruption severities, method options) are checked by their own consumers.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from .errors import CoupledError
+
+FREE_FORM = {"net", "process", "severities", "train_severity", "calibration", "methods", "data"}
+
+DEFAULTS: dict = {
+    "name": "experiment",
+    "seed": 0,
+    "output": "checkpoints/experiment",
+    "device": "auto",
+    "data": {"kind": "mnist5k", "seed": 0},
+    "corruptions": {
+        # light / medium / heavy, chosen on the validation split (see `coupled calibrate`)
+        "severities": {
+            "pixel_noise": {"light": 0.15, "medium": 0.3, "heavy": 0.5},
+            "gaussian_noise": {"light": 0.3, "medium": 0.5, "heavy": 0.8},
+            "gaussian_blur": {"light": 1.5, "medium": 2.5, "heavy": 3.5},
+        },
+        # training draws a corruption and a severity uniformly in [lo, hi] per item
+        "train_severity": {"pixel_noise": [0.05, 0.6], "gaussian_noise": [0.1, 1.0], "gaussian_blur": [0.5, 4.0]},
+        "calibration": {},
+    },
+    "classifier": {"net": {}, "steps": 1500, "batch_size": 128, "lr": 1e-3, "logit_scale": 0.8},
+    "signal": {
+        "net": {}, "process": {"kind": "vp", "num_train_steps": 1000, "schedule": "cosine"}, "prediction": "v",
+        "steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999,
+    },
+    "logits": {
+        "net": {}, "process": {"kind": "centred"}, "prediction": "x0", "steps": 2000, "batch_size": 128,
+        "lr": 1e-3, "ema_decay": 0.999,
+    },
+    "joint": {
+        "steps": 1000, "batch_size": 64, "lr": 2e-4, "lambda": 0.1, "switch_fraction": 0.5, "null_dropout": 0.2,
+        "ema_decay": 0.999,
+    },
+    "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0},
+    "sampling": {
+        "signal": {"steps": 5, "sampler": "ddim", "eta": 0.0},
+        "logits": {"steps": 5, "sampler": "pc", "corrector_steps": 1, "snr": 0.5},
+        "methods": {
+            "parallel": {"switch_fraction": 0.5},
+            "alternating": {"rounds": 2},
+            "nested": {"refresh_every": 2, "refresh_window": [0.5, 1.0]},
+        },
+    },
+    "evaluation": {"split": "test", "batch_size": 250, "seeds": [0, 1, 2], "heavy_seeds": 3, "other_seeds": 1,
+                   "max_items": None, "bootstrap": 2000},
+    "demo": {"items": 200, "seed": 0},
+}
+
+
+def _merge(base: dict, user: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in user.items():
+        if key not in base:
+            raise CoupledError(f"unknown config key '{where}{key}'; valid keys there: {', '.join(sorted(base))}")
+        if isinstance(base[key], dict) and key not in FREE_FORM:
+            if not isinstance(value, dict):
+                raise CoupledError(f"config key '{where}{key}' must be a mapping, got {type(value).__name__}")
+            out[key] = _merge(base[key], value, f"{where}{key}.")
+        elif key == "methods" and isinstance(value, dict):  # options per method: a user's entry replaces that method's
+            out[key] = {**base[key], **value}
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def make_config(user: dict | None = None) -> dict:
+    """Defaults deep-merged with `user`; unknown keys are one-line errors."""
+    return _merge(DEFAULTS, user or {}, "")
+
+
+def load_config(path) -> dict:
+    """Read a YAML experiment config."""
+    path = Path(path)
+    if not path.is_file():
+        raise CoupledError(f"no such config file: {path}; pass a YAML file such as configs/mnist.yaml")
+    try:
+        user = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise CoupledError(f"cannot parse {path} as YAML ({str(e).splitlines()[0]}); fix the file's syntax") from None
+    if not isinstance(user, dict):
+        raise CoupledError(f"{path} must hold a mapping of config keys, got {type(user).__name__}")
+    cfg = make_config(user)
+    cfg["config_path"] = str(path)
+    return cfg

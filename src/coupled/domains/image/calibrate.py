@@ -1,0 +1,44 @@
+"""Choose light / medium / heavy severities on the validation split, from the clean-trained classifier.
+
+Targets (accuracy of the frozen classifier on corrupted validation digits): noise corruptions 70% / 40% /
+20%, blur 85% / 70% / 50%. Accuracy falls monotonically with severity, so each is found by bisection.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .corruptions import corrupt
+
+TARGETS = {
+    "pixel_noise": ({"light": 0.70, "medium": 0.40, "heavy": 0.20}, 1.0),
+    "gaussian_noise": ({"light": 0.70, "medium": 0.40, "heavy": 0.20}, 4.0),
+    "gaussian_blur": ({"light": 0.85, "medium": 0.70, "heavy": 0.50}, 6.0),
+}
+
+
+@torch.no_grad()
+def accuracy_at(classifier, data, name: str, severity: float, seed: int) -> float:
+    d = corrupt(data.images, name, severity, seed)
+    return (classifier(d).argmax(-1) == data.labels).float().mean().item()
+
+
+def calibrate(cfg: dict, iterations: int = 14, seed: int = 777) -> dict:
+    """{corruption: {level: severity}} and the validation accuracy measured at each, by bisection."""
+    from ...training.run import load_splits
+    from .models import load_net
+
+    classifier, _ = load_net(cfg["output"], "classifier", "classifier")
+    val = load_splits(cfg)["val"]
+    severities, measured = {}, {}
+    for name, (targets, top) in TARGETS.items():
+        severities[name], measured[name] = {}, {}
+        for level, target in targets.items():
+            lo, hi = 0.0, top
+            for _ in range(iterations):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if accuracy_at(classifier, val, name, mid, seed) > target else (lo, mid)
+            sev = round((lo + hi) / 2, 3)
+            severities[name][level] = sev
+            measured[name][level] = round(accuracy_at(classifier, val, name, sev, seed), 3)
+    return {"severities": severities, "val_accuracy": measured, "targets": {k: v[0] for k, v in TARGETS.items()}}

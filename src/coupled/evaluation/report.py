@@ -1,0 +1,373 @@
+"""Evaluation results: per-seed records -> `results.json` (method.md section 6), `report.md` and plots.
+
+A record is one (method, corruption, severity, sampling seed) run over the test items:
+
+    {"method": str, "corruption": str, "severity": float, "level": "light" | "medium" | "heavy", "seed": int,
+     "correct_logits": bool [N] or None, "correct_classifier": bool [N], "psnr": [N] or None,
+     "ssim": [N] or None, "calls": {"signal": int, "logits": int, "classifier": int},
+     "seconds_per_item": float}
+
+Every record of one (corruption, severity) must score the same items in the same order: the corrupted test
+set is generated once per (corruption, severity, seed), so comparisons between methods are paired.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CoupledError
+from .stats import bootstrap_ci, gap_recovered, paired_bootstrap
+
+__all__ = ["SCHEMA", "METHOD_ORDER", "READOUTS", "summarise", "write_results", "markdown_report", "plot_accuracy_vs_severity", "plot_examples"]
+
+SCHEMA = "coupled-results/1"
+# Baselines first, then strategies by cost; unknown variants follow in order of appearance.
+METHOD_ORDER = ("noisy", "sequential", "logits_only", "parallel", "alternating", "nested")
+READOUTS = ("logits", "classifier")
+_CALLS = ("signal", "logits", "classifier")
+_RECORD_KEYS = ("method", "corruption", "severity", "level", "seed", "correct_logits", "correct_classifier", "psnr", "ssim", "calls", "seconds_per_item")
+
+
+# ---------------------------------------------------------------------------------------------- summarise
+def _check_record(i: int, r) -> None:
+    if not isinstance(r, dict):
+        raise CoupledError(f"record {i} must be a dict, got {type(r).__name__}; see coupled.evaluation.report for its keys")
+    missing = [k for k in _RECORD_KEYS if k not in r]
+    if missing:
+        raise CoupledError(f"record {i} lacks keys {missing}; add them (use None for correct_logits, psnr, ssim a method does not produce)")
+    for k in ("method", "corruption", "level"):
+        if not isinstance(r[k], str) or not r[k]:
+            raise CoupledError(f"record {i} field '{k}' must be a non-empty string, got {r[k]!r}")
+    for k in ("severity", "seconds_per_item"):
+        if isinstance(r[k], bool) or not isinstance(r[k], numbers.Real) or not math.isfinite(r[k]):
+            raise CoupledError(f"record {i} field '{k}' must be a finite number, got {r[k]!r}")
+    if isinstance(r["seed"], bool) or not isinstance(r["seed"], numbers.Integral):
+        raise CoupledError(f"record {i} field 'seed' must be an integer, got {r['seed']!r}")
+    if not isinstance(r["calls"], dict) or any(not isinstance(r["calls"].get(k), numbers.Real) for k in _CALLS):
+        raise CoupledError(f"record {i} field 'calls' must be a dict with numeric keys {list(_CALLS)}, got {r['calls']!r}")
+
+
+def _stack(recs: list[dict], key: str, n: int, where: str) -> np.ndarray | None:
+    """Per-seed arrays of one field -> [S, N] float64, or None when no seed has it."""
+    vals = [r[key] for r in recs]
+    if all(v is None for v in vals):
+        return None
+    if any(v is None for v in vals):
+        raise CoupledError(f"'{key}' is None for some seeds of {where} but not others; give it for every seed or for none")
+    arrs = [np.asarray(v, dtype=np.float64) for v in vals]
+    if any(a.shape != (n,) for a in arrs):
+        raise CoupledError(f"'{key}' of {where} must be 1-D with {n} items like every record of that corruption and severity, got shapes {[a.shape for a in arrs]}; score the same test items")
+    return np.stack(arrs)
+
+
+def _method_key(order: dict[str, int]):
+    return lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), order[m])
+
+
+def _num(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def _finite(x) -> float | None:
+    # JSON has no inf/NaN: e.g. the mean PSNR of an uncorrupted input is +inf, stored as null.
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy: float, n_boot: int = 2000, seed: int = 0, extra: dict | None = None) -> dict:
+    """Build the `results.json` dict (method.md section 6) from per-seed `records` (see the module docstring).
+
+    `domain`, `dataset`, `split`: names stored at the top; `clean_accuracy`: the classifier's accuracy on
+    clean test items; `n_boot`, `seed`: bootstrap resamples and their seed (deterministic output);
+    `extra`: settings stored under "settings". One row per (method, corruption, severity, readout): readout
+    "logits" where `correct_logits` is given, "classifier" always. `value` is the mean over seeds and items,
+    `ci95` its bootstrap interval over items, `delta_vs_sequential`/`delta_ci95` the paired difference to
+    sequential's classifier readout on the same items (null without a sequential record), `gap_recovered`
+    is measured from noisy's classifier readout to `clean_accuracy` (null without noisy, or with no gap).
+    """
+    if not isinstance(records, (list, tuple)) or not records:
+        raise CoupledError("records must be a non-empty list of per-seed result dicts; run at least one method")
+    if isinstance(clean_accuracy, bool) or not isinstance(clean_accuracy, numbers.Real) or not 0 <= clean_accuracy <= 1:
+        raise CoupledError(f"clean_accuracy must be a number in [0, 1], got {clean_accuracy!r}")
+    for k, v in (("domain", domain), ("dataset", dataset), ("split", split)):
+        if not isinstance(v, str) or not v:
+            raise CoupledError(f"{k} must be a non-empty string, got {v!r}")
+    if extra is not None and not isinstance(extra, dict):
+        raise CoupledError(f"extra must be a dict of settings or None, got {type(extra).__name__}")
+
+    groups: dict[tuple[str, float], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    seen_corruption: dict[str, int] = {}
+    seen_method: dict[str, int] = {}
+    for i, r in enumerate(records):
+        _check_record(i, r)
+        runs = groups[(r["corruption"], float(r["severity"]))][r["method"]]
+        if any(int(q["seed"]) == int(r["seed"]) for q in runs):
+            raise CoupledError(f"record {i} repeats seed {r['seed']} of method '{r['method']}' at {r['corruption']} {r['severity']:g}; keep one record per seed")
+        runs.append(r)
+        seen_corruption.setdefault(r["corruption"], i)
+        seen_method.setdefault(r["method"], i)
+
+    rows = []
+    for corruption, severity in sorted(groups, key=lambda g: (seen_corruption[g[0]], g[1])):
+        by_method = groups[(corruption, severity)]
+        n = len(np.asarray(next(iter(by_method.values()))[0]["correct_classifier"]).reshape(-1))
+        scores = {}
+        for m, recs in by_method.items():
+            recs.sort(key=lambda r: int(r["seed"]))
+            where = f"method '{m}' at {corruption} {severity:g}"
+            scores[m] = {ro: _stack(recs, f"correct_{ro}", n, where) for ro in READOUTS}
+            scores[m].update({q: _stack(recs, q, n, where) for q in ("psnr", "ssim")})
+            if scores[m]["classifier"] is None:
+                raise CoupledError(f"'correct_classifier' is None for {where}; every method has a classifier readout")
+            if len({r["level"] for r in recs}) > 1:
+                raise CoupledError(f"seeds of {where} disagree on its level {sorted({r['level'] for r in recs})}; use one level name per severity")
+        seq = scores.get("sequential", {}).get("classifier")
+        noisy_acc = float(scores["noisy"]["classifier"].mean()) if "noisy" in scores else None
+        for m in sorted(by_method, key=_method_key(seen_method)):
+            recs, s = by_method[m], scores[m]
+            for readout in READOUTS:
+                if s[readout] is None:
+                    continue
+                value = float(s[readout].mean())
+                delta = paired_bootstrap(s[readout], seq, n_boot=n_boot, seed=seed) if seq is not None else None
+                gap = gap_recovered(value, noisy_acc, clean_accuracy) if noisy_acc is not None else None
+                rows.append({
+                    "method": m, "corruption": corruption, "severity": severity, "level": recs[0]["level"],
+                    "metric": "accuracy", "readout": readout, "value": value,
+                    "ci95": list(bootstrap_ci(s[readout], n_boot=n_boot, seed=seed)),
+                    "delta_vs_sequential": None if delta is None else delta[0],
+                    "delta_ci95": None if delta is None else list(delta[1:]),
+                    "calls": {k: _num(np.mean([r["calls"][k] for r in recs])) for k in _CALLS},
+                    "seconds_per_item": float(np.mean([r["seconds_per_item"] for r in recs])),
+                    "n_items": n, "seeds": [int(r["seed"]) for r in recs],
+                    "psnr": None if s["psnr"] is None else _finite(s["psnr"].mean()),
+                    "ssim": None if s["ssim"] is None else _finite(s["ssim"].mean()),
+                    "gap_recovered": _finite(gap),
+                })
+    results = {"schema": SCHEMA, "domain": domain, "dataset": dataset, "split": split,
+               "clean": {"metric": "accuracy", "value": float(clean_accuracy)}, "rows": rows}
+    if extra is not None:
+        results["settings"] = dict(extra)
+    return results
+
+
+def write_results(results: dict, path) -> Path:
+    """Write `results` as JSON to `path` atomically (a temp file in the same folder, then `os.replace`), so a
+    reader never sees a half-written file. Creates missing parent folders. Returns the path."""
+    try:
+        text = json.dumps(results, indent=2, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as e:
+        raise CoupledError(f"results are not JSON-serialisable ({e}); pass the dict from summarise, with plain floats and no NaN") from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- markdown
+def _check_results(results) -> list[dict]:
+    if not isinstance(results, dict) or "rows" not in results or "clean" not in results:
+        raise CoupledError("results must be the dict returned by summarise (with 'clean' and 'rows'); build it with summarise(records, ...)")
+    return results["rows"]
+
+
+def _ordered(rows: list[dict], key: str) -> list:
+    return list(dict.fromkeys(r[key] for r in rows))
+
+
+def _series(rows: list[dict]) -> list[tuple[str, str]]:
+    """(method, readout) pairs in report order."""
+    first = {m: i for i, m in enumerate(_ordered(rows, "method"))}
+    pairs = dict.fromkeys((r["method"], r["readout"]) for r in rows)
+    return sorted(pairs, key=lambda p: (_method_key(first)(p[0]), READOUTS.index(p[1]) if p[1] in READOUTS else len(READOUTS)))
+
+
+def _table(header: list[str], body: list[list[str]], left: int = 2) -> str:
+    """Plain pipe table, padded so it also reads in a terminal; the first `left` columns left-aligned."""
+    width = [max(len(row[j]) for row in [header, *body]) for j in range(len(header))]
+    pad = lambda row: "| " + " | ".join(c.ljust(w) if j < left else c.rjust(w) for j, (c, w) in enumerate(zip(row, width))) + " |"
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if j >= left else ("-" * (w + 2)) for j, w in enumerate(width)) + "|"
+    return "\n".join([pad(header), rule, *map(pad, body)])
+
+
+def _acc_cell(r: dict | None) -> str:
+    return "-" if r is None else f"{r['value']:.3f} ± {(r['ci95'][1] - r['ci95'][0]) / 2:.3f}"
+
+
+def _delta_cell(r: dict | None) -> str:
+    if r is None or r.get("delta_vs_sequential") is None:
+        return "-"
+    lo, hi = r["delta_ci95"]
+    return f"{r['delta_vs_sequential']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _opt(x, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def markdown_report(results: dict) -> str:
+    """Human-readable `report.md` text for `results` (from `summarise`): the clean accuracy, then one pipe
+    table per corruption with a row per (method, readout): accuracy ± 95% CI half-width and the paired
+    difference to sequential [95% interval] at every severity, then PSNR, SSIM, denoiser/classifier calls
+    and seconds per item at the heaviest severity."""
+    rows = _check_results(results)
+    title = " / ".join(str(results.get(k, "?")) for k in ("domain", "dataset", "split"))
+    out = [f"# Results: {title}", "", f"Clean accuracy: {results['clean']['value']:.3f}", ""]
+    if not rows:
+        out += ["No result rows.", ""]
+    for corruption in _ordered(rows, "corruption"):
+        rs = [r for r in rows if r["corruption"] == corruption]
+        sevs = sorted({r["severity"] for r in rs})
+        level = {r["severity"]: r.get("level") for r in rs}
+        at = {(r["method"], r["readout"], r["severity"]): r for r in rs}
+        heavy = [r for r in rs if r["severity"] == sevs[-1]]
+        header = ["method", "readout"]
+        for s in sevs:
+            header += [f"acc {s:g} ({level[s]})", f"Δ vs sequential {s:g} [95%]"]
+        header += ["PSNR", "SSIM", "calls s/l/c", "s/item"]
+        body = []
+        for m, ro in _series(rs):
+            cells = [m, ro]
+            for s in sevs:
+                cells += [_acc_cell(at.get((m, ro, s))), _delta_cell(at.get((m, ro, s)))]
+            h = at.get((m, ro, sevs[-1]))
+            calls = "-" if h is None else "/".join(str(h["calls"][k]) for k in _CALLS)
+            cells += [_opt(h and h["psnr"], ".2f"), _opt(h and h["ssim"], ".3f"), calls, _opt(h and h["seconds_per_item"], ".3g")]
+            body.append(cells)
+        seeds = sorted({s for r in heavy for s in r["seeds"]})
+        out += [f"## {corruption}", "",
+                f"{heavy[0]['n_items']} items, seeds {seeds}. Accuracy ± half-width of its 95% bootstrap interval; "
+                f"Δ is the paired difference to sequential (classifier readout). PSNR, SSIM, calls (signal/logits/classifier) "
+                f"and seconds per item at severity {sevs[-1]:g} ({level[sevs[-1]]}).", "", _table(header, body), ""]
+    if results.get("settings"):
+        out += ["## Settings", "", *(f"- {k}: {json.dumps(v, default=str)}" for k, v in results["settings"].items()), ""]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------- plots
+def _figure(**kwargs):
+    # A bare Figure on an Agg canvas: no pyplot state, no GUI backend, nothing left open after saving.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, format="png")
+    return path
+
+
+def _message_figure(text: str):
+    fig = _figure(figsize=(4, 2))
+    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=14)
+    return fig
+
+
+def plot_accuracy_vs_severity(results: dict, path) -> Path:
+    """Plot accuracy against severity from `results` (from `summarise`) into the PNG `path`: one panel per
+    corruption, one line per (method, readout) (classifier readout solid, logits dashed, one colour per
+    method) with 95% CI error bars, the clean accuracy as a dotted line, the legend outside on the right.
+    Returns the path."""
+    rows = _check_results(results)
+    if not rows:
+        return _save(_message_figure("no results"), path)
+    import matplotlib
+
+    corruptions, series = _ordered(rows, "corruption"), _series(rows)
+    methods = list(dict.fromkeys(m for m, _ in series))
+    colour = {m: matplotlib.colormaps["tab10"](i % 10) for i, m in enumerate(methods)}
+    # At most 3 panels a row, so many corruptions wrap instead of making an unreadably wide strip.
+    ncols = min(3, len(corruptions))
+    nrows = -(-len(corruptions) // ncols)
+    fig = _figure(figsize=(4.2 * ncols + 2.6, 3.8 * nrows), layout="constrained")
+    grid = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
+    for ax in grid.flat[len(corruptions):]:
+        ax.set_axis_off()
+    axes = grid.flat[: len(corruptions)]
+    handles = {}
+    for ax, corruption in zip(axes, corruptions):
+        rs = [r for r in rows if r["corruption"] == corruption]
+        sevs = sorted({r["severity"] for r in rs})
+        # Nudge the series sideways so error bars at one severity do not hide each other.
+        step = 0.012 * ((sevs[-1] - sevs[0]) or 1.0)
+        for j, (m, ro) in enumerate(series):
+            pts = sorted((r for r in rs if r["method"] == m and r["readout"] == ro), key=lambda r: r["severity"])
+            if not pts:
+                continue
+            y = np.array([r["value"] for r in pts])
+            ci = np.array([r["ci95"] for r in pts])
+            handles[f"{m} ({ro})"] = ax.errorbar(
+                [r["severity"] + (j - (len(series) - 1) / 2) * step for r in pts], y, yerr=[y - ci[:, 0], ci[:, 1] - y],
+                color=colour[m], ls="--" if ro == "logits" else "-", marker="o", ms=4, lw=1.5, capsize=3)
+        handles["clean"] = ax.axhline(results["clean"]["value"], color="0.35", ls=":", lw=1.3)
+        ax.set(title=corruption, xlabel="severity", xticks=sevs)
+        ax.grid(alpha=0.3)
+    for ax in grid[:, 0]:
+        ax.set_ylabel("accuracy")
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small", title="method (readout)")
+    return _save(fig, path)
+
+
+def _to_image(img, where: str) -> np.ndarray:
+    a = np.asarray(img, dtype=np.float64)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
+        raise CoupledError(f"image of {where} must be [H, W] or [H, W, 3], got shape {a.shape}; move channels last with img.transpose(1, 2, 0)")
+    return a
+
+
+def plot_examples(rows: list[dict], path) -> Path:
+    """Draw example images into the PNG `path`: one grid row per entry of `rows`, each
+    `{"title": str, "panels": [(caption, image), ...]}` with images [H, W] (grey) or [H, W, 3] in [-1, 1];
+    the caption sits over each panel, the title left of its row. An empty `rows` writes a figure saying
+    "no examples". Returns the path."""
+    if not rows:
+        return _save(_message_figure("no examples"), path)
+    if not all(isinstance(r, dict) and "panels" in r for r in rows):
+        raise CoupledError("rows must be a list of {'title': str, 'panels': [(caption, image), ...]} dicts")
+    ncols = max(1, max(len(r["panels"]) for r in rows))
+    longest = max(len(str(r.get("title", ""))) for r in rows)
+    # Leave room on the left for the row titles (about 0.09 inch per character at this font size).
+    fig = _figure(figsize=(1.7 * ncols + 0.09 * longest + 0.3, 1.9 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for i, row in enumerate(rows):
+        for j, ax in enumerate(axes[i]):
+            if j >= len(row["panels"]):
+                ax.set_axis_off()
+                continue
+            caption, img = row["panels"][j]
+            a = _to_image(img, f"row {i} panel {j}")
+            if a.ndim == 2:
+                ax.imshow(a, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+            else:
+                ax.imshow(np.clip((a + 1) / 2, 0, 1), interpolation="nearest")
+            ax.set_title(str(caption), fontsize="small")
+            # Ticks and frame off but the axis kept on: the row title lives in the first panel's y label.
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.spines[:].set_visible(False)
+        axes[i][0].set_ylabel(str(row.get("title", "")), rotation=0, ha="right", va="center", fontsize="medium")
+    return _save(fig, path)

@@ -1,0 +1,130 @@
+"""`coupled train`: run the stages of a config in order, resuming where asked; writes the checkpoint folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..engine import Denoiser, FrozenClassifier, process_from_dict
+from ..errors import CoupledError
+from .checkpoint import atomic_write_text, read_json
+from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
+
+
+def load_splits(cfg: dict) -> dict:
+    """train / val / test ImageSets of the config's data section."""
+    from ..domains.image.data import load_dataset, load_mnist5k, stratified_split
+
+    data = dict(cfg["data"])
+    kind = data.pop("kind", "mnist5k")
+    if kind == "mnist5k":
+        return load_mnist5k(**data)
+    full = load_dataset(kind, **{k: v for k, v in data.items() if k != "seed"})
+    parts = stratified_split(full.labels, (0.7, 0.1, 0.2), data.get("seed", 0))
+    return {name: full.subset(idx) for name, idx in zip(("train", "val", "test"), parts)}
+
+
+def _net_meta(kind: str, net, cfg: dict) -> dict:
+    meta = {"kind": kind, "net": net.cfg.to_dict()}
+    if kind == "classifier":
+        meta["logit_scale"] = cfg["classifier"]["logit_scale"]
+    else:
+        section = cfg["signal" if kind == "signal" else "logits"]
+        meta.update(process=process_from_dict(section["process"]).to_dict(), prediction=section["prediction"])
+    return meta
+
+
+def _frozen_classifier(output: Path, cfg: dict) -> FrozenClassifier:
+    from ..domains.image.models import load_net
+
+    net, meta = load_net(output, "classifier", "classifier")
+    return FrozenClassifier(net, meta["net"]["num_classes"], meta.get("logit_scale", 0.8))
+
+
+def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
+    """Networks, frozen helpers and metadata of one stage; earlier stages' outputs are loaded from `output`."""
+    from ..domains.image.models import build_net, load_net, wrap_denoiser
+
+    def sized(section: str, kind: str):
+        net_cfg = {"num_classes": cfg["classifier"]["net"].get("num_classes", 10), **cfg[section]["net"]}
+        return build_net(kind, net_cfg)
+
+    px = process_from_dict(cfg["signal"]["process"])
+    py = process_from_dict(cfg["logits"]["process"])
+    if stage == "classifier":
+        net = build_net("classifier", cfg["classifier"]["net"])
+        return StageSetup(stage, cfg, {"classifier": net}, {"classifier": _net_meta("classifier", net, cfg)})
+    if stage == "signal":
+        net = sized("signal", "signal")
+        return StageSetup(stage, cfg, {"signal": net}, {"signal": _net_meta("signal", net, cfg)}, {"signal_process": px})
+    classifier = _frozen_classifier(output, cfg)
+    if stage == "logits":
+        sig_net, smeta = load_net(output, "signal_pretrained", "signal")
+        net = sized("logits", "logits")
+        frozen = {"classifier": classifier, "signal_denoiser": wrap_denoiser("signal", sig_net, smeta), "logit_process": py}
+        return StageSetup(stage, cfg, {"logits": net}, {"logits": _net_meta("logits", net, cfg)}, frozen)
+    sig_net, _ = load_net(output, "signal_pretrained", "signal")
+    log_net, _ = load_net(output, "logits_pretrained", "logits")
+    nets = {"signal": sig_net.requires_grad_(True).train(), "logits": log_net.requires_grad_(True).train()}
+    metas = {k: _net_meta(k, v, cfg) for k, v in nets.items()}
+    return StageSetup(stage, cfg, nets, metas, {"classifier": classifier, "signal_process": px, "logit_process": py})
+
+
+@torch.no_grad()
+def clean_accuracy(classifier: torch.nn.Module, data, batch: int = 500) -> float:
+    classifier.eval()
+    hits = sum((classifier(data.images[i:i + batch]).argmax(-1) == data.labels[i:i + batch]).sum().item()
+               for i in range(0, len(data), batch))
+    return hits / len(data)
+
+
+def write_pipeline(cfg: dict, output: Path) -> None:
+    """pipeline.json: the sampling settings and method options the bundle is evaluated with."""
+    atomic_write_text(output / "pipeline.json", json.dumps(
+        {"sampling": cfg["sampling"], "logit_scale": cfg["classifier"]["logit_scale"], "name": cfg["name"],
+         "severities": cfg["corruptions"]["severities"]}, indent=2) + "\n")
+
+
+def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, accelerator: str = "auto",
+          max_steps: int | None = None, progress: bool = True) -> list[dict]:
+    """Run `stages` of `cfg` in order into cfg['output']; a stage already finished is skipped on resume."""
+    for s in stages:
+        if s not in STAGES:
+            raise CoupledError(f"unknown stage {s!r}; choose from: {', '.join(STAGES)}")
+    if cfg["train"]["num_threads"]:
+        torch.set_num_threads(cfg["train"]["num_threads"])
+    output = Path(cfg["output"])
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / "config.json", json.dumps({k: v for k, v in cfg.items() if k != "config_path"}, indent=2) + "\n")
+    splits = load_splits(cfg)
+    summaries = []
+    for stage in stages:
+        done_marker = output / "train_state" / f"{stage}.done.json"
+        if resume and done_marker.is_file():
+            summaries.append({**read_json(done_marker), "skipped": True})
+            continue
+        started = time.time()
+        setup = build_setup(stage, cfg, output)
+        summary = run_stage(setup, LOSSES[stage], splits["train"], output, resume=resume, devices=devices,
+                            accelerator=accelerator, max_steps=max_steps, progress=progress)
+        if summary["rank"] != 0:
+            continue
+        if stage == "classifier":
+            summary["val_accuracy"] = clean_accuracy(setup.nets["classifier"], splits["val"])
+            summary["test_accuracy"] = clean_accuracy(setup.nets["classifier"], splits["test"])
+        if stage == "joint":
+            write_pipeline(cfg, output)
+        summary["wall_seconds"] = round(time.time() - started, 1)
+        atomic_write_text(done_marker, json.dumps(summary, indent=2) + "\n")
+        _append_log(output, summary)
+        summaries.append(summary)
+    return summaries
+
+
+def _append_log(output: Path, summary: dict) -> None:
+    path = output / "training_log.jsonl"
+    old = path.read_text() if path.is_file() else ""
+    atomic_write_text(path, old + json.dumps(summary) + "\n")

@@ -1,0 +1,311 @@
+"""Training stages on PyTorch Lightning: classifier, signal pre-training, logit pre-training, joint fine-tuning.
+
+Each stage is one LightningModule around a loss function of the spec's section 4; the same code runs on
+one CPU or on many GPUs with DDP. Targets never use labels, except the classifier's own training. Every
+random draw of a step comes from a generator seeded by (seed, stage, step, rank), so a resumed run draws
+what an uninterrupted one would. State (weights, EMA, optimiser) is saved every `checkpoint_every` steps as
+safetensors + JSON, atomically; `resume=True` continues from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..engine import Denoiser, FrozenClassifier, process_from_dict, randn, training_target, x0_from_output
+from ..errors import CoupledError
+from .checkpoint import (
+    atomic_write_text, flatten_optimizer, load_state, load_weights, read_json, save_weights, unflatten_optimizer,
+)
+from .ema import EMA
+
+STAGES = ("classifier", "signal", "logits", "joint")
+# what each stage leaves in the output folder (the final models of the bundle)
+OUTPUTS = {"classifier": ["classifier"], "signal": ["signal_pretrained"], "logits": ["logits_pretrained"],
+           "joint": ["signal", "logits"]}
+
+
+def step_generator(seed: int, stage: str, step: int, rank: int = 0) -> torch.Generator:
+    """The generator of one training step: a function of (seed, stage, step, rank) only."""
+    state = np.random.SeedSequence([seed, STAGES.index(stage), step, rank]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def random_corruption(images: torch.Tensor, train_severity: dict, generator: torch.Generator) -> torch.Tensor:
+    """Each item gets a corruption drawn uniformly from `train_severity` and a severity uniform in its range."""
+    from ..domains.image.corruptions import get_corruption
+
+    names = sorted(train_severity)
+    which = torch.randint(0, len(names), (images.shape[0],), generator=generator)
+    u = torch.rand(images.shape[0], generator=generator)
+    out = torch.empty_like(images)
+    for i in range(images.shape[0]):
+        name = names[int(which[i])]
+        lo, hi = train_severity[name]
+        out[i : i + 1] = get_corruption(name)(images[i : i + 1].cpu(), lo + (hi - lo) * float(u[i]), generator).to(images.device)
+    return out
+
+
+def weights_digest(module: nn.Module) -> str:
+    """sha256 of a module's weights (ranks of a DDP run must agree on it)."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class StageSetup:
+    """What one stage trains and with what: its trainable nets, frozen helpers and hyper-parameters."""
+
+    stage: str
+    cfg: dict
+    nets: dict  # name -> nn.Module (trainable)
+    metas: dict  # name -> JSON metadata saved beside the weights
+    frozen: dict = field(default_factory=dict)  # classifier (FrozenClassifier), signal_denoiser (Denoiser)
+
+    @property
+    def hp(self) -> dict:
+        return self.cfg[{"classifier": "classifier", "signal": "signal", "logits": "logits", "joint": "joint"}[self.stage]]
+
+
+def _lightning():
+    import lightning.pytorch as pl
+
+    return pl
+
+
+def _make_module_class():
+    pl = _lightning()
+
+    class StageModule(pl.LightningModule):
+        """One training stage; `loss` is the stage's loss function of (module, batch, generator)."""
+
+        def __init__(self, setup: StageSetup, loss, step_offset: int, opt_state: dict | None, ema_state: dict | None):
+            super().__init__()
+            self.setup_, self.loss_fn, self.step_offset = setup, loss, step_offset
+            self.nets = nn.ModuleDict(setup.nets)
+            self.frozen = setup.frozen
+            self.opt_state = opt_state
+            self.ema = EMA(self.nets, setup.hp.get("ema_decay", 0.0)) if setup.hp.get("ema_decay") else None
+            if self.ema is not None and ema_state is not None:
+                self.ema.shadow = {k: ema_state[k].clone() for k in self.ema.shadow}
+
+        @property
+        def step(self) -> int:
+            return self.step_offset + self.global_step
+
+        def on_fit_start(self):
+            for part in self.frozen.values():
+                part.to(self.device)
+            if self.ema is not None:
+                self.ema.shadow = {k: v.to(self.device) for k, v in self.ema.shadow.items()}
+
+        def training_step(self, batch, batch_idx):
+            g = step_generator(self.setup_.cfg["seed"], self.setup_.stage, self.step, self.global_rank)
+            loss, logs = self.loss_fn(self, batch, g)
+            self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+            for k, v in logs.items():
+                self.log(k, v, on_step=True, on_epoch=False)
+            return loss
+
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            if self.ema is not None:
+                self.ema.update(self.nets)
+
+        def configure_optimizers(self):
+            opt = torch.optim.AdamW(self.nets.parameters(), lr=self.setup_.hp["lr"], weight_decay=0.0)
+            if self.opt_state is not None:
+                opt.load_state_dict(self.opt_state)
+            return opt
+
+        def trained_state(self) -> dict:
+            """EMA weights when there is an EMA, else the raw weights."""
+            return self.ema.shadow if self.ema is not None else self.nets.state_dict()
+
+    return StageModule
+
+
+def _make_checkpoint_callback(folder: Path, stage: str, every: int, total: int, meta: dict):
+    pl = _lightning()
+
+    class SafetensorsCheckpoint(pl.Callback):
+        """Every `every` steps (and at the end) rank 0 writes weights, EMA and optimiser state atomically."""
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            step = module.step + 1
+            if step % every == 0 or step == total:
+                self.save(trainer, module, step)
+
+        def save(self, trainer, module, step):
+            if not trainer.is_global_zero:
+                return
+            opt_t, opt_meta = flatten_optimizer(trainer.optimizers[0].state_dict())
+            tensors = {f"net.{k}": v for k, v in module.nets.state_dict().items()}
+            if module.ema is not None:
+                tensors.update({f"ema.{k}": v for k, v in module.ema.shadow.items()})
+            tensors.update(opt_t)
+            save_weights(folder, stage, tensors, {**meta, "step": step, "total": total, "optimizer": opt_meta})
+
+    return SafetensorsCheckpoint()
+
+
+def _read_train_state(folder: Path, stage: str):
+    if not (folder / f"{stage}.json").is_file():
+        return None
+    tensors, meta = load_weights(folder, stage)
+    pick = lambda p: {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
+    opt = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
+    return meta["step"], pick("net."), pick("ema.") or None, opt
+
+
+def _loader(setup: StageSetup, data, step_offset: int):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    ds = TensorDataset(data.images, data.labels)
+    g = torch.Generator().manual_seed(setup.cfg["seed"] * 7919 + step_offset)
+    return DataLoader(ds, batch_size=setup.hp["batch_size"], shuffle=True, drop_last=True, generator=g, num_workers=0)
+
+
+def run_stage(setup: StageSetup, loss, data, output: Path, *, resume: bool = False, devices: int = 1,
+              accelerator: str = "auto", max_steps: int | None = None, progress: bool = True) -> dict:
+    """Train one stage and write its outputs (EMA weights + JSON) into `output`; returns a summary."""
+    pl = _lightning()
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    total = int(max_steps if max_steps is not None else setup.hp["steps"])
+    state_dir = output / "train_state"
+    step_offset, opt_state, ema_state = 0, None, None
+    if resume:
+        found = _read_train_state(state_dir, setup.stage)
+        if found is not None:
+            step_offset, net_state, ema_state, opt_state = found
+            load_state(nn.ModuleDict(setup.nets), net_state, str(state_dir / f"{setup.stage}.safetensors"))
+    elif (state_dir / f"{setup.stage}.json").is_file():
+        os.remove(state_dir / f"{setup.stage}.json")  # a fresh run must not be mistaken for a resumable one
+    module = _make_module_class()(setup, loss, step_offset, opt_state, ema_state)
+    started = time.time()
+    if step_offset < total:
+        meta = {"stage": setup.stage, "seed": setup.cfg["seed"]}
+        trainer = pl.Trainer(
+            max_steps=total - step_offset, accelerator=accelerator, devices=devices,
+            strategy="ddp" if devices > 1 else "auto", logger=[
+                CSVLogger(output / "logs", name=setup.stage), TensorBoardLogger(output / "logs", name=f"{setup.stage}_tb")],
+            callbacks=[_make_checkpoint_callback(state_dir, setup.stage, setup.cfg["train"]["checkpoint_every"], total, meta)],
+            enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+            log_every_n_steps=setup.cfg["train"]["log_every"], num_sanity_val_steps=0, limit_val_batches=0,
+            use_distributed_sampler=devices > 1,
+        )
+        trainer.fit(module, _loader(setup, data, step_offset))
+        rank = trainer.global_rank
+    else:
+        trainer, rank = None, 0
+    seconds = time.time() - started
+    trained = module.trained_state()
+    final = nn.ModuleDict(setup.nets)
+    final.load_state_dict({k: v.cpu() for k, v in trained.items()})
+    atomic_write_text(state_dir / f"{setup.stage}.rank{rank}.digest", weights_digest(final) + "\n")
+    if rank == 0:
+        for name, net in setup.nets.items():
+            out_name = dict(zip(setup.nets, OUTPUTS[setup.stage]))[name]
+            save_weights(output, out_name, net.state_dict(), {**setup.metas[name], "stage": setup.stage,
+                                                              "steps": total, "train_seconds": round(seconds, 1)})
+    if trainer is not None and trainer.world_size > 1:
+        trainer.strategy.barrier()  # the next stage on every rank loads what rank 0 just wrote
+    return {"stage": setup.stage, "steps": total, "resumed_from": step_offset, "seconds": seconds, "rank": rank}
+
+
+# ------------------------------------------------------------------------------------------------ losses
+
+
+def classifier_loss(m, batch, g):
+    x, y = batch
+    logits = m.nets["classifier"](x)
+    return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
+
+
+def _noised(process, x0, g, center=None, t=None):
+    B = x0.shape[0]
+    t = process.sample_time(B, g).to(x0.device) if t is None else t
+    noise = randn(x0.shape, g, device=x0.device)
+    return process.add_noise(x0, t, noise, center), t, noise
+
+
+def signal_loss(m, batch, g):
+    cfg = m.setup_.cfg
+    s = batch[0]
+    d = random_corruption(s, cfg["corruptions"]["train_severity"], g)
+    proc, pred = m.frozen["signal_process"], cfg["signal"]["prediction"]
+    x_t, t, noise = _noised(proc, s, g, center=d)
+    out = m.nets["signal"](x_t, proc.network_time(t), observation=d, logits=None)
+    return F.mse_loss(out, training_target(pred, s, noise, t, proc)), {}
+
+
+def _logit_branch(m, net, s, d, z, g, t=None):
+    """Loss of the logit denoiser on y0 = norm(f(s)) given evidence c = norm(f(z)); returns (loss, y0_hat)."""
+    cfg, f = m.setup_.cfg, m.frozen["classifier"]
+    proc, pred = m.frozen["logit_process"], cfg["logits"]["prediction"]
+    y0, c, c_d = f(s), f(z), f(d)
+    # the chain's center is the opinion at the trajectory's start: c(d) in Parallel, the evidence elsewhere
+    use_d = torch.rand(s.shape[0], generator=g).to(s.device) < 0.5
+    center = torch.where(use_d[:, None], c_d, c)
+    y_t, t, noise = _noised(proc, y0, g, center=center, t=t)
+    kwargs = {"center": center} if proc.kind == "centred" else {}
+    out = net(y_t, proc.network_time(t), evidence=c, signal=z, **kwargs)
+    loss = F.mse_loss(out, training_target(pred, y0, noise, t, proc))
+    y0_hat = x0_from_output(pred, out.detach(), y_t, t, proc, center)
+    return loss, y0_hat, y0
+
+
+def logit_loss(m, batch, g):
+    cfg = m.setup_.cfg
+    s = batch[0]
+    d = random_corruption(s, cfg["corruptions"]["train_severity"], g)
+    # z as sampling will show it: the degraded input, signal estimates x0_hat at random times, the clean signal
+    sig = m.frozen["signal_denoiser"]
+    x_t, t, _ = _noised(sig.process, s, g, center=d)
+    with torch.no_grad():
+        x0 = sig(x_t, t, center=d, observation=d, logits=None)
+    which = torch.randint(0, 3, (s.shape[0],), generator=g).to(s.device)[:, None, None, None]
+    z = torch.where(which == 0, d, torch.where(which == 1, x0, s))
+    loss, y0_hat, y0 = _logit_branch(m, m.nets["logits"], s, d, z, g)
+    return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
+
+
+def joint_loss(m, batch, g):
+    """One time per item for both branches; each branch conditioned on the other's detached estimate."""
+    cfg = m.setup_.cfg
+    jc = cfg["joint"]
+    s = batch[0]
+    d = random_corruption(s, cfg["corruptions"]["train_severity"], g)
+    px, py = m.frozen["signal_process"], m.frozen["logit_process"]
+    B = s.shape[0]
+    u = torch.rand(B, generator=g).to(s.device)  # trajectory position: 1 = prior, 0 = data
+    t_x = (u * (px.num_train_steps - 1)).round() if px.kind == "vp" else px.t_eps + (1 - px.t_eps) * u
+    t_y = (u * (py.num_train_steps - 1)).round() if py.kind == "vp" else py.t_eps + (1 - py.t_eps) * u
+    x_t, _, noise = _noised(px, s, g, center=d, t=t_x)
+    sig_net = m.nets["signal"]
+    with torch.no_grad():  # the previous step's estimate, as Parallel's evidence after the switch
+        prev = x0_from_output(cfg["signal"]["prediction"], sig_net(x_t, px.network_time(t_x), observation=d, logits=None),
+                              x_t, t_x, px, d).clamp(-1, 1)
+    before_switch = (u > 1 - jc["switch_fraction"])[:, None, None, None]
+    z = torch.where(before_switch, d, prev)
+    loss_y, y0_hat, y0 = _logit_branch(m, m.nets["logits"], s, d, z, g, t=t_y)
+    keep = torch.rand(B, generator=g).to(s.device) >= jc["null_dropout"]
+    out = sig_net(x_t, px.network_time(t_x), observation=d, logits=y0_hat, logits_mask=keep)
+    loss_x = F.mse_loss(out, training_target(cfg["signal"]["prediction"], s, noise, t_x, px))
+    lam = jc["lambda"]
+    return (1 - lam) * loss_x + lam * loss_y, {"loss_x": loss_x, "loss_y": loss_y}
+
+
+LOSSES = {"classifier": classifier_loss, "signal": signal_loss, "logits": logit_loss, "joint": joint_loss}
