@@ -107,6 +107,7 @@ def cmd_classify(args) -> None:
 
     failures = classify_files(args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
                               method=args.method, seed=args.seed)
+    print(f"{len(args.files) - failures} of {len(args.files)} files classified", file=sys.stderr)
     if failures:
         raise SystemExit(1)
 

@@ -33,6 +33,9 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     if split not in splits:
         raise CoupledError(f"unknown split {split!r}; choose one of: {', '.join(splits)}")
     data = splits[split]
+    from ..domains.image.data import check_num_classes
+
+    check_num_classes(data, bundle.coupling.classifier.num_classes)
     n = max_items or ev["max_items"]
     if n:
         data = data.subset(list(range(min(n, len(data)))))

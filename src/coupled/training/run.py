@@ -54,6 +54,7 @@ def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
 
     px = process_from_dict(cfg["signal"]["process"])
     py = process_from_dict(cfg["logits"]["process"])
+    torch.manual_seed(cfg["seed"] * 1009 + STAGES.index(stage))  # network initialisation is part of the seed's results
     if stage == "classifier":
         net = build_net("classifier", cfg["classifier"]["net"])
         return StageSetup(stage, cfg, {"classifier": net}, {"classifier": _net_meta("classifier", net, cfg)})
@@ -103,7 +104,8 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
     summaries = []
     for stage in stages:
         done_marker = output / "train_state" / f"{stage}.done.json"
-        if resume and done_marker.is_file():
+        wanted = max_steps if max_steps is not None else cfg[stage]["steps"]
+        if resume and done_marker.is_file() and read_json(done_marker).get("steps") == wanted:
             summaries.append({**read_json(done_marker), "skipped": True})
             continue
         started = time.time()

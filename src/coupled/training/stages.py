@@ -42,7 +42,7 @@ def step_generator(seed: int, stage: str, step: int, rank: int = 0) -> torch.Gen
 
 def random_corruption(images: torch.Tensor, train_severity: dict, generator: torch.Generator) -> torch.Tensor:
     """Each item gets a corruption drawn uniformly from `train_severity` and a severity uniform in its range."""
-    from ..domains.image.corruptions import get_corruption
+    from ..domains.image.corruptions import corruption_from_config
 
     names = sorted(train_severity)
     which = torch.randint(0, len(names), (images.shape[0],), generator=generator)
@@ -51,7 +51,7 @@ def random_corruption(images: torch.Tensor, train_severity: dict, generator: tor
     for i in range(images.shape[0]):
         name = names[int(which[i])]
         lo, hi = train_severity[name]
-        out[i : i + 1] = get_corruption(name)(images[i : i + 1].cpu(), lo + (hi - lo) * float(u[i]), generator).to(images.device)
+        out[i : i + 1] = corruption_from_config(name)(images[i : i + 1].cpu(), lo + (hi - lo) * float(u[i]), generator).to(images.device)
     return out
 
 
@@ -107,7 +107,8 @@ def _make_module_class():
 
         def on_fit_start(self):
             for part in self.frozen.values():
-                part.to(self.device)
+                if isinstance(part, nn.Module):
+                    part.to(self.device)
             if self.ema is not None:
                 self.ema.shadow = {k: v.to(self.device) for k, v in self.ema.shadow.items()}
 
@@ -119,7 +120,9 @@ def _make_module_class():
                 self.log(k, v, on_step=True, on_epoch=False)
             return loss
 
-        def on_train_batch_end(self, outputs, batch, batch_idx):
+        def optimizer_step(self, *args, **kwargs):
+            # the EMA follows each optimiser step inside it, before any callback can save a checkpoint
+            super().optimizer_step(*args, **kwargs)
             if self.ema is not None:
                 self.ema.update(self.nets)
 
@@ -143,7 +146,7 @@ def _make_checkpoint_callback(folder: Path, stage: str, every: int, total: int, 
         """Every `every` steps (and at the end) rank 0 writes weights, EMA and optimiser state atomically."""
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            step = module.step + 1
+            step = module.step  # Lightning has already counted this batch's optimiser step
             if step % every == 0 or step == total:
                 self.save(trainer, module, step)
 
@@ -169,12 +172,42 @@ def _read_train_state(folder: Path, stage: str):
     return meta["step"], pick("net."), pick("ema.") or None, opt
 
 
-def _loader(setup: StageSetup, data, step_offset: int):
+class StepBatchSampler:
+    """Batches as a function of the step: step k of rank r is a fixed slice of epoch k // per_epoch's permutation.
+
+    So a resumed run sees exactly the batches an uninterrupted one would, and in DDP each rank takes its own
+    share of every global batch (no DistributedSampler needed).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, total_steps: int):
+        self.n, self.bs, self.seed, self.start, self.total = n, batch_size, seed, start_step, total_steps
+
+    def __len__(self):
+        return max(self.total - self.start, 0)
+
+    def __iter__(self):
+        # the process group exists by the time a loader is iterated, whichever launcher started the ranks
+        dist = torch.distributed
+        ddp = dist.is_available() and dist.is_initialized()
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
+        if self.bs * self.world > self.n:
+            raise CoupledError(f"batch size {self.bs} x {self.world} processes exceeds the {self.n} training items; lower batch_size")
+        self.per_epoch = self.n // (self.bs * self.world)
+        perm, epoch = None, -1
+        for step in range(self.start, self.total):
+            if step // self.per_epoch != epoch:
+                epoch = step // self.per_epoch
+                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+            k = step % self.per_epoch
+            glob = perm[k * self.bs * self.world:(k + 1) * self.bs * self.world]
+            yield glob[self.rank::self.world].tolist()
+
+
+def _loader(setup: StageSetup, data, step_offset: int, total: int):
     from torch.utils.data import DataLoader, TensorDataset
 
-    ds = TensorDataset(data.images, data.labels)
-    g = torch.Generator().manual_seed(setup.cfg["seed"] * 7919 + step_offset)
-    return DataLoader(ds, batch_size=setup.hp["batch_size"], shuffle=True, drop_last=True, generator=g, num_workers=0)
+    sampler = StepBatchSampler(len(data), setup.hp["batch_size"], setup.cfg["seed"], step_offset, total)
+    return DataLoader(TensorDataset(data.images, data.labels), batch_sampler=sampler, num_workers=0)
 
 
 def run_stage(setup: StageSetup, loss, data, output: Path, *, resume: bool = False, devices: int = 1,
@@ -204,9 +237,9 @@ def run_stage(setup: StageSetup, loss, data, output: Path, *, resume: bool = Fal
             callbacks=[_make_checkpoint_callback(state_dir, setup.stage, setup.cfg["train"]["checkpoint_every"], total, meta)],
             enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
             log_every_n_steps=setup.cfg["train"]["log_every"], num_sanity_val_steps=0, limit_val_batches=0,
-            use_distributed_sampler=devices > 1,
+            use_distributed_sampler=False, max_epochs=-1,
         )
-        trainer.fit(module, _loader(setup, data, step_offset))
+        trainer.fit(module, _loader(setup, data, step_offset, total))
         rank = trainer.global_rank
     else:
         trainer, rank = None, 0

@@ -97,7 +97,9 @@ class ClassifierConfig(_Config):
     def __post_init__(self):
         self._positive("in_channels", "num_classes", "image_size", "width")
         if self.image_size < 4:
-            raise CoupledError(f"ClassifierConfig.image_size must be at least 4 (two 2x poolings), got {self.image_size}")
+            raise CoupledError(
+                f"ClassifierConfig.image_size must be at least 4 (two 2x poolings), got {self.image_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ class LogitNetConfig(_Config):
     hidden: int = 256
     feature_dim: int = 64
     use_features: bool = True
+    use_center: bool = True
     time_dim: int = 64
     depth: int = 2
     encoder_channels: tuple[int, ...] = (16, 32, 64)
@@ -303,7 +306,7 @@ class SignalUNet(nn.Module):
                         dropout in training); ignored when logits is None.
     Returns the raw output [B, C, H, W]. The final conv is zero-initialised, so an untrained net outputs 0.
 
-    Layout for channels (c0, c1) at 28 x 28: ResBlock c0 @28 -> down -> ResBlock c1 @14 -> down -> mid c1 @7
+    Layout for channels (c0, c1) at 28 x 28: ResBlock c0 @28 -> down -> ResBlock c1 @14 -> down -> mid_blocks x c1 @7
     -> up -> [skip c1] ResBlock c1 @14 -> up -> [skip c0] ResBlock c0 @28 -> conv out. Downsampling is a
     stride-2 conv (28 -> 14 -> 7, odd sizes fine); upsampling is a 1x1 conv to the skip's width at the low
     resolution followed by nearest 2x upsampling cropped to the skip's exact size, which keeps the costly
@@ -346,8 +349,9 @@ class SignalUNet(nn.Module):
 
     def embed(self, t: torch.Tensor, logits: torch.Tensor | None, logits_mask: torch.Tensor | None) -> torch.Tensor:
         """The conditioning embedding [B, time_dim]: time MLP + (logit MLP or null token), per item."""
-        emb = self.time_mlp(timestep_embedding(t, self.cfg.time_dim, self.cfg.time_scale))
-        null = self.null_logits.to(emb.dtype)[None].expand_as(emb)
+        dtype = self.null_logits.dtype
+        emb = self.time_mlp(timestep_embedding(t, self.cfg.time_dim, self.cfg.time_scale).to(dtype))
+        null = self.null_logits[None].expand_as(emb)
         if logits is None:
             return emb + null
         cond = self.logit_mlp(logits.to(emb.dtype))
@@ -373,7 +377,9 @@ class SignalUNet(nn.Module):
         if logits_mask is not None:
             _check_shape("logits_mask", logits_mask, (B,))
             if logits_mask.dtype != torch.bool:
-                raise CoupledError(f"logits_mask must be a bool tensor (True = use the logits), got {logits_mask.dtype}")
+                raise CoupledError(
+                    f"logits_mask must be a bool tensor (True = use the logits), got {logits_mask.dtype}"
+                )
         emb = F.silu(self.embed(_times(t, B, x_t.device), logits, logits_mask))
 
         h = self.conv_in(torch.cat([x_t, observation.to(x_t.dtype)], dim=1))
@@ -416,7 +422,9 @@ class LogitNet(nn.Module):
     An MLP over concat(y_t, evidence, sinusoidal time embedding, image features) made of an input layer,
     `depth` residual blocks and a zero-initialised output layer. With `cfg.use_features` the features
     come from a small strided-conv encoder of `signal` with a global average pool; when `signal` is None
-    they are zeros. Without `use_features` there is no encoder and `signal` is ignored.
+    they are zeros. Without `use_features` there is no encoder and `signal` is ignored. With
+    `cfg.use_center` the chain's `center` (a centred process's prior mean, which can differ from the
+    evidence, e.g. in Parallel after the switch) is a further input; None means "the evidence".
     """
 
     def __init__(self, cfg: LogitNetConfig | None = None):
@@ -433,7 +441,7 @@ class LogitNet(nn.Module):
             self.encoder = nn.Sequential(*layers)
             n_feat = cfg.feature_dim
         self.n_feat = n_feat
-        self.inp = nn.Linear(2 * cfg.num_classes + cfg.time_dim + n_feat, cfg.hidden)
+        self.inp = nn.Linear((3 if cfg.use_center else 2) * cfg.num_classes + cfg.time_dim + n_feat, cfg.hidden)
         self.blocks = nn.Sequential(*[_MLPBlock(cfg.hidden, cfg.dropout) for _ in range(cfg.depth)])
         self.out = nn.Sequential(nn.LayerNorm(cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.num_classes))
         nn.init.zeros_(self.out[-1].weight)
@@ -450,7 +458,8 @@ class LogitNet(nn.Module):
         return self.encoder(signal.to(like.dtype))
 
     def forward(
-        self, y_t: torch.Tensor, t: torch.Tensor, evidence: torch.Tensor, signal: torch.Tensor | None = None
+        self, y_t: torch.Tensor, t: torch.Tensor, evidence: torch.Tensor, signal: torch.Tensor | None = None,
+        center: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Raw network output [B, K] for noisy logits `y_t`, times `t` [B] in [0, 1], `evidence` [B, K]."""
         c = self.cfg
@@ -458,5 +467,8 @@ class LogitNet(nn.Module):
         _check_shape("y_t", y_t, (B, c.num_classes))
         _check_shape("evidence", evidence, (B, c.num_classes))
         temb = timestep_embedding(_times(t, B, y_t.device), c.time_dim, c.time_scale).to(y_t.dtype)
-        h = torch.cat([y_t, evidence.to(y_t.dtype), temb, self.features(signal, B, y_t)], dim=1)
+        parts = [y_t, evidence.to(y_t.dtype), temb, self.features(signal, B, y_t)]
+        if c.use_center:
+            parts.insert(2, (evidence if center is None else center).to(y_t.dtype))
+        h = torch.cat(parts, dim=1)
         return self.out(self.blocks(F.silu(self.inp(h))))

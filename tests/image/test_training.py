@@ -1,0 +1,185 @@
+"""End to end through the real `coupled` command: train, evaluate, resume, DDP, frozen classifier, errors."""
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import run_cli, write_config
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_train_writes_a_loadable_bundle(trained):
+    _, ckpt = trained
+    for name in ("classifier", "signal", "logits", "signal_pretrained", "logits_pretrained"):
+        assert (ckpt / f"{name}.safetensors").is_file() and (ckpt / f"{name}.json").is_file()
+    meta = json.loads((ckpt / "signal.json").read_text())
+    assert meta["process"]["kind"] == "vp" and meta["net"]["channels"] == [8, 16]
+    assert json.loads((ckpt / "pipeline.json").read_text())["sampling"]["signal"]["steps"] == 2
+    log = [json.loads(line) for line in (ckpt / "training_log.jsonl").read_text().splitlines()]
+    assert [s["stage"] for s in log] == ["classifier", "signal", "logits", "joint"]
+    assert any((ckpt / "logs").rglob("metrics.csv")) and any((ckpt / "logs").rglob("events.out.tfevents*"))
+
+
+def test_classifier_frozen_through_later_stages(tmp_path):
+    cfg = write_config(tmp_path)
+    run_cli("train", cfg, "--stages", "classifier", "--quiet", "--accelerator", "cpu")
+    before = _sha(tmp_path / "ckpt" / "classifier.safetensors")
+    run_cli("train", cfg, "--stages", "signal", "logits", "joint", "--quiet", "--accelerator", "cpu")
+    assert _sha(tmp_path / "ckpt" / "classifier.safetensors") == before
+
+
+def test_evaluate_writes_results_report_and_plots(trained, tmp_path):
+    cfg, _ = trained
+    out = tmp_path / "eval"
+    proc = run_cli("evaluate", cfg, "--max-items", "24", "--levels", "heavy", "--corruptions", "pixel_noise",
+                   "--out", out, "--quiet", "--split", "val")
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema"] == "coupled-results/1" and res["split"] == "val" and res["domain"] == "image"
+    methods = {r["method"] for r in res["rows"]}
+    assert methods == {"noisy", "sequential", "logits_only", "parallel", "alternating", "nested"}
+    for row in res["rows"]:
+        assert {"method", "corruption", "severity", "metric", "readout", "value", "ci95", "delta_vs_sequential",
+                "delta_ci95", "calls", "seconds_per_item", "n_items", "seeds"} <= set(row)
+        assert row["n_items"] == 24 and row["seeds"] == ([0] if row["method"] == "noisy" else [0, 1])
+    par = [r for r in res["rows"] if r["method"] == "parallel" and r["readout"] == "classifier"][0]
+    assert par["calls"] == {"signal": 2, "logits": 4, "classifier": 3}  # 2 steps, pc (2 calls/step), switch at 1
+    assert "| parallel" in proc.stdout and (out / "report.md").is_file()
+    for png in ("accuracy.png", "examples.png"):
+        assert (out / png).stat().st_size > 5000
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path):
+    steps = 40
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    overrides = {"signal": {**__import__("tests.image.conftest", fromlist=["TINY"]).TINY["signal"], "steps": steps},
+                 "train": {"checkpoint_every": 4, "log_every": 1}}
+    cfg_a, cfg_b = write_config(a, **overrides), write_config(b, **overrides)
+    for cfg in (cfg_a, cfg_b):
+        run_cli("train", cfg, "--stages", "classifier", "--quiet", "--accelerator", "cpu")
+    run_cli("train", cfg_a, "--stages", "signal", "--quiet", "--accelerator", "cpu")
+    # b: killed hard once its first checkpoint is on disk, then resumed
+    proc = subprocess.Popen([sys.executable, "-m", "coupled.cli", "train", str(cfg_b), "--stages", "signal", "--quiet",
+                             "--accelerator", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = b / "ckpt" / "train_state" / "signal.json"
+    deadline = time.time() + 120
+    while not state.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state.read_text())["step"]
+    assert 0 < killed_at < steps, "the run finished before it could be interrupted"
+    out = run_cli("train", cfg_b, "--stages", "signal", "--resume", "--accelerator", "cpu", "--quiet")
+    assert f"'resumed_from': {killed_at}" in out.stdout
+    digest = lambda d: (d / "ckpt" / "train_state" / "signal.rank0.digest").read_text()  # noqa: E731
+    assert digest(a) == digest(b)
+    assert _sha(a / "ckpt" / "signal_pretrained.safetensors") == _sha(b / "ckpt" / "signal_pretrained.safetensors")
+
+
+def test_ddp_two_processes_agree(tmp_path):
+    cfg = write_config(tmp_path)
+    run_cli("train", cfg, "--stages", "classifier", "signal", "--devices", "2", "--accelerator", "cpu",
+            "--max-steps", "4", "--quiet", timeout=400)
+    state = tmp_path / "ckpt" / "train_state"
+    for stage in ("classifier", "signal"):
+        r0, r1 = (state / f"{stage}.rank{r}.digest" for r in (0, 1))
+        assert r0.is_file() and r1.is_file(), f"{stage}: both ranks must report"
+        assert r0.read_text() == r1.read_text(), f"{stage}: ranks disagree"
+
+
+def _error(proc):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("coupled: error:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return lines[0]
+
+
+def test_cli_errors_are_one_line(trained, tmp_path):
+    cfg, ckpt = trained
+    assert "no such config file" in _error(run_cli("train", tmp_path / "nope.yaml", check=False))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("signal: {stepz: 3}\n")
+    assert "unknown config key 'signal.stepz'" in _error(run_cli("train", bad, check=False))
+    assert "unknown corruption" in _error(run_cli("evaluate", cfg, "--corruptions", "fog", "--quiet", check=False))
+    assert "no such checkpoint folder" in _error(run_cli("evaluate", cfg, "--checkpoint", tmp_path / "none", check=False))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ckpt.glob("*.json"):
+        (broken / f.name).write_text(f.read_text())
+    for f in ckpt.glob("*.safetensors"):
+        (broken / f.name).write_bytes(f.read_bytes()[:100])
+    assert "corrupt weights file" in _error(run_cli("evaluate", cfg, "--checkpoint", broken, "--quiet", check=False))
+
+
+def test_wrong_class_count_is_reported(trained, tmp_path):
+    from PIL import Image
+    import numpy as np
+    import yaml
+
+    cfg, ckpt = trained
+    root = tmp_path / "letters"
+    for k in range(12):  # 12 classes against a 10-class classifier
+        (root / f"c{k:02d}").mkdir(parents=True)
+        for j in range(5):
+            Image.fromarray(np.full((28, 28), 20 * k + j, np.uint8)).save(root / f"c{k:02d}" / f"{j}.png")
+    user = yaml.safe_load(cfg.read_text())
+    user["data"] = {"kind": "folder", "root": str(root)}
+    other = tmp_path / "letters.yaml"
+    other.write_text(yaml.safe_dump(user))
+    msg = _error(run_cli("evaluate", other, "--checkpoint", ckpt, "--quiet", check=False))
+    assert "12 classes" in msg and "10" in msg
+
+
+def test_classify_files_reports_bad_files_and_goes_on(trained, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from coupled.domains.image.data import load_mnist5k
+
+    _, ckpt = trained
+    test = load_mnist5k()["test"]
+    good = tmp_path / "digit.png"
+    Image.fromarray(((test.images[0, 0].numpy() + 1) * 127.5).astype(np.uint8)).save(good)
+    arr = tmp_path / "digit.npy"
+    np.save(arr, ((test.images[1, 0].numpy() + 1) / 2).astype(np.float32))
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(big)
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not a jpeg")
+    proc = run_cli("classify", good, arr, big, junk, tmp_path / "missing.png", "--checkpoint", ckpt,
+                   "--method", "sequential", check=False)
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 5
+    assert "big.png\terror:" in proc.stdout and "expects (1, 28, 28)" in proc.stdout
+    assert "junk.jpg\terror: " in proc.stdout and "missing.png\terror: " in proc.stdout
+    assert any(l.startswith(str(good)) and "\tp=" in l for l in lines)
+    assert any(l.startswith(str(arr)) and "\tp=" in l for l in lines)
+    assert "3 of 5 files classified" not in proc.stderr and "2 of 5 files classified" in proc.stderr
+
+
+def test_pipeline_from_pretrained(trained):
+    import torch
+
+    from coupled import CoupledPipeline
+    from coupled.domains.image.data import load_mnist5k
+
+    _, ckpt = trained
+    pipe = CoupledPipeline.from_pretrained(ckpt, device="cpu")
+    x = load_mnist5k()["test"].images[:5]
+    out = pipe(x, "parallel", seed=3)
+    assert out["predictions"].shape == (5,) and out["enhanced"].shape == x.shape
+    torch.testing.assert_close(out["probabilities"].sum(-1), torch.ones(5))
+    again = pipe(x, "parallel", seed=3)
+    assert torch.equal(out["enhanced"], again["enhanced"])
+    from coupled.errors import CoupledError
+
+    with pytest.raises(CoupledError, match="expects"):
+        pipe(torch.zeros(2, 1, 32, 32))
