@@ -55,7 +55,7 @@ def cmd_train(args) -> None:
     from .training.run import train
 
     cfg = _with_output(load_config(args.config), args)
-    for s in train(cfg, args.stages or None or ("classifier", "signal", "logits", "joint"), resume=args.resume,
+    for s in train(cfg, args.stages or ("classifier", "signal", "logits", "joint"), resume=args.resume,
                    devices=args.devices, accelerator=args.accelerator, max_steps=args.max_steps,
                    progress=not args.quiet):
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()})

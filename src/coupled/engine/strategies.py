@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -154,8 +154,6 @@ class _Run:
 
 
 def _replace_chain(coupling: Coupling, name: str, steps):
-    from dataclasses import replace
-
     return replace(coupling, **{name: getattr(coupling, name).with_steps(steps)})
 
 

@@ -1,0 +1,92 @@
+"""Tune the sampling knobs of the default image experiment on the VALIDATION split (never on test).
+
+Each variant changes one knob of configs/mnist.yaml's `sampling` section (or the checkpoint: joint
+fine-tuning off = the pre-trained denoisers), runs the methods at the heavy severity of every corruption
+on the validation split with one sampling seed, and records accuracy per method and readout. Writes
+docs/results/tuning_val.json and prints a table; docs/results.md quotes it.
+
+    .venv/bin/python benchmarks/tune_image.py [--max-items 500] [--variants NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+from coupled.config import load_config
+from coupled.evaluation.api import evaluate_config
+
+
+def pretrained_folder(ckpt: Path) -> Path:
+    """A checkpoint folder whose signal/logit denoisers are the pre-trained ones (joint fine-tuning off)."""
+    folder = Path("runs/tune/pretrained_bundle")
+    folder.mkdir(parents=True, exist_ok=True)
+    for src, dst in (("classifier", "classifier"), ("signal_pretrained", "signal"), ("logits_pretrained", "logits")):
+        for ext in (".safetensors", ".json"):
+            target = folder / f"{dst}{ext}"
+            if target.exists() or target.is_symlink():
+                target.unlink()
+            os.symlink((ckpt / f"{src}{ext}").resolve(), target)
+    return folder
+
+
+def variants(cfg: dict) -> dict:
+    """name -> (sampling overrides, checkpoint or None)."""
+    out = {"default": ({}, None)}
+    for sf in (0.0, 0.25, 0.75, 1.0):
+        out[f"switch_{sf}"] = ({"methods": {"parallel": {"switch_fraction": sf}}}, None)
+    for n in (3, 10):
+        out[f"steps_{n}"] = ({"signal": {"steps": n}, "logits": {"steps": n}}, None)
+    out["rounds_1"] = ({"methods": {"alternating": {"rounds": 1}}}, None)
+    out["rounds_3"] = ({"methods": {"alternating": {"rounds": 3}}}, None)
+    out["refresh_every_1"] = ({"methods": {"nested": {"refresh_every": 1, "refresh_window": [0.0, 1.0]}}}, None)
+    out["logit_sampler_ddim_like_eta0"] = ({"logits": {"corrector_steps": 0}}, None)
+    out["joint_off"] = ({}, "pretrained")
+    out["signal_eta_1"] = ({"signal": {"eta": 1.0}}, None)
+    return out
+
+
+def merged(sampling: dict, overrides: dict) -> dict:
+    s = copy.deepcopy(sampling)
+    for key, value in overrides.items():
+        if key == "methods":
+            for m, opts in value.items():
+                s["methods"][m] = {**s["methods"].get(m, {}), **opts}
+        else:
+            s[key] = {**s[key], **value}
+    return s
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/mnist.yaml")
+    p.add_argument("--max-items", type=int, default=500)
+    p.add_argument("--variants", nargs="+")
+    p.add_argument("--out", default="docs/results/tuning_val.json")
+    args = p.parse_args()
+    cfg = load_config(args.config)
+    ckpt = Path(cfg["output"])
+    table = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    for name, (over, checkpoint) in variants(cfg).items():
+        if args.variants and name not in args.variants:
+            continue
+        c = copy.deepcopy(cfg)
+        c["sampling"] = merged(cfg["sampling"], over)
+        started = time.time()
+        res = evaluate_config(c, checkpoint=pretrained_folder(ckpt) if checkpoint == "pretrained" else ckpt,
+                              split="val", out=f"runs/tune/{name}", max_items=args.max_items, levels=["heavy"],
+                              seeds_for_level=lambda level: [0], progress=False)
+        acc = {f"{r['corruption']}/{r['method']}/{r['readout']}": round(r["value"], 4) for r in res["rows"]}
+        table[name] = {"overrides": over, "checkpoint": checkpoint or "joint", "accuracy": acc,
+                       "seconds": round(time.time() - started, 1)}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(table, indent=1) + "\n")
+        print(name, json.dumps({k: v for k, v in acc.items() if "classifier" in k or "logits_only" in k}))
+
+
+if __name__ == "__main__":
+    main()
