@@ -69,7 +69,7 @@ def cmd_evaluate(args) -> None:
     cfg = _with_output(load_config(args.config), args)
     results = evaluate_config(cfg, checkpoint=args.checkpoint, split=args.split, out=args.out, max_items=args.max_items,
                               corruptions=args.corruptions, levels=args.levels, methods=args.methods,
-                              progress=not args.quiet)
+                              progress=not args.quiet, results_path=args.results)
     print(markdown_report(results))
 
 
@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["train", "val", "test"], default=None)
     ev.add_argument("--out", default="runs/eval")
     ev.add_argument("--max-items", type=int, default=None)
+    ev.add_argument("--results", help="also write results.json to this path")
     ev.add_argument("--corruptions", nargs="+")
     ev.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"])
     ev.add_argument("--methods", nargs="+", choices=list(METHODS))

@@ -15,8 +15,9 @@ def _level_seeds(ev: dict):
 
 def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out="runs/eval", max_items=None,
                     corruptions=None, levels=None, methods=None, seeds_for_level=None, progress=True,
-                    title_extra: dict | None = None) -> dict:
-    """Evaluate the checkpoint of `cfg` and write `out`/results.json, report.md, accuracy.png, examples.png."""
+                    title_extra: dict | None = None, results_path=None) -> dict:
+    """Evaluate the checkpoint of `cfg` and write `out`/results.json, report.md, accuracy.png, examples.png
+    (and results.json also to `results_path` when given)."""
     import torch
 
     from ..domains.image.models import default_device, load_bundle
@@ -37,8 +38,11 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
 
     check_num_classes(data, bundle.coupling.classifier.num_classes)
     n = max_items or ev["max_items"]
-    if n:
-        data = data.subset(list(range(min(n, len(data)))))
+    if n and n < len(data):
+        # a fixed random subset: splits are stored class by class, so a prefix would hold one or two classes
+        import numpy as np
+
+        data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:n]))
     severities = cfg["corruptions"]["severities"]
     if corruptions:
         unknown = sorted(set(corruptions) - set(severities))
@@ -65,6 +69,8 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_results(results, out / "results.json")
+    if results_path:
+        write_results(results, Path(results_path))
     (out / "report.md").write_text(markdown_report(results))
     plot_accuracy_vs_severity(results, out / "accuracy.png")
     plot_examples(examples, out / "examples.png")

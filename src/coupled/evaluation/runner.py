@@ -54,7 +54,7 @@ def run_split(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
 
 def evaluate(bundle, data, severities: dict, *, methods=tuple(METHODS), method_options: dict | None = None,
              seeds_for_level=None, batch_size: int = 250, corruption_seed: int = 12345, device="cpu",
-             progress: bool = True, n_examples: int = 6):
+             progress: bool = True, n_examples: int = 3):
     """Every method over every corruption and severity of `severities` ({name: {level: severity}}).
 
     Returns (records, example_rows): records as `report.summarise` reads them, and rows for

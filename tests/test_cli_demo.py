@@ -1,0 +1,26 @@
+"""The two demos through the real command line."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.image.conftest import run_cli
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_gaussian_demo_prints_every_method():
+    out = run_cli("demo", "--domain", "gaussian", "--items", "300", "--steps", "8").stdout
+    for method in ("noisy", "sequential", "logits_only", "parallel", "alternating", "nested"):
+        assert f"| {method}" in out
+    assert "8/8/" in out  # parallel: 8 signal and 8 logit calls
+
+
+@pytest.mark.skipif(not (ROOT / "checkpoints/mnist/pipeline.json").is_file(), reason="bundled models not built")
+def test_image_demo_on_bundled_models(tmp_path):
+    out = run_cli("demo", "--items", "30", "--out", tmp_path / "demo", "--quiet", cwd=ROOT).stdout
+    assert "pixel_noise" in out and "| parallel" in out
+    res = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert res["clean"]["value"] > 0.9 and {r["n_items"] for r in res["rows"]} == {30}
+    assert (tmp_path / "demo" / "examples.png").stat().st_size > 5000
