@@ -232,7 +232,7 @@ def run_stage(setup: StageSetup, loss, data, output: Path, *, resume: bool = Fal
         meta = {"stage": setup.stage, "seed": setup.cfg["seed"]}
         trainer = pl.Trainer(
             max_steps=total - step_offset, accelerator=accelerator, devices=devices,
-            strategy="ddp" if devices > 1 else "auto", logger=[
+            strategy="ddp_find_unused_parameters_true" if devices > 1 else "auto", logger=[
                 CSVLogger(output / "logs", name=setup.stage), TensorBoardLogger(output / "logs", name=f"{setup.stage}_tb")],
             callbacks=[_make_checkpoint_callback(state_dir, setup.stage, setup.cfg["train"]["checkpoint_every"], total, meta)],
             enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
