@@ -6,6 +6,7 @@ on the validation split with one sampling seed, and records accuracy per method 
 docs/results/tuning_val.json and prints a table; docs/results.md quotes it.
 
     .venv/bin/python benchmarks/tune_image.py [--max-items 500] [--variants NAME ...]
+    .venv/bin/python benchmarks/tune_image.py --table      # the markdown table docs/results.md quotes
 """
 
 from __future__ import annotations
@@ -44,9 +45,18 @@ def variants(cfg: dict) -> dict:
     out["rounds_1"] = ({"methods": {"alternating": {"rounds": 1}}}, None)
     out["rounds_3"] = ({"methods": {"alternating": {"rounds": 3}}}, None)
     out["refresh_every_1"] = ({"methods": {"nested": {"refresh_every": 1, "refresh_window": [0.0, 1.0]}}}, None)
-    out["logit_sampler_ddim_like_eta0"] = ({"logits": {"corrector_steps": 0}}, None)
+    out["corrector_0"] = ({"logits": {"corrector_steps": 0}}, None)
     out["joint_off"] = ({}, "pretrained")
     out["signal_eta_1"] = ({"signal": {"eta": 1.0}}, None)
+    out["signal_logits_off"] = ({"signal_logits": False}, None)
+    # the two knobs that moved validation accuracy on their own, together
+    out["eta_1+corrector_0"] = ({"signal": {"eta": 1.0}, "logits": {"corrector_steps": 0}}, None)
+    out["eta_1+corrector_0+signal_logits_off"] = ({"signal": {"eta": 1.0}, "logits": {"corrector_steps": 0}, "signal_logits": False}, None)
+    # joint-stage variants trained by benchmarks/train_variant.py (one changed hyper-parameter each)
+    for folder in sorted(Path("runs/variants").glob("*")):
+        if (folder / "pipeline.json").is_file():
+            out[f"trained_{folder.name}"] = ({}, str(folder))
+            out[f"trained_{folder.name}+eta_1+corrector_0"] = (out["eta_1+corrector_0"][0], str(folder))
     return out
 
 
@@ -57,8 +67,30 @@ def merged(sampling: dict, overrides: dict) -> dict:
             for m, opts in value.items():
                 s["methods"][m] = {**s["methods"].get(m, {}), **opts}
         else:
-            s[key] = {**s[key], **value}
+            s[key] = {**s[key], **value} if isinstance(value, dict) else value
     return s
+
+
+SHORT = {"parallel": "par", "alternating": "alt", "nested": "nest", "logits": "y", "classifier": "f"}
+
+
+def markdown_table(table: dict) -> str:
+    """Validation accuracy per variant: sequential and each coupled method/readout, per corruption."""
+    corruptions = sorted({k.split("/")[0] for v in table.values() for k in v["accuracy"]},
+                         key=["pixel_noise", "gaussian_noise", "gaussian_blur"].index)
+    cols = [(m, r) for m in ("parallel", "alternating", "nested") for r in ("logits", "classifier")]
+    head = "| variant | corruption | noisy | sequential | " + " | ".join(f"{SHORT[m]} {SHORT[r]}" for m, r in cols) + " |"
+    lines = [head, "|" + "---|" * (4 + len(cols))]
+    for name, v in table.items():
+        a = v["accuracy"]
+        for c in corruptions:
+            seq = a[f"{c}/sequential/classifier"]
+            cells = []
+            for m, r in cols:
+                x = a.get(f"{c}/{m}/{r}")
+                cells.append("" if x is None else (f"**{x:.3f}**" if x > seq else f"{x:.3f}"))
+            lines.append(f"| {name} | {c} | {a[f'{c}/noisy/classifier']:.3f} | {seq:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -67,7 +99,11 @@ def main() -> None:
     p.add_argument("--max-items", type=int, default=500)
     p.add_argument("--variants", nargs="+")
     p.add_argument("--out", default="docs/results/tuning_val.json")
+    p.add_argument("--table", action="store_true", help="only print the markdown table of --out")
     args = p.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return
     cfg = load_config(args.config)
     ckpt = Path(cfg["output"])
     table = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
@@ -77,7 +113,7 @@ def main() -> None:
         c = copy.deepcopy(cfg)
         c["sampling"] = merged(cfg["sampling"], over)
         started = time.time()
-        res = evaluate_config(c, checkpoint=pretrained_folder(ckpt) if checkpoint == "pretrained" else ckpt,
+        res = evaluate_config(c, checkpoint=pretrained_folder(ckpt) if checkpoint == "pretrained" else Path(checkpoint or ckpt),
                               split="val", out=f"runs/tune/{name}", max_items=args.max_items, levels=["heavy"],
                               seeds_for_level=lambda level: [0], progress=False)
         acc = {f"{r['corruption']}/{r['method']}/{r['readout']}": round(r["value"], 4) for r in res["rows"]}

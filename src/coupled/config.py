@@ -44,10 +44,12 @@ DEFAULTS: dict = {
     },
     "joint": {
         "steps": 1000, "batch_size": 64, "lr": 2e-4, "lambda": 0.1, "switch_fraction": 0.5, "null_dropout": 0.2,
-        "ema_decay": 0.999,
+        "ema_decay": 0.999, "cond_lr_scale": 1.0,  # learning-rate multiplier of the signal net's logit conditioning
     },
     "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0},
     "sampling": {
+        # false: the signal denoiser always gets the null logit token (ablation: logit conditioning off)
+        "signal_logits": True,
         "signal": {"steps": 5, "sampler": "ddim", "eta": 0.0},
         "logits": {"steps": 5, "sampler": "pc", "corrector_steps": 1, "snr": 0.5},
         "methods": {

@@ -29,6 +29,7 @@ from .checkpoint import (
 from .ema import EMA
 
 STAGES = ("classifier", "signal", "logits", "joint")
+COND_PARAMS = ("logit_mlp", "null_logits")  # SignalUNet's logit-conditioning path (joint.cond_lr_scale)
 # what each stage leaves in the output folder (the final models of the bundle)
 OUTPUTS = {"classifier": ["classifier"], "signal": ["signal_pretrained"], "logits": ["logits_pretrained"],
            "joint": ["signal", "logits"]}
@@ -127,7 +128,14 @@ def _make_module_class():
                 self.ema.update(self.nets)
 
         def configure_optimizers(self):
-            opt = torch.optim.AdamW(self.nets.parameters(), lr=self.setup_.hp["lr"], weight_decay=0.0)
+            hp = self.setup_.hp
+            scale = hp.get("cond_lr_scale", 1.0)
+            named = list(self.nets.named_parameters())
+            # the signal net's logit-conditioning path (fresh at joint fine-tuning) may learn faster than the rest
+            cond = [p for n, p in named if n.split(".")[1] in COND_PARAMS] if scale != 1.0 else []
+            rest = [p for _, p in named if not any(p is q for q in cond)]
+            groups = [{"params": rest}] + ([{"params": cond, "lr": hp["lr"] * scale}] if cond else [])
+            opt = torch.optim.AdamW(groups, lr=hp["lr"], weight_decay=0.0)
             if self.opt_state is not None:
                 opt.load_state_dict(self.opt_state)
             return opt

@@ -62,6 +62,24 @@ class Bundle:
         return self
 
 
+class WithoutLogits:
+    """A signal denoiser that always gets the null logit token, whatever a strategy passes (the ablation
+    `sampling.signal_logits: false`: coupling then acts only through the logit chain)."""
+
+    def __init__(self, denoiser):
+        self.denoiser = denoiser
+
+    def __call__(self, x_t, t, center=None, logits=None, **conditioning):
+        return self.denoiser(x_t, t, center=center, logits=None, **conditioning)
+
+    def to(self, device):
+        self.denoiser.to(device)
+        return self
+
+    def __getattr__(self, name):
+        return getattr(self.denoiser, name)
+
+
 def chains_from_sampling(signal_process, logit_process, sampling: dict) -> tuple[Chain, Chain]:
     """The two chain recipes of a `sampling` config section."""
 
@@ -95,6 +113,8 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
             f"has {num_classes}; use the checkpoint trained with this classifier"
         )
     signal, logits = wrap_denoiser("signal", sig_net, smeta), wrap_denoiser("logits", log_net, lmeta)
+    if not sampling.get("signal_logits", True):
+        signal = WithoutLogits(signal)
     sc, lc = chains_from_sampling(signal.process, logits.process, sampling)
     coupling = Coupling(FrozenClassifier(classifier, num_classes, scale), signal, logits, sc, lc)
     return Bundle(coupling, sampling, {"pipeline": pipeline, "signal": smeta, "logits": lmeta})
