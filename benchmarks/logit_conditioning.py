@@ -8,7 +8,7 @@ One signal trajectory per item at the heavy severity of each corruption, conditi
 Accuracy is argmax f(x_hat) against the label. If `oracle` is far above `null`, the conditioning channel
 works and the logit estimates are what limit coupling; if it is not, the signal net ignores its logits.
 
-    .venv/bin/python benchmarks/logit_conditioning.py [--checkpoint checkpoints/mnist] [--max-items 500]
+    .venv/bin/python benchmarks/logit_conditioning.py [--checkpoint checkpoints/mnist] [--label NAME] [--max-items 500]
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main() -> None:
     p.add_argument("--checkpoint")
     p.add_argument("--max-items", type=int, default=500)
     p.add_argument("--out", default="docs/results/logit_conditioning_val.json")
+    p.add_argument("--label", default="final bundle", help="the entry of --out this run writes")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     cfg = load_config(args.config)
@@ -69,9 +70,12 @@ def main() -> None:
         row["wrong_follows"] = round(float((f(trajectory(bundle, d, conds["wrong"], 0)).argmax(-1) == y[other]).float().mean()), 4)
         table[name] = row
         print(name, row, flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"checkpoint": str(args.checkpoint or cfg["output"]), "n_items": len(s),
-                                          "accuracy": table}, indent=1) + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs = json.loads(out.read_text()) if out.is_file() else {}
+    runs[args.label] = {"checkpoint": str(args.checkpoint or cfg["output"]), "signal_sampler": cfg["sampling"]["signal"],
+                        "n_items": len(s), "accuracy": table}
+    out.write_text(json.dumps(runs, indent=1) + "\n")
 
 
 if __name__ == "__main__":

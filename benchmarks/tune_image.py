@@ -117,7 +117,7 @@ def main() -> None:
                               split="val", out=f"runs/tune/{name}", max_items=args.max_items, levels=["heavy"],
                               seeds_for_level=lambda level: [0], progress=False)
         acc = {f"{r['corruption']}/{r['method']}/{r['readout']}": round(r["value"], 4) for r in res["rows"]}
-        table[name] = {"overrides": over, "checkpoint": checkpoint or "joint", "accuracy": acc,
+        table[name] = {"overrides": over, "checkpoint": checkpoint or str(ckpt), "accuracy": acc,
                        "seconds": round(time.time() - started, 1)}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(table, indent=1) + "\n")
