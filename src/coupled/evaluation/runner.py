@@ -96,7 +96,10 @@ def _example_rows(name, sev, data, degraded, outcomes, n):
         if m in outcomes:
             changed |= outcomes[m]["pred"] != seq["pred"]
     rows = []
-    for i in np.flatnonzero(changed)[:n]:
+    idx = np.flatnonzero(changed)
+    if len(idx) > n:  # evenly spread over the split (stored class by class), not the first n items
+        idx = idx[np.linspace(0, len(idx) - 1, n).round().astype(int)]
+    for i in idx:
         label = int(data.labels[i])
         panels = [(f"clean ({label})", data.images[i, 0].numpy()), (f"{name} {sev:g}", degraded[i, 0].numpy())]
         for m in ("sequential", *COUPLED):
