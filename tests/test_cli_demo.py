@@ -24,3 +24,15 @@ def test_image_demo_on_bundled_models(tmp_path):
     res = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert res["clean"]["value"] > 0.9 and {r["n_items"] for r in res["rows"]} == {30}
     assert (tmp_path / "demo" / "examples.png").stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_bundled_models_reproduce_the_published_validation_figures(tmp_path):
+    """`coupled evaluate` of the bundle on the validation split gives docs/results/image_val.json again, row
+    for row (evaluation is deterministic), so the published figures cannot drift from the code. ~2 min."""
+    published = json.loads((ROOT / "docs/results/image_val.json").read_text())
+    run_cli("evaluate", "configs/mnist.yaml", "--split", "val", "--levels", "heavy", "--out", tmp_path / "val",
+            "--quiet", cwd=ROOT, timeout=900)
+    again = json.loads((tmp_path / "val" / "results.json").read_text())
+    key = lambda r: (r["method"], r["corruption"], r["severity"], r["readout"])  # noqa: E731
+    assert {key(r): r["value"] for r in again["rows"]} == {key(r): r["value"] for r in published["rows"]}

@@ -86,6 +86,8 @@ def cmd_reproduce(args) -> None:
     t0 = time.time()
     stages = train(cfg, resume=args.resume, devices=args.devices, accelerator=args.accelerator, progress=not args.quiet)
     t_train = time.time() - t0
+    for s in stages:
+        print(f"stage {s['stage']}: {s['steps']} steps, {s.get('wall_seconds', 0):.0f} s", flush=True)
     evaluate_config(cfg, out=args.out, progress=not args.quiet)
     t_eval = time.time() - t0 - t_train
     timing = {"stages": [{k: s.get(k) for k in ("stage", "steps", "wall_seconds", "skipped")} for s in stages],

@@ -218,9 +218,23 @@ def _loader(setup: StageSetup, data, step_offset: int, total: int):
     return DataLoader(TensorDataset(data.images, data.labels), batch_sampler=sampler, num_workers=0)
 
 
+def _quiet_lightning(verbose: bool) -> None:
+    """Silence what a user cannot act on: Lightning's torch-version deprecation notice always, and its
+    device banners and tips unless progress is shown."""
+    import logging
+    import warnings
+
+    _lightning()  # importing Lightning sets its loggers' levels; set ours after
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    level = logging.INFO if verbose else logging.WARNING
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(level)
+
+
 def run_stage(setup: StageSetup, loss, data, output: Path, *, resume: bool = False, devices: int = 1,
               accelerator: str = "auto", max_steps: int | None = None, progress: bool = True) -> dict:
     """Train one stage and write its outputs (EMA weights + JSON) into `output`; returns a summary."""
+    _quiet_lightning(verbose=progress)
     pl = _lightning()
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
