@@ -63,11 +63,9 @@ def main() -> None:
         d = corrupt(s, name, levels["heavy"], seed=12345)
         x_seq = trajectory(bundle, d, None, 0)
         conds = {"null": None, "oracle": f(s), "self": f(x_seq), "wrong": f(s[other])}
-        row = {}
-        for cname, logits in conds.items():
-            x = x_seq if logits is None else trajectory(bundle, d, logits, 0)
-            row[cname] = round(float((f(x).argmax(-1) == y).float().mean()), 4)
-        row["wrong_follows"] = round(float((f(trajectory(bundle, d, conds["wrong"], 0)).argmax(-1) == y[other]).float().mean()), 4)
+        preds = {c: f(x_seq if lg is None else trajectory(bundle, d, lg, 0)).argmax(-1) for c, lg in conds.items()}
+        row = {c: round(float((pred == y).float().mean()), 4) for c, pred in preds.items()}
+        row["wrong_follows"] = round(float((preds["wrong"] == y[other]).float().mean()), 4)
         table[name] = row
         print(name, row, flush=True)
     out = Path(args.out)

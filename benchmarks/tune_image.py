@@ -51,7 +51,7 @@ def variants(cfg: dict) -> dict:
     out["signal_logits_off"] = ({"signal_logits": False}, None)
     # the two knobs that moved validation accuracy on their own, together
     out["eta_1+corrector_0"] = ({"signal": {"eta": 1.0}, "logits": {"corrector_steps": 0}}, None)
-    out["eta_1+corrector_0+signal_logits_off"] = ({"signal": {"eta": 1.0}, "logits": {"corrector_steps": 0}, "signal_logits": False}, None)
+    out["eta_1+corrector_0+signal_logits_off"] = ({**out["eta_1+corrector_0"][0], "signal_logits": False}, None)
     # joint-stage variants trained by benchmarks/train_variant.py (one changed hyper-parameter each)
     for folder in sorted(Path("runs/variants").glob("*")):
         if (folder / "pipeline.json").is_file():

@@ -132,8 +132,9 @@ def _make_module_class():
             scale = hp.get("cond_lr_scale", 1.0)
             named = list(self.nets.named_parameters())
             # the signal net's logit-conditioning path (fresh at joint fine-tuning) may learn faster than the rest
-            cond = [p for n, p in named if n.split(".")[1] in COND_PARAMS] if scale != 1.0 else []
-            rest = [p for _, p in named if not any(p is q for q in cond)]
+            is_cond = {n: scale != 1.0 and n.split(".")[1] in COND_PARAMS for n, _ in named}
+            cond = [p for n, p in named if is_cond[n]]
+            rest = [p for n, p in named if not is_cond[n]]
             groups = [{"params": rest}] + ([{"params": cond, "lr": hp["lr"] * scale}] if cond else [])
             opt = torch.optim.AdamW(groups, lr=hp["lr"], weight_decay=0.0)
             if self.opt_state is not None:
