@@ -24,7 +24,7 @@ from coupled.config import load_config
 from coupled.domains.image.corruptions import corrupt
 from coupled.domains.image.models import load_bundle
 from coupled.engine import item_generators
-from coupled.evaluation.runner import sampling_seeds
+from coupled.evaluation.runner import CORRUPTION_SEED, sampling_seeds
 from coupled.training.run import load_splits
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     other = torch.where(y[other] == y, torch.roll(other, 1), other)  # best effort: mostly another class
     table = {}
     for name, levels in cfg["corruptions"]["severities"].items():
-        d = corrupt(s, name, levels["heavy"], seed=12345)
+        d = corrupt(s, name, levels["heavy"], seed=CORRUPTION_SEED)
         x_seq = trajectory(bundle, d, None, 0)
         conds = {"null": None, "oracle": f(s), "self": f(x_seq), "wrong": f(s[other])}
         preds = {c: f(x_seq if lg is None else trajectory(bundle, d, lg, 0)).argmax(-1) for c, lg in conds.items()}

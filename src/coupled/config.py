@@ -50,6 +50,8 @@ DEFAULTS: dict = {
     "sampling": {
         # false: the signal denoiser always gets the null logit token (ablation: logit conditioning off)
         "signal_logits": True,
+        # classifier-free guidance weight on the signal net's logit input: 1 plain, 0 = null token, > 1 stronger
+        "signal_guidance": 1.0,
         "signal": {"steps": 5, "sampler": "ddim", "eta": 0.0},
         "logits": {"steps": 5, "sampler": "pc", "corrector_steps": 1, "snr": 0.5},
         "methods": {

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .conftest import run_cli, write_config
+from .conftest import TINY, run_cli, write_config
 
 
 def _sha(path):
@@ -26,6 +26,21 @@ def test_train_writes_a_loadable_bundle(trained):
     log = [json.loads(line) for line in (ckpt / "training_log.jsonl").read_text().splitlines()]
     assert [s["stage"] for s in log] == ["classifier", "signal", "logits", "joint"]
     assert any((ckpt / "logs").rglob("metrics.csv")) and any((ckpt / "logs").rglob("events.out.tfevents*"))
+
+
+def test_resume_of_a_finished_run_takes_new_sampling_settings_and_keeps_the_weights(trained, tmp_path):
+    """Sampling settings do not touch training: `coupled train --resume` after a config's `sampling` changed
+    skips every finished stage and rewrites pipeline.json, so `from_pretrained` uses the new settings."""
+    import shutil
+
+    _, ckpt = trained
+    shutil.copytree(ckpt, tmp_path / "ckpt")
+    weights = {p.name: _sha(p) for p in (tmp_path / "ckpt").glob("*.safetensors")}
+    cfg = write_config(tmp_path, sampling={**TINY["sampling"], "signal_guidance": 2.0})
+    out = run_cli("train", cfg, "--resume", "--quiet", "--accelerator", "cpu")
+    assert out.stdout.count("'skipped': True") == 4
+    assert json.loads((tmp_path / "ckpt" / "pipeline.json").read_text())["sampling"]["signal_guidance"] == 2.0
+    assert {p.name: _sha(p) for p in (tmp_path / "ckpt").glob("*.safetensors")} == weights
 
 
 def test_classifier_frozen_through_later_stages(tmp_path):
@@ -218,3 +233,30 @@ def test_joint_cond_lr_scale_gives_the_logit_path_its_own_rate():
         assert [g["lr"] for g in opt.param_groups] == pytest.approx(lrs)
         if scale != 1.0:
             assert len(opt.param_groups[1]["params"]) == 5  # logit_mlp (2 linear layers) and the null token
+
+
+def test_signal_guidance_extrapolates_from_the_null_token_to_the_logits():
+    """`sampling.signal_guidance: w` gives null + w (cond - null) of the raw net output: w = 1 is the plain
+    conditional net, w = 0 the null token (= `signal_logits: false`), w = 3 extrapolates; a bad w is one line."""
+    import torch
+
+    from coupled.domains.image.models import GuidedLogits, signal_guidance
+    from coupled.domains.image.networks import SignalUNet, SignalUNetConfig
+    from coupled.errors import CoupledError
+
+    torch.manual_seed(0)
+    net = SignalUNet(SignalUNetConfig(channels=(8, 16), mid_blocks=1, time_dim=32)).eval()
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)  # the zero-initialised output would hide everything
+    x, d, t, y = torch.randn(3, 1, 28, 28), torch.randn(3, 1, 28, 28), torch.rand(3), torch.randn(3, 10)
+    with torch.no_grad():
+        cond, null = net(x, t, d, logits=y), net(x, t, d)
+        assert not torch.allclose(cond, null)
+        assert torch.equal(GuidedLogits(net, 1.0)(x, t, d, logits=y), cond)
+        assert torch.equal(GuidedLogits(net, 0.0)(x, t, d, logits=y), null)
+        torch.testing.assert_close(GuidedLogits(net, 3.0)(x, t, d, logits=y), null + 3 * (cond - null), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(GuidedLogits(net, 3.0)(x, t, d), null)  # no logits: nothing to guide towards
+    assert signal_guidance({"signal_guidance": 2}) == 2.0
+    assert signal_guidance({"signal_guidance": 2, "signal_logits": False}) == 0.0
+    for bad in (-1, "strong", float("nan")):
+        with pytest.raises(CoupledError, match="signal_guidance must be a number"):
+            signal_guidance({"signal_guidance": bad})

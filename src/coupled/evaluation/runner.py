@@ -17,6 +17,7 @@ from ..engine import METHODS, item_generators, run_method
 from .metrics import psnr, ssim
 
 COUPLED = ("parallel", "alternating", "nested")
+CORRUPTION_SEED = 12345  # the seed of the fixed corrupted splits every method is evaluated on
 
 
 def sampling_seeds(seed: int, first_index: int, n: int) -> list[int]:
@@ -53,7 +54,7 @@ def run_split(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
 
 
 def evaluate(bundle, data, severities: dict, *, methods=tuple(METHODS), method_options: dict | None = None,
-             seeds_for_level=None, batch_size: int = 250, corruption_seed: int = 12345, device="cpu",
+             seeds_for_level=None, batch_size: int = 250, corruption_seed: int = CORRUPTION_SEED, device="cpu",
              progress: bool = True, n_examples: int = 3):
     """Every method over every corruption and severity of `severities` ({name: {level: severity}}).
 

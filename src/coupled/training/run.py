@@ -107,6 +107,8 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         wanted = max_steps if max_steps is not None else cfg[stage]["steps"]
         if resume and done_marker.is_file() and read_json(done_marker).get("steps") == wanted:
             summaries.append({**read_json(done_marker), "skipped": True})
+            if stage == "joint":  # the sampling settings may have changed since: they do not touch the weights
+                write_pipeline(cfg, output)
             continue
         started = time.time()
         setup = build_setup(stage, cfg, output)

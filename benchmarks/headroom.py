@@ -1,0 +1,50 @@
+"""How much room sequential enhancement leaves a coupled strategy, per corruption at one severity level.
+
+For every item of a split: is the frozen classifier right on the clean digit, f(s), and on sequential's
+enhanced digit, f(x_hat) (sampling seed 0, the evaluation's corrupted items)? Items where f(s) is right
+and f(x_hat) is wrong are what better enhancement could win back without beating the classifier itself;
+the logit chain's target is norm(f(s)), so it learns no more than f(s) knows.
+
+    .venv/bin/python benchmarks/headroom.py [--split test] [--level heavy]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from coupled.config import load_config
+from coupled.domains.image.corruptions import corrupt
+from coupled.domains.image.models import load_bundle
+from coupled.evaluation.runner import CORRUPTION_SEED, run_split
+from coupled.training.run import load_splits
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/mnist.yaml")
+    p.add_argument("--split", default="test")
+    p.add_argument("--level", default="heavy")
+    args = p.parse_args()
+    cfg = load_config(args.config)
+    bundle = load_bundle(cfg["output"], sampling=cfg["sampling"])
+    data = load_splits(cfg)[args.split]
+    torch.set_grad_enabled(False)
+    clean_right = (bundle.coupling.classifier.raw(data.images).argmax(-1) == data.labels).numpy()
+    n = len(data)
+    print(f"{args.split} split, {n} items, {args.level} severity; f(s) right on {clean_right.sum()} ({clean_right.mean():.3f})\n")
+    print("| corruption | severity | sequential f(x_hat) | f(s) right, f(x_hat) wrong | f(s) wrong, f(x_hat) right | ceiling if all of the first are won |")
+    print("|---|---|---|---|---|---|")
+    for name, levels in cfg["corruptions"]["severities"].items():
+        sev = levels[args.level]
+        degraded = corrupt(data.images, name, sev, CORRUPTION_SEED)
+        seq = run_split(bundle, data.images, data.labels, degraded, "sequential", 0, {}, cfg["evaluation"]["batch_size"],
+                        "cpu")["correct_classifier"]
+        lost, won = int((clean_right & ~seq).sum()), int((~clean_right & seq).sum())
+        print(f"| {name} | {sev:g} | {seq.mean():.3f} | {lost} ({lost / n:.1%}) | {won} ({won / n:.1%}) | "
+              f"{(seq.sum() + lost) / n:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
