@@ -259,7 +259,8 @@ def run_stage(setup: StageSetup, loss, data, output: Path, *, resume: bool = Fal
                 CSVLogger(output / "logs", name=setup.stage), TensorBoardLogger(output / "logs", name=f"{setup.stage}_tb")],
             callbacks=[_make_checkpoint_callback(state_dir, setup.stage, setup.cfg["train"]["checkpoint_every"], total, meta)],
             enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-            log_every_n_steps=setup.cfg["train"]["log_every"], num_sanity_val_steps=0, limit_val_batches=0,
+            log_every_n_steps=min(setup.cfg["train"]["log_every"], total - step_offset), num_sanity_val_steps=0,
+            limit_val_batches=0,
             use_distributed_sampler=False, max_epochs=-1,
         )
         trainer.fit(module, _loader(setup, data, step_offset, total))
