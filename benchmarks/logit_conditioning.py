@@ -72,6 +72,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     runs = json.loads(out.read_text()) if out.is_file() else {}
     runs[args.label] = {"checkpoint": str(args.checkpoint or cfg["output"]), "signal_sampler": cfg["sampling"]["signal"],
+                        "signal_guidance": cfg["sampling"].get("signal_guidance", 1.0),
                         "n_items": len(s), "accuracy": table}
     out.write_text(json.dumps(runs, indent=1) + "\n")
 

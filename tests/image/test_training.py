@@ -220,6 +220,10 @@ def test_signal_logits_off_makes_parallel_enhance_like_sequential(trained):
     on = load_bundle(ckpt, sampling=sampling)
     assert torch.equal(run(off, "parallel"), run(off, "sequential"))
     assert not torch.equal(run(on, "parallel"), run(on, "sequential"))
+    guided = load_bundle(ckpt, sampling={**sampling, "signal_guidance": 3.0})  # through a real bundle and strategy
+    assert torch.equal(run(guided, "parallel"), run(guided, "parallel"))
+    assert not torch.equal(run(guided, "parallel"), run(on, "parallel"))
+    assert torch.equal(run(guided, "sequential"), run(on, "sequential"))  # no logits, nothing to guide
 
 
 def test_joint_cond_lr_scale_gives_the_logit_path_its_own_rate():
