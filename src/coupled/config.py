@@ -45,6 +45,9 @@ DEFAULTS: dict = {
     "joint": {
         "steps": 1000, "batch_size": 64, "lr": 2e-4, "lambda": 0.1, "switch_fraction": 0.5, "null_dropout": 0.2,
         "ema_decay": 0.999, "cond_lr_scale": 1.0,  # learning-rate multiplier of the signal net's logit conditioning
+        # fraction of each batch whose signal branch sees a finished y_hat (one Alternating round with the
+        # sampling chains) instead of the logit branch's same-time y0_hat: training per strategy (spec 4.4)
+        "finished_fraction": 0.0,
     },
     "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0},
     "sampling": {

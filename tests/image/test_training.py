@@ -264,3 +264,23 @@ def test_signal_guidance_extrapolates_from_the_null_token_to_the_logits():
     for bad in (-1, "strong", float("nan")):
         with pytest.raises(CoupledError, match="signal_guidance must be a number"):
             signal_guidance({"signal_guidance": bad})
+
+
+def test_joint_training_on_finished_logit_estimates(trained, tmp_path):
+    """`joint.finished_fraction`: part of each batch conditions the signal branch on a finished y_hat (one
+    Alternating round with the sampling chains); it trains different weights, the same ones twice."""
+    import shutil
+
+    _, ckpt = trained
+    runs = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        shutil.copytree(ckpt, folder / "ckpt")
+        cfg = write_config(folder, joint={**TINY["joint"], "finished_fraction": 0.5})
+        run_cli("train", cfg, "--stages", "joint", "--quiet", "--accelerator", "cpu")
+        runs.append(_sha(folder / "ckpt" / "signal.safetensors"))
+    assert runs[0] == runs[1] and runs[0] != _sha(ckpt / "signal.safetensors")
+    bad = write_config(tmp_path / "a", joint={**TINY["joint"], "finished_fraction": 2})
+    proc = run_cli("train", bad, "--stages", "joint", "--quiet", "--accelerator", "cpu", check=False)
+    assert proc.returncode != 0 and "joint.finished_fraction must lie in [0, 1]" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine import Denoiser, FrozenClassifier, process_from_dict
+from ..engine import Coupling, Denoiser, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
 from .checkpoint import atomic_write_text, read_json
 from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
@@ -67,11 +67,22 @@ def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
         net = sized("logits", "logits")
         frozen = {"classifier": classifier, "signal_denoiser": wrap_denoiser("signal", sig_net, smeta), "logit_process": py}
         return StageSetup(stage, cfg, {"logits": net}, {"logits": _net_meta("logits", net, cfg)}, frozen)
-    sig_net, _ = load_net(output, "signal_pretrained", "signal")
-    log_net, _ = load_net(output, "logits_pretrained", "logits")
+    sig_net, smeta = load_net(output, "signal_pretrained", "signal")
+    log_net, lmeta = load_net(output, "logits_pretrained", "logits")
     nets = {"signal": sig_net.requires_grad_(True).train(), "logits": log_net.requires_grad_(True).train()}
     metas = {k: _net_meta(k, v, cfg) for k, v in nets.items()}
-    return StageSetup(stage, cfg, nets, metas, {"classifier": classifier, "signal_process": px, "logit_process": py})
+    frozen = {"classifier": classifier, "signal_process": px, "logit_process": py}
+    ff = cfg["joint"]["finished_fraction"]
+    if not isinstance(ff, (int, float)) or isinstance(ff, bool) or not 0 <= ff <= 1:
+        raise CoupledError(f"joint.finished_fraction must lie in [0, 1], got {ff!r}")
+    if ff:
+        # the nets being trained, wrapped as the strategies see them, with the sampling chains: joint_loss runs
+        # one round of Alternating with them to get a finished y_hat (the weights are shared, not copied)
+        from ..domains.image.models import chains_from_sampling
+
+        frozen["coupling"] = Coupling(classifier, wrap_denoiser("signal", sig_net, smeta), wrap_denoiser("logits", log_net, lmeta),
+                                      *chains_from_sampling(px, py, cfg["sampling"]))
+    return StageSetup(stage, cfg, nets, metas, frozen)
 
 
 @torch.no_grad()

@@ -339,6 +339,17 @@ def logit_loss(m, batch, g):
     return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
 
 
+@torch.no_grad()
+def _finished_logits(m, d, g):
+    """A finished logit estimate y_hat for degraded items `d`: one round of Alternating with the current nets
+    (a null-token signal trajectory gives x_hat, a logit trajectory on f(x_hat) gives y_hat), short chains."""
+    from ..engine import item_generators
+    from ..engine.strategies import alternating
+
+    seeds = torch.randint(0, 2**62, (len(d),), generator=g).tolist()
+    return alternating(m.frozen["coupling"], d, item_generators(seeds), rounds=1).y_hat
+
+
 def joint_loss(m, batch, g):
     """One time per item for both branches; each branch conditioned on the other's detached estimate."""
     cfg = m.setup_.cfg
@@ -359,6 +370,9 @@ def joint_loss(m, batch, g):
     z = torch.where(before_switch, d, prev)
     loss_y, y0_hat, y0 = _logit_branch(m, m.nets["logits"], s, d, z, g, t=t_y)
     keep = torch.rand(B, generator=g).to(s.device) >= jc["null_dropout"]
+    k = round(jc["finished_fraction"] * B)
+    if k:  # these items see what Alternating's later rounds and Nested's refreshes feed the signal net
+        y0_hat = torch.cat([_finished_logits(m, d[:k], g), y0_hat[k:]])
     out = sig_net(x_t, px.network_time(t_x), observation=d, logits=y0_hat, logits_mask=keep)
     loss_x = F.mse_loss(out, training_target(cfg["signal"]["prediction"], s, noise, t_x, px))
     lam = jc["lambda"]
