@@ -56,6 +56,8 @@ def variants(cfg: dict) -> dict:
     # joint-stage variants below were run on the final bundle, the rows above on the first (docs/results.md)
     for w in (1.0, 2.0, 3.0, 4.0, 5.0):
         out[f"guidance_{w:g}"] = ({"signal_guidance": w}, None)
+    # Parallel alone without guidance (a method's own weight overrides the global one)
+    out["guidance_3+parallel_1"] = ({"signal_guidance": 3.0, "methods": {"parallel": {"signal_guidance": 1.0}}}, None)
     # joint-stage variants trained by benchmarks/train_variant.py (one changed hyper-parameter each)
     for folder in sorted(Path("runs/variants").glob("*")):
         if (folder / "pipeline.json").is_file():

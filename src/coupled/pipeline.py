@@ -51,13 +51,13 @@ class CoupledPipeline:
                 f"images have shape {tuple(images.shape[1:])} but the checkpoint expects {self.image_shape}; resize them first"
             )
         check_finite(images.float(), "images")
-        opts = {**self.bundle.sampling.get("methods", {}).get(method, {}), **options}
-        res = run_method(method, self.bundle.coupling, images.float().to(self.device),
+        coupling, opts = self.bundle.for_method({**self.bundle.sampling.get("methods", {}).get(method, {}), **options})
+        res = run_method(method, coupling, images.float().to(self.device),
                          item_generators([seed * 1_000_003 + i for i in range(len(images))]), **opts)
         readout = readout or ("classifier" if res.x_hat is not None or res.y_hat is None else "logits")
         if readout == "classifier":
             z = res.x_hat if res.x_hat is not None else images.float().to(self.device)
-            probs = torch.softmax(self.bundle.coupling.classifier.raw(z), dim=-1)
+            probs = torch.softmax(coupling.classifier.raw(z), dim=-1)
         else:
             probs = torch.softmax(res.y_hat, dim=-1)
         return {"predictions": res.prediction(readout).cpu(), "probabilities": probs.cpu(),

@@ -224,6 +224,12 @@ def test_signal_logits_off_makes_parallel_enhance_like_sequential(trained):
     assert torch.equal(run(guided, "parallel"), run(guided, "parallel"))
     assert not torch.equal(run(guided, "parallel"), run(on, "parallel"))
     assert torch.equal(run(guided, "sequential"), run(on, "sequential"))  # no logits, nothing to guide
+    # a method's own weight (sampling.methods.NAME.signal_guidance) overrides the global one for that method
+    coupling, opts = guided.for_method({"signal_guidance": 1.0, "switch_fraction": 0.5})
+    assert opts == {"switch_fraction": 0.5}
+    plain = run_method("parallel", coupling, d, item_generators(range(6)), **opts).x_hat
+    assert torch.equal(plain, run_method("parallel", on.coupling, d, item_generators(range(6)), switch_fraction=0.5).x_hat)
+    assert guided.for_method({"rounds": 2}) == (guided.coupling, {"rounds": 2})
 
 
 def test_joint_cond_lr_scale_gives_the_logit_path_its_own_rate():

@@ -30,11 +30,12 @@ def run_split(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
               options: dict, batch_size: int, device) -> dict:
     """One method, one sampling seed, over a whole (already degraded) split; returns per-item outcomes."""
     out = {"correct_logits": [], "pred_classifier": [], "psnr": [], "ssim": [], "x_hat": []}
+    coupling, options = bundle.for_method(options)
     calls, started = None, time.perf_counter()
     for i in range(0, len(degraded), batch_size):
         d = degraded[i:i + batch_size].to(device)
         gens = item_generators(sampling_seeds(seed, i, len(d)))
-        res = run_method(method, bundle.coupling, d, gens, **options)
+        res = run_method(method, coupling, d, gens, **options)
         y = labels[i:i + batch_size]
         out["pred_classifier"].append(res.prediction("classifier").cpu().numpy())
         if res.y_hat is not None:

@@ -6,7 +6,7 @@ A checkpoint folder holds `classifier`, `signal` and `logits` (each `.safetensor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -54,12 +54,23 @@ class Bundle:
     coupling: Coupling
     sampling: dict
     meta: dict
+    signal_net: torch.nn.Module | None = None  # the unguided signal network inside coupling.signal_denoiser
 
     def to(self, device):
         for part in (self.coupling.classifier, self.coupling.signal_denoiser, self.coupling.logit_denoiser):
             if part is not None:
                 part.to(device)
         return self
+
+    def for_method(self, options: dict) -> tuple[Coupling, dict]:
+        """The coupling one method runs with, and its options for the strategy: a method's own
+        `signal_guidance` (in `sampling.methods.NAME`) overrides the global weight for that method."""
+        options = dict(options)
+        if "signal_guidance" not in options:
+            return self.coupling, options
+        w = signal_guidance({"signal_guidance": options.pop("signal_guidance")})
+        net = self.signal_net if w == 1.0 else GuidedLogits(self.signal_net, w)
+        return replace(self.coupling, signal_denoiser=wrap_denoiser("signal", net, self.meta["signal"])), options
 
 
 class GuidedLogits(torch.nn.Module):
@@ -131,12 +142,11 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
             f"has {num_classes}; use the checkpoint trained with this classifier"
         )
     guidance = signal_guidance(sampling)
-    if guidance != 1.0:
-        sig_net = GuidedLogits(sig_net, guidance)
-    signal, logits = wrap_denoiser("signal", sig_net, smeta), wrap_denoiser("logits", log_net, lmeta)
+    signal = wrap_denoiser("signal", sig_net if guidance == 1.0 else GuidedLogits(sig_net, guidance), smeta)
+    logits = wrap_denoiser("logits", log_net, lmeta)
     sc, lc = chains_from_sampling(signal.process, logits.process, sampling)
     coupling = Coupling(FrozenClassifier(classifier, num_classes, scale), signal, logits, sc, lc)
-    return Bundle(coupling, sampling, {"pipeline": pipeline, "signal": smeta, "logits": lmeta})
+    return Bundle(coupling, sampling, {"pipeline": pipeline, "signal": smeta, "logits": lmeta}, sig_net)
 
 
 def default_device(name: str = "auto") -> torch.device:
