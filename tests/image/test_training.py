@@ -230,6 +230,9 @@ def test_signal_logits_off_makes_parallel_enhance_like_sequential(trained):
     plain = run_method("parallel", coupling, d, item_generators(range(6)), **opts).x_hat
     assert torch.equal(plain, run_method("parallel", on.coupling, d, item_generators(range(6)), switch_fraction=0.5).x_hat)
     assert guided.for_method({"rounds": 2}) == (guided.coupling, {"rounds": 2})
+    coupling, opts = off.for_method({"signal_guidance": 3.0, "switch_fraction": 0.5})  # the ablation holds
+    assert torch.equal(run_method("parallel", coupling, d, item_generators(range(6)), **opts).x_hat,
+                       run(off, "sequential"))
 
 
 def test_joint_cond_lr_scale_gives_the_logit_path_its_own_rate():

@@ -64,11 +64,12 @@ class Bundle:
 
     def for_method(self, options: dict) -> tuple[Coupling, dict]:
         """The coupling one method runs with, and its options for the strategy: a method's own
-        `signal_guidance` (in `sampling.methods.NAME`) overrides the global weight for that method."""
+        `signal_guidance` (in `sampling.methods.NAME`) overrides the global weight for that method (not the
+        ablation `signal_logits: false`, which holds for every method)."""
         options = dict(options)
         if "signal_guidance" not in options:
             return self.coupling, options
-        w = signal_guidance({"signal_guidance": options.pop("signal_guidance")})
+        w = signal_guidance({**self.sampling, "signal_guidance": options.pop("signal_guidance")})
         net = self.signal_net if w == 1.0 else GuidedLogits(self.signal_net, w)
         return replace(self.coupling, signal_denoiser=wrap_denoiser("signal", net, self.meta["signal"])), options
 
