@@ -70,8 +70,7 @@ class Bundle:
         if "signal_guidance" not in options:
             return self.coupling, options
         w = signal_guidance({**self.sampling, "signal_guidance": options.pop("signal_guidance")})
-        net = self.signal_net if w == 1.0 else GuidedLogits(self.signal_net, w)
-        return replace(self.coupling, signal_denoiser=wrap_denoiser("signal", net, self.meta["signal"])), options
+        return replace(self.coupling, signal_denoiser=guided_signal_denoiser(self.signal_net, w, self.meta["signal"])), options
 
 
 class GuidedLogits(torch.nn.Module):
@@ -110,6 +109,11 @@ def signal_guidance(sampling: dict) -> float:
     return 0.0 if not sampling.get("signal_logits", True) else float(w)
 
 
+def guided_signal_denoiser(net, guidance: float, meta: dict) -> Denoiser:
+    """The x0_hat denoiser of signal network `net` sampled with guidance weight `guidance` (1: the net as is)."""
+    return wrap_denoiser("signal", net if guidance == 1.0 else GuidedLogits(net, guidance), meta)
+
+
 def chains_from_sampling(signal_process, logit_process, sampling: dict) -> tuple[Chain, Chain]:
     """The two chain recipes of a `sampling` config section."""
 
@@ -142,8 +146,7 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
             f"the logit denoiser in {folder} was trained for {lmeta['net']['num_classes']} classes but the classifier "
             f"has {num_classes}; use the checkpoint trained with this classifier"
         )
-    guidance = signal_guidance(sampling)
-    signal = wrap_denoiser("signal", sig_net if guidance == 1.0 else GuidedLogits(sig_net, guidance), smeta)
+    signal = guided_signal_denoiser(sig_net, signal_guidance(sampling), smeta)
     logits = wrap_denoiser("logits", log_net, lmeta)
     sc, lc = chains_from_sampling(signal.process, logits.process, sampling)
     coupling = Coupling(FrozenClassifier(classifier, num_classes, scale), signal, logits, sc, lc)
