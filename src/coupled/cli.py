@@ -55,6 +55,11 @@ def cmd_train(args) -> None:
     from .training.run import train
 
     cfg = _with_output(load_config(args.config), args)
+    if cfg.get("domain") == "speech":  # the frozen recogniser is the speech domain's only trained network so far
+        from .domains.speech.train import train_from_config
+
+        print(train_from_config(cfg, progress=not args.quiet))
+        return
     for s in train(cfg, args.stages or ("classifier", "signal", "logits", "joint"), resume=args.resume,
                    devices=args.devices, accelerator=args.accelerator, max_steps=args.max_steps,
                    progress=not args.quiet):
@@ -67,6 +72,16 @@ def cmd_evaluate(args) -> None:
     from .evaluation.report import markdown_report
 
     cfg = _with_output(load_config(args.config), args)
+    if cfg.get("domain") == "speech":
+        from .domains.speech.evaluate import evaluate_speech, speech_report
+
+        if args.levels:
+            raise CoupledError("speech rows are per SNR and RT60, not per level; drop --levels")
+        results = evaluate_speech(cfg, checkpoint=args.checkpoint, split=args.split, out=args.out,
+                                  max_items=args.max_items, corruptions=args.corruptions, methods=args.methods,
+                                  progress=not args.quiet, results_path=args.results)
+        print(speech_report(results))
+        return
     results = evaluate_config(cfg, checkpoint=args.checkpoint, split=args.split, out=args.out, max_items=args.max_items,
                               corruptions=args.corruptions, levels=args.levels, methods=args.methods,
                               progress=not args.quiet, results_path=args.results)
@@ -112,6 +127,12 @@ def cmd_classify(args) -> None:
     print(f"{len(args.files) - failures} of {len(args.files)} files classified", file=sys.stderr)
     if failures:
         raise SystemExit(1)
+
+
+def cmd_data(args) -> None:
+    from .domains.speech.corpus import build_from_config
+
+    print(f"speech corpus: {build_from_config(args.config, root=args.root, workers=args.workers, progress=not args.quiet)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--severity", type=float, default=None)
     cl.add_argument("--method", default="parallel", choices=list(METHODS))
     cl.add_argument("--seed", type=int, default=0)
+    da = add("data", cmd_data, "build a domain's data: the synthetic speech corpus (eSpeak NG)", config=False)
+    da.add_argument("domain", choices=["speech"])
+    da.add_argument("--config", default="configs/speech.yaml", help="its `corpus` and `data.root` keys (if the file exists)")
+    da.add_argument("--root", default=None, help="output folder (default: data.root, else ~/.cache/coupled-diffusion)")
+    da.add_argument("--workers", type=int, default=2, help="synthesis processes")
     return p
 
 

@@ -101,6 +101,14 @@ def load_config(path) -> dict:
         raise CoupledError(f"cannot parse {path} as YAML ({str(e).splitlines()[0]}); fix the file's syntax") from None
     if not isinstance(user, dict):
         raise CoupledError(f"{path} must hold a mapping of config keys, got {type(user).__name__}")
-    cfg = make_config(user)
+    domain = user.get("domain", "image")
+    if domain == "speech":  # the speech domain brings its own defaults and validation
+        from .domains.speech.config import make_speech_config
+
+        cfg = make_speech_config(user)
+    elif domain != "image":
+        raise CoupledError(f"unknown domain '{domain}' in {path}; valid: image, speech")
+    else:
+        cfg = make_config({k: v for k, v in user.items() if k != "domain"})
     cfg["config_path"] = str(path)
     return cfg

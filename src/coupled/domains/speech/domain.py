@@ -1,0 +1,112 @@
+"""The speech domain as one object: what a `Domain` registry needs to train, evaluate and report it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import CoupledError
+
+
+def _networks() -> dict:
+    from .recogniser import CTCRecogniser
+
+    return {"classifier": {"ctc_conv": CTCRecogniser}}
+
+
+@dataclass(frozen=True)
+class SpeechDomain:
+    """The speech domain's interface.
+
+    name: "speech"; tasks: digits (WER) and keywords (accuracy); sample_rate: 16 kHz.
+    """
+
+    name: str = "speech"
+    tasks: tuple = ("digits", "keywords")
+    splits: tuple = ("train", "val", "test")
+    sample_rate: int = 16000
+    input_suffixes: tuple = field(default=(".wav", ".flac", ".ogg"))
+
+    # ---- data
+    def build_data(self, corpus: dict | None = None, root=None, progress: bool = True) -> Path:
+        """Synthesise (or find cached) the corpus; returns its folder. `corpus`: CorpusConfig fields."""
+        from .corpus import CorpusConfig, build_corpus
+
+        return build_corpus(CorpusConfig.from_dict(corpus or {}), root, progress=progress)
+
+    def load_split(self, root, split: str, tasks=None, max_items=None):
+        """Utterances of one split of a built corpus."""
+        from .corpus import TASKS, load_split
+
+        return load_split(root, split, tasks or TASKS, max_items)
+
+    # ---- corruptions
+    @property
+    def corruptions(self):
+        """The degradation registry (rejects duplicates, names valid entries for an unknown one)."""
+        from .degrade import DEGRADATIONS
+
+        return DEGRADATIONS
+
+    def corrupt(self, name: str, wave, level, seed, context=None):
+        from .degrade import degrade
+
+        return degrade(name, wave, level, seed, context)
+
+    # ---- networks
+    @property
+    def networks(self) -> dict:
+        """role -> {architecture name -> nn.Module class}."""
+        return _networks()
+
+    def build_network(self, role: str, arch: str, **config):
+        nets = self.networks
+        if role not in nets:
+            raise CoupledError(f"the speech domain has no network role '{role}'; valid: {', '.join(nets)}")
+        if arch not in nets[role]:
+            raise CoupledError(f"unknown speech {role} architecture '{arch}'; valid: {', '.join(nets[role])}")
+        from .recogniser import RecogniserConfig
+
+        return nets[role][arch](RecogniserConfig.from_dict(config))
+
+    def load_classifier(self, folder):
+        """The frozen recogniser of a bundle folder (safetensors + JSON)."""
+        from .recogniser import load_recogniser
+
+        return load_recogniser(folder)
+
+    # ---- metrics and readout
+    @property
+    def signal_metrics(self) -> dict:
+        """name -> fn(estimate, reference) (ESTOI and PESQ-WB return (value or None, reason))."""
+        from .metrics import estoi, pesq_wb, si_sdr
+
+        return {"si_sdr": si_sdr, "estoi": estoi, "pesq_wb": pesq_wb}
+
+    def readout(self, logits, lengths=None) -> list[str]:
+        """Greedy CTC decode of frame logits [B, T, K] into word strings."""
+        from .recogniser import greedy_decode
+
+        return greedy_decode(logits, lengths)
+
+    def task_score(self, task: str, refs: list[str], hyps: list[str]) -> float:
+        """digits: corpus-level WER (lower is better); keywords: accuracy."""
+        from .metrics import keyword_accuracy, wer
+
+        scores = {"digits": wer, "keywords": keyword_accuracy}
+        if task not in scores:
+            raise CoupledError(f"unknown speech task '{task}'; valid: {', '.join(scores)}")
+        return scores[task](refs, hyps)
+
+    def task_metric(self, task: str) -> str:
+        return {"digits": "wer", "keywords": "accuracy"}[task]
+
+    # ---- user input
+    def read_input(self, path):
+        """A user's audio file as checked 16 kHz mono float32 (other rates are resampled)."""
+        from .audio import read_audio
+
+        return read_audio(path)
+
+
+SPEECH = SpeechDomain()

@@ -1,0 +1,238 @@
+"""The frozen word-level CTC recogniser: waveform -> frame-wise logits [B, T, K], and its greedy readout.
+
+Front end: per-utterance RMS normalisation (so the recogniser is scale-invariant, spec 7.8), log-mel from
+`torch.stft` with an energy floor, 4x subsampling by two strided convolutions, then dilated residual
+convolution blocks. Frames beyond an utterance's length are masked after every layer, so an utterance's
+logits do not depend on what it is batched with. Token 0 is the CTC blank; token i + 1 is WORDS[i].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...errors import CoupledError
+from .audio import SAMPLE_RATE
+from .corpus import WORDS
+
+BLANK = 0
+
+
+@dataclass(frozen=True)
+class RecogniserConfig:
+    """Architecture and front end; saved as JSON beside the weights.
+
+    Args:
+        n_mels, n_fft, hop: log-mel front end at 16 kHz (hop 160 = 10 ms frames).
+        mel_floor: added to mel energies (of RMS-normalised audio) before the log: the floor that keeps
+            digital silence from reaching log(0) and keeps low-level noise from dominating the features.
+        channels, dilations, kernel: residual blocks.
+        vocab: the words, in token order after the blank.
+    """
+
+    n_mels: int = 64
+    n_fft: int = 400
+    hop: int = 160
+    mel_floor: float = 1e-3
+    channels: int = 128
+    dilations: tuple = (1, 2, 4, 8, 1, 2, 4, 8)
+    kernel: int = 3
+    vocab: tuple = WORDS
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.vocab) + 1
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RecogniserConfig":
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - valid
+        if unknown:
+            raise CoupledError(f"unknown recogniser option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def mel_filterbank(n_mels: int, n_fft: int, rate: int) -> torch.Tensor:
+    """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1]."""
+    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    inv = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
+    edges = inv(np.linspace(mel(20.0), mel(rate / 2), n_mels + 2))
+    freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    fb = np.maximum(0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
+    return torch.tensor(fb, dtype=torch.float32)
+
+
+class Block(nn.Module):
+    def __init__(self, c: int, k: int, d: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(c)
+        self.conv1 = nn.Conv1d(c, c, k, dilation=d, padding=d * (k - 1) // 2)
+        self.conv2 = nn.Conv1d(c, c, 1)
+
+    def forward(self, x, mask):
+        h = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return (x + self.conv2(F.gelu(self.conv1(h)))) * mask
+
+
+class CTCRecogniser(nn.Module):
+    """Waveform [B, N] at 16 kHz (+ optional lengths [B]) -> frame logits [B, T, K] (T = frames // 4)."""
+
+    def __init__(self, cfg: RecogniserConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or RecogniserConfig()
+        self.register_buffer("mel_fb", mel_filterbank(cfg.n_mels, cfg.n_fft, cfg.sample_rate), persistent=False)
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        c = cfg.channels
+        self.sub1 = nn.Conv1d(cfg.n_mels, c, 5, stride=2, padding=2)
+        self.sub2 = nn.Conv1d(c, c, 5, stride=2, padding=2)
+        self.blocks = nn.ModuleList(Block(c, cfg.kernel, d) for d in cfg.dilations)
+        self.norm = nn.LayerNorm(c)
+        self.out = nn.Conv1d(c, cfg.num_classes, 1)
+
+    def frames(self, n_samples: torch.Tensor | int):
+        """Number of output frames for a waveform of n_samples."""
+        t = n_samples // self.cfg.hop + 1
+        for _ in range(2):
+            t = (t - 1) // 2 + 1
+        return t
+
+    def features(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Log-mel [B, n_mels, frames] of RMS-normalised audio (statistics over each utterance's own samples)."""
+        n = wave.shape[-1]
+        valid = (torch.arange(n, device=wave.device)[None] < lengths[:, None]).to(wave.dtype)
+        wave = wave * valid
+        rms = ((wave ** 2).sum(-1) / lengths.clamp(min=1)).sqrt().clamp(min=1e-5)
+        wave = wave / rms[:, None]
+        # zero padding (not stft's reflect padding), so frames past the end look the same batched or alone
+        wave = F.pad(wave, (self.cfg.n_fft // 2, self.cfg.n_fft // 2))
+        spec = torch.stft(wave, self.cfg.n_fft, self.cfg.hop, window=self.window, center=False, return_complex=True)
+        power = spec.real ** 2 + spec.imag ** 2
+        mel = torch.einsum("mf,bft->bmt", self.mel_fb, power) / self.cfg.n_fft
+        return torch.log(mel + self.cfg.mel_floor)
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if wave.dim() == 3 and wave.shape[1] == 1:
+            wave = wave[:, 0]
+        if lengths is None:
+            lengths = torch.full((wave.shape[0],), wave.shape[-1], device=wave.device, dtype=torch.long)
+        feats = self.features(wave, lengths)
+        # a fixed affine instead of batch statistics: log(mel_floor) maps near -1, loud speech near +1
+        feats = (feats - math.log(self.cfg.mel_floor) / 2) / (-math.log(self.cfg.mel_floor) / 2)
+        t0 = lengths // self.cfg.hop + 1
+        feats = feats * (torch.arange(feats.shape[-1], device=wave.device)[None] < t0[:, None])[:, None]
+        h = F.gelu(self.sub1(feats))
+        t1 = (t0 - 1) // 2 + 1
+        h = h * (torch.arange(h.shape[-1], device=wave.device)[None] < t1[:, None])[:, None]
+        h = F.gelu(self.sub2(h))
+        t2 = (t1 - 1) // 2 + 1
+        mask = (torch.arange(h.shape[-1], device=wave.device)[None] < t2[:, None])[:, None].to(h.dtype)
+        h = h * mask
+        for b in self.blocks:
+            h = b(h, mask)
+        h = self.norm(h.transpose(1, 2)).transpose(1, 2)
+        return self.out(h).transpose(1, 2)
+
+
+def greedy_decode(logits: torch.Tensor, lengths=None, vocab=WORDS) -> list[str]:
+    """Greedy CTC readout: best token per frame, merge repeats, drop blanks (token 0), map tokens to words.
+
+    Args:
+        logits: frame-wise logits [B, T, K] (or [T, K] for one utterance).
+        lengths: valid frames per item [B] (default: all T).
+        vocab: words for tokens 1..K-1.
+    """
+    if logits.dim() == 2:
+        logits = logits[None]
+    best = logits.argmax(-1).cpu().numpy()
+    lengths = [best.shape[1]] * len(best) if lengths is None else [int(x) for x in lengths]
+    out = []
+    for row, n in zip(best, lengths):
+        words, prev = [], BLANK
+        for tok in row[:n]:
+            if tok != prev and tok != BLANK:
+                words.append(vocab[tok - 1])
+            prev = tok
+        out.append(" ".join(words))
+    return out
+
+
+def encode(text: str, vocab=WORDS) -> list[int]:
+    """Token ids of a transcript (words outside the vocabulary are an error)."""
+    index = {w: i + 1 for i, w in enumerate(vocab)}
+    try:
+        return [index[w] for w in text.split()]
+    except KeyError as e:
+        raise CoupledError(f"word {e.args[0]!r} is not in the recogniser's vocabulary ({', '.join(vocab)})") from None
+
+
+def collate(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad float waveforms into [B, N] with their lengths [B]."""
+    lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
+    batch = torch.zeros(len(waves), int(lengths.max()))
+    for i, w in enumerate(waves):
+        batch[i, : len(w)] = torch.as_tensor(np.asarray(w, dtype=np.float32))
+    return batch, lengths
+
+
+@torch.no_grad()
+def transcribe(model: CTCRecogniser, waves: list[np.ndarray], batch_size: int = 64, return_logits: bool = False):
+    """Greedy transcripts of float waveforms (batched by length so padding stays small)."""
+    model.eval()
+    order = np.argsort([len(w) for w in waves])
+    texts: list = [None] * len(waves)
+    logits_out: list = [None] * len(waves)
+    for s in range(0, len(waves), batch_size):
+        idx = order[s: s + batch_size]
+        x, n = collate([waves[i] for i in idx])
+        logits = model(x, n)
+        frames = model.frames(n)
+        for i, t, L, f in zip(idx, greedy_decode(logits, frames, model.cfg.vocab), logits, frames):
+            texts[i] = t
+            if return_logits:
+                logits_out[i] = L[: int(f)].clone()
+    return (texts, logits_out) if return_logits else texts
+
+
+def save_recogniser(model: CTCRecogniser, folder, extra: dict | None = None) -> None:
+    """Write recogniser.safetensors and recogniser.json (architecture + `extra`, e.g. training settings)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "recogniser.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(folder / "recogniser.safetensors")
+    meta = {"format": "coupled-speech-recogniser/1", "config": model.cfg.to_dict(), **(extra or {})}
+    tmpj = folder / "recogniser.json.tmp"
+    tmpj.write_text(json.dumps(meta, indent=2) + "\n")
+    tmpj.replace(folder / "recogniser.json")
+
+
+def load_recogniser(folder) -> CTCRecogniser:
+    """The frozen recogniser of a bundle folder (safetensors + JSON; no pickles), in eval mode."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    w, j = folder / "recogniser.safetensors", folder / "recogniser.json"
+    if not w.is_file() or not j.is_file():
+        raise CoupledError(f"no speech recogniser in {folder} (recogniser.safetensors + recogniser.json); train one with "
+                           "coupled train configs/speech.yaml, or pass --checkpoint checkpoints/speech")
+    model = CTCRecogniser(RecogniserConfig.from_dict(json.loads(j.read_text())["config"]))
+    model.load_state_dict(load_file(str(w)))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from coupled.cli import main
+from coupled.config import load_config
+from coupled.domains.speech.config import make_speech_config
+from coupled.domains.speech.evaluate import evaluate_speech, score
+from coupled.domains.speech.recogniser import CTCRecogniser, RecogniserConfig, save_recogniser
+from coupled.errors import CoupledError
+
+from .conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def speech_cfg(tiny_corpus, tmp_path_factory):
+    ckpt = tmp_path_factory.mktemp("ckpt")
+    import torch
+
+    torch.manual_seed(0)
+    save_recogniser(CTCRecogniser(RecogniserConfig(channels=16, dilations=(1,), n_mels=32)), ckpt)
+    user = {"domain": "speech", "output": str(ckpt), "corpus": TINY.to_dict(), "data": {"root": str(tiny_corpus)},
+            "degradations": {"white_noise": {"snr": [0, 10]}, "babble_noise": {"snr": [5]},
+                             "reverb": {"rt60": [0.7]}, "reverb_noise": {"rt60": [0.7], "snr": [5]}},
+            "rooms": {"per_rt60": 2, "seed": 0},
+            "evaluation": {"signal_metrics_items": 3, "examples": 1, "bootstrap": 50}}
+    path = tmp_path_factory.mktemp("cfg") / "speech.yaml"
+    path.write_text(yaml.safe_dump(user))
+    return path
+
+
+def test_score_hand_case():
+    s = score(["one two", "three", "yes", "no"], ["one", "three", "yes", "go"], ["digits", "digits", "keywords", "keywords"],
+              n_boot=200)
+    assert s["wer"]["value"] == pytest.approx(1 / 3) and s["wer"]["n_words"] == 3
+    assert s["accuracy"]["value"] == 0.5 and s["accuracy"]["ci95"][0] <= 0.5 <= s["accuracy"]["ci95"][1]
+
+
+def test_noisy_evaluation_writes_spec_shaped_results(speech_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("COUPLED_CACHE", str(tmp_path / "cache"))
+    assert main(["evaluate", str(speech_cfg), "--methods", "noisy", "--out", str(tmp_path / "ev"), "--quiet",
+                 "--results", str(tmp_path / "copy.json")]) == 0
+    res = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert res == json.loads((tmp_path / "copy.json").read_text())
+    assert res["schema"] == "coupled-results/1" and res["domain"] == "speech" and res["split"] == "test"
+    assert res["clean"]["metric"] == "wer" and 0 <= res["clean"]["accuracy"] <= 1
+    rows = res["rows"]
+    assert {r["metric"] for r in rows} == {"wer", "accuracy"}
+    assert {r["corruption"] for r in rows} == {"white_noise", "babble_noise", "reverb", "reverb_noise"}
+    for r in rows:
+        assert {"method", "corruption", "severity", "metric", "readout", "value", "ci95", "calls", "seconds_per_item",
+                "n_items", "seeds", "snr_db", "rt60"} <= set(r)
+        assert r["method"] == "noisy" and r["readout"] == "classifier"
+    rev = [r for r in rows if r["corruption"] == "reverb"][0]
+    assert rev["snr_db"] is None and rev["rt60"] == pytest.approx(np.mean([m["rt60"] for m in res["rooms"]]), abs=1e-3)
+    white = sorted((r for r in rows if r["corruption"] == "white_noise" and r["metric"] == "wer"), key=lambda r: r["snr_db"])
+    assert [r["snr_db"] for r in white] == [0.0, 10.0]
+    assert white[0]["si_sdr"] < white[1]["si_sdr"]  # SI-SDR tracks the SNR
+    assert white[0]["estoi_n"] + white[0]["estoi_too_short"] == white[0]["n_signal_items"] == 3
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert "wer_vs_snr.png" in report and "## white_noise" in report
+    assert (tmp_path / "ev" / "wer_vs_snr.png").stat().st_size > 5000
+    wavs = sorted(p.name for p in (tmp_path / "ev" / "examples").glob("*.wav"))
+    assert len(wavs) == 1 + 5 and any("clean" in w for w in wavs)
+
+
+def test_evaluation_is_deterministic(speech_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("COUPLED_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(speech_cfg)
+    cfg["degradations"] = {"white_noise": {"snr": [0]}}
+    a = evaluate_speech(cfg, out=tmp_path / "a", progress=False, max_items=4)
+    b = evaluate_speech(cfg, out=tmp_path / "b", progress=False, max_items=4)
+    assert [r["value"] for r in a["rows"]] == [r["value"] for r in b["rows"]]
+    assert [r["si_sdr"] for r in a["rows"]] == [r["si_sdr"] for r in b["rows"]]
+
+
+def test_config_and_cli_errors(speech_cfg, tmp_path):
+    with pytest.raises(CoupledError, match="valid keys there:.*degradations"):
+        make_speech_config({"degradation": {}})
+    with pytest.raises(CoupledError, match="valid: babble_noise"):
+        make_speech_config({"degradations": {"brown_noise": {"snr": [0]}}})
+    with pytest.raises(CoupledError, match="valid:.*digit_strings"):
+        make_speech_config({"corpus": {"digits": 3}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("domain: sonar\n")
+    with pytest.raises(CoupledError, match="valid: image, speech"):
+        load_config(bad)
+    cfg = load_config(speech_cfg)
+    with pytest.raises(CoupledError, match="only the 'noisy' method"):
+        evaluate_speech(cfg, methods=["parallel"], out=tmp_path)
+    with pytest.raises(CoupledError, match="valid: babble_noise"):
+        evaluate_speech(cfg, corruptions=["pink_noise"], out=tmp_path)
+    cfg["data"]["root"] = str(tmp_path / "nowhere")
+    with pytest.raises(CoupledError, match="coupled data speech"):
+        evaluate_speech(cfg, out=tmp_path)
+
+
+def test_coupled_data_speech_builds_the_configured_corpus(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"domain": "speech", "corpus": {"speakers": {"train": 1, "val": 1, "test": 1},
+                                                                   "digit_strings": 1}}))
+    assert main(["data", "speech", "--config", str(cfg), "--root", str(tmp_path / "corpus"), "--quiet"]) == 0
+    m = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    assert len(m["items"]) == 3 * 22 and "speech corpus:" in capsys.readouterr().out

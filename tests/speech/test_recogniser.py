@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from coupled.domains.speech.corpus import WORDS, load_split
+from coupled.domains.speech.recogniser import (CTCRecogniser, RecogniserConfig, collate, load_recogniser,
+                                               save_recogniser, transcribe)
+from coupled.domains.speech.train import train_recogniser
+from coupled.errors import CoupledError
+
+TINY_NET = {"channels": 24, "dilations": [1, 2], "n_mels": 32}
+
+
+def test_shapes_and_batch_independence():
+    torch.manual_seed(0)
+    m = CTCRecogniser(RecogniserConfig(**{**TINY_NET, "dilations": (1, 2)})).eval()
+    g = torch.Generator().manual_seed(0)
+    waves = [0.1 * torch.randn(n, generator=g).numpy() for n in (16000, 9000, 30000)]
+    x, n = collate(waves)
+    with torch.no_grad():
+        logits = m(x, n)
+        assert logits.shape == (3, int(m.frames(n).max()), len(WORDS) + 1)
+        for i, w in enumerate(waves):  # an utterance's logits do not depend on its batch
+            alone = m(torch.as_tensor(w)[None])
+            torch.testing.assert_close(logits[i, : alone.shape[1]], alone[0], atol=1e-4, rtol=1e-4)
+        # scale-invariant front end
+        torch.testing.assert_close(m(x[:1] * 0.1, n[:1]), m(x[:1], n[:1]), atol=1e-3, rtol=1e-3)
+
+
+def test_config_round_trip_and_unknown_option(tmp_path):
+    cfg = RecogniserConfig(channels=16, dilations=(1,))
+    m = CTCRecogniser(cfg)
+    save_recogniser(m, tmp_path, extra={"note": "x"})
+    meta = json.loads((tmp_path / "recogniser.json").read_text())
+    assert meta["config"]["channels"] == 16 and meta["note"] == "x"
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
+    back = load_recogniser(tmp_path)
+    assert back.cfg == cfg and not any(p.requires_grad for p in back.parameters())
+    for k, v in m.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[k], v)
+    with pytest.raises(CoupledError, match="valid:.*channels"):
+        RecogniserConfig.from_dict({"chanels": 3})
+    with pytest.raises(CoupledError, match="no speech recogniser"):
+        load_recogniser(tmp_path / "nothing")
+
+
+def test_a_short_training_learns_and_bundles(tiny_corpus, tmp_path):
+    res = train_recogniser(tiny_corpus, tmp_path, {"net": TINY_NET, "steps": 40, "batch_size": 8, "eval_every": 40,
+                                                   "warmup": 5, "lr": 3e-3}, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 40 and "val_digit_wer" in log[-1]
+    assert np.mean([r["loss"] for r in log[-2:]]) < log[0]["loss"]
+    assert {"digit_wer", "keyword_accuracy", "train_seconds"} <= set(res)
+    m = load_recogniser(tmp_path)
+    assert json.loads((tmp_path / "recogniser.json").read_text())["training"]["steps"] == 40
+    hyps = transcribe(m, [u.wave for u in load_split(tiny_corpus, "test", max_items=3)])
+    assert len(hyps) == 6 and all(isinstance(h, str) for h in hyps)
+    with pytest.raises(CoupledError, match="valid:.*noise_snr"):
+        train_recogniser(tiny_corpus, tmp_path, {"noise_snrr": [1, 2]}, progress=False)
+
+
+@pytest.mark.slow
+def test_bundled_recogniser_meets_the_clean_targets():
+    """Clean held-out speakers (the test split): digit WER <= 3%, keyword accuracy >= 97%."""
+    from coupled.domains.speech.corpus import CorpusConfig, build_corpus
+    from coupled.domains.speech.train import evaluate_clean
+
+    root = build_corpus(CorpusConfig(), progress=False)
+    scores = evaluate_clean(load_recogniser("checkpoints/speech"), load_split(root, "test"))
+    assert scores["digit_wer"] <= 0.03 and scores["keyword_accuracy"] >= 0.97, scores
