@@ -116,6 +116,13 @@ def cmd_calibrate(args) -> None:
     from .domains.image.calibrate import calibrate
 
     cfg = _with_output(load_config(args.config), args)
+    if cfg.get("domain") == "speech":
+        import json
+
+        from .domains.speech.calibrate import calibrate_levels
+
+        print(json.dumps(calibrate_levels(cfg, progress=not args.quiet), indent=1))
+        return
     print(calibrate(cfg))
 
 

@@ -104,3 +104,19 @@ def test_coupled_data_speech_builds_the_configured_corpus(tmp_path, capsys):
     assert main(["data", "speech", "--config", str(cfg), "--root", str(tmp_path / "corpus"), "--quiet"]) == 0
     m = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
     assert len(m["items"]) == 3 * 22 and "speech corpus:" in capsys.readouterr().out
+
+
+def test_calibration_picks_an_snr_per_level_and_the_sweep_includes_it(speech_cfg, tmp_path, monkeypatch):
+    from coupled.domains.speech.calibrate import calibrate_levels
+    from coupled.domains.speech.evaluate import conditions
+
+    cfg = load_config(speech_cfg)
+    out = calibrate_levels(cfg, grid=(0, 20), max_items=3, progress=False,
+                           targets={"light": 0.1, "heavy": 0.9})
+    assert set(out["levels"]) == {"white_noise", "babble_noise"}
+    for name, lv in out["levels"].items():
+        assert 0 <= lv["heavy"] <= lv["light"] <= 20 and set(out["val_wer"][name]) == {0.0, 20.0}
+    cfg["levels"] = {"white_noise": {"light": 12.5, "heavy": 0.0}}
+    cfg["degradations"] = {"white_noise": {"snr": [0, 10]}}
+    conds = [c for c in conditions(cfg, []) if c["corruption"] == "white_noise"]
+    assert [(c["snr_db"], c.get("level")) for c in conds] == [(0.0, "heavy"), (10.0, None), (12.5, "light")]

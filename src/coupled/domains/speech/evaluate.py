@@ -46,7 +46,8 @@ def conditions(cfg: dict, rooms) -> list[dict]:
 
     for name, spec in cfg["degradations"].items():
         if name in NOISES:
-            for snr in spec["snr"]:
+            extra = [v for v in cfg["levels"].get(name, {}).values() if float(v) not in map(float, spec["snr"])]
+            for snr in sorted({float(v) for v in [*spec["snr"], *extra]}):
                 out.append({"corruption": name, "snr_db": float(snr), "rt60": None, "severity": float(snr),
                             "talkers": spec.get("talkers", 6)})
         elif name == "reverb":

@@ -1,0 +1,64 @@
+"""Light / medium / heavy SNRs per noise type, chosen on the validation split for the frozen recogniser.
+
+For each additive noise the recogniser's digit WER is measured on a grid of SNRs; a level is the SNR
+(interpolated, rounded to 0.5 dB) at which the WER crosses its target. The result goes into the config's
+`levels`, and the evaluation adds those SNRs to its sweep, tagging their rows with the level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TARGETS = {"light": 0.10, "medium": 0.25, "heavy": 0.50}
+GRID = tuple(range(-10, 31, 2))
+
+
+def calibrate_levels(cfg: dict, checkpoint=None, targets: dict = TARGETS, grid=GRID, max_items: int = 200,
+                     progress: bool = True) -> dict:
+    """{noise: {level: snr_db}} plus the measured curve, on the validation split's digit strings.
+
+    Args:
+        cfg: a speech config.
+        checkpoint: recogniser folder (default: the config's output).
+        targets: digit WER per level.
+        grid: SNRs (dB) to measure.
+        max_items: validation digit strings used.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from .corpus import load_split
+    from .evaluate import NOISES, corpus_root, degrade_item, score
+    from .recogniser import load_recogniser, transcribe
+
+    if cfg["evaluation"].get("num_threads"):
+        torch.set_num_threads(int(cfg["evaluation"]["num_threads"]))
+    root = corpus_root(cfg)
+    model = load_recogniser(checkpoint or cfg["output"])
+    items = load_split(root, "val", tasks=("digits",), max_items=max_items)
+    babble = [u.wave for u in load_split(root, "test", tasks=("digits",), max_items=60)]
+    seed = cfg["evaluation"]["seed"] + 1000  # not the evaluation's degraded items
+    levels, curves = {}, {}
+    for name in [n for n in NOISES if n in cfg["degradations"]]:
+        talkers = cfg["degradations"][name].get("talkers", 6)
+        curve = []
+        for snr in tqdm(grid, desc=f"calibrate {name}", disable=not progress):
+            cond = {"corruption": name, "snr_db": float(snr), "rt60": None, "talkers": talkers}
+            hyps = transcribe(model, [degrade_item(cond, u.wave, seed, i, babble) for i, u in enumerate(items)])
+            curve.append(score([u.text for u in items], hyps, ["digits"] * len(items), n_boot=10)["wer"]["value"])
+        curves[name] = dict(zip(map(float, grid), curve))
+        levels[name] = {}
+        for level, target in targets.items():
+            w = np.minimum.accumulate(np.array(curve)[::-1])[::-1]  # WER made monotone in SNR
+            x = np.array(grid, float)
+            # first SNR (from high to low) where WER rises above target: interpolate between grid points
+            above = np.flatnonzero(w >= target)
+            if len(above) == 0:
+                snr = float(x[0])
+            elif above[-1] == len(x) - 1:
+                snr = float(x[-1])
+            else:
+                i = above[-1]
+                snr = float(np.interp(target, [w[i + 1], w[i]], [x[i + 1], x[i]]))
+            levels[name][level] = round(snr * 2) / 2
+    return {"levels": levels, "val_wer": curves, "targets": targets, "n_items": len(items)}
