@@ -3,8 +3,10 @@
 import pytest
 import torch
 
+from dataclasses import replace
+
 from coupled.engine import (
-    METHODS, CentredProcess, Chain, expected_calls, item_generators,
+    METHODS, CentredProcess, Chain, expected_calls, item_generators, parallel_schedule,
     refresh_steps, run_method, standardise,
 )
 from coupled.errors import CoupledError
@@ -14,11 +16,20 @@ from .harness import K, T_FRAMES, degraded, make_coupling
 OPTIONS = {
     "noisy": [{}],
     "sequential": [{}, {"signal_steps": 3}],
-    "logits_only": [{}, {"logit_steps": 2}],
-    "parallel": [{}, {"switch_fraction": 0.0}, {"switch_fraction": 1.0}, {"steps": 5, "switch_fraction": 0.3}],
-    "alternating": [{}, {"rounds": 1}, {"rounds": 3, "signal_steps": 2, "logit_steps": 3}],
-    "nested": [{}, {"refresh_every": 1}, {"refresh_every": 0}, {"refresh_every": 1, "refresh_window": (0.0, 0.5)}],
+    "logits_only": [{}, {"logit_steps": 2}, {"logit_samples": 3}],
+    "card": [{}],
+    "sequential_ensemble": [{}, {"k": 2, "signal_steps": 2}],
+    "one_step": [{}],
+    "purification": [{}, {"noise_fraction": 0.3, "signal_steps": 2}, {"noise_fraction": 1.0}],
+    "parallel": [{}, {"switch_fraction": 0.0}, {"switch_fraction": 1.0},
+                 {"signal_steps": 5, "logit_steps": 5, "switch_fraction": 0.3},
+                 {"signal_steps": 1, "logit_steps": 6}, {"signal_steps": 8, "logit_steps": 3}],
+    "alternating": [{}, {"rounds": 1}, {"rounds": 3, "signal_steps": 2, "logit_steps": 3}, {"logit_samples": 2}],
+    "nested": [{}, {"refresh_every": 1}, {"refresh_every": 0}, {"refresh_every": 1, "refresh_window": (0.0, 0.5)},
+               {"refresh_every": 1, "refresh_from": 0.4, "refresh_signal_steps": 2}],
 }
+NO_LOGIT_CHAIN = {"noisy", "sequential", "sequential_ensemble", "one_step", "purification"}
+NO_SIGNAL_CHAIN = {"noisy", "logits_only", "card"}
 CASES = [(m, o) for m, opts in OPTIONS.items() for o in opts]
 
 
@@ -30,11 +41,11 @@ def test_shapes_and_call_counts(method, options, frames):
     res = run_method(method, coupling, d, item_generators(range(4)), **options)
     logit_shape = (4, K) if frames is None else (4, frames, K)
     assert res.classifier_logits.shape == logit_shape
-    if method in ("noisy", "sequential"):
+    if method in NO_LOGIT_CHAIN:
         assert res.y_hat is None
     else:
         assert res.y_hat.shape == logit_shape
-    if method in ("noisy", "logits_only"):
+    if method in NO_SIGNAL_CHAIN:
         assert res.x_hat is None
     else:
         assert res.x_hat.shape == d.shape
@@ -43,16 +54,84 @@ def test_shapes_and_call_counts(method, options, frames):
     assert res.calls["logits"] == sum(e["kind"] == "logits" for e in log)
 
 
+def _calls(signal, logits, classifier):
+    return {"signal": signal, "logits": logits, "classifier": classifier, "signal_passes": signal, "logits_passes": logits}
+
+
 def test_call_count_formulas_by_hand():
     coupling, _ = make_coupling(signal_steps=6, logit_steps=4)
-    assert expected_calls("parallel", coupling) == {"signal": 6, "logits": 6, "classifier": 1 + 3 + 1}
-    assert expected_calls("alternating", coupling, rounds=3) == {"signal": 18, "logits": 12, "classifier": 3}
+    assert expected_calls("parallel", coupling, logit_steps=6) == _calls(6, 6, 1 + 3 + 1)
+    # 6 signal steps over 4 logit steps: [2, 1, 2, 1]; after the switch (step 2) x0_hat is new at steps 2 and 3
+    assert expected_calls("parallel", coupling) == _calls(6, 4, 1 + 2 + 1)
+    assert expected_calls("alternating", coupling, rounds=3) == _calls(18, 12, 3)
+    assert expected_calls("alternating", coupling, rounds=2, logit_samples=3) == _calls(12, 24, 2)
     # refresh window (0.5, 1) of 4 logit steps, every 1: steps 2 and 3 -> 3 signal trajectories
-    assert expected_calls("nested", coupling, refresh_every=1) == {"signal": 18, "logits": 4, "classifier": 3}
+    assert expected_calls("nested", coupling, refresh_every=1) == _calls(18, 4, 3)
+    assert expected_calls("nested", coupling, refresh_every=1, refresh_from=0.3, refresh_signal_steps=2) == _calls(6 + 2 * 2, 4, 3)
+    assert expected_calls("sequential_ensemble", coupling, k=4, signal_steps=2) == _calls(8, 0, 4)
+    assert expected_calls("one_step", coupling) == _calls(1, 0, 1)
+    assert expected_calls("purification", coupling, signal_steps=3) == _calls(3, 0, 1)
     assert refresh_steps(10, 2, (0.5, 1.0)) == [5, 7, 9]
     assert refresh_steps(10, 3, (0.0, 1.0)) == [3, 6, 9]  # step 0 never refreshes: no y0_hat yet
     pc, _ = make_coupling(sampler="pc", process=CentredProcess())
-    assert expected_calls("sequential", pc) == {"signal": 12, "logits": 0, "classifier": 1}
+    assert expected_calls("sequential", pc) == _calls(12, 0, 1)
+
+
+def test_parallel_schedule_spreads_signal_steps():
+    assert parallel_schedule(6, 6) == [1] * 6
+    assert parallel_schedule(1, 6) == [1, 0, 0, 0, 0, 0]  # the single signal step comes first: z after the switch
+    assert parallel_schedule(2, 5) == [1, 0, 1, 0, 0]
+    assert parallel_schedule(6, 4) == [2, 1, 2, 1]
+    coupling, log = make_coupling(signal_steps=2, logit_steps=5)
+    run_method("parallel", coupling, degraded(), item_generators(range(4)))
+    assert _kinds(log) == "ysyysyy"
+    assert torch.equal(log[1]["logits"], log[0]["out"]) and torch.equal(log[4]["logits"], log[3]["out"])
+    # after the switch (step 2) the logit steps see the newest x0_hat
+    assert torch.equal(log[3]["signal"], log[1]["out"]) and torch.equal(log[5]["signal"], log[4]["out"])
+
+
+def test_one_step_is_sequential_with_one_step_and_ensemble_of_one_is_sequential():
+    coupling, _ = make_coupling()
+    d = degraded()
+    one = run_method("one_step", coupling, d, item_generators(range(4)))
+    seq = run_method("sequential", coupling, d, item_generators(range(4)), signal_steps=1)
+    assert torch.equal(one.x_hat, seq.x_hat) and torch.equal(one.prediction(), seq.prediction())
+    ens = run_method("sequential_ensemble", coupling, d, item_generators(range(4)), k=1)
+    seq = run_method("sequential", coupling, d, item_generators(range(4)))
+    assert torch.equal(ens.x_hat, seq.x_hat) and torch.equal(ens.prediction(), seq.prediction())
+    torch.testing.assert_close(ens.classifier_logits.exp().sum(-1), torch.ones(4))  # log of averaged probabilities
+
+
+def test_purification_starts_part_way_from_the_degraded_input():
+    coupling, log = make_coupling()
+    run_method("purification", coupling, degraded(), item_generators(range(4)), noise_fraction=0.3, signal_steps=3)
+    ts = [e["t"] for e in log]
+    assert len(ts) == 3 and ts[0] == 299.0 and ts == sorted(ts, reverse=True)
+    # the whole range is plain sequential
+    full = run_method("purification", coupling, degraded(), item_generators(range(4)), noise_fraction=1.0)
+    seq = run_method("sequential", coupling, degraded(), item_generators(range(4)))
+    assert torch.equal(full.x_hat, seq.x_hat)
+
+
+def test_warm_refresh_runs_short_inner_chains():
+    coupling, log = make_coupling(signal_steps=4, logit_steps=4)
+    run_method("nested", coupling, degraded(), item_generators(range(4)), refresh_every=1, refresh_from=0.25,
+               refresh_signal_steps=1)
+    assert _kinds(log) == "ssss" + "yy" + "s" + "y" + "s" + "y"
+    assert log[6]["t"] == 249.0 and torch.equal(log[6]["logits"], log[5]["out"])
+
+
+def test_guided_calls_count_two_passes():
+    from coupled.engine import Denoiser, GuidedLogits, VPProcess
+
+    class Net(torch.nn.Module):
+        def forward(self, x, t, observation=None, logits=None, logits_mask=None):
+            return 0.5 * x + 0.5 * observation
+
+    coupling, _ = make_coupling(signal_steps=3, logit_steps=2)
+    guided = replace(coupling, signal_denoiser=Denoiser(GuidedLogits(Net(), 3.0), VPProcess(1000), "x0"))
+    res = run_method("alternating", guided, degraded(), item_generators(range(4)), rounds=2)
+    assert res.calls["signal"] == 6 and res.calls["signal_passes"] == 3 + 2 * 3  # round 1 has no logits to guide by
 
 
 @pytest.mark.parametrize("method,options", CASES)
@@ -146,7 +225,7 @@ def test_bad_inputs_raise_one_line_errors():
     bad = d.clone()
     bad[1, 2] = float("nan")
     _one_line_error(lambda: run_method("sequential", coupling, bad, gens), "contains NaN")
-    _one_line_error(lambda: run_method("parallel", coupling, d, gens, swich_fraction=0.5), "unknown option.*valid: steps, switch_fraction")
+    _one_line_error(lambda: run_method("parallel", coupling, d, gens, swich_fraction=0.5), "unknown option.*valid: signal_steps, logit_steps, switch_fraction")
     _one_line_error(lambda: run_method("paralel", coupling, d, gens), "unknown method 'paralel'; choose one of")
     _one_line_error(lambda: run_method("sequential", coupling, d, gens, signal_steps=-3), "signal_steps must be an integer >= 1")
     _one_line_error(lambda: Chain(coupling.signal_chain.process, -1), "steps must be a positive integer")

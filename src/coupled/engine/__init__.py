@@ -5,10 +5,13 @@ Knows tensors and callables only; imports nothing from domains, training or the 
 
 from .chains import Chain, ChainState
 from .classifier import FrozenClassifier, check_finite, standardise
+from .guidance import GuidedLogits
 from .parameterization import PREDICTIONS, Denoiser, output_from_x0, training_target, x0_from_output
 from .processes import CentredProcess, VPProcess, process_from_dict, randn
 from .samplers import SAMPLERS, ddim_step, ddpm_step, pc_step, sample
 from .strategies import (
+    BASELINES,
+    COUPLED,
     METHODS,
     Coupling,
     StrategyResult,
@@ -18,10 +21,15 @@ from .strategies import (
     method_options,
     nested,
     noisy,
+    one_step,
     parallel,
+    parallel_schedule,
+    purification,
+    readouts,
     refresh_steps,
     run_method,
     sequential,
+    sequential_ensemble,
     switch_step,
 )
 
@@ -34,9 +42,10 @@ def item_generators(seeds, device="cpu"):
 
 
 __all__ = [
-    "Chain", "ChainState", "FrozenClassifier", "standardise", "check_finite", "PREDICTIONS", "Denoiser",
+    "Chain", "ChainState", "FrozenClassifier", "GuidedLogits", "standardise", "check_finite", "PREDICTIONS", "Denoiser",
     "output_from_x0", "training_target", "x0_from_output", "CentredProcess", "VPProcess", "process_from_dict",
     "randn", "SAMPLERS", "ddim_step", "ddpm_step", "pc_step", "sample", "METHODS", "Coupling", "StrategyResult",
     "alternating", "expected_calls", "logits_only", "method_options", "nested", "noisy", "parallel",
-    "refresh_steps", "run_method", "sequential", "switch_step", "item_generators",
+    "refresh_steps", "run_method", "sequential", "switch_step", "item_generators", "BASELINES", "COUPLED",
+    "one_step", "parallel_schedule", "purification", "readouts", "sequential_ensemble",
 ]

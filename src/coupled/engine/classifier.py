@@ -33,8 +33,11 @@ class FrozenClassifier(nn.Module):
         module: maps a batch [B, ...] to logits [B, K] (classification) or [B, T, K] (frame-wise).
         num_classes: K; the logits' last axis must match it (None: take whatever the module returns).
         logit_scale: sigma_l of the standardisation (0.8 in the reference for images).
-    The module is put in eval mode with gradients disabled, and stays in eval mode. Calling the wrapper
-    returns standardised logits under `torch.no_grad()`; `raw` returns the module's own logits.
+    The module is put in eval mode with gradients disabled when wrapped. Every call runs it in eval mode
+    (dropout off, batch-norm statistics fixed) even if the caller has put it back in training mode since,
+    and then gives each submodule back the training flag it had, so the caller's mode survives the call.
+    Calling the wrapper returns standardised logits under `torch.no_grad()`; `raw` returns the module's own
+    logits.
     """
 
     def __init__(self, module: nn.Module, num_classes: int | None = None, logit_scale: float = 0.8, eps: float = 1e-5):
@@ -47,9 +50,9 @@ class FrozenClassifier(nn.Module):
         self.num_classes, self.logit_scale, self.eps = num_classes, logit_scale, eps
 
     def train(self, mode: bool = True):
-        """Stays in eval mode whatever a parent module asks: the classifier is frozen."""
+        """Stays in eval mode whatever a parent module asks: the classifier is frozen (the wrapped module's
+        own flag is left alone; each call runs it in eval mode)."""
         self.training = False
-        self.module.eval()
         return self
 
     @torch.no_grad()
@@ -58,6 +61,8 @@ class FrozenClassifier(nn.Module):
         check_finite(x, "classifier input")
         if x.dim() < 2:
             raise CoupledError(f"classifier input must be a batch [B, ...], got shape {tuple(x.shape)}")
+        modes = [(m, m.training) for m in self.module.modules()]
+        self.module.eval()
         try:
             out = self.module(x)
         except RuntimeError as e:
@@ -65,6 +70,9 @@ class FrozenClassifier(nn.Module):
             raise CoupledError(
                 f"the classifier failed on input of shape {tuple(x.shape)} ({first}); pass signals of the shape it was built for"
             ) from None
+        finally:
+            for m, mode in modes:
+                m.training = mode
         if not torch.is_tensor(out) or out.dim() not in (2, 3) or out.shape[0] != x.shape[0]:
             shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
             raise CoupledError(
@@ -75,7 +83,9 @@ class FrozenClassifier(nn.Module):
                 f"the classifier returned {out.shape[-1]} classes but num_classes={self.num_classes}; "
                 "pass the classifier trained for this data set or fix num_classes"
             )
-        check_finite(out, "classifier output")
+        if out.is_floating_point() and not torch.isfinite(out).all():
+            raise CoupledError("the classifier returned NaN or infinite logits on finite inputs; its weights are "
+                               "probably damaged (check them, or re-create the checkpoint)")
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

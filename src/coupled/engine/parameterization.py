@@ -98,6 +98,11 @@ class Denoiser(nn.Module):
         """The network's class count when it declares one (lets strategies check logit widths)."""
         return getattr(getattr(self.net, "cfg", None), "num_classes", None)
 
+    def passes(self, **conditioning) -> int:
+        """Network passes one call with this conditioning runs (a guided net may run two)."""
+        passes = getattr(self.net, "passes", None)
+        return passes(logits=conditioning.get("logits")) if passes is not None else 1
+
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, center: torch.Tensor | None = None, **conditioning):
         t = torch.as_tensor(t, device=x_t.device).float().expand(x_t.shape[0])
         if self.pass_center:

@@ -48,6 +48,12 @@ def _bcast(v: torch.Tensor, like: torch.Tensor, dtype=None) -> torch.Tensor:
     return v.reshape(v.shape + (1,) * (like.dim() - v.dim())).to(dtype or like.dtype)
 
 
+def _check_start(start) -> float:
+    if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0 < start <= 1:
+        raise CoupledError(f"a grid's start fraction must lie in (0, 1], got {start!r}")
+    return float(start)
+
+
 class _ProcessBase:
     kind: str
 
@@ -110,14 +116,15 @@ class VPProcess(_ProcessBase):
         """The time a network sees, in [0, 1]."""
         return t.float() / self.num_train_steps
 
-    def grid(self, steps: int, spacing: str = "trailing") -> torch.Tensor:
+    def grid(self, steps: int, spacing: str = "trailing", start: float = 1.0) -> torch.Tensor:
         """S = `steps` steps of the T training steps, descending, with the terminal time -1 appended.
 
         'leading' is diffusers' default ((0..S-1) * T // S, reversed); 'trailing' starts at T - 1, the
-        noisiest step, which the prior actually matches.
+        noisiest step, which the prior actually matches. `start` < 1 spaces the same way over the first
+        round(start * T) training steps only: a trajectory that starts part-way, from a noised estimate.
         """
-        steps = self._check_steps(steps, self.num_train_steps)
-        T = self.num_train_steps
+        T = max(1, round(_check_start(start) * self.num_train_steps))
+        steps = self._check_steps(steps, T)
         if spacing == "leading":
             ts = (torch.arange(steps) * (T // steps)).flip(0).float()
         elif spacing == "trailing":
@@ -179,12 +186,14 @@ class CentredProcess(_ProcessBase):
         """The time a network sees, in [0, 1]."""
         return t.float()
 
-    def grid(self, steps: int, spacing: str = "linear") -> torch.Tensor:
-        """`steps` times from 1 down to t_eps, then the terminal 0 (as SGMSE+'s last step of size t_eps)."""
+    def grid(self, steps: int, spacing: str = "linear", start: float = 1.0) -> torch.Tensor:
+        """`steps` times from 1 down to t_eps, then the terminal 0 (as SGMSE+'s last step of size t_eps);
+        `start` < 1 begins at t_eps + start (1 - t_eps) instead of 1."""
         steps = self._check_steps(steps)
         if spacing != "linear":
             raise CoupledError(f"unknown grid spacing {spacing!r} for a centred process; use 'linear'")
-        return torch.cat([torch.linspace(1.0, self.t_eps, steps), torch.zeros(1)])
+        top = self.t_eps + _check_start(start) * (1 - self.t_eps)
+        return torch.cat([torch.linspace(top, self.t_eps, steps), torch.zeros(1)])
 
     def prior(self, shape, generator, *, center=None, device=None, dtype=torch.float32) -> torch.Tensor:
         """center + sigma(1) noise, SGMSE+'s prior (the mean's residual e^{-theta} (x0 - center) is ignored)."""

@@ -1,10 +1,16 @@
-"""The six methods of the spec, as functions over two chains and a frozen classifier.
+"""The spec's methods, as functions over two chains and a frozen classifier.
+
+Baselines: `noisy`, `sequential`, `logits_only` (CARD-style; `card` is the same function, run with a logit
+net trained for it), and the equal-cost baselines `sequential_ensemble`, `one_step` and `purification`.
+Coupled strategies: `parallel`, `alternating`, `nested`.
 
 Every method takes a `Coupling` (classifier, denoisers, chain recipes), the degraded batch `d`, a generator
 (one `torch.Generator`, or one per item for batch-size independence) and keyword options, and returns a
 `StrategyResult` with `y_hat` (final logit estimate, where a logit chain runs), `x_hat` (final signal
-estimate, where a signal chain runs), `classifier_logits` = norm(f(x_hat)) (norm(f(d)) for `noisy`) and
-the exact numbers of calls to the signal denoiser, the logit denoiser and the classifier.
+estimate, where a signal chain runs), `classifier_logits` = norm(f(x_hat)) (norm(f(d)) for `noisy`; the log
+of the averaged probabilities for `sequential_ensemble`) and the exact numbers of calls to the signal
+denoiser, the logit denoiser and the classifier, with `signal_passes` / `logits_passes` counting network
+passes (a guided call runs two).
 
 Denoiser call conventions (conditioning by keyword):
     signal_denoiser(x_t, t, center=..., observation=d, logits=l)     # l None: the null token
@@ -30,8 +36,9 @@ from .chains import Chain
 from .classifier import FrozenClassifier, check_finite
 
 __all__ = [
-    "Coupling", "StrategyResult", "METHODS", "run_method", "noisy", "sequential", "logits_only",
-    "parallel", "alternating", "nested", "switch_step", "refresh_steps", "expected_calls", "method_options",
+    "Coupling", "StrategyResult", "METHODS", "COUPLED", "BASELINES", "run_method", "noisy", "sequential",
+    "logits_only", "sequential_ensemble", "one_step", "purification", "parallel", "alternating", "nested",
+    "switch_step", "refresh_steps", "parallel_schedule", "expected_calls", "method_options", "readouts",
 ]
 
 
@@ -99,7 +106,7 @@ class _Run:
             if getattr(coupling, f"{name}_denoiser") is None or getattr(coupling, f"{name}_chain") is None:
                 raise CoupledError(f"this method needs a {name} denoiser and a {name} chain in the Coupling")
         self.c, self.d, self.gen = coupling, degraded, generator
-        self.calls = {"signal": 0, "logits": 0, "classifier": 0}
+        self.calls = {"signal": 0, "logits": 0, "classifier": 0, "signal_passes": 0, "logits_passes": 0}
 
     def classify(self, z: torch.Tensor) -> torch.Tensor:
         self.calls["classifier"] += 1
@@ -112,9 +119,17 @@ class _Run:
             )
         return c
 
+    def classify_probabilities(self, z: torch.Tensor) -> torch.Tensor:
+        """softmax of the classifier's own logits f(z) (not standardised): what an ensemble averages."""
+        self.calls["classifier"] += 1
+        return self.c.classifier.raw(z).softmax(dim=-1)
+
     def _counted(self, fn, key, **conditioning):
+        passes = fn.passes(**conditioning) if hasattr(fn, "passes") else 1
+
         def call(x, t, center=None):
             self.calls[key] += 1
+            self.calls[f"{key}_passes"] += passes
             return fn(x, t, center=center, **conditioning)
 
         return call
@@ -129,25 +144,34 @@ class _Run:
             state, self._counted(self.c.logit_denoiser, "logits", evidence=evidence, signal=z), self.gen
         )
 
-    def start_signal(self, steps=None):
+    def start_signal(self, steps=None, start_fraction=1.0, start_from=None):
+        """A signal trajectory from the prior, or (start_fraction < 1) from `start_from` noised part-way."""
         self.c = _replace_chain(self.c, "signal_chain", steps)
-        return self.c.signal_chain.start(self.d.shape, self.gen, center=self.d, device=self.d.device)
+        chain = self.c.signal_chain.with_start(start_fraction)
+        self.c = replace(self.c, signal_chain=chain)
+        if start_fraction == 1.0:
+            return chain.start(self.d.shape, self.gen, center=self.d, device=self.d.device)
+        return chain.start_from(start_from, self.gen, center=self.d)
 
     def start_logits(self, center, steps=None):
         self.c = _replace_chain(self.c, "logit_chain", steps)
         return self.c.logit_chain.start(center.shape, self.gen, center=center, device=self.d.device)
 
-    def signal_trajectory(self, logits, steps=None) -> torch.Tensor:
-        state = self.start_signal(steps)
+    def signal_trajectory(self, logits, steps=None, start_fraction=1.0, start_from=None) -> torch.Tensor:
+        state = self.start_signal(steps, start_fraction, start_from)
         while not self.c.signal_chain.done(state):
             state = self.signal_step(state, logits)
         return state.x
 
-    def logit_trajectory(self, evidence, z, steps=None) -> torch.Tensor:
-        state = self.start_logits(evidence, steps)
-        while not self.c.logit_chain.done(state):
-            state = self.logit_step(state, evidence, z)
-        return state.x
+    def logit_trajectory(self, evidence, z, steps=None, samples: int = 1) -> torch.Tensor:
+        """A full logit trajectory; with `samples` > 1, that many independent ones, their y_hat averaged."""
+        total = 0
+        for _ in range(samples):
+            state = self.start_logits(evidence, steps)
+            while not self.c.logit_chain.done(state):
+                state = self.logit_step(state, evidence, z)
+            total = total + state.x
+        return total / samples
 
     def result(self, method, y_hat, x_hat, classifier_logits):
         return StrategyResult(method, y_hat, x_hat, classifier_logits, dict(self.calls))
@@ -157,9 +181,9 @@ def _replace_chain(coupling: Coupling, name: str, steps):
     return replace(coupling, **{name: getattr(coupling, name).with_steps(steps)})
 
 
-def _check_fraction(name, value):
-    if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise CoupledError(f"{name} must lie in [0, 1], got {value!r}")
+def _check_fraction(name, value, low_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value if low_open else 0 <= value) or value > 1:
+        raise CoupledError(f"{name} must lie in {'(0' if low_open else '[0'}, 1], got {value!r}")
 
 
 def _check_count(name, value, minimum=1):
@@ -183,58 +207,125 @@ def sequential(coupling: Coupling, degraded: torch.Tensor, generator=None, *, si
 
 
 @torch.no_grad()
-def logits_only(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logit_steps: int | None = None):
-    """Baseline, CARD-like: one logit trajectory with z = d throughout."""
+def logits_only(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logit_steps: int | None = None,
+                logit_samples: int = 1):
+    """Baseline, CARD-like: one logit trajectory with z = d throughout (`logit_samples` of them, averaged).
+
+    Its `classifier_logits` are norm(f(d)), the `noisy` baseline's: only its `logits` readout is its own.
+    """
+    _check_count("logit_samples", logit_samples)
     run = _Run(coupling, degraded, generator, "y")
     c = run.classify(degraded)
-    y_hat = run.logit_trajectory(c, degraded, logit_steps)
+    y_hat = run.logit_trajectory(c, degraded, logit_steps, logit_samples)
     return run.result("logits_only", y_hat, None, c)
 
 
 @torch.no_grad()
-def parallel(
-    coupling: Coupling, degraded: torch.Tensor, generator=None, *, steps: int | None = None,
-    switch_fraction: float = 0.5,
-):
-    """Interleaved scheduler: per grid step, one logit step (evidence from z) then one signal step on its y0_hat.
+def card(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logit_steps: int | None = None,
+         logit_samples: int = 1):
+    """CARD for a frozen classifier: `logits_only` run with a logit net trained only on the degraded input
+    (its features and f(d)); the caller puts that net in the Coupling."""
+    return replace(logits_only(coupling, degraded, generator, logit_steps=logit_steps, logit_samples=logit_samples),
+                   method="card")
 
-    Both chains run the same `steps` (default: the signal chain's). Calls: N D_x, N D_y, and
-    1 (f(d)) + (steps from max(switch, 1) to N) + 1 (f(x_hat)) classifier calls.
+
+@torch.no_grad()
+def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=None, *, k: int = 3,
+                        signal_steps: int | None = None):
+    """Equal-cost baseline: K independent sequential trajectories; the classifier's probabilities averaged.
+
+    `classifier_logits` are log(mean_k softmax f(x_hat_k)); `x_hat` is the last trajectory's.
+    Calls: K N_x D_x, K f.
+    """
+    _check_count("k", k)
+    run = _Run(coupling, degraded, generator, "x")
+    probs = 0
+    for _ in range(k):
+        x_hat = run.signal_trajectory(None, signal_steps)
+        probs = probs + run.classify_probabilities(x_hat)
+    return run.result("sequential_ensemble", None, x_hat, (probs / k).log())
+
+
+@torch.no_grad()
+def one_step(coupling: Coupling, degraded: torch.Tensor, generator=None):
+    """Cheapest diffusion baseline: one x0_hat of the signal denoiser at the prior (close to an MMSE
+    estimate of s given d), then f. Equals `sequential` with one step. Calls: 1 D_x, 1 f."""
+    run = _Run(coupling, degraded, generator, "x")
+    state = run.signal_step(run.start_signal(1), None)
+    return run.result("one_step", None, state.x0_hat, run.classify(state.x0_hat))
+
+
+@torch.no_grad()
+def purification(coupling: Coupling, degraded: torch.Tensor, generator=None, *, noise_fraction: float = 0.5,
+                 signal_steps: int | None = None):
+    """DiffPure-style baseline: noise d to the time at `noise_fraction` of the signal process's range, then
+    `signal_steps` denoising steps from there (null logit token), then f. Calls: N_x D_x, 1 f."""
+    _check_fraction("noise_fraction", noise_fraction, low_open=True)
+    run = _Run(coupling, degraded, generator, "x")
+    x_hat = run.signal_trajectory(None, signal_steps, start_fraction=noise_fraction, start_from=degraded)
+    return run.result("purification", None, x_hat, run.classify(x_hat))
+
+
+def parallel_schedule(signal_steps: int, logit_steps: int) -> list[int]:
+    """Parallel's interleaving: how many signal steps follow each logit step (N_y entries summing to N_x).
+
+    Signal step j follows logit step floor(j N_y / N_x): equal counts alternate one for one; fewer signal
+    steps are spread over the logit grid starting at its first step; more come in runs."""
+    counts = [0] * logit_steps
+    for j in range(signal_steps):
+        counts[(j * logit_steps) // signal_steps] += 1
+    return counts
+
+
+@torch.no_grad()
+def parallel(
+    coupling: Coupling, degraded: torch.Tensor, generator=None, *, signal_steps: int | None = None,
+    logit_steps: int | None = None, switch_fraction: float = 0.5,
+):
+    """Interleaved scheduler: per logit step, the logit step (evidence from z), then the signal steps that
+    `parallel_schedule` puts after it, each conditioned on that y0_hat.
+
+    z is d before the switch (floor(switch_fraction * N_y) on the logit grid) and the latest x0_hat after
+    it; f is called again only when x0_hat changed. Calls: N_x D_x, N_y D_y, 1 (f(d)) + the evidence
+    refreshes + 1 (f(x_hat)) classifier calls (`expected_calls` counts them).
     """
     _check_fraction("switch_fraction", switch_fraction)
     run = _Run(coupling, degraded, generator, "xy")
-    steps = steps if steps is not None else coupling.signal_chain.steps
     c_d = run.classify(degraded)
-    x_state = run.start_signal(steps)
-    y_state = run.start_logits(c_d, steps)
-    switch = switch_step(steps, switch_fraction)
-    for i in range(steps):
-        if i >= switch and x_state.x0_hat is not None:
-            z = x_state.x0_hat
+    x_state = run.start_signal(signal_steps)
+    y_state = run.start_logits(c_d, logit_steps)
+    ny = run.c.logit_chain.steps
+    schedule = parallel_schedule(run.c.signal_chain.steps, ny)
+    switch = switch_step(ny, switch_fraction)
+    z, c, seen = degraded, c_d, None
+    for i in range(ny):
+        if i >= switch and x_state.x0_hat is not None and x_state.x0_hat is not seen:
+            z = seen = x_state.x0_hat
             c = run.classify(z)
-        else:
-            z, c = degraded, c_d
         y_state = run.logit_step(y_state, c, z)
-        x_state = run.signal_step(x_state, y_state.x0_hat)
+        for _ in range(schedule[i]):
+            x_state = run.signal_step(x_state, y_state.x0_hat)
     return run.result("parallel", y_state.x, x_state.x, run.classify(x_state.x))
 
 
 @torch.no_grad()
 def alternating(
     coupling: Coupling, degraded: torch.Tensor, generator=None, *, rounds: int = 2,
-    signal_steps: int | None = None, logit_steps: int | None = None,
+    signal_steps: int | None = None, logit_steps: int | None = None, logit_samples: int = 1,
 ):
     """Block scheduler: R rounds of a full signal trajectory (conditioned on l) then a full logit trajectory.
 
-    l starts as the null token and becomes each round's y_hat. Calls: R N_x D_x, R N_y D_y, R f.
+    l starts as the null token and becomes each round's y_hat (with `logit_samples` > 1, the mean of that
+    many logit trajectories). Calls: R N_x D_x, R M N_y D_y, R f.
     """
     _check_count("rounds", rounds)
+    _check_count("logit_samples", logit_samples)
     run = _Run(coupling, degraded, generator, "xy")
     logits = None
     for _ in range(rounds):
         x_hat = run.signal_trajectory(logits, signal_steps)
         c = run.classify(x_hat)
-        logits = run.logit_trajectory(c, x_hat, logit_steps)
+        logits = run.logit_trajectory(c, x_hat, logit_steps, logit_samples)
     return run.result("alternating", logits, x_hat, c)
 
 
@@ -242,13 +333,17 @@ def alternating(
 def nested(
     coupling: Coupling, degraded: torch.Tensor, generator=None, *, signal_steps: int | None = None,
     logit_steps: int | None = None, refresh_every: int = 2, refresh_window: tuple[float, float] = (0.5, 1.0),
+    refresh_from: float = 1.0, refresh_signal_steps: int | None = None,
 ):
     """Hierarchical scheduler: one logit trajectory; a full signal trajectory before it and at each refresh step.
 
-    A refresh is conditioned on the current y0_hat; each logit step uses z = the latest x_hat.
-    Calls: (1 + refreshes) N_x D_x, N_y D_y, (1 + refreshes) f.
+    A refresh is conditioned on the current y0_hat; each logit step uses z = the latest x_hat. With
+    `refresh_from` < 1 a refresh is warm-started: it noises the previous x_hat to that fraction of the
+    time range and runs `refresh_signal_steps` (default: signal_steps) steps from there.
+    Calls: N_x + refreshes x N_r D_x, N_y D_y, (1 + refreshes) f.
     """
     _check_count("refresh_every", refresh_every, minimum=0)
+    _check_fraction("refresh_from", refresh_from, low_open=True)
     if len(refresh_window) != 2:
         raise CoupledError(f"refresh_window must be (start, end) fractions, got {refresh_window!r}")
     for v in refresh_window:
@@ -262,16 +357,30 @@ def nested(
     refresh = set(refresh_steps(run.c.logit_chain.steps, refresh_every, refresh_window))
     for i in range(run.c.logit_chain.steps):
         if i in refresh:
-            x_hat = run.signal_trajectory(y_state.x0_hat, signal_steps)
+            steps = refresh_signal_steps if refresh_from < 1 and refresh_signal_steps else signal_steps
+            x_hat = run.signal_trajectory(y_state.x0_hat, steps, refresh_from, x_hat)
             c = run.classify(x_hat)
         y_state = run.logit_step(y_state, c, x_hat)
     return run.result("nested", y_state.x, x_hat, c)
 
 
+BASELINES = ("noisy", "sequential", "logits_only", "card", "sequential_ensemble", "one_step", "purification")
+COUPLED = ("parallel", "alternating", "nested")
 METHODS = {
-    "noisy": noisy, "sequential": sequential, "logits_only": logits_only,
+    "noisy": noisy, "sequential": sequential, "logits_only": logits_only, "card": card,
+    "sequential_ensemble": sequential_ensemble, "one_step": one_step, "purification": purification,
     "parallel": parallel, "alternating": alternating, "nested": nested,
 }
+# `classifier` is argmax f(x_hat) (f(d) for noisy), `logits` argmax y_hat; the logit-only baselines' f(d)
+# is noisy's row again, so they have the logits readout alone
+_READOUTS = {"noisy": ("classifier",), "logits_only": ("logits",), "card": ("logits",)}
+
+
+def readouts(method: str) -> tuple[str, ...]:
+    """The readouts a method has rows for: 'logits' (argmax y_hat) and/or 'classifier' (argmax f(x_hat))."""
+    if method in _READOUTS:
+        return _READOUTS[method]
+    return ("logits", "classifier") if method in COUPLED else ("classifier",)
 
 
 def method_options(method: str) -> list[str]:
@@ -290,35 +399,44 @@ def run_method(method: str, coupling: Coupling, degraded: torch.Tensor, generato
         raise CoupledError(
             f"unknown option(s) {unknown} for method {method!r}; valid: {', '.join(valid) or 'none'}"
         )
-    for name in ("steps", "signal_steps", "logit_steps"):
+    for name in ("signal_steps", "logit_steps", "refresh_signal_steps"):
         if options.get(name) is not None:
             _check_count(name, options[name])
     return METHODS[method](coupling, degraded, generator, **options)
 
 
 def expected_calls(method: str, coupling: Coupling, **options) -> dict:
-    """The exact call counts the spec's formulas give for `method` with these options (per batch)."""
+    """The exact call counts (and passes of unguided nets) the spec's formulas give for `method` (per batch)."""
     sx = coupling.signal_chain.with_steps(options.get("signal_steps")) if coupling.signal_chain else None
     sy = coupling.logit_chain.with_steps(options.get("logit_steps")) if coupling.logit_chain else None
     nx = sx.steps * sx.calls_per_step if sx else 0
     ny = sy.steps * sy.calls_per_step if sy else 0
+    m = options.get("logit_samples", 1)
     if method == "noisy":
-        return {"signal": 0, "logits": 0, "classifier": 1}
-    if method == "sequential":
-        return {"signal": nx, "logits": 0, "classifier": 1}
-    if method == "logits_only":
-        return {"signal": 0, "logits": ny, "classifier": 1}
-    if method == "parallel":
-        n = options.get("steps") or coupling.signal_chain.steps
-        s = switch_step(n, options.get("switch_fraction", 0.5))
-        return {
-            "signal": n * coupling.signal_chain.calls_per_step, "logits": n * coupling.logit_chain.calls_per_step,
-            "classifier": 2 + max(0, n - max(s, 1)),
-        }
-    if method == "alternating":
+        out = (0, 0, 1)
+    elif method in ("sequential", "purification"):
+        out = (nx, 0, 1)
+    elif method == "one_step":
+        out = (sx.calls_per_step, 0, 1)
+    elif method == "sequential_ensemble":
+        k = options.get("k", 3)
+        out = (k * nx, 0, k)
+    elif method in ("logits_only", "card"):
+        out = (0, m * ny, 1)
+    elif method == "parallel":
+        schedule = parallel_schedule(sx.steps, sy.steps)
+        switch = switch_step(sy.steps, options.get("switch_fraction", 0.5))
+        done = [sum(schedule[:i]) for i in range(sy.steps)]  # signal steps taken before logit step i
+        refreshes = len({done[i] for i in range(max(switch, 0), sy.steps) if done[i] > 0})
+        out = (nx, ny, 2 + refreshes)
+    elif method == "alternating":
         r = options.get("rounds", 2)
-        return {"signal": r * nx, "logits": r * ny, "classifier": r}
-    if method == "nested":
+        out = (r * nx, r * m * ny, r)
+    elif method == "nested":
         k = len(refresh_steps(sy.steps, options.get("refresh_every", 2), options.get("refresh_window", (0.5, 1.0))))
-        return {"signal": (1 + k) * nx, "logits": ny, "classifier": 1 + k}
-    raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+        warm = options.get("refresh_from", 1.0) < 1 and options.get("refresh_signal_steps")
+        nr = options["refresh_signal_steps"] * sx.calls_per_step if warm else nx
+        out = (nx + k * nr, ny, 1 + k)
+    else:
+        raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    return {"signal": out[0], "logits": out[1], "classifier": out[2], "signal_passes": out[0], "logits_passes": out[1]}

@@ -8,6 +8,11 @@ from pathlib import Path
 from ..errors import CoupledError
 
 
+# what `coupled evaluate` runs without --methods: the paper's six (the equal-cost baselines take settings
+# chosen on validation: benchmarks/fair_comparison.py runs them)
+DEFAULT_METHODS = ("noisy", "sequential", "logits_only", "parallel", "alternating", "nested")
+
+
 def _level_seeds(ev: dict):
     seeds = list(ev["seeds"])
     return lambda level: seeds[: ev["heavy_seeds"]] if level == "heavy" else seeds[: ev["other_seeds"]]
@@ -15,16 +20,22 @@ def _level_seeds(ev: dict):
 
 def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out="runs/eval", max_items=None,
                     corruptions=None, levels=None, methods=None, seeds_for_level=None, progress=True,
-                    title_extra: dict | None = None, results_path=None) -> dict:
+                    title_extra: dict | None = None, results_path=None, specs=None, headline=None) -> dict:
     """Evaluate the checkpoint of `cfg` and write `out`/results.json, report.md, accuracy.png, examples.png
-    (and results.json also to `results_path` when given)."""
+    (and results.json also to `results_path` when given).
+
+    `methods` names methods run with the config's `sampling.methods` options; `specs` (a list of
+    `runner.MethodSpec`) gives labelled configurations instead, e.g. the ones validation chose. `headline`
+    (a function of the results dict returning the spec's `headline` list) adds the cost-matched comparison.
+    Autograd is off inside the call only."""
     import torch
 
     from ..domains.image.models import default_device, load_bundle
     from ..engine import METHODS
     from ..training.run import clean_accuracy, load_splits
     from .report import markdown_report, plot_accuracy_vs_severity, plot_examples, summarise, write_results
-    from .runner import evaluate
+    from ..domains.image.models import REFERENCE_METHODS
+    from .runner import evaluate, specs_from_methods
 
     ev = cfg["evaluation"]
     split = split or ev["split"]
@@ -51,21 +62,26 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
         severities = {k: severities[k] for k in corruptions}
     if levels:
         severities = {k: {lv: s for lv, s in v.items() if lv in levels} for k, v in severities.items()}
-    methods = tuple(methods or METHODS)
-    bad = sorted(set(methods) - set(METHODS))
-    if bad:
-        raise CoupledError(f"unknown method(s) {bad}; choose from: {', '.join(METHODS)}")
+    if specs is None:
+        valid = (*METHODS, *REFERENCE_METHODS)
+        methods = tuple(methods or DEFAULT_METHODS)
+        bad = sorted(set(methods) - set(valid))
+        if bad:
+            raise CoupledError(f"unknown method(s) {bad}; choose from: {', '.join(valid)}")
+        specs = specs_from_methods(methods, cfg["sampling"]["methods"])
     clean = clean_accuracy(bundle.coupling.classifier.module, data)
     started = time.time()
-    torch.set_grad_enabled(False)
-    records, examples = evaluate(bundle, data, severities, methods=methods,
-                                 method_options=cfg["sampling"]["methods"], seeds_for_level=seeds_for_level or _level_seeds(ev),
-                                 batch_size=ev["batch_size"], device=device, progress=progress)
+    with torch.no_grad():
+        records, examples = evaluate(bundle, data, severities, specs=specs,
+                                     seeds_for_level=seeds_for_level or _level_seeds(ev),
+                                     batch_size=ev["batch_size"], device=device, progress=progress)
     settings = {"sampling": cfg["sampling"], "checkpoint": str(checkpoint or cfg["output"]), "split": split,
                 "n_items": len(data), "eval_seconds": round(time.time() - started, 1), **(title_extra or {})}
     dataset = cfg["data"].get("kind", "mnist5k")
     results = summarise(records, domain="image", dataset=dataset, split=split, clean_accuracy=clean,
                         n_boot=ev["bootstrap"], extra=settings)
+    if headline is not None:
+        results["headline"] = headline(results, records)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_results(results, out / "results.json")

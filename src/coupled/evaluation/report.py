@@ -30,9 +30,11 @@ __all__ = ["SCHEMA", "METHOD_ORDER", "READOUTS", "summarise", "write_results", "
 
 SCHEMA = "coupled-results/1"
 # Baselines first, then strategies by cost; unknown variants follow in order of appearance.
-METHOD_ORDER = ("noisy", "sequential", "logits_only", "parallel", "alternating", "nested")
+METHOD_ORDER = ("noisy", "finetuned_classifier", "sequential", "one_step", "purification", "sequential_ensemble",
+                "logits_only", "card", "parallel", "alternating", "nested")
 READOUTS = ("logits", "classifier")
 _CALLS = ("signal", "logits", "classifier")
+_PASSES = ("signal_passes", "logits_passes")  # network passes (a guided call runs two), where counted
 _RECORD_KEYS = ("method", "corruption", "severity", "level", "seed", "correct_logits", "correct_classifier", "psnr", "ssim", "calls", "seconds_per_item")
 
 
@@ -124,8 +126,8 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
             where = f"method '{m}' at {corruption} {severity:g}"
             scores[m] = {ro: _stack(recs, f"correct_{ro}", n, where) for ro in READOUTS}
             scores[m].update({q: _stack(recs, q, n, where) for q in ("psnr", "ssim")})
-            if scores[m]["classifier"] is None:
-                raise CoupledError(f"'correct_classifier' is None for {where}; every method has a classifier readout")
+            if scores[m]["classifier"] is None and scores[m]["logits"] is None:
+                raise CoupledError(f"both 'correct_classifier' and 'correct_logits' are None for {where}; give at least one readout")
             if len({r["level"] for r in recs}) > 1:
                 raise CoupledError(f"seeds of {where} disagree on its level {sorted({r['level'] for r in recs})}; use one level name per severity")
         seq = scores.get("sequential", {}).get("classifier")
@@ -139,12 +141,15 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
                 delta = paired_bootstrap(s[readout], seq, n_boot=n_boot, seed=seed) if seq is not None else None
                 gap = gap_recovered(value, noisy_acc, clean_accuracy) if noisy_acc is not None else None
                 rows.append({
-                    "method": m, "corruption": corruption, "severity": severity, "level": recs[0]["level"],
+                    "method": m, **({"base_method": recs[0]["base_method"], "settings": recs[0].get("settings", {})}
+                                    if recs[0].get("base_method", m) != m or recs[0].get("settings") else {}),
+                    "corruption": corruption, "severity": severity, "level": recs[0]["level"],
                     "metric": "accuracy", "readout": readout, "value": value,
                     "ci95": list(bootstrap_ci(s[readout], n_boot=n_boot, seed=seed)),
                     "delta_vs_sequential": None if delta is None else delta[0],
                     "delta_ci95": None if delta is None else list(delta[1:]),
-                    "calls": {k: _num(np.mean([r["calls"][k] for r in recs])) for k in _CALLS},
+                    "calls": {k: _num(np.mean([r["calls"][k] for r in recs])) for k in (*_CALLS, *_PASSES)
+                              if all(k in r["calls"] for r in recs)},
                     "seconds_per_item": float(np.mean([r["seconds_per_item"] for r in recs])),
                     "n_items": n, "seeds": [int(r["seed"]) for r in recs],
                     "psnr": None if s["psnr"] is None else _finite(s["psnr"].mean()),

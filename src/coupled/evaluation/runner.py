@@ -1,23 +1,46 @@
-"""Run methods over a fixed corrupted split: the paired comparisons of the spec's section 5.
+"""Run methods over a fixed corrupted split: the paired, cost-measured comparisons of the spec's section 5.
 
 The corrupted split is generated once per (corruption, severity) from `corruption_seed`, so every method
 and every sampling seed sees the same degraded items. Item i under sampling seed s draws its noise from
-its own generator seeded by (s, i): results do not depend on batch size or order.
+its own generator seeded by (s, i): results do not depend on batch size or order, and every method draws
+the same noise for the same item (common random numbers, which tightens paired comparisons).
+
+Methods are interleaved batch by batch (each batch runs every method, in an order that rotates from batch
+to batch), so the seconds per item they report are measured under the same machine load.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..engine import METHODS, item_generators, run_method
+from ..engine import COUPLED, item_generators, readouts, run_method
+from ..errors import CoupledError
 from .metrics import psnr, ssim
 
-COUPLED = ("parallel", "alternating", "nested")
 CORRUPTION_SEED = 12345  # the seed of the fixed corrupted splits every method is evaluated on
+DETERMINISTIC = ("noisy", "finetuned_classifier")  # no sampling: one seed is all there is
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One evaluated configuration: a row `label` (the method's name, or a clearly named variant of it),
+    the `method` that runs and its `options` (strategy options plus the bundle's: signal_guidance,
+    signal_net, signal_eta)."""
+
+    label: str
+    method: str
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.label, str) or not self.label:
+            raise CoupledError(f"a method's label must be a non-empty string, got {self.label!r}")
+        if not isinstance(self.options, dict):
+            raise CoupledError(f"options of {self.label!r} must be a mapping, got {type(self.options).__name__}")
 
 
 def sampling_seeds(seed: int, first_index: int, n: int) -> list[int]:
@@ -25,78 +48,115 @@ def sampling_seeds(seed: int, first_index: int, n: int) -> list[int]:
     return [int(np.random.SeedSequence([seed, first_index + i]).generate_state(1)[0]) for i in range(n)]
 
 
+def _readouts(method: str) -> tuple[str, ...]:
+    return ("classifier",) if method in DETERMINISTIC else readouts(method)
+
+
 @torch.no_grad()
-def run_split(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch.Tensor, method: str, seed: int,
-              options: dict, batch_size: int, device) -> dict:
-    """One method, one sampling seed, over a whole (already degraded) split; returns per-item outcomes."""
-    out = {"correct_logits": [], "pred_classifier": [], "psnr": [], "ssim": [], "x_hat": []}
-    coupling, options = bundle.for_method(options)
-    calls, started = None, time.perf_counter()
-    for i in range(0, len(degraded), batch_size):
+def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch.Tensor, specs, seed: int,
+              batch_size: int, device, keep_x_hat: bool = False) -> dict:
+    """Every spec over a whole (already degraded) split under one sampling seed, interleaved batch by batch.
+
+    Returns {label: per-item outcomes, calls per item and measured seconds per item}.
+    """
+    prepared = {s.label: bundle.prepare(s.method, s.options) for s in specs}
+    out = {s.label: {"correct_logits": [], "pred": [], "psnr": [], "ssim": [], "x_hat": [], "calls": None,
+                     "seconds": 0.0} for s in specs}
+    for b, i in enumerate(range(0, len(degraded), batch_size)):
         d = degraded[i:i + batch_size].to(device)
-        gens = item_generators(sampling_seeds(seed, i, len(d)))
-        res = run_method(method, coupling, d, gens, **options)
         y = labels[i:i + batch_size]
-        out["pred_classifier"].append(res.prediction("classifier").cpu().numpy())
-        if res.y_hat is not None:
-            out["correct_logits"].append((res.prediction("logits").cpu() == y).numpy())
-        if res.x_hat is not None:
-            x = res.x_hat.cpu()
-            out["psnr"].append(psnr(x, clean[i:i + batch_size]).numpy())
-            out["ssim"].append(ssim(x, clean[i:i + batch_size]).numpy())
-            out["x_hat"].append(x)
-        calls = res.calls
-    seconds = (time.perf_counter() - started) / len(degraded)
-    cat = lambda k: np.concatenate(out[k]) if out[k] else None  # noqa: E731
-    pred = cat("pred_classifier")
-    return {"correct_logits": cat("correct_logits"), "correct_classifier": pred == labels.numpy(), "pred": pred,
-            "psnr": cat("psnr"), "ssim": cat("ssim"), "calls": calls, "seconds_per_item": seconds,
-            "x_hat": torch.cat(out["x_hat"]) if out["x_hat"] else None}
+        seeds = sampling_seeds(seed, i, len(d))
+        order = specs[b % len(specs):] + specs[:b % len(specs)]  # rotate, so no method always runs first
+        for spec in order:
+            coupling, method, options = prepared[spec.label]
+            o = out[spec.label]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            res = run_method(method, coupling, d, item_generators(seeds), **options)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            o["seconds"] += time.perf_counter() - started
+            o["pred"].append(res.prediction("classifier").cpu().numpy())
+            if res.y_hat is not None:
+                o["correct_logits"].append((res.prediction("logits").cpu() == y).numpy())
+            if res.x_hat is not None:
+                x = res.x_hat.cpu()
+                o["psnr"].append(psnr(x, clean[i:i + batch_size]).numpy())
+                o["ssim"].append(ssim(x, clean[i:i + batch_size]).numpy())
+                if keep_x_hat:
+                    o["x_hat"].append(x)
+            o["calls"] = dict(res.calls)  # per item: one batched call of a network serves every item once
+    results = {}
+    for spec in specs:
+        o = out[spec.label]
+        cat = lambda k: np.concatenate(o[k]) if o[k] else None  # noqa: E731
+        pred = cat("pred")
+        ro = _readouts(spec.method)
+        results[spec.label] = {
+            "correct_logits": cat("correct_logits") if "logits" in ro else None,
+            "correct_classifier": pred == labels.numpy() if "classifier" in ro else None,
+            "pred": pred, "psnr": cat("psnr"), "ssim": cat("ssim"), "calls": o["calls"],
+            "seconds_per_item": o["seconds"] / len(degraded),
+            "x_hat": torch.cat(o["x_hat"]) if o["x_hat"] else None,
+        }
+    return results
 
 
-def evaluate(bundle, data, severities: dict, *, methods=tuple(METHODS), method_options: dict | None = None,
-             seeds_for_level=None, batch_size: int = 250, corruption_seed: int = CORRUPTION_SEED, device="cpu",
-             progress: bool = True, n_examples: int = 3):
-    """Every method over every corruption and severity of `severities` ({name: {level: severity}}).
+def specs_from_methods(methods, method_options: dict | None = None) -> list[MethodSpec]:
+    """One spec per method name, with its options from `method_options` (a config's `sampling.methods`)."""
+    method_options = method_options or {}
+    return [MethodSpec(m, m, dict(method_options.get(m, {}))) for m in methods]
 
-    Returns (records, example_rows): records as `report.summarise` reads them, and rows for
+
+def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, batch_size: int = 250,
+             corruption_seed: int = CORRUPTION_SEED, device="cpu", progress: bool = True, n_examples: int = 3):
+    """Every spec over every corruption and severity of `severities` ({name: {level: severity}}).
+
+    Returns (records, example_rows): records as `report.summarise` reads them (one per spec, corruption,
+    severity and seed; deterministic methods run on the first seed only), and rows for
     `report.plot_examples` (heavy severity, first seed, items where a coupled method changed the answer).
     """
     from ..domains.image.corruptions import corrupt
 
-    method_options = method_options or {}
+    device = torch.device(device)
+    specs = list(specs)
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise CoupledError(f"method labels must be unique, got {labels}")
     seeds_for_level = seeds_for_level or (lambda level: [0, 1, 2] if level == "heavy" else [0])
-    jobs = [(name, level, sev, seed, m) for name, levels in severities.items() for level, sev in levels.items()
-            for seed in seeds_for_level(level) for m in methods if not (m == "noisy" and seed != seeds_for_level(level)[0])]
-    records, examples, cache = [], [], {}
+    jobs = [(name, level, sev, seed) for name, levels in severities.items() for level, sev in levels.items()
+            for seed in seeds_for_level(level)]
+    records, examples = [], []
     bar = tqdm(jobs, desc="evaluate", disable=not progress, unit="run")
-    for name, level, sev, seed, method in bar:
-        bar.set_postfix_str(f"{name}/{level} {method} seed {seed}")
-        key = (name, level)
-        if key not in cache:
-            cache = {key: corrupt(data.images, name, sev, corruption_seed)}
-            outcomes = {}
-        degraded = cache[key]
-        r = run_split(bundle, data.images, data.labels, degraded, method, seed, method_options.get(method, {}),
-                      batch_size, device)
-        if seed == seeds_for_level(level)[0]:
-            outcomes[method] = r
-        if method == methods[-1] and level == "heavy" and seed == seeds_for_level(level)[0]:
-            examples += _example_rows(name, sev, data, degraded, outcomes, n_examples)
-        records.append({"method": method, "corruption": name, "severity": float(sev), "level": level, "seed": seed,
-                        **{k: v for k, v in r.items() if k not in ("x_hat", "pred")}})
+    degraded, key = None, None
+    for name, level, sev, seed in bar:
+        bar.set_postfix_str(f"{name}/{level} seed {seed}")
+        if key != (name, level):
+            key, degraded = (name, level), corrupt(data.images, name, sev, corruption_seed)
+        first = seed == seeds_for_level(level)[0]
+        todo = [s for s in specs if first or s.method not in DETERMINISTIC]
+        outcomes = run_specs(bundle, data.images, data.labels, degraded, todo, seed, batch_size, device,
+                             keep_x_hat=first and level == "heavy")
+        if first and level == "heavy":
+            examples += _example_rows(name, sev, data, degraded, outcomes, {s.label: s.method for s in todo}, n_examples)
+        for spec in todo:
+            r = outcomes[spec.label]
+            records.append({"method": spec.label, "base_method": spec.method, "settings": dict(spec.options),
+                            "corruption": name, "severity": float(sev), "level": level, "seed": seed,
+                            **{k: v for k, v in r.items() if k not in ("x_hat", "pred")}})
     return records, examples
 
 
-def _example_rows(name, sev, data, degraded, outcomes, n):
+def _example_rows(name, sev, data, degraded, outcomes, methods: dict, n):
     """Items where a coupled method's answer differs from sequential's: clean / degraded / each x_hat."""
     seq = outcomes.get("sequential")
+    coupled = [label for label, m in methods.items() if m in COUPLED]
     if seq is None:
         return []
     changed = np.zeros(len(degraded), dtype=bool)
-    for m in COUPLED:
-        if m in outcomes:
-            changed |= outcomes[m]["pred"] != seq["pred"]
+    for label in coupled:
+        changed |= outcomes[label]["pred"] != seq["pred"]
     rows = []
     idx = np.flatnonzero(changed)
     if len(idx) > n:  # evenly spread over the split (stored class by class), not the first n items
@@ -104,8 +164,8 @@ def _example_rows(name, sev, data, degraded, outcomes, n):
     for i in idx:
         label = int(data.labels[i])
         panels = [(f"clean ({label})", data.images[i, 0].numpy()), (f"{name} {sev:g}", degraded[i, 0].numpy())]
-        for m in ("sequential", *COUPLED):
-            if m in outcomes and outcomes[m]["x_hat"] is not None:
+        for m in ("sequential", *coupled):
+            if outcomes[m]["x_hat"] is not None:
                 pred = int(outcomes[m]["pred"][i])
                 panels.append((f"{m}: {pred}{'' if pred == label else ' (wrong)'}", outcomes[m]["x_hat"][i, 0].numpy()))
         rows.append({"title": f"item {i}, label {label}", "panels": panels})

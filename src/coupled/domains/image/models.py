@@ -6,12 +6,12 @@ A checkpoint folder holds `classifier`, `signal` and `logits` (each `.safetensor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from ...engine import Chain, Coupling, Denoiser, FrozenClassifier, process_from_dict
+from ...engine import Chain, Coupling, Denoiser, FrozenClassifier, GuidedLogits, process_from_dict
 from ...errors import CoupledError
 from ...training.checkpoint import load_state, load_weights, read_json
 from .networks import ClassifierConfig, DigitClassifier, LogitNet, LogitNetConfig, SignalUNet, SignalUNetConfig
@@ -47,6 +47,14 @@ def load_net(folder, name: str, kind: str | None = None):
     return net.eval().requires_grad_(False), meta
 
 
+# Networks of the baselines (stages card, finetuned, sequential), loaded on first use when the folder has them.
+SIGNAL_NETS = {"joint": "signal", "pretrained": "signal_pretrained", "sequential": "signal_sequential"}
+# Evaluation-level methods that are not strategies of the engine: (the engine method they run, what they swap)
+REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
+# Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
+BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta")
+
+
 @dataclass
 class Bundle:
     """A loaded checkpoint folder: what strategies need, plus the sampling settings saved with it."""
@@ -55,50 +63,66 @@ class Bundle:
     sampling: dict
     meta: dict
     signal_net: torch.nn.Module | None = None  # the unguided signal network inside coupling.signal_denoiser
+    folder: Path | None = None
+    _extra: dict = field(default_factory=dict, repr=False)  # lazily loaded baseline networks, by file name
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def to(self, device):
-        for part in (self.coupling.classifier, self.coupling.signal_denoiser, self.coupling.logit_denoiser):
+        self.device = torch.device(device)
+        for part in (self.coupling.classifier, self.coupling.signal_denoiser, self.coupling.logit_denoiser,
+                     *self._extra.values()):
             if part is not None:
                 part.to(device)
         return self
 
-    def for_method(self, options: dict) -> tuple[Coupling, dict]:
-        """The coupling one method runs with, and its options for the strategy: a method's own
-        `signal_guidance` (in `sampling.methods.NAME`) overrides the global weight for that method (not the
-        ablation `signal_logits: false`, which holds for every method)."""
+    def _net(self, name: str, kind: str):
+        """A baseline network of the folder (loaded once), with its metadata."""
+        if name not in self._extra:
+            if self.folder is None or not (self.folder / f"{name}.safetensors").is_file():
+                stage = {"card": "card", "classifier_finetuned": "finetuned", "signal_sequential": "sequential"}.get(name, "signal")
+                raise CoupledError(f"{self.folder} has no {name}.safetensors; train it with "
+                                   f"`coupled train CONFIG --stages {stage}`")
+            net, meta = load_net(self.folder, name, kind)
+            self._extra[name] = net.to(self.device)
+            self.meta[name] = meta
+        return self._extra[name], self.meta[name]
+
+    def prepare(self, method: str, options: dict) -> tuple[Coupling, str, dict]:
+        """The coupling `method` runs with, the engine method that runs it, and the strategy's options.
+
+        Bundle-level options: `signal_guidance` (a method's own weight overrides the global one, never the
+        ablation `signal_logits: false`), `signal_net` ('joint', 'pretrained' or 'sequential': which trained
+        signal denoiser; baselines may pick theirs on validation), `signal_eta` (the signal chain's eta).
+        `card` runs with the CARD logit net, `finetuned_classifier` is `noisy` with the fine-tuned classifier.
+        """
         options = dict(options)
-        if "signal_guidance" not in options:
-            return self.coupling, options
-        w = signal_guidance({**self.sampling, "signal_guidance": options.pop("signal_guidance")})
-        return replace(self.coupling, signal_denoiser=guided_signal_denoiser(self.signal_net, w, self.meta["signal"])), options
+        coupling = self.coupling
+        net_name = options.pop("signal_net", "joint")
+        if net_name not in SIGNAL_NETS:
+            raise CoupledError(f"unknown signal_net {net_name!r}; choose one of: {', '.join(SIGNAL_NETS)}")
+        w = options.pop("signal_guidance", None)
+        if net_name != "joint" or w is not None:
+            net, meta = (self.signal_net, self.meta["signal"]) if net_name == "joint" else self._net(SIGNAL_NETS[net_name], "signal")
+            weight = signal_guidance({**self.sampling, **({} if w is None else {"signal_guidance": w})})
+            coupling = replace(coupling, signal_denoiser=guided_signal_denoiser(net, weight, meta).to(self.device))
+        eta = options.pop("signal_eta", None)
+        if eta is not None:
+            coupling = replace(coupling, signal_chain=replace(coupling.signal_chain, eta=eta))
+        if method == "card":
+            net, meta = self._net("card", "logits")
+            coupling = replace(coupling, logit_denoiser=wrap_denoiser("logits", net, meta),
+                               logit_chain=replace(coupling.logit_chain, process=process_from_dict(meta["process"])))
+        if method in REFERENCE_METHODS:
+            net, _ = self._net("classifier_finetuned", "classifier")
+            c = coupling.classifier
+            coupling = replace(coupling, classifier=FrozenClassifier(net, c.num_classes, c.logit_scale))
+            method = REFERENCE_METHODS[method]
+        return coupling, method, options
 
-
-class GuidedLogits(torch.nn.Module):
-    """Classifier-free guidance on the signal net's logit input: `null + w * (cond - null)` of the raw outputs.
-
-    `w = 1` is the plain conditional net, `w = 0` the null token always (the ablation
-    `sampling.signal_logits: false`: coupling then acts only through the logit chain), `w > 1` steers the
-    signal harder towards what the logits say. The net learned the null token by logit dropout in joint
-    fine-tuning (`joint.null_dropout`). With 0 < w != 1 each call runs the conditional and the null pass
-    in one batch of twice the size (same call count, about twice the compute).
-    """
-
-    def __init__(self, net, scale: float):
-        super().__init__()
-        self.net, self.scale = net, float(scale)
-        self.cfg = getattr(net, "cfg", None)
-
-    def forward(self, x_t, t, *args, logits=None, **conditioning):
-        if self.scale == 0.0 or logits is None:
-            return self.net(x_t, t, *args, **conditioning)
-        if self.scale == 1.0:
-            return self.net(x_t, t, *args, logits=logits, **conditioning)
-        two = lambda v: torch.cat([v, v]) if torch.is_tensor(v) and v.dim() > 0 else v  # noqa: E731
-        mask = torch.arange(2 * len(x_t), device=x_t.device) < len(x_t)
-        out = self.net(two(x_t), two(t), *map(two, args), logits=two(logits), logits_mask=mask,
-                       **{k: two(v) for k, v in conditioning.items()})
-        cond, null = out.chunk(2)
-        return null + self.scale * (cond - null)
+    def for_method(self, options: dict) -> tuple[Coupling, dict]:
+        """`prepare` for a strategy of the engine: (its coupling, its options)."""
+        coupling, _, options = self.prepare("", options)
+        return coupling, options
 
 
 def signal_guidance(sampling: dict) -> float:
@@ -150,7 +174,7 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
     logits = wrap_denoiser("logits", log_net, lmeta)
     sc, lc = chains_from_sampling(signal.process, logits.process, sampling)
     coupling = Coupling(FrozenClassifier(classifier, num_classes, scale), signal, logits, sc, lc)
-    return Bundle(coupling, sampling, {"pipeline": pipeline, "signal": smeta, "logits": lmeta}, sig_net)
+    return Bundle(coupling, sampling, {"pipeline": pipeline, "signal": smeta, "logits": lmeta}, sig_net, folder)
 
 
 def default_device(name: str = "auto") -> torch.device:
