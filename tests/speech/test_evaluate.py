@@ -63,7 +63,8 @@ def test_noisy_evaluation_writes_spec_shaped_results(speech_cfg, tmp_path, monke
     assert "wer_vs_snr.png" in report and "## white_noise" in report
     assert (tmp_path / "ev" / "wer_vs_snr.png").stat().st_size > 5000
     wavs = sorted(p.name for p in (tmp_path / "ev" / "examples").glob("*.wav"))
-    assert len(wavs) == 1 + 5 and any("clean" in w for w in wavs)
+    # one item (examples: 1), clean and one condition per degradation: 0 dB, the longest reverberation
+    assert len(wavs) == 1 + 4 and any("clean" in w for w in wavs) and any("white_noise_snr0" in w for w in wavs)
 
 
 def test_evaluation_is_deterministic(speech_cfg, tmp_path, monkeypatch):

@@ -40,8 +40,26 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f
             "victor", "zac")
 
 
+class JSONConfig:
+    """to_dict / from_dict for the domain's frozen config dataclasses: JSON-ready, lists back to tuples,
+    and an unknown option is a one-line error naming the valid ones."""
+
+    what = "option"
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - valid
+        if unknown:
+            raise CoupledError(f"unknown {cls.what}(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
 @dataclass(frozen=True)
-class CorpusConfig:
+class CorpusConfig(JSONConfig):
     """What the corpus is; two equal configs give the same files bit for bit.
 
     Args:
@@ -55,6 +73,8 @@ class CorpusConfig:
         margin: seconds of silence kept before and after the speech.
     """
 
+    what = "speech corpus option"
+
     seed: int = 0
     speakers: dict = field(default_factory=lambda: {"train": 64, "val": 12, "test": 16})
     variants: dict = field(default_factory=lambda: {"val": 6, "test": 8})
@@ -65,21 +85,6 @@ class CorpusConfig:
     pitch: tuple = (30, 70)
     peak: float = 0.9
     margin: float = 0.1
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CorpusConfig":
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - valid
-        if unknown:
-            raise CoupledError(f"unknown speech corpus option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
-        d = dict(d)
-        for k in ("rate", "pitch"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
 
     def digest(self) -> str:
         return hashlib.sha1(json.dumps([GENERATOR_VERSION, self.to_dict()], sort_keys=True).encode()).hexdigest()[:12]

@@ -172,7 +172,9 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
     clean_scores = score(refs, clean_hyps, tasks, ev["bootstrap"], seed)
     rows, examples = [], []
     n_ex = ev["examples"]
-    for ex in sig_idx[:n_ex]:
+    ex_idx = sig_idx[:: max(1, len(sig_idx) // max(n_ex, 1))][:n_ex]  # spread over speakers
+    ex_conds = _example_conditions(conds)
+    for ex in ex_idx:
         write_wav(out / "examples" / f"{items[ex].id}_clean.wav", clean[ex])
     for cond in tqdm(conds, desc="speech conditions", disable=not progress):
         degraded = [degrade_item(cond, w, seed, i, babble) for i, w in enumerate(clean)]
@@ -202,7 +204,7 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
             if "level" in cond:
                 row["level"] = cond["level"]
             rows.append(row)
-        for ex in sig_idx[:n_ex]:
+        for ex in ex_idx if id(cond) in ex_conds else []:
             fname = f"{items[ex].id}_{label}.wav"
             write_wav(out / "examples" / fname, np.clip(degraded[ex], -1, 1))
             examples.append({"condition": label, "file": f"examples/{fname}", "reference": refs[ex], "heard": hyps[ex]})
@@ -224,6 +226,16 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
     plot_wer_vs_snr(results, out / "wer_vs_snr.png")
     (out / "report.md").write_text(speech_report(results, plots=["wer_vs_snr.png"]))
     return results
+
+
+def _example_conditions(conds: list[dict]) -> set:
+    """One condition per degradation to listen to: the SNR nearest 0 dB, the longest reverberation."""
+    best = {}
+    for c in conds:
+        key = (abs(c["snr_db"]) if c["snr_db"] is not None else 0.0, -(c.get("rt60") or 0.0))
+        if c["corruption"] not in best or key < best[c["corruption"]][0]:
+            best[c["corruption"]] = (key, id(c))
+    return {v for _, v in best.values()}
 
 
 def _has_pesq() -> bool:

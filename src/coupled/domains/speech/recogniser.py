@@ -8,7 +8,6 @@ logits do not depend on what it is batched with. Token 0 is the CTC blank; token
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -21,22 +20,24 @@ from torch.nn import functional as F
 
 from ...errors import CoupledError
 from .audio import SAMPLE_RATE
-from .corpus import WORDS
+from .corpus import WORDS, JSONConfig
 
 BLANK = 0
 
 
 @dataclass(frozen=True)
-class RecogniserConfig:
+class RecogniserConfig(JSONConfig):
     """Architecture and front end; saved as JSON beside the weights.
 
     Args:
         n_mels, n_fft, hop: log-mel front end at 16 kHz (hop 160 = 10 ms frames).
         mel_floor: added to mel energies (of RMS-normalised audio) before the log: the floor that keeps
             digital silence from reaching log(0) and keeps low-level noise from dominating the features.
-        channels, dilations, kernel: residual blocks.
+        channels, dilations, kernel: residual blocks; dropout inside them while training.
         vocab: the words, in token order after the blank.
     """
+
+    what = "recogniser option"
 
     n_mels: int = 64
     n_fft: int = 400
@@ -45,23 +46,13 @@ class RecogniserConfig:
     channels: int = 128
     dilations: tuple = (1, 2, 4, 8, 1, 2, 4, 8)
     kernel: int = 3
+    dropout: float = 0.0
     vocab: tuple = WORDS
     sample_rate: int = SAMPLE_RATE
 
     @property
     def num_classes(self) -> int:
         return len(self.vocab) + 1
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RecogniserConfig":
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - valid
-        if unknown:
-            raise CoupledError(f"unknown recogniser option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def mel_filterbank(n_mels: int, n_fft: int, rate: int) -> torch.Tensor:
@@ -76,15 +67,17 @@ def mel_filterbank(n_mels: int, n_fft: int, rate: int) -> torch.Tensor:
 
 
 class Block(nn.Module):
-    def __init__(self, c: int, k: int, d: int):
+    def __init__(self, c: int, k: int, d: int, dropout: float = 0.0):
         super().__init__()
+        self.dropout = dropout
         self.norm = nn.LayerNorm(c)
         self.conv1 = nn.Conv1d(c, c, k, dilation=d, padding=d * (k - 1) // 2)
         self.conv2 = nn.Conv1d(c, c, 1)
 
     def forward(self, x, mask):
         h = self.norm(x.transpose(1, 2)).transpose(1, 2)
-        return (x + self.conv2(F.gelu(self.conv1(h)))) * mask
+        h = F.dropout(F.gelu(self.conv1(h)), self.dropout, self.training)
+        return (x + self.conv2(h)) * mask
 
 
 class CTCRecogniser(nn.Module):
@@ -98,7 +91,7 @@ class CTCRecogniser(nn.Module):
         c = cfg.channels
         self.sub1 = nn.Conv1d(cfg.n_mels, c, 5, stride=2, padding=2)
         self.sub2 = nn.Conv1d(c, c, 5, stride=2, padding=2)
-        self.blocks = nn.ModuleList(Block(c, cfg.kernel, d) for d in cfg.dilations)
+        self.blocks = nn.ModuleList(Block(c, cfg.kernel, d, cfg.dropout) for d in cfg.dilations)
         self.norm = nn.LayerNorm(c)
         self.out = nn.Conv1d(c, cfg.num_classes, 1)
 
