@@ -107,6 +107,16 @@ def test_coupled_data_speech_builds_the_configured_corpus(tmp_path, capsys):
     assert len(m["items"]) == 3 * 22 and "speech corpus:" in capsys.readouterr().out
 
 
+def test_crossing_hand_cases():
+    from coupled.domains.speech.calibrate import crossing
+
+    grid, wer = [0, 10, 20, 30], [0.9, 0.6, 0.2, 0.02]
+    assert crossing(grid, wer, 0.5) == 12.5  # between 10 dB (0.6) and 20 dB (0.2)
+    assert crossing(grid, wer, 0.1) == 25.5  # 20 + 10 * (0.2 - 0.1) / 0.18 = 25.56
+    assert crossing(grid, wer, 0.95) == 0 and crossing(grid, wer, 0.01) == 30
+    assert crossing(grid, [0.9, 0.3, 0.5, 0.02], 0.4) == 22.0  # the bump at 20 dB counts: 0.5 -> 0.02
+
+
 def test_calibration_picks_an_snr_per_level_and_the_sweep_includes_it(speech_cfg, tmp_path, monkeypatch):
     from coupled.domains.speech.calibrate import calibrate_levels
     from coupled.domains.speech.evaluate import conditions

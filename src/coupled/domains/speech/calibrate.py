@@ -13,6 +13,25 @@ TARGETS = {"light": 0.10, "medium": 0.25, "heavy": 0.50}
 GRID = tuple(range(-10, 31, 2))
 
 
+def crossing(grid, wer, target: float) -> float:
+    """The SNR where a WER-vs-SNR curve falls through `target`, interpolated and rounded to 0.5 dB.
+
+    The curve is first made monotone (WER never rises with SNR: the running maximum from the high-SNR end);
+    a target above every WER gives the lowest SNR of the grid, one below every WER the highest.
+    """
+    x = np.asarray(grid, float)
+    w = np.maximum.accumulate(np.asarray(wer, float)[::-1])[::-1]
+    above = np.flatnonzero(w >= target)
+    if len(above) == 0:
+        snr = x[0]
+    elif above[-1] == len(x) - 1:
+        snr = x[-1]
+    else:
+        i = above[-1]
+        snr = np.interp(target, [w[i + 1], w[i]], [x[i + 1], x[i]])
+    return float(round(snr * 2) / 2)
+
+
 def calibrate_levels(cfg: dict, checkpoint=None, targets: dict = TARGETS, grid=GRID, max_items: int = 200,
                      progress: bool = True) -> dict:
     """{noise: {level: snr_db}} plus the measured curve, on the validation split's digit strings.
@@ -47,18 +66,5 @@ def calibrate_levels(cfg: dict, checkpoint=None, targets: dict = TARGETS, grid=G
             hyps = transcribe(model, [degrade_item(cond, u.wave, seed, i, babble) for i, u in enumerate(items)])
             curve.append(score([u.text for u in items], hyps, ["digits"] * len(items), n_boot=10)["wer"]["value"])
         curves[name] = dict(zip(map(float, grid), curve))
-        levels[name] = {}
-        for level, target in targets.items():
-            w = np.minimum.accumulate(np.array(curve)[::-1])[::-1]  # WER made monotone in SNR
-            x = np.array(grid, float)
-            # first SNR (from high to low) where WER rises above target: interpolate between grid points
-            above = np.flatnonzero(w >= target)
-            if len(above) == 0:
-                snr = float(x[0])
-            elif above[-1] == len(x) - 1:
-                snr = float(x[-1])
-            else:
-                i = above[-1]
-                snr = float(np.interp(target, [w[i + 1], w[i]], [x[i + 1], x[i]]))
-            levels[name][level] = round(snr * 2) / 2
+        levels[name] = {level: crossing(grid, curve, target) for level, target in targets.items()}
     return {"levels": levels, "val_wer": curves, "targets": targets, "n_items": len(items)}
