@@ -18,35 +18,52 @@ def _level_seeds(ev: dict):
     return lambda level: seeds[: ev["heavy_seeds"]] if level == "heavy" else seeds[: ev["other_seeds"]]
 
 
+def load_picks(path) -> dict:
+    """The validation picks written by `benchmarks/fair_comparison.py val` (docs/results/fair_val.json)."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise CoupledError(f"no such picks file: {path}; write it with `python benchmarks/fair_comparison.py val`")
+    try:
+        val = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CoupledError(f"cannot read {path} as JSON ({e}); regenerate it with `python benchmarks/fair_comparison.py val`") from None
+    if not isinstance(val, dict) or val.get("split") != "val" or not isinstance(val.get("picks"), dict):
+        raise CoupledError(f"{path} holds no validation picks; regenerate it with `python benchmarks/fair_comparison.py val`")
+    return val
+
+
 def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out="runs/eval", max_items=None,
                     corruptions=None, levels=None, methods=None, seeds_for_level=None, progress=True,
-                    title_extra: dict | None = None, results_path=None, specs=None, headline=None) -> dict:
+                    title_extra: dict | None = None, results_path=None, picks=None) -> dict:
     """Evaluate the checkpoint of `cfg` and write `out`/results.json, report.md, accuracy.png, examples.png
     (and results.json also to `results_path` when given).
 
-    `methods` names methods run with the config's `sampling.methods` options; `specs` (a list of
-    `runner.MethodSpec`) gives labelled configurations instead, e.g. the ones validation chose. `headline`
-    (a function of the results dict returning the spec's `headline` list) adds the cost-matched comparison.
+    Without `picks`, `methods` (default: the paper's six) run with the config's `sampling.methods` options.
+    With `picks` (a path to validation picks, docs/results/fair_val.json), each corruption runs every
+    method's validation pick, the cost-matched baseline and `sequential@5`, and the results carry the
+    cost-matched `headline` (method.md section 6), with pareto.png and deltas.png beside the report.
     Autograd is off inside the call only."""
     import torch
 
-    from ..domains.image.models import default_device, load_bundle
+    from ..domains.image.data import check_num_classes
+    from ..domains.image.models import REFERENCE_METHODS, default_device, load_bundle
     from ..engine import METHODS
     from ..training.run import clean_accuracy, load_splits
+    from . import fair
     from .report import markdown_report, plot_accuracy_vs_severity, plot_examples, summarise, write_results
-    from ..domains.image.models import REFERENCE_METHODS
     from .runner import evaluate, specs_from_methods
 
     ev = cfg["evaluation"]
     split = split or ev["split"]
     device = default_device(cfg["device"])
+    val = load_picks(picks) if picks is not None else None
     bundle = load_bundle(checkpoint or cfg["output"], sampling=cfg["sampling"]).to(device)
     splits = load_splits(cfg)
     if split not in splits:
         raise CoupledError(f"unknown split {split!r}; choose one of: {', '.join(splits)}")
     data = splits[split]
-    from ..domains.image.data import check_num_classes
-
     check_num_classes(data, bundle.coupling.classifier.num_classes)
     n = max_items or ev["max_items"]
     if n and n < len(data):
@@ -55,6 +72,8 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
 
         data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:n]))
     severities = cfg["corruptions"]["severities"]
+    if val is not None:
+        severities = {k: v for k, v in severities.items() if k in val["picks"]}
     if corruptions:
         unknown = sorted(set(corruptions) - set(severities))
         if unknown:
@@ -62,26 +81,33 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
         severities = {k: severities[k] for k in corruptions}
     if levels:
         severities = {k: {lv: s for lv, s in v.items() if lv in levels} for k, v in severities.items()}
-    if specs is None:
+    if val is None:
         valid = (*METHODS, *REFERENCE_METHODS)
         methods = tuple(methods or DEFAULT_METHODS)
         bad = sorted(set(methods) - set(valid))
         if bad:
             raise CoupledError(f"unknown method(s) {bad}; choose from: {', '.join(valid)}")
-        specs = specs_from_methods(methods, cfg["sampling"]["methods"])
+        runs = [(severities, specs_from_methods(methods, cfg["sampling"]["methods"]))]
+    else:  # each corruption runs its own picks
+        runs = [({k: v}, fair.test_specs(val["picks"], k)) for k, v in severities.items()]
     clean = clean_accuracy(bundle.coupling.classifier.module, data)
     started = time.time()
+    records, examples = [], []
     with torch.no_grad():
-        records, examples = evaluate(bundle, data, severities, specs=specs,
-                                     seeds_for_level=seeds_for_level or _level_seeds(ev),
-                                     batch_size=ev["batch_size"], device=device, progress=progress)
+        for sev, specs in runs:
+            recs, ex = evaluate(bundle, data, sev, specs=specs, seeds_for_level=seeds_for_level or _level_seeds(ev),
+                                batch_size=ev["batch_size"], device=device, progress=progress)
+            records += recs
+            examples += ex
     settings = {"sampling": cfg["sampling"], "checkpoint": str(checkpoint or cfg["output"]), "split": split,
                 "n_items": len(data), "eval_seconds": round(time.time() - started, 1), **(title_extra or {})}
+    if val is not None:
+        settings["picks"] = str(picks)
     dataset = cfg["data"].get("kind", "mnist5k")
     results = summarise(records, domain="image", dataset=dataset, split=split, clean_accuracy=clean,
                         n_boot=ev["bootstrap"], extra=settings)
-    if headline is not None:
-        results["headline"] = headline(results, records)
+    if val is not None:
+        results["headline"] = fair.headline(records, {k: val["picks"][k] for k in severities}, n_boot=ev["bootstrap"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_results(results, out / "results.json")
@@ -90,4 +116,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     (out / "report.md").write_text(markdown_report(results))
     plot_accuracy_vs_severity(results, out / "accuracy.png")
     plot_examples(examples, out / "examples.png")
+    if val is not None:
+        fair.plot_pareto(val, results, out / "pareto.png")
+        fair.plot_deltas(results, out / "deltas.png")
     return results

@@ -1,0 +1,109 @@
+"""The fair comparison of issue 7: tune every method on VALIDATION, then read TEST for the picks only.
+
+    # 1. every candidate configuration of every method, interleaved, on the validation split (heavy severity)
+    .venv/bin/python benchmarks/fair_comparison.py val  [--max-items 500]      # -> docs/results/fair_val.json
+    # 2. the picks on the test split, three sampling seeds, with the cost-matched headline; the same as
+    #    coupled evaluate configs/mnist.yaml --picks docs/results/fair_val.json --out docs/results/image --results docs/results/image.json
+    .venv/bin/python benchmarks/fair_comparison.py test [--levels heavy ...]   # -> docs/results/image.json, docs/results/image/
+    # the markdown tables docs/results.md quotes
+    .venv/bin/python benchmarks/fair_comparison.py tables
+
+The bundle folder must hold the baselines' networks too (`coupled train configs/mnist.yaml --stages card
+finetuned sequential`). Selection rule and the candidate grid: `coupled.evaluation.fair`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from coupled.config import load_config
+from coupled.domains.image.models import default_device, load_bundle
+from coupled.evaluation import fair
+from coupled.evaluation.api import evaluate_config
+from coupled.evaluation.runner import evaluate
+from coupled.training.run import load_splits
+
+VAL = Path("docs/results/fair_val.json")
+TEST = Path("docs/results/image.json")
+OUT = Path("docs/results/image")
+
+
+def _subset(data, n):
+    if n and n < len(data):  # a fixed random subset: splits are stored class by class
+        return data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:n]))
+    return data
+
+
+def run_val(cfg, args):
+    bundle = load_bundle(cfg["output"], sampling=cfg["sampling"]).to(default_device(cfg["device"]))
+    data = _subset(load_splits(cfg)["val"], args.max_items)
+    sev = {k: {"heavy": v["heavy"]} for k, v in cfg["corruptions"]["severities"].items()}
+    grid = fair.candidate_grid(cfg["sampling"].get("signal_guidance", 3.0))
+    net = lambda s: s.options.get("signal_net", "joint")  # noqa: E731
+    specs = [s for s in grid if net(s) in args.nets]
+    if args.merge:  # a second run: the same configurations on the joint net run beside them as timing anchors
+        anchors = [s for s in grid if net(s) == "joint" and any(
+            {**a.options, "signal_net": "joint"} == s.options and a.method == s.method for a in specs)]
+        specs = anchors + [s for s in specs if s not in anchors]
+    started = time.time()
+    with torch.no_grad():
+        records, _ = evaluate(bundle, data, sev, specs=specs, seeds_for_level=lambda lv: [0],
+                              batch_size=cfg["evaluation"]["batch_size"], device=default_device(cfg["device"]))
+    table = fair.candidate_table(records)
+    runs = [{"nets": list(args.nets), "candidates": len(specs), "eval_seconds": round(time.time() - started, 1)}]
+    if args.merge:
+        old = json.loads(VAL.read_text())
+        new_labels = {r["label"] for r in table}
+        anchor = [r for r in table if r["settings"].get("signal_net", "joint") == "joint"]
+        runs = old["runs"] + [{**runs[0], "anchors": [{"label": r["label"], "readout": r["readout"],
+                                                       "seconds_this_run": r["seconds_per_item"],
+                                                       "seconds_first_run": next(o["seconds_per_item"] for o in old["candidates"]
+                                                                                 if o["label"] == r["label"] and o["readout"] == r["readout"])}
+                                                      for r in anchor]}]
+        table = old["candidates"] + [dict(r, run=len(runs)) for r in table
+                                     if r["settings"].get("signal_net", "joint") != "joint" and r["label"] in new_labels]
+    fair.dump({"split": "val", "n_items": len(data), "seeds": [0], "severities": sev,
+               "selection_rule": "highest validation accuracy over the readouts a method has; ties to the cheaper; "
+                                 "cost-matched baseline: the best baseline whose measured validation seconds per item "
+                                 "are not higher than the coupled pick's (candidates interleaved batch by batch in one run)",
+               "runs": runs, "candidates": table, "picks": fair.select(table)}, VAL)
+    print(f"wrote {VAL}: {len(specs)} candidates, {time.time() - started:.0f} s")
+
+
+def run_test(cfg, args):
+    results = evaluate_config(cfg, split="test", out=OUT, results_path=TEST, levels=args.levels, picks=VAL,
+                              seeds_for_level=lambda lv: cfg["evaluation"]["seeds"])
+    print(fair.headline_table(results))
+
+
+def tables(cfg, args):
+    val = json.loads(VAL.read_text())
+    print(fair.tuning_table(val))
+    if TEST.is_file():
+        print()
+        print(fair.headline_table(json.loads(TEST.read_text())))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("phase", choices=["val", "test", "tables"])
+    p.add_argument("--config", default="configs/mnist.yaml")
+    p.add_argument("--max-items", type=int, default=500)
+    p.add_argument("--levels", nargs="+", default=["light", "medium", "heavy"])
+    p.add_argument("--nets", nargs="+", default=["joint", "pretrained", "sequential"],
+                   help="(val) only candidates on these signal nets")
+    p.add_argument("--merge", action="store_true",
+                   help="(val) add these candidates to the existing file, with joint-net twins run beside them as timing anchors")
+    args = p.parse_args()
+    cfg = load_config(args.config)
+    {"val": run_val, "test": run_test, "tables": tables}[args.phase](cfg, args)
+
+
+if __name__ == "__main__":
+    main()

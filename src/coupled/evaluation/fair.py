@@ -1,0 +1,302 @@
+"""The fair comparison of issue 7 (method.md section 5): every method tunes its own knobs on validation, cost
+is measured, and the headline compares the best coupled configuration with the best baseline that costs no
+more, both chosen on validation.
+
+1. `candidate_grid` lists every configuration tried on validation, per method, with comparable effort for
+   the baselines and the coupled strategies.
+2. `select` reads the validation records (one run, all candidates interleaved, so their seconds compare)
+   and picks, per corruption: each method's best configuration and readout, the best coupled one, and the
+   cost-matched baseline (the best baseline whose measured validation seconds per item are not higher).
+3. `test_specs` turns the picks into labelled `MethodSpec`s for the test run; `headline` computes the
+   cost-matched comparison on test with its paired 95% interval and per-seed differences.
+
+Selection rule: the highest validation accuracy (over the readouts the method has); ties go to the cheaper
+configuration. The test split is read for the selected configurations only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+
+from ..engine import BASELINES, COUPLED
+from ..errors import CoupledError
+from .runner import MethodSpec
+from .stats import paired_bootstrap
+
+REFERENCE = ("finetuned_classifier",)  # labelled reference rows: never a headline baseline
+
+
+def _label(method: str, options: dict) -> str:
+    if not options:
+        return method
+    return method + "[" + ",".join(f"{k}={v}" for k, v in options.items()) + "]"
+
+
+def _spec(method: str, options: dict) -> MethodSpec:
+    return MethodSpec(_label(method, options), method, options)
+
+
+def candidate_grid(guidance: float = 3.0) -> list[MethodSpec]:
+    """Every configuration tried on validation. Baselines: sequential over steps, eta and which signal
+    denoiser (joint-trained, pre-trained, or its own equal-budget null-token one); one_step per denoiser;
+    purification over noising time and steps; the ensemble over K and steps; CARD and the logit-only
+    baseline over logit steps and samples. Coupled: signal and logit steps separately, Parallel's
+    guidance, Alternating's rounds and logit samples, Nested's refresh schedule cold and warm-started."""
+    nets = ("joint", "pretrained", "sequential")
+    specs = [_spec("noisy", {}), _spec("finetuned_classifier", {})]
+    for net, steps in itertools.product(nets, (1, 2, 3, 5, 10)):
+        specs.append(_spec("sequential", {"signal_net": net, "signal_steps": steps, "signal_eta": 1.0}))
+    for steps in (2, 5):  # eta 0 (DDIM) against the ancestral eta 1 the config runs
+        specs.append(_spec("sequential", {"signal_net": "joint", "signal_steps": steps, "signal_eta": 0.0}))
+    for net in nets:
+        specs.append(_spec("one_step", {"signal_net": net}))
+    for net, nf, steps in itertools.product(("joint", "sequential"), (0.3, 0.6), (1, 2)):
+        specs.append(_spec("purification", {"signal_net": net, "noise_fraction": nf, "signal_steps": steps}))
+    for net, (k, steps) in itertools.product(("joint", "sequential"), [(2, 1), (3, 1), (5, 1), (3, 2)]):
+        specs.append(_spec("sequential_ensemble", {"signal_net": net, "k": k, "signal_steps": steps}))
+    for steps, samples in itertools.product((5, 10), (1, 3)):
+        specs.append(_spec("card", {"logit_steps": steps, "logit_samples": samples}))
+        specs.append(_spec("logits_only", {"logit_steps": steps, "logit_samples": samples}))
+    for (sx, sy), w in itertools.product([(1, 5), (2, 5), (2, 10), (5, 5)], (1.0, guidance)):
+        specs.append(_spec("parallel", {"signal_steps": sx, "logit_steps": sy, "switch_fraction": 0.5,
+                                                 "signal_guidance": w}))
+    for rounds, sx, sy, m in [(1, 1, 5, 1), (2, 1, 5, 1), (2, 2, 5, 1), (2, 5, 5, 1), (1, 2, 5, 1), (2, 1, 10, 1),
+                              (2, 1, 5, 3), (1, 1, 5, 3), (3, 1, 5, 1)]:
+        specs.append(_spec("alternating", {"rounds": rounds, "signal_steps": sx, "logit_steps": sy,
+                                                    "logit_samples": m}))
+    for sx, sy, warm in itertools.product((1, 2), (5, 10), (False, True)):
+        opts = {"signal_steps": sx, "logit_steps": sy, "refresh_every": 2, "refresh_window": [0.5, 1.0]}
+        if warm:
+            opts.update(refresh_from=0.3, refresh_signal_steps=1)
+        specs.append(_spec("nested", opts))
+    return specs
+
+
+def _by(records, corruption):
+    """{label: [records over seeds]} of one corruption."""
+    out = {}
+    for r in records:
+        if r["corruption"] == corruption:
+            out.setdefault(r["method"], []).append(r)
+    return out
+
+
+def _accuracy(recs, readout) -> float | None:
+    vals = [r[f"correct_{readout}"] for r in recs]
+    return None if any(v is None for v in vals) else float(np.mean([np.mean(v) for v in vals]))
+
+
+def candidate_table(records) -> list[dict]:
+    """One entry per (corruption, candidate, readout): validation accuracy, measured seconds, calls."""
+    rows = []
+    for corruption in dict.fromkeys(r["corruption"] for r in records):
+        for label, recs in _by(records, corruption).items():
+            for readout in ("logits", "classifier"):
+                acc = _accuracy(recs, readout)
+                if acc is None:
+                    continue
+                rows.append({"corruption": corruption, "severity": recs[0]["severity"], "label": label,
+                             "method": recs[0]["base_method"], "settings": recs[0]["settings"], "readout": readout,
+                             "accuracy": acc, "seconds_per_item": float(np.mean([r["seconds_per_item"] for r in recs])),
+                             "calls": recs[0]["calls"], "seeds": [r["seed"] for r in recs]})
+    return rows
+
+
+def _best(rows):
+    return max(rows, key=lambda r: (round(r["accuracy"], 6), -r["seconds_per_item"])) if rows else None
+
+
+def select(table: list[dict]) -> dict:
+    """Per corruption: each method's pick, the coupled pick and the cost-matched baseline (see module doc)."""
+    out = {}
+    for corruption in dict.fromkeys(r["corruption"] for r in table):
+        rows = [r for r in table if r["corruption"] == corruption]
+        per_method = {m: _best([r for r in rows if r["method"] == m]) for m in dict.fromkeys(r["method"] for r in rows)}
+        coupled = _best([r for r in rows if r["method"] in COUPLED])
+        if coupled is None:
+            raise CoupledError(f"no coupled candidate was evaluated for {corruption}; include parallel, alternating or nested")
+        affordable = [r for r in rows if r["method"] in BASELINES and r["seconds_per_item"] <= coupled["seconds_per_item"]]
+        out[corruption] = {"per_method": per_method, "coupled": coupled, "baseline": _best(affordable),
+                           "best_baseline_any_cost": _best([r for r in rows if r["method"] in BASELINES])}
+    return out
+
+
+def test_specs(picks: dict, corruption: str) -> list[MethodSpec]:
+    """The labelled configurations a corruption's test run evaluates: each method's validation pick under the
+    method's own name, the cost-matched baseline (named `<method>@matched` where it is another configuration
+    of that method) and the baseline the project published before (sequential, 5 steps, `sequential@5`)."""
+    p = picks[corruption]
+    specs = {m: MethodSpec(m, m, r["settings"]) for m, r in p["per_method"].items()}
+    matched = p["baseline"]
+    if matched is not None and matched["settings"] != p["per_method"][matched["method"]]["settings"]:
+        specs[f"{matched['method']}@matched"] = MethodSpec(f"{matched['method']}@matched", matched["method"], matched["settings"])
+    specs["sequential@5"] = MethodSpec("sequential@5", "sequential", {"signal_steps": 5, "signal_eta": 1.0})
+    return list(specs.values())
+
+
+def matched_label(picks: dict, corruption: str) -> str | None:
+    """The test label of a corruption's cost-matched baseline."""
+    p = picks[corruption]
+    m = p["baseline"]
+    if m is None:
+        return None
+    return m["method"] if m["settings"] == p["per_method"][m["method"]]["settings"] else f"{m['method']}@matched"
+
+
+def headline(records, picks: dict, n_boot: int = 2000) -> list[dict]:
+    """The cost-matched comparison on test (method.md section 6 `headline`), per corruption and severity."""
+    out = []
+    for corruption, p in picks.items():
+        base_label = matched_label(picks, corruption)
+        cp = p["coupled"]
+        for severity in dict.fromkeys(r["severity"] for r in records if r["corruption"] == corruption):
+            at = [r for r in records if r["corruption"] == corruption and r["severity"] == severity]
+            c = sorted((r for r in at if r["method"] == cp["method"]), key=lambda r: r["seed"])
+            b = sorted((r for r in at if r["method"] == base_label), key=lambda r: r["seed"])
+            if not c or not b:
+                continue
+            cs = np.stack([r[f"correct_{cp['readout']}"] for r in c]).astype(float)
+            bro = p["baseline"]["readout"]
+            bs = np.stack([r[f"correct_{bro}"] for r in b]).astype(float)
+            delta, lo, hi = paired_bootstrap(cs, bs, n_boot=n_boot)
+            per_seed = [float(cs[i].mean() - bs[min(i, len(bs) - 1)].mean()) for i in range(len(cs))]
+            side = lambda rec, pick, acc: {"method": pick["method"], "label": rec[0]["method"], "readout": pick["readout"],  # noqa: E731
+                                           "settings": pick["settings"], "value": float(acc.mean()),
+                                           "seconds_per_item": float(np.mean([r["seconds_per_item"] for r in rec])),
+                                           "calls": rec[0]["calls"], "val_accuracy": pick["accuracy"],
+                                           "val_seconds_per_item": pick["seconds_per_item"]}
+            out.append({"corruption": corruption, "severity": severity, "level": c[0]["level"],
+                        "coupled": side(c, cp, cs), "baseline": side(b, p["baseline"], bs),
+                        "delta": delta, "delta_ci95": [lo, hi], "per_seed_delta": per_seed,
+                        "seeds_agree": all(d > 0 for d in per_seed) or all(d < 0 for d in per_seed),
+                        "above_zero": lo > 0})
+    return out
+
+
+def dump(obj, path) -> None:
+    from .report import write_results
+
+    write_results(json.loads(json.dumps(obj, default=float)), path)
+
+
+# ---------------------------------------------------------------------------------------------- tables, plots
+def _settings(s: dict) -> str:
+    short = {"signal_steps": "Nx", "logit_steps": "Ny", "signal_net": "net", "signal_eta": "eta", "noise_fraction": "t*",
+             "logit_samples": "M", "signal_guidance": "w", "switch_fraction": "switch", "refresh_every": "every",
+             "refresh_from": "warm", "refresh_signal_steps": "Nr", "rounds": "R", "k": "K"}
+    return ", ".join(f"{short.get(k, k)}={v}" for k, v in s.items() if k != "refresh_window") or "-"
+
+
+def tuning_table(val: dict) -> str:
+    """Markdown: per corruption, each method's validation pick (accuracy, readout, settings, seconds), the
+    coupled pick and the cost-matched baseline."""
+    lines = []
+    for corruption, p in val["picks"].items():
+        lines += [f"**{corruption}** (validation, {val['n_items']} items, seed {val['seeds']})", "",
+                  "| method | readout | val accuracy | s/item | settings |", "|---|---|---:|---:|---|"]
+        for m, r in sorted(p["per_method"].items(), key=lambda kv: -kv[1]["accuracy"]):
+            lines.append(f"| {m} | {r['readout']} | {r['accuracy']:.3f} | {r['seconds_per_item']:.4f} | {_settings(r['settings'])} |")
+        c, b = p["coupled"], p["baseline"]
+        lines += ["", f"Coupled pick: {c['method']} ({c['readout']}) {c['accuracy']:.3f} at {c['seconds_per_item']:.4f} s/item; "
+                      f"cost-matched baseline: " + ("none" if b is None else
+                      f"{b['method']} ({_settings(b['settings'])}) {b['accuracy']:.3f} at {b['seconds_per_item']:.4f} s/item") + ".", ""]
+    return "\n".join(lines)
+
+
+def headline_table(results: dict) -> str:
+    """Markdown: the cost-matched headline of a test results dict."""
+    lines = ["| corruption | level | coupled pick (readout) | acc | s/item | cost-matched baseline | acc | s/item | Δ [95%] | per-seed Δ | above 0 |",
+             "|---|---|---|---:|---:|---|---:|---:|---|---|---|"]
+    for h in results.get("headline", []):
+        c, b = h["coupled"], h["baseline"]
+        lo, hi = h["delta_ci95"]
+        lines.append(f"| {h['corruption']} | {h['level']} | {c['method']} ({c['readout']}; {_settings(c['settings'])}) | {c['value']:.3f} | "
+                     f"{c['seconds_per_item']:.4f} | {b['method']} ({_settings(b['settings'])}) | {b['value']:.3f} | {b['seconds_per_item']:.4f} | "
+                     f"{h['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {', '.join(f'{d:+.3f}' for d in h['per_seed_delta'])} | "
+                     f"{'yes' if h['above_zero'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def _pareto(points):
+    """Indices of the points on the upper-left frontier (no other point is both cheaper and more accurate)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -1.0
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_pareto(val: dict, results: dict, path):
+    """Accuracy against measured seconds per item at the heavy severity, one panel per corruption: every
+    validation candidate (best readout) as a point coloured by method, each method's frontier as a line, the
+    overall Pareto frontier in black, and the test figures of the picks as stars."""
+    import matplotlib
+
+    from .report import _figure, _save
+
+    corruptions = list(val["picks"])
+    fig = _figure(figsize=(5.2 * len(corruptions) + 2.4, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(corruptions), squeeze=False)[0]
+    methods = list(dict.fromkeys(r["method"] for r in val["candidates"]))
+    colour = {m: matplotlib.colormaps["tab20"](i % 20) for i, m in enumerate(methods)}
+    handles = {}
+    for ax, corruption in zip(axes, corruptions):
+        rows = {}
+        for r in val["candidates"]:
+            if r["corruption"] == corruption and (r["label"] not in rows or r["accuracy"] > rows[r["label"]]["accuracy"]):
+                rows[r["label"]] = r
+        rows = list(rows.values())
+        for m in methods:
+            pts = [(r["seconds_per_item"], r["accuracy"]) for r in rows if r["method"] == m]
+            if not pts:
+                continue
+            front = [pts[i] for i in _pareto(pts)]
+            ax.scatter(*zip(*pts), color=colour[m], s=14, alpha=0.6)
+            handles[m] = ax.plot(*zip(*front), color=colour[m], lw=1.2, marker="o", ms=3)[0]
+        allpts = [(r["seconds_per_item"], r["accuracy"]) for r in rows]
+        front = [allpts[i] for i in _pareto(allpts)]
+        handles["Pareto frontier (validation)"] = ax.plot(*zip(*front), color="k", lw=2, ls="--", alpha=0.7)[0]
+        for h in results.get("headline", []):
+            if h["corruption"] == corruption and h["level"] == "heavy":
+                for side, mk in (("coupled", "*"), ("baseline", "P")):
+                    s = h[side]
+                    handles[f"test: {side} pick"] = ax.plot([s["seconds_per_item"]], [s["value"]], mk, color=colour.get(s["method"], "k"),
+                                                            ms=13, mec="k")[0]
+        ax.set(xscale="log", title=f"{corruption} (heavy)", xlabel="measured seconds per item (log)", ylabel="accuracy")
+        ax.grid(alpha=0.3, which="both")
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small")
+    return _save(fig, path)
+
+
+def plot_deltas(results: dict, path):
+    """Paired differences with their 95% intervals: per corruption and level, the headline (coupled pick minus
+    cost-matched baseline) and every method's pick minus tuned sequential."""
+    from .report import _figure, _save
+
+    rows = results["rows"]
+    corruptions = list(dict.fromkeys(r["corruption"] for r in rows))
+    fig = _figure(figsize=(6.0 * len(corruptions), 5.6), layout="constrained")
+    axes = fig.subplots(1, len(corruptions), squeeze=False, sharex=True)[0]
+    for ax, corruption in zip(axes, corruptions):
+        heavy = max((r["severity"] for r in rows if r["corruption"] == corruption))
+        entries = []
+        for h in results.get("headline", []):
+            if h["corruption"] == corruption:
+                entries.append((f"HEADLINE {h['level']}: {h['coupled']['method']} vs {h['baseline']['method']}", h["delta"], h["delta_ci95"], "k"))
+        for r in rows:
+            if r["corruption"] == corruption and r["severity"] == heavy and r.get("delta_vs_sequential") is not None \
+                    and r["method"] not in ("sequential",):
+                entries.append((f"{r['method']} ({r['readout']}) vs sequential", r["delta_vs_sequential"], r["delta_ci95"], "tab:blue"))
+        for i, (name, d, (lo, hi), col) in enumerate(entries):
+            ax.errorbar([d], [i], xerr=[[d - lo], [hi - d]], fmt="o", color=col, capsize=3)
+        ax.set_yticks(range(len(entries)), [e[0] for e in entries], fontsize="x-small")
+        ax.axvline(0, color="0.4", lw=1)
+        ax.invert_yaxis()
+        ax.set(title=corruption, xlabel="paired Δ accuracy on test, 95% CI")
+        ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)

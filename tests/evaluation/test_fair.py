@@ -1,0 +1,72 @@
+"""The fair comparison's selection rule, cost matching and headline, on hand-made records."""
+
+import numpy as np
+import pytest
+
+from coupled.evaluation import fair
+from coupled.evaluation.runner import MethodSpec
+
+
+def _rec(label, method, settings, acc, seconds, seed=0, n=200, readout="classifier", corruption="pixel_noise",
+         severity=0.7, level="heavy", rng=None):
+    rng = rng or np.random.default_rng(abs(hash((label, seed))) % 2**32)
+    correct = rng.random(n) < acc
+    rec = {"method": label, "base_method": method, "settings": settings, "corruption": corruption, "severity": severity,
+           "level": level, "seed": seed, "correct_logits": None, "correct_classifier": None, "psnr": None, "ssim": None,
+           "calls": {"signal": 1, "logits": 0, "classifier": 1}, "seconds_per_item": seconds}
+    rec[f"correct_{readout}"] = correct
+    return rec
+
+
+def test_grid_tunes_baselines_and_coupled_separately_with_unique_labels():
+    grid = fair.candidate_grid()
+    labels = [s.label for s in grid]
+    assert len(labels) == len(set(labels))
+    methods = {s.method for s in grid}
+    assert {"sequential", "one_step", "purification", "sequential_ensemble", "card", "parallel", "alternating", "nested"} <= methods
+    seq_steps = {s.options["signal_steps"] for s in grid if s.method == "sequential"}
+    assert {1, 2, 3, 5, 10} <= seq_steps
+    par = [s.options for s in grid if s.method == "parallel"]
+    assert any(o["signal_steps"] != o["logit_steps"] for o in par)  # the two step counts are separate knobs
+
+
+def test_select_picks_on_accuracy_and_matches_cost():
+    recs = [
+        _rec("sequential[a]", "sequential", {"signal_steps": 1}, 0.70, 0.002),
+        _rec("sequential[b]", "sequential", {"signal_steps": 5}, 0.60, 0.010),
+        _rec("sequential_ensemble[k=5]", "sequential_ensemble", {"k": 5}, 0.80, 0.050),  # better but dearer
+        _rec("sequential_ensemble[k=2]", "sequential_ensemble", {"k": 2}, 0.72, 0.004),
+        _rec("nested[x]", "nested", {"signal_steps": 1}, 0.75, 0.008, readout="logits"),
+        _rec("finetuned_classifier", "finetuned_classifier", {}, 0.95, 0.0001),  # a reference, never matched
+    ]
+    table = fair.candidate_table(recs)
+    picks = fair.select(table)["pixel_noise"]
+    assert picks["coupled"]["label"] == "nested[x]" and picks["coupled"]["readout"] == "logits"
+    acc = {r["label"]: r["accuracy"] for r in table}
+    assert picks["baseline"]["label"] == max(["sequential[a]", "sequential_ensemble[k=2]"], key=acc.get)
+    assert picks["best_baseline_any_cost"]["label"] == "sequential_ensemble[k=5]"
+    assert picks["per_method"]["sequential"]["settings"] == {"signal_steps": 1}
+    specs = fair.test_specs(fair.select(table), "pixel_noise")
+    labels = [s.label for s in specs]
+    assert "sequential" in labels and "sequential@5" in labels and "finetuned_classifier" in labels
+    assert MethodSpec("sequential", "sequential", {"signal_steps": 1}) in specs
+
+
+def test_headline_paired_interval_and_per_seed_deltas():
+    rng = np.random.default_rng(0)
+    base = rng.random(500) < 0.6
+    recs = []
+    for seed in (0, 1, 2):
+        c = base | (rng.random(500) < 0.2)  # the coupled pick wins items the baseline loses, never the reverse
+        recs.append(_rec("nested", "nested", {}, 0, 0.01, seed=seed, readout="logits", n=500))
+        recs[-1]["correct_logits"] = c
+        recs.append(_rec("sequential", "sequential", {}, 0, 0.005, seed=seed, n=500))
+        recs[-1]["correct_classifier"] = base
+    picks = {"pixel_noise": {"coupled": {"method": "nested", "readout": "logits", "settings": {}, "accuracy": 0.7, "seconds_per_item": 0.01},
+                             "baseline": {"method": "sequential", "readout": "classifier", "settings": {}, "accuracy": 0.6, "seconds_per_item": 0.005},
+                             "per_method": {"sequential": {"settings": {}}, "nested": {"settings": {}}}}}
+    h = fair.headline(recs, picks, n_boot=500)[0]
+    assert h["delta"] > 0.05 and h["delta_ci95"][0] > 0 and h["above_zero"] and h["seeds_agree"]
+    assert len(h["per_seed_delta"]) == 3 and all(d > 0 for d in h["per_seed_delta"])
+    assert h["coupled"]["seconds_per_item"] == pytest.approx(0.01)
+    assert "| pixel_noise | heavy | nested (logits" in fair.headline_table({"headline": [h]})
