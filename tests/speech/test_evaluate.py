@@ -131,3 +131,15 @@ def test_calibration_picks_an_snr_per_level_and_the_sweep_includes_it(speech_cfg
     cfg["degradations"] = {"white_noise": {"snr": [0, 10]}}
     conds = [c for c in conditions(cfg, []) if c["corruption"] == "white_noise"]
     assert [(c["snr_db"], c.get("level")) for c in conds] == [(0.0, "heavy"), (10.0, None), (12.5, "light")]
+
+
+@pytest.mark.slow
+def test_published_noisy_rows_are_reproduced(tmp_path):
+    """docs/results/speech_noisy.json: the white-noise rows and the clean figures, re-evaluated."""
+    published = json.loads(open("docs/results/speech_noisy.json").read())
+    cfg = load_config("configs/speech.yaml")
+    res = evaluate_speech(cfg, out=tmp_path, corruptions=["white_noise"], progress=False)
+    assert res["clean"]["value"] == pytest.approx(published["clean"]["value"])
+    assert res["clean"]["accuracy"] == pytest.approx(published["clean"]["accuracy"])
+    pub = {(r["snr_db"], r["metric"]): r["value"] for r in published["rows"] if r["corruption"] == "white_noise"}
+    assert {(r["snr_db"], r["metric"]): r["value"] for r in res["rows"]} == pytest.approx(pub)
