@@ -84,6 +84,12 @@ def test_config_and_cli_errors(speech_cfg, tmp_path):
         make_speech_config({"degradations": {"brown_noise": {"snr": [0]}}})
     with pytest.raises(CoupledError, match="valid:.*digit_strings"):
         make_speech_config({"corpus": {"digits": 3}})
+    with pytest.raises(CoupledError, match="valid keys there: root"):
+        make_speech_config({"data": {"rot": "x"}})
+    with pytest.raises(CoupledError, match="valid keys there:.*noise_snr"):
+        make_speech_config({"recogniser": {"noise_snrr": [1, 2]}})
+    assert make_speech_config({"recogniser": {"net": {"dropout": 0.2}}})["recogniser"]["net"] == {"dropout": 0.2}
+    assert make_speech_config({"levels": {"white_noise": {"heavy": 3}}})["degradations"]["pink_noise"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("domain: sonar\n")
     with pytest.raises(CoupledError, match="valid: image, speech"):

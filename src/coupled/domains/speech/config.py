@@ -35,21 +35,8 @@ SPEECH_DEFAULTS: dict = {
     "evaluation": {"split": "test", "seed": 0, "max_items": None, "signal_metrics_items": 150, "examples": 3,
                    "bootstrap": 1000, "num_threads": 1, "batch_size": 64},
 }
-FREE_FORM = {"corpus", "net", "degradations", "levels", "noise_snr", "speakers", "variants"}
-
-
-def _merge(base: dict, user: dict, where: str) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in user.items():
-        if key not in base:
-            raise CoupledError(f"unknown config key '{where}{key}'; valid keys there: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and key not in FREE_FORM:
-            if not isinstance(value, dict):
-                raise CoupledError(f"config key '{where}{key}' must be a mapping, got {type(value).__name__}")
-            out[key] = _merge(base[key], value, f"{where}{key}.")
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+# free-form sections, checked by their consumers: CorpusConfig and the degradation registry
+FREE_FORM = ("corpus", "degradations", "levels")
 
 
 def make_speech_config(user: dict | None = None) -> dict:
@@ -57,7 +44,18 @@ def make_speech_config(user: dict | None = None) -> dict:
     from .corpus import CorpusConfig
     from .degrade import DEGRADATIONS
 
-    cfg = _merge(SPEECH_DEFAULTS, user or {}, "")
+    from ...config import _merge
+
+    user = user or {}
+    # a free-form section enters the shared merge as a leaf (taken whole), then gets its default back
+    cfg = _merge({k: (None if k in FREE_FORM else v) for k, v in SPEECH_DEFAULTS.items()}, user, "")
+    for k in FREE_FORM:
+        cfg[k] = copy.deepcopy(user[k] if k in user else SPEECH_DEFAULTS[k])
+        if not isinstance(cfg[k], dict):
+            raise CoupledError(f"config key '{k}' must be a mapping, got {type(cfg[k]).__name__}")
+    if set(cfg["data"]) - {"root"}:
+        raise CoupledError(f"unknown config key(s) data.{', data.'.join(sorted(set(cfg['data']) - {'root'}))}; "
+                           "valid keys there: root")
     if cfg["domain"] != "speech":
         raise CoupledError(f"a speech config needs domain: speech, got {cfg['domain']!r}")
     for name in list(cfg["degradations"]) + list(cfg["levels"]):
