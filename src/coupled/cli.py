@@ -25,7 +25,7 @@ def cmd_demo(args) -> None:
     if args.domain == "gaussian":
         from .domains.gaussian import run_gaussian_demo
 
-        rows = run_gaussian_demo(n=args.items or 2000, seed=args.seed, steps=args.steps)
+        rows = run_gaussian_demo(n=args.items or 2000, seed=args.seed or 0, steps=args.steps)
         for r in rows:
             r["calls"] = "{signal}/{logits}/{classifier}".format(**r["calls"])
         print("Closed-form Gaussian example: exact denoisers, d = s + noise, labels = clean decision argmax W s")
@@ -39,7 +39,8 @@ def cmd_demo(args) -> None:
     cfg = load_config(args.config)
     items = args.items or cfg["demo"]["items"]
     results = evaluate_config(cfg, out=args.out, max_items=items, levels=["heavy"],
-                              seeds_for_level=lambda level: [cfg["demo"]["seed"]], progress=not args.quiet)
+                              seeds_for_level=lambda level: [cfg["demo"]["seed"] if args.seed is None else args.seed],
+                              progress=not args.quiet)
     print(markdown_report(results))
     print(f"wrote {args.out}/results.json, report.md, accuracy.png, examples.png")
 
@@ -130,7 +131,9 @@ def cmd_classify(args) -> None:
     from .pipeline import classify_files
 
     failures = classify_files(args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
-                              method=args.method, seed=args.seed)
+                              method=args.method, seed=args.seed, input_range=args.input_range)
+    if failures == len(args.files):  # nothing to show: a bad input, one line and exit 2 (each file's problem is on stdout)
+        raise CoupledError(f"none of the {len(args.files)} file(s) could be classified; see each file's problem above")
     print(f"{len(args.files) - failures} of {len(args.files)} files classified", file=sys.stderr)
     if failures:
         raise SystemExit(1)
@@ -142,17 +145,26 @@ def cmd_data(args) -> None:
     print(f"speech corpus: {build_from_config(args.config, root=args.root, workers=args.workers, progress=not args.quiet)}")
 
 
+def cmd_manifest(args) -> None:
+    from .training.checkpoint import MANIFEST, seal
+
+    files = seal(args.folder)
+    print(f"wrote {args.folder}/{MANIFEST}: sha256 of {len(files)} files")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .engine import METHODS
 
-    p = argparse.ArgumentParser(prog="coupled", description="Coupled diffusion of signals and logits for a frozen classifier.")
+    from .cli_checks import OneLineParser, accelerator, count, folder, output_file, seed, severity
+
+    p = OneLineParser(prog="coupled", description="Coupled diffusion of signals and logits for a frozen classifier.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name, func, help_text, config=True):
         sp = sub.add_parser(name, help=help_text)
         if config:
             sp.add_argument("config", help="experiment YAML, e.g. configs/mnist.yaml")
-            sp.add_argument("--output", help="checkpoint folder (default: the config's `output`)")
+            sp.add_argument("--output", type=folder, help="checkpoint folder (default: the config's `output`)")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         sp.set_defaults(func=func)
         return sp
@@ -160,29 +172,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "evaluate the bundled models on a fixed subset and print the table", config=False)
     demo.add_argument("--domain", choices=["image", "gaussian"], default="image")
     demo.add_argument("--config", default="configs/mnist.yaml")
-    demo.add_argument("--items", type=int, default=None)
-    demo.add_argument("--steps", type=int, default=20, help="(gaussian) steps per chain")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--items", type=count(), default=None)
+    demo.add_argument("--steps", type=count(1, 10_000), default=20, help="(gaussian) steps per chain")
+    demo.add_argument("--seed", type=seed, default=None, help="sampling seed (default: the config's demo.seed)")
+    demo.add_argument("--out", type=folder, default="runs/demo")
 
     for name, func, text in (("train", cmd_train, "train the stages of a config"),
                              ("reproduce", cmd_reproduce, "train every stage from scratch, then evaluate")):
         sp = add(name, func, text)
         sp.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-        sp.add_argument("--devices", type=int, default=1, help="processes/GPUs for DDP")
-        sp.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+        sp.add_argument("--devices", type=count(1, 1024), default=1, help="processes/GPUs for DDP")
+        sp.add_argument("--accelerator", type=accelerator, default="auto", help="auto, cpu, gpu (cuda) or mps")
         if name == "train":
             sp.add_argument("--stages", nargs="+", choices=["classifier", "signal", "logits", "joint"])
-            sp.add_argument("--max-steps", type=int, default=None, help="override every stage's step count")
+            sp.add_argument("--max-steps", type=count(), default=None, help="override every stage's step count")
         else:
-            sp.add_argument("--out", default="runs/reproduce")
+            sp.add_argument("--out", type=folder, default="runs/reproduce")
 
     ev = add("evaluate", cmd_evaluate, "evaluate every method over corruptions and severities")
     ev.add_argument("--checkpoint", help="checkpoint folder (default: the config's `output`)")
     ev.add_argument("--split", choices=["train", "val", "test"], default=None)
-    ev.add_argument("--out", default="runs/eval")
-    ev.add_argument("--max-items", type=int, default=None)
-    ev.add_argument("--results", help="also write results.json to this path")
+    ev.add_argument("--out", type=folder, default="runs/eval")
+    ev.add_argument("--max-items", type=count(), default=None)
+    ev.add_argument("--results", type=output_file, help="also write results.json to this path")
     ev.add_argument("--corruptions", nargs="+")
     ev.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"])
     ev.add_argument("--methods", nargs="+", choices=list(METHODS))
@@ -193,24 +205,37 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("files", nargs="+")
     cl.add_argument("--checkpoint", required=True)
     cl.add_argument("--corruption", default=None, help="corrupt the inputs first (to try the method)")
-    cl.add_argument("--severity", type=float, default=None)
+    cl.add_argument("--severity", type=severity, default=None)
     cl.add_argument("--method", default="parallel", choices=list(METHODS))
-    cl.add_argument("--seed", type=int, default=0)
+    cl.add_argument("--seed", type=seed, default=0)
+    cl.add_argument("--input-range", default=None, metavar="LO..HI",
+                    help=".npy value range: 0..255, 0..1 or -1..1 (default: uint8 is 0..255, floats 0..1 or -1..1)")
     da = add("data", cmd_data, "build a domain's data: the synthetic speech corpus (eSpeak NG)", config=False)
     da.add_argument("domain", choices=["speech"])
     da.add_argument("--config", default="configs/speech.yaml", help="its `corpus` and `data.root` keys (if the file exists)")
     da.add_argument("--root", default=None, help="output folder (default: data.root, else ~/.cache/coupled-diffusion)")
     da.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    mf = add("manifest", cmd_manifest, "seal a checkpoint folder: write manifest.json with every file's sha256",
+             config=False)
+    mf.add_argument("folder", help="checkpoint folder, e.g. checkpoints/mnist")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from .cli_checks import check_args, fail
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
     try:
         args.func(args)
     except CoupledError as e:
-        print(f"coupled: error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
+    except OSError as e:  # a disk, permission or path problem met during the work: name it, no traceback
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        return fail(f"{e.strerror or e}{where}; check the path, its permissions and free space")
+    except KeyboardInterrupt:
+        return fail("interrupted; `coupled train ... --resume` continues a training run", 130)
     return 0
 
 

@@ -1,8 +1,13 @@
 """Experiment configs: one YAML file trains, evaluates and reproduces an experiment.
 
 A config is the defaults below deep-merged with the user's YAML; an unknown key anywhere is an error that
-names the valid keys at that place (no silently ignored typos). Keys whose value is a free-form mapping
-(network configs, corruption severities, method options) are checked by their own consumers.
+names the valid keys at that place (no silently ignored typos). Every value is then checked against the schema
+the defaults imply (`coupled.schema`: types, ranges, choices) before anything is written or trained. Keys whose
+value is a free-form mapping (network configs, corruption severities, method options) get the checks their
+shape allows and are checked in full by their own consumers.
+
+A config is code: a corruption may be named "module.path:function", which imports that module and runs it.
+Run only configs you trust.
 """
 
 from __future__ import annotations
@@ -87,7 +92,9 @@ def _merge(base: dict, user: dict, where: str) -> dict:
 
 def make_config(user: dict | None = None) -> dict:
     """Defaults deep-merged with `user`; unknown keys are one-line errors."""
-    return _merge(DEFAULTS, user or {}, "")
+    from .schema import validate
+
+    return validate(_merge(DEFAULTS, user or {}, ""), DEFAULTS, FREE_FORM)
 
 
 def load_config(path) -> dict:
@@ -96,7 +103,12 @@ def load_config(path) -> dict:
     if not path.is_file():
         raise CoupledError(f"no such config file: {path}; pass a YAML file such as configs/mnist.yaml")
     try:
-        user = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CoupledError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                           "save it as UTF-8") from None
+    try:
+        user = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise CoupledError(f"cannot parse {path} as YAML ({str(e).splitlines()[0]}); fix the file's syntax") from None
     if not isinstance(user, dict):

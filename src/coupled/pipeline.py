@@ -1,7 +1,20 @@
-"""One call for users: load a checkpoint folder and classify (possibly degraded) images with any method."""
+"""One call for users: load a checkpoint folder and classify (possibly degraded) images with any method.
+
+Inputs are checked before any work: type, shape, finiteness and value range (a 0..255 image passed as if it
+were in [-1, 1] is refused with the range seen, not classified confidently wrong); `input_range=` converts
+0..255, 0..1 or any (lo, hi) to the [-1, 1] the networks were trained on. Files are checked for size and
+shape before they are decoded. Large batches run in chunks of `batch_size` items.
+
+Seeding: item i of a call draws its noise from its own generator, seeded `seed * 1_000_003 + i`, so results do
+not depend on `batch_size` or on the other items, but the same image at two positions of one batch gets
+different draws (and may get different probabilities). Pass `item_seeds=[...]` (one per item) to choose each
+item's seed, e.g. the same seed for repeated images.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +22,102 @@ import torch
 
 from .engine import METHODS, check_finite, item_generators, run_method
 from .errors import CoupledError
+from .schema import SEED_MAX
+
+MAX_FILE_BYTES = 64 * 2**20  # a file to classify is one small image; anything larger is refused unread
+NAMED_RANGES = {"0..255": (0.0, 255.0), "0..1": (0.0, 1.0), "-1..1": (-1.0, 1.0)}
+READOUTS = ("classifier", "logits")
+
+
+def parse_input_range(spec) -> tuple[float, float] | None:
+    """None, '0..255', '0..1', '-1..1', 'LO..HI' or a pair (lo, hi) with lo < hi -> (lo, hi)."""
+    if spec is None:
+        return None
+    pair = spec
+    if isinstance(spec, str):
+        lo, sep, hi = spec.strip().partition("..")
+        try:
+            pair = (float(lo), float(hi)) if sep else None
+        except ValueError:
+            pair = None
+    ok = (isinstance(pair, (tuple, list)) and len(pair) == 2
+          and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
+          and pair[0] < pair[1])
+    if not ok:
+        raise CoupledError(f"input_range must be one of {', '.join(NAMED_RANGES)} or a pair (lo, hi) with lo < hi, got {spec!r}")
+    return float(pair[0]), float(pair[1])
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def to_model_range(x: torch.Tensor, input_range=None, what: str = "images") -> torch.Tensor:
+    """Float images in [-1, 1] from `x` in its declared range; CoupledError naming the range seen when the
+    values cannot be in the declared one (an item's mean outside it, or an undeclared 0..255 / 0..1 image)."""
+    declared = parse_input_range(input_range)
+    if x.dtype == torch.bool or x.is_complex():
+        raise CoupledError(f"{what} have dtype {x.dtype}; pass real-valued images")
+    if not x.is_floating_point() and declared is None:
+        raise CoupledError(f"{what} are integers ({x.dtype}); pass input_range='0..255' (or the range they use) to convert them")
+    x = x.float()
+    check_finite(x, what)
+    lo, hi = declared or (-1.0, 1.0)
+    seen = f"[{_fmt(float(x.min()))}, {_fmt(float(x.max()))}]"
+    want = f"[{_fmt(lo)}, {_fmt(hi)}]"
+    margin = 0.05 * (hi - lo)  # degradations (additive noise) spread values outside the range, not their mean
+    means = x.flatten(1).mean(1)
+    if bool(((means < lo - margin) | (means > hi + margin)).any()):
+        hint = "0..255" if float(x.min()) >= 0 and float(x.max()) > 2 else None
+        fix = f"pass input_range='{hint}'" if hint else "pass input_range=(lo, hi) with their range"
+        raise CoupledError(f"{what} hold values in {seen} but the expected range is {want}; {fix} to convert them")
+    if declared is None and float(x.min()) >= 0 and float(x.max()) <= 1:
+        raise CoupledError(f"{what} hold values in {seen}, which looks like 0..1, but the expected range is [-1, 1]; "
+                           "pass input_range='0..1' to convert them (or input_range='-1..1' if they are in [-1, 1])")
+    return x if declared is None else (x - lo) * (2.0 / (hi - lo)) - 1.0
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= SEED_MAX:
+        raise CoupledError(f"{what} must be an integer in [0, {SEED_MAX}], got {seed!r}")
+    return int(seed)
+
+
+def _device(device) -> torch.device:
+    from .domains.image.models import default_device
+
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise CoupledError(f"unknown device {device!r} ({str(e).splitlines()[0][:80]}); use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CoupledError(f"device {device!r} but this machine has no CUDA device; use device='cpu' (or leave it out)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise CoupledError(f"device {device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise CoupledError(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
+    return dev
+
+
+def _check_bundle_files(folder, sampling) -> None:
+    """The settings a bundle's JSON files hold, checked before any network is built (one line per problem)."""
+    from .schema import check_sampling
+    from .training.checkpoint import read_json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CoupledError(f"no such checkpoint folder: {folder}; pass a folder written by `coupled train`")
+    if sampling is not None:
+        check_sampling(sampling, "sampling=")
+    elif (folder / "pipeline.json").is_file():
+        check_sampling(read_json(folder / "pipeline.json").get("sampling"), str(folder / "pipeline.json"))
+    for name in ("pipeline", "classifier"):
+        path = folder / f"{name}.json"
+        scale = read_json(path).get("logit_scale", 0.8) if path.is_file() else 0.8
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 < scale < 100:
+            raise CoupledError(f"{path}: logit_scale must be a number in (0, 100), got {scale!r}; re-create it with `coupled train`")
 
 
 class CoupledPipeline:
@@ -16,13 +125,12 @@ class CoupledPipeline:
 
     `CoupledPipeline.from_pretrained(DIR)` reads weights and configs from a checkpoint folder (no flags to
     retype); `pipe(images, method="parallel")` returns a dict with `predictions` [B], `probabilities`
-    [B, K] and `enhanced` images [B, C, H, W] (None for methods without a signal chain).
+    [B, K] and `enhanced` images [B, C, H, W] (None for methods without a signal chain). Global torch state
+    (grad mode, threads, default dtype) is left as it was.
     """
 
     def __init__(self, bundle, device=None):
-        from .domains.image.models import default_device
-
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = _device(device)
         self.bundle = bundle.to(self.device)
 
     @classmethod
@@ -30,66 +138,165 @@ class CoupledPipeline:
         """Load `folder` (written by `coupled train`); pass `classifier` to use your own module instead of ours."""
         from .domains.image.models import load_bundle
 
-        return cls(load_bundle(folder, sampling=sampling, classifier=classifier), device)
+        dev = _device(device)  # before the weights are read
+        _check_bundle_files(folder, sampling)
+        return cls(load_bundle(folder, sampling=sampling, classifier=classifier), dev)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         cfg = self.bundle.coupling.signal_denoiser.net.cfg
         return (cfg.in_channels, cfg.image_size, cfg.image_size)
 
+    def _prepare(self, method: str, options: dict):
+        # the bundle's method preparation (`prepare` in newer bundles, `for_method` before)
+        if hasattr(self.bundle, "prepare"):
+            return self.bundle.prepare(method, options)
+        coupling, opts = self.bundle.for_method(options)
+        return coupling, method, opts
+
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, method: str = "parallel", *, seed: int = 0, readout: str | None = None, **options):
-        """Classify `images` [B, C, H, W] in [-1, 1] with `method`; `readout` 'logits' or 'classifier'
-        (default: 'classifier' where a signal chain exists, else 'logits')."""
+    def __call__(self, images, method: str = "parallel", *, seed: int = 0, readout: str | None = None,
+                 input_range=None, batch_size: int = 256, item_seeds=None, **options):
+        """Classify `images` [B, C, H, W] (or one image [C, H, W]) with `method`.
+
+        Args:
+            images: a tensor or numpy array, in [-1, 1] unless `input_range` says otherwise.
+            method: one of the engine's methods (parallel, alternating, nested, sequential, logits_only, noisy).
+            seed: item i uses generator seed `seed * 1_000_003 + i` (see the module docstring).
+            readout: 'classifier' (f of the enhanced signal) or 'logits' (the logit chain's y_hat); default
+                'classifier' where a signal chain exists, else 'logits'.
+            input_range: '0..255', '0..1', '-1..1' or (lo, hi): the images' range, converted to [-1, 1].
+            batch_size: items per chunk (memory grows with it; results do not depend on it).
+            item_seeds: one seed per item instead of the seeds derived from `seed`.
+            **options: the method's own options (e.g. switch_fraction, rounds).
+        """
         if method not in METHODS:
             raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+        if readout is not None and readout not in READOUTS:
+            raise CoupledError(f"unknown readout {readout!r}; choose 'classifier' or 'logits'")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise CoupledError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if not isinstance(images, (torch.Tensor, np.ndarray)):
+            raise CoupledError(f"images must be a torch.Tensor or numpy array [B, C, H, W], got {type(images).__name__}")
         images = torch.as_tensor(images)
         if images.dim() == 3:
             images = images[None]
-        if tuple(images.shape[1:]) != self.image_shape:
+        if images.dim() != 4 or tuple(images.shape[1:]) != self.image_shape:
             raise CoupledError(
-                f"images have shape {tuple(images.shape[1:])} but the checkpoint expects {self.image_shape}; resize them first"
+                f"images have shape {tuple(images.shape)} but the checkpoint expects [B, {', '.join(map(str, self.image_shape))}]; resize them first"
             )
-        check_finite(images.float(), "images")
-        coupling, opts = self.bundle.for_method({**self.bundle.sampling.get("methods", {}).get(method, {}), **options})
-        res = run_method(method, coupling, images.float().to(self.device),
-                         item_generators([seed * 1_000_003 + i for i in range(len(images))]), **opts)
-        readout = readout or ("classifier" if res.x_hat is not None or res.y_hat is None else "logits")
-        if readout == "classifier":
-            z = res.x_hat if res.x_hat is not None else images.float().to(self.device)
-            probs = torch.softmax(coupling.classifier.raw(z), dim=-1)
+        if images.shape[0] == 0:
+            raise CoupledError("images is an empty batch; pass at least one image")
+        images = to_model_range(images, input_range)
+        n = images.shape[0]
+        if item_seeds is None:
+            seed = check_seed(seed)
+            seeds = [seed * 1_000_003 + i for i in range(n)]
         else:
-            probs = torch.softmax(res.y_hat, dim=-1)
-        return {"predictions": res.prediction(readout).cpu(), "probabilities": probs.cpu(),
-                "enhanced": None if res.x_hat is None else res.x_hat.cpu(), "calls": res.calls}
+            seeds = [check_seed(s, "each of item_seeds") for s in item_seeds]
+            if len(seeds) != n:
+                raise CoupledError(f"item_seeds has {len(seeds)} seeds for {n} images; pass one per image")
+        coupling, engine_method, opts = self._prepare(method, {**self.bundle.sampling.get("methods", {}).get(method, {}), **options})
+        preds, probs, enhanced, calls = [], [], [], None
+        for start in range(0, n, int(batch_size)):
+            chunk = images[start:start + batch_size].to(self.device)
+            res = run_method(engine_method, coupling, chunk, item_generators(seeds[start:start + batch_size]), **opts)
+            read = readout or ("classifier" if res.x_hat is not None or res.y_hat is None else "logits")
+            if read == "logits" and res.y_hat is None:
+                raise CoupledError(f"method {method!r} has no logit chain; use readout='classifier'")
+            if read == "classifier":
+                z = res.x_hat if res.x_hat is not None else chunk
+                p = torch.softmax(coupling.classifier.raw(z), dim=-1)
+            else:
+                p = torch.softmax(res.y_hat, dim=-1)
+            preds.append(res.prediction(read).cpu())
+            probs.append(p.cpu())
+            enhanced.append(None if res.x_hat is None else res.x_hat.cpu())
+            calls = calls or res.calls
+        return {"predictions": torch.cat(preds), "probabilities": torch.cat(probs),
+                "enhanced": None if enhanced[0] is None else torch.cat(enhanced), "calls": calls}
 
 
-def read_image_file(path, shape: tuple[int, int, int]) -> torch.Tensor:
-    """One PNG/JPEG/.npy file as a [C, H, W] tensor in [-1, 1]; CoupledError naming the file on any problem."""
+def _npy_header(path: Path):
+    """(shape, dtype) from a .npy header, read without loading the data."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    return shape, dtype
+
+
+def _fits(shape, expected) -> bool:
+    c, h, w = expected
+    return tuple(shape) in {(c, h, w), (h, w, c)} or (c == 1 and tuple(shape) in {(h, w), (1, h, w)})
+
+
+def read_image_file(path, shape: tuple[int, int, int], input_range=None) -> torch.Tensor:
+    """One PNG/JPEG/.npy file as a [C, H, W] tensor in [-1, 1]; CoupledError naming the file on any problem.
+
+    Size and shape are checked before decoding. `.npy` ranges: uint8 is 0..255; floats are 0..1 (all values
+    >= 0) or -1..1 unless `input_range` ('0..255', '0..1', '-1..1', 'LO..HI') says otherwise."""
     path = Path(path)
     if not path.is_file():
         raise CoupledError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise CoupledError(f"{path}: {size} bytes, more than the {MAX_FILE_BYTES} a single image may have; pass one image of shape {shape}")
+    declared = parse_input_range(input_range)
     if path.suffix.lower() == ".npy":
         try:
+            header_shape, dtype = _npy_header(path)
+        except (ValueError, OSError, SyntaxError, EOFError) as e:
+            raise CoupledError(f"{path}: not a readable .npy array ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from None
+        if not _fits(header_shape, shape):
+            raise CoupledError(f"{path}: shape {tuple(header_shape)} but the checkpoint expects {tuple(shape)} (C, H, W); resize it")
+        if dtype.hasobject or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+            raise CoupledError(f"{path}: unsupported dtype {dtype}; save uint8 0..255 or floats in [0, 1]")
+        try:
             arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, EOFError) as e:
             raise CoupledError(f"{path}: not a readable .npy array ({str(e).splitlines()[0][:80]})") from None
-        if arr.dtype == np.uint8:
-            arr = arr.astype(np.float32) / 127.5 - 1
-        elif np.issubdtype(arr.dtype, np.floating):
-            arr = arr.astype(np.float32)
-            arr = arr * 2 - 1 if arr.min() >= 0 else arr  # floats in [0, 1] unless they have negatives ([-1, 1])
-        else:
-            raise CoupledError(f"{path}: unsupported dtype {arr.dtype}; save uint8 0..255 or floats in [0, 1]")
+        if declared is None:
+            if arr.dtype == np.uint8:
+                declared = (0.0, 255.0)
+            elif not np.issubdtype(arr.dtype, np.floating):
+                raise CoupledError(f"{path}: integer dtype {arr.dtype}; pass --input-range (e.g. 0..255) to say its range")
+            elif arr.size and float(arr.min()) >= 0:
+                if float(arr.max()) > 1:
+                    raise CoupledError(f"{path}: values in [{_fmt(float(arr.min()))}, {_fmt(float(arr.max()))}] but float "
+                                       ".npy files must be in 0..1 or -1..1; pass --input-range 0..255 (or the range they use)")
+                declared = (0.0, 1.0)
+            else:
+                declared = (-1.0, 1.0)
+        if not np.isfinite(arr.astype(np.float64)).all():
+            raise CoupledError(f"{path}: contains NaN or infinite values")
+        arr = arr.astype(np.float32)
+        lo, hi = declared
+        mean = float(arr.mean())
+        if not lo - 0.05 * (hi - lo) <= mean <= hi + 0.05 * (hi - lo):
+            raise CoupledError(f"{path}: values in [{_fmt(float(arr.min()))}, {_fmt(float(arr.max()))}] do not fit the "
+                               f"range [{_fmt(lo)}, {_fmt(hi)}]; pass --input-range with their range")
+        arr = (arr - lo) * (2.0 / (hi - lo)) - 1.0
     else:
         from PIL import Image, UnidentifiedImageError
 
+        want = f"{shape[2]}x{shape[1]}"
         try:
-            with Image.open(path) as im:
-                im = im.convert("L" if shape[0] == 1 else "RGB")
-                arr = np.asarray(im, dtype=np.float32) / 127.5 - 1
-        except (UnidentifiedImageError, OSError) as e:
+            with Image.open(path) as im:  # reads the header only
+                size = im.size
+                if size == (shape[2], shape[1]):  # only then decode: a huge image is never decompressed
+                    arr = np.asarray(im.convert("L" if shape[0] == 1 else "RGB"), dtype=np.float32) / 127.5 - 1
+        except Image.DecompressionBombError:
+            raise CoupledError(f"{path}: its header declares more pixels than Pillow decodes safely (a decompression "
+                               f"bomb); the checkpoint expects {want} pixels") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise CoupledError(f"{path}: not a readable image ({type(e).__name__})") from None
+        if size != (shape[2], shape[1]):
+            raise CoupledError(f"{path}: {size[0]}x{size[1]} pixels but the checkpoint expects {tuple(shape)} (C, H, W); resize it")
     if arr.ndim == 2:
         arr = arr[None]
     elif arr.ndim == 3 and arr.shape[-1] in (1, 3) and arr.shape[0] not in (1, 3):
@@ -101,7 +308,8 @@ def read_image_file(path, shape: tuple[int, int, int]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
-def classify_files(files, checkpoint, *, corruption=None, severity=None, method="parallel", seed=0, out=print) -> int:
+def classify_files(files, checkpoint, *, corruption=None, severity=None, method="parallel", seed=0, input_range=None,
+                   out=print) -> int:
     """Print one line per file (prediction and confidence, or the file's problem); returns the number of failures."""
     from .domains.image.corruptions import corrupt, get_corruption
 
@@ -109,11 +317,13 @@ def classify_files(files, checkpoint, *, corruption=None, severity=None, method=
         raise CoupledError("pass --corruption and --severity together (or neither)")
     if corruption is not None:
         get_corruption(corruption)
+    check_seed(seed, "--seed")
+    parse_input_range(input_range)
     pipe = CoupledPipeline.from_pretrained(checkpoint)
     images, names, failures = [], [], 0
     for f in files:
         try:
-            images.append(read_image_file(f, pipe.image_shape))
+            images.append(read_image_file(f, pipe.image_shape, input_range))
             names.append(f)
         except CoupledError as e:
             out(f"{f}\terror: {e}")
@@ -122,7 +332,7 @@ def classify_files(files, checkpoint, *, corruption=None, severity=None, method=
         batch = torch.stack(images)
         if corruption is not None:
             batch = corrupt(batch, corruption, severity, seed)
-        res = pipe(batch, method, seed=seed)
+        res = pipe(batch, method, seed=seed, input_range="-1..1")  # read_image_file converted every file
         for name, pred, probs in zip(names, res["predictions"], res["probabilities"]):
             out(f"{name}\t{int(pred)}\tp={float(probs[pred]):.3f}\t({method})")
     return failures

@@ -10,7 +10,7 @@ import torch
 
 from ..engine import Coupling, Denoiser, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
-from .checkpoint import atomic_write_text, read_json
+from .checkpoint import atomic_write_text, read_json, record_in_manifest, remove_stale_temporaries, verify_outputs
 from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
 
 
@@ -98,6 +98,31 @@ def write_pipeline(cfg: dict, output: Path) -> None:
     atomic_write_text(output / "pipeline.json", json.dumps(
         {"sampling": cfg["sampling"], "logit_scale": cfg["classifier"]["logit_scale"], "name": cfg["name"],
          "severities": cfg["corruptions"]["severities"]}, indent=2) + "\n")
+    record_in_manifest(output / "pipeline.json")
+
+
+# the earlier outputs each stage loads (checked before anything is written or trained)
+NEEDS = {"logits": ("classifier", "signal_pretrained"), "joint": ("classifier", "signal_pretrained", "logits_pretrained"),
+         "card": ("classifier",), "finetuned": ("classifier",), "sequential": ("signal_pretrained",)}
+
+
+def _is_rank_zero() -> bool:
+    """False in the processes a DDP launcher started for ranks > 0 (they must not write shared files)."""
+    import os
+
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def check_stages(stages, output: Path) -> None:
+    """One-line error when a stage would need an output that neither the folder nor an earlier stage provides."""
+    produced = set()
+    for stage in stages:
+        for name in NEEDS.get(stage, ()):
+            if name not in produced and not (output / f"{name}.safetensors").is_file():
+                maker = next(s for s, outs in OUTPUTS.items() if name in outs)
+                raise CoupledError(f"stage {stage!r} needs {output / name}.safetensors, which does not exist; "
+                                   f"train stage {maker!r} first (add it to --stages)")
+        produced.update(OUTPUTS.get(stage, ()))
 
 
 def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, accelerator: str = "auto",
@@ -106,19 +131,26 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
     for s in stages:
         if s not in STAGES:
             raise CoupledError(f"unknown stage {s!r}; choose from: {', '.join(STAGES)}")
+    output = Path(cfg["output"])
+    if output.exists() and not output.is_dir():
+        raise CoupledError(f"output {output} is an existing file; pass a folder with --output or `output:` in the config")
+    check_stages(stages, output)
+    splits = load_splits(cfg)  # data problems surface before anything is written
     if cfg["train"]["num_threads"]:
         torch.set_num_threads(cfg["train"]["num_threads"])
-    output = Path(cfg["output"])
     output.mkdir(parents=True, exist_ok=True)
+    if _is_rank_zero():  # what an interrupted write left behind
+        remove_stale_temporaries(output)
+        remove_stale_temporaries(output / "train_state")
     atomic_write_text(output / "config.json", json.dumps({k: v for k, v in cfg.items() if k != "config_path"}, indent=2) + "\n")
-    splits = load_splits(cfg)
     summaries = []
     for stage in stages:
         done_marker = output / "train_state" / f"{stage}.done.json"
         wanted = max_steps if max_steps is not None else cfg[stage]["steps"]
-        if resume and done_marker.is_file() and read_json(done_marker).get("steps") == wanted:
+        if (resume and done_marker.is_file() and read_json(done_marker).get("steps") == wanted
+                and verify_outputs(output, OUTPUTS[stage]) is None):  # else rewrite them from the training state
             summaries.append({**read_json(done_marker), "skipped": True})
-            if stage == "joint":  # the sampling settings may have changed since: they do not touch the weights
+            if stage == "joint" and _is_rank_zero():  # the sampling settings may have changed: they do not touch the weights
                 write_pipeline(cfg, output)
             continue
         started = time.time()

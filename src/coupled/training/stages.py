@@ -24,7 +24,8 @@ from torch import nn
 from ..engine import Denoiser, FrozenClassifier, process_from_dict, randn, training_target, x0_from_output
 from ..errors import CoupledError
 from .checkpoint import (
-    atomic_write_text, flatten_optimizer, load_state, load_weights, read_json, save_weights, unflatten_optimizer,
+    atomic_write_text, clear_train_state, flatten_optimizer, load_state, load_train_state, save_train_state, save_weights,
+    unflatten_optimizer,
 )
 from .ema import EMA
 
@@ -92,12 +93,14 @@ def _make_module_class():
     class StageModule(pl.LightningModule):
         """One training stage; `loss` is the stage's loss function of (module, batch, generator)."""
 
-        def __init__(self, setup: StageSetup, loss, step_offset: int, opt_state: dict | None, ema_state: dict | None):
+        def __init__(self, setup: StageSetup, loss, step_offset: int, opt_state: dict | None, ema_state: dict | None,
+                     rng_state: torch.Tensor | None = None):
             super().__init__()
             self.setup_, self.loss_fn, self.step_offset = setup, loss, step_offset
             self.nets = nn.ModuleDict(setup.nets)
             self.frozen = setup.frozen
             self.opt_state = opt_state
+            self.rng_state = rng_state  # the global RNG (dropout) as the checkpoint left it, set at the first step
             self.ema = EMA(self.nets, setup.hp.get("ema_decay", 0.0)) if setup.hp.get("ema_decay") else None
             if self.ema is not None and ema_state is not None:
                 self.ema.shadow = {k: ema_state[k].clone() for k in self.ema.shadow}
@@ -114,6 +117,9 @@ def _make_module_class():
                 self.ema.shadow = {k: v.to(self.device) for k, v in self.ema.shadow.items()}
 
         def training_step(self, batch, batch_idx):
+            if self.rng_state is not None:  # after the loader's own draw, so the next dropout mask is the one an
+                torch.set_rng_state(self.rng_state)  # uninterrupted run draws
+                self.rng_state = None
             g = step_generator(self.setup_.cfg["seed"], self.setup_.stage, self.step, self.global_rank)
             loss, logs = self.loss_fn(self, batch, g)
             self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False)
@@ -167,18 +173,20 @@ def _make_checkpoint_callback(folder: Path, stage: str, every: int, total: int, 
             if module.ema is not None:
                 tensors.update({f"ema.{k}": v for k, v in module.ema.shadow.items()})
             tensors.update(opt_t)
-            save_weights(folder, stage, tensors, {**meta, "step": step, "total": total, "optimizer": opt_meta})
+            tensors["rng.cpu"] = torch.get_rng_state()  # dropout draws from it: a resume must continue its stream
+            save_train_state(folder, stage, step, tensors, {**meta, "total": total, "optimizer": opt_meta})
 
     return SafetensorsCheckpoint()
 
 
 def _read_train_state(folder: Path, stage: str):
-    if not (folder / f"{stage}.json").is_file():
+    found = load_train_state(folder, stage)  # digest- and step-checked; None when there is none
+    if found is None:
         return None
-    tensors, meta = load_weights(folder, stage)
+    tensors, meta = found
     pick = lambda p: {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
     opt = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
-    return meta["step"], pick("net."), pick("ema.") or None, opt
+    return meta["step"], pick("net."), pick("ema.") or None, opt, tensors.get("rng.cpu")
 
 
 class StepBatchSampler:
@@ -241,15 +249,15 @@ def run_stage(setup: StageSetup, loss, data, output: Path, *, resume: bool = Fal
 
     total = int(max_steps if max_steps is not None else setup.hp["steps"])
     state_dir = output / "train_state"
-    step_offset, opt_state, ema_state = 0, None, None
+    step_offset, opt_state, ema_state, rng_state = 0, None, None, None
     if resume:
         found = _read_train_state(state_dir, setup.stage)
         if found is not None:
-            step_offset, net_state, ema_state, opt_state = found
+            step_offset, net_state, ema_state, opt_state, rng_state = found
             load_state(nn.ModuleDict(setup.nets), net_state, str(state_dir / f"{setup.stage}.safetensors"))
-    elif (state_dir / f"{setup.stage}.json").is_file():
-        os.remove(state_dir / f"{setup.stage}.json")  # a fresh run must not be mistaken for a resumable one
-    module = _make_module_class()(setup, loss, step_offset, opt_state, ema_state)
+    else:
+        clear_train_state(state_dir, setup.stage)  # a fresh run must not be mistaken for a resumable one
+    module = _make_module_class()(setup, loss, step_offset, opt_state, ema_state, rng_state)
     started = time.time()
     if step_offset < total:
         meta = {"stage": setup.stage, "seed": setup.cfg["seed"]}

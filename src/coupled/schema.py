@@ -1,0 +1,170 @@
+"""Config validation: a schema derived from the typed defaults, checked before anything is written or trained.
+
+Each leaf's type comes from its default (an int default takes integers only, a float default any finite
+number, a bool a bool, a string a string, a list a list); RANGES and CHOICES add bounds by key name, wherever
+the key appears (`steps` is an integer >= 1 in every section). Free-form sections (network configs,
+severities, method options, data) get the checks their shape allows; their consumers check the rest. The
+first problem is a CoupledError naming the dotted key, what it must be, and what it was.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from .errors import CoupledError
+
+SEED_MAX = 2**32 - 1  # every seed: numpy's SeedSequence and torch take it, and seed * 1_000_003 + i fits int64
+
+# key name -> (low, high, low inclusive, high inclusive), for numbers wherever the key appears
+RANGES: dict[str, tuple] = {
+    "steps": (1, 10**9, True, True), "batch_size": (1, 10**6, True, True), "lr": (0, 10, False, True),
+    "ema_decay": (0, 1, True, False), "seed": (0, SEED_MAX, True, True), "checkpoint_every": (1, 10**9, True, True),
+    "log_every": (1, 10**9, True, True), "num_threads": (0, 4096, True, True), "logit_scale": (0, 100, False, True),
+    "lambda": (0, 1, True, True), "switch_fraction": (0, 1, True, True), "null_dropout": (0, 1, True, False),
+    "cond_lr_scale": (0, 1e6, False, True), "finished_fraction": (0, 1, True, True), "clean_fraction": (0, 1, True, True),
+    "signal_guidance": (0, 1e3, True, True), "eta": (0, 1, True, True), "corrector_steps": (0, 1000, True, True),
+    "snr": (0, 100, False, True), "heavy_seeds": (1, 1000, True, True), "other_seeds": (1, 1000, True, True),
+    "max_items": (1, 10**9, True, True), "bootstrap": (1, 10**7, True, True), "items": (1, 10**9, True, True),
+}
+CHOICES: dict[str, tuple] = {
+    "device": ("auto", "cpu", "cuda", "mps"), "prediction": ("eps", "x0", "v"), "sampler": ("ddim", "ddpm", "pc"),
+    "split": ("train", "val", "test"),
+}
+DATA_KINDS = {"mnist5k": {"kind", "seed", "fractions"}, "idx": {"kind", "seed", "images_path", "labels_path"},
+              "cifar": {"kind", "seed", "path", "split"}, "npz": {"kind", "seed", "path", "label_offset"},
+              "folder": {"kind", "seed", "root"}}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _fail(key: str, want: str, value) -> None:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise CoupledError(f"config key {key} must {want}, got {shown}; fix it in the config file")
+
+
+def _check_range(key: str, name: str, value, integer: bool) -> None:
+    if name not in RANGES:
+        return
+    lo, hi, lo_in, hi_in = RANGES[name]
+    ok = (value >= lo if lo_in else value > lo) and (value <= hi if hi_in else value < hi)
+    if not ok:
+        kind = " (an integer)" if integer else ""
+        _fail(key, f"lie in {'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}{kind}", value)
+
+
+def check_value(key: str, default, value) -> None:
+    """Check one leaf against its default's type and the key's range or choices."""
+    name = key.rsplit(".", 1)[-1]
+    if name == "max_items" and value is None:
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            _fail(key, "be true or false", value)
+    elif _is_int(default) or name in ("max_items",):
+        if not _is_int(value):
+            _fail(key, "be an integer" + (" >= 1" if name in ("steps", "batch_size") else ""), value)
+        _check_range(key, name, value, True)
+    elif isinstance(default, float):
+        if not _is_number(value) or not math.isfinite(value):
+            _fail(key, "be a finite number", value)
+        _check_range(key, name, value, False)
+    elif isinstance(default, str):
+        if not isinstance(value, str) or not value.strip():
+            _fail(key, "be a non-empty string", value)
+        if name in CHOICES:
+            ok = value in CHOICES[name] or (name == "device" and value.startswith("cuda:") and value[5:].isdigit())
+            if not ok:
+                _fail(key, "be one of " + ", ".join(CHOICES[name]) + (" or cuda:N" if name == "device" else ""), value)
+            if name == "device" and value.startswith("cuda"):
+                import torch
+
+                if not torch.cuda.is_available():
+                    raise CoupledError(f"config key {key} is {value!r} but this machine has no CUDA device; "
+                                       "use auto or cpu")
+    elif isinstance(default, list):
+        if not isinstance(value, list):
+            _fail(key, "be a list", value)
+        if name == "seeds":
+            if not value or not all(_is_int(s) and 0 <= s <= SEED_MAX for s in value):
+                _fail(key, f"be a non-empty list of integer seeds in [0, {SEED_MAX}]", value)
+
+
+def _check_free_form(key: str, name: str, value) -> None:
+    if name == "data":
+        if not isinstance(value, dict):
+            _fail(key, "be a mapping with a 'kind'", value)
+        kind = value.get("kind", "mnist5k")
+        if kind not in DATA_KINDS:
+            _fail(f"{key}.kind", "be one of " + ", ".join(DATA_KINDS), kind)
+        extra = sorted(set(value) - DATA_KINDS[kind])
+        if extra:
+            raise CoupledError(f"unknown config key '{key}.{extra[0]}' for data kind {kind!r}; valid keys there: "
+                               f"{', '.join(sorted(DATA_KINDS[kind]))}")
+        if "seed" in value:
+            check_value(f"{key}.seed", 0, value["seed"])
+    elif name in ("net", "process", "calibration", "methods"):
+        if not isinstance(value, dict):
+            _fail(key, "be a mapping", value)
+        if name == "methods":
+            for method, opts in value.items():
+                if not isinstance(opts, dict):
+                    _fail(f"{key}.{method}", "be a mapping of method options", opts)
+    elif name == "severities":
+        if not isinstance(value, dict) or not value:
+            _fail(key, "be a mapping corruption -> {light, medium, heavy}", value)
+        for corruption, levels in value.items():
+            if not isinstance(levels, dict) or not levels:
+                _fail(f"{key}.{corruption}", "be a mapping of levels (light, medium, heavy) to severities", levels)
+            for level, sev in levels.items():
+                if not _is_number(sev) or not math.isfinite(sev) or sev < 0:
+                    _fail(f"{key}.{corruption}.{level}", "be a finite number >= 0", sev)
+    elif name == "train_severity":
+        if not isinstance(value, dict) or not value:
+            _fail(key, "be a mapping corruption -> [low, high]", value)
+        for corruption, pair in value.items():
+            if (not isinstance(pair, list) or len(pair) != 2 or not all(_is_number(v) and math.isfinite(v) for v in pair)
+                    or not 0 <= pair[0] <= pair[1]):
+                _fail(f"{key}.{corruption}", "be [low, high] with 0 <= low <= high", pair)
+
+
+def validate(cfg: dict, defaults: dict, free_form: set, where: str = "") -> dict:
+    """Check every key of `cfg` (already merged with `defaults`, unknown keys refused) against the schema the
+    defaults imply; returns `cfg`."""
+    for key, default in defaults.items():
+        if key not in cfg:
+            continue
+        value, dotted = cfg[key], f"{where}{key}"
+        if key in free_form:
+            _check_free_form(dotted, key, value)
+        elif isinstance(default, dict):
+            validate(value, default, free_form, dotted + ".")
+        else:
+            check_value(dotted, default, value)
+    return cfg
+
+
+def check_sampling(sampling, where: str) -> dict:
+    """A `sampling` section as saved in pipeline.json (or passed by a user): a mapping whose chains are complete
+    and whose values fit the schema; CoupledError naming `where` otherwise."""
+    from .config import DEFAULTS, FREE_FORM
+
+    if not isinstance(sampling, dict):
+        raise CoupledError(f"{where}: 'sampling' must be a mapping, got {type(sampling).__name__}; re-create it with `coupled train`")
+    for chain in ("signal", "logits"):
+        section = sampling.get(chain)
+        if not isinstance(section, dict) or "steps" not in section or "sampler" not in section:
+            raise CoupledError(f"{where}: sampling.{chain} must be a mapping with steps and sampler, got {section!r}; "
+                               "re-create it with `coupled train`")
+    try:
+        validate(sampling, DEFAULTS["sampling"], FREE_FORM, "sampling.")
+    except CoupledError as e:
+        raise CoupledError(f"{where}: {e}") from None
+    return sampling

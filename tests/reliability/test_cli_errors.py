@@ -1,0 +1,226 @@
+"""The fault-injection table: bad inputs through the real `coupled` command, each one line on stderr, exit 2.
+
+Most rows call `coupled.cli.main` in this process (every check runs before any training or evaluation
+starts, so a row takes milliseconds); a few run the installed command in a subprocess to show the same
+holds there. A failed `train` must leave no output folder behind.
+"""
+
+import shutil
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import yaml
+
+from .conftest import BUNDLE, one_line_error, run, tiny_config
+
+CONFIG_ROWS = {  # config override -> what the message must name
+    "steps_abc": ({"classifier": {"steps": "abc"}}, "classifier.steps"),
+    "steps_negative": ({"signal": {"steps": -5}}, "signal.steps"),
+    "steps_fraction": ({"signal": {"steps": 2.7}}, "signal.steps"),
+    "batch_size_0": ({"classifier": {"batch_size": 0}}, "classifier.batch_size"),
+    "lr_negative": ({"classifier": {"lr": -1}}, "classifier.lr"),
+    "lr_nan": ({"classifier": {"lr": float("nan")}}, "classifier.lr"),
+    "checkpoint_every_0": ({"train": {"checkpoint_every": 0}}, "train.checkpoint_every"),
+    "seed_string": ({"seed": "zero"}, "seed"),
+    "seed_huge": ({"seed": 10**30}, "seed"),
+    "seed_negative": ({"seed": -1}, "seed"),
+    "eval_batch_size_0": ({"evaluation": {"batch_size": 0}}, "evaluation.batch_size"),
+    "eval_seeds_int": ({"evaluation": {"seeds": 5}}, "evaluation.seeds"),
+    "eval_seeds_empty": ({"evaluation": {"seeds": []}}, "evaluation.seeds"),
+    "eval_max_items_negative": ({"evaluation": {"max_items": -990}}, "evaluation.max_items"),
+    "eval_split": ({"evaluation": {"split": "dev"}}, "evaluation.split"),
+    "device_tpu": ({"device": "tpu"}, "device"),
+    "device_cuda": ({"device": "cuda"}, "device"),
+    "data_unknown_key": ({"data": {"kind": "mnist5k", "path": "x"}}, "data.path"),
+    "data_unknown_kind": ({"data": {"kind": "mnist6k"}}, "data.kind"),
+    "ema_decay_1": ({"signal": {"ema_decay": 1.0}}, "signal.ema_decay"),
+    "lambda_2": ({"joint": {"lambda": 2}}, "joint.lambda"),
+    "signal_logits_string": ({"sampling": {"signal_logits": "yes"}}, "sampling.signal_logits"),
+    "sampler_unknown": ({"sampling": {"signal": {"steps": 2, "sampler": "euler", "eta": 0.0}}}, "sampling.signal.sampler"),
+    "sampling_steps_0": ({"sampling": {"logits": {"steps": 0, "sampler": "pc"}}}, "sampling.logits.steps"),
+    "severity_negative": ({"corruptions": {"severities": {"pixel_noise": {"heavy": -1}}}}, "pixel_noise.heavy"),
+    "train_severity_reversed": ({"corruptions": {"train_severity": {"pixel_noise": [0.6, 0.1]}}}, "pixel_noise"),
+    "method_options_list": ({"sampling": {"methods": {"parallel": [1]}}}, "methods.parallel"),
+    "unknown_key": ({"signal": {"stepz": 3}}, "signal.stepz"),
+    "section_not_mapping": ({"signal": 5}, "signal"),
+    "name_empty": ({"name": ""}, "name"),
+}
+
+
+@pytest.mark.parametrize("row", sorted(CONFIG_ROWS))
+def test_bad_config_value_is_one_line_and_writes_nothing(cli, tmp_path, row):
+    override, key = CONFIG_ROWS[row]
+    cfg = tiny_config(tmp_path, **override)
+    code, _, err = cli("train", cfg, "--quiet", "--accelerator", "cpu")
+    assert key in one_line_error(code, err)
+    assert not (tmp_path / "ckpt").exists(), "a failed run left its output folder behind"
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"seed: 0\nname: caf\xe9\n", "not UTF-8"),
+    (b"signal: {steps: [\n", "cannot parse"),
+    (b"- a\n- b\n", "must hold a mapping"),
+])
+def test_unreadable_config_file_is_one_line(cli, tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(text)
+    code, _, err = cli("evaluate", path, "--quiet")
+    assert message in one_line_error(code, err)
+
+
+def _existing_file(tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    return f
+
+
+# (argv builder, what the message must name); {cfg} is a valid tiny config, {file} an existing file, {dir} a folder
+OPTION_ROWS = [
+    (["train", "{cfg}", "--devices", "0"], "--devices"),
+    (["train", "{cfg}", "--devices", "-1"], "--devices"),
+    (["train", "{cfg}", "--devices", "two"], "--devices"),
+    (["train", "{cfg}", "--accelerator", "tpu"], "--accelerator"),
+    (["train", "{cfg}", "--accelerator", "gpu"], "--accelerator"),
+    (["reproduce", "{cfg}", "--accelerator", "cuda"], "--accelerator"),
+    (["train", "{cfg}", "--max-steps", "0"], "--max-steps"),
+    (["train", "{cfg}", "--max-steps", "-1"], "--max-steps"),
+    (["train", "{cfg}", "--max-steps", "2.7"], "--max-steps"),
+    (["train", "{cfg}", "--output", "{file}"], "--output"),
+    (["train", "{cfg}", "--output", "{file}/sub"], "--output"),
+    (["train", "{cfg}", "--stages", "joint"], "classifier.safetensors"),
+    (["train", "{cfg}", "--stages", "pretrain"], "--stages"),
+    (["train", "{dir}/missing.yaml"], "no such config file"),
+    (["evaluate", "{cfg}", "--max-items", "-5"], "--max-items"),
+    (["evaluate", "{cfg}", "--max-items", "0"], "--max-items"),
+    (["evaluate", "{cfg}", "--results", "{dir}"], "--results"),
+    (["evaluate", "{cfg}", "--out", "{file}"], "--out"),
+    (["evaluate", "{cfg}", "--split", "dev"], "--split"),
+    (["evaluate", "{cfg}", "--levels", "extreme"], "--levels"),
+    (["evaluate", "{cfg}", "--checkpoint", "{dir}/none"], "no such checkpoint folder"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--severity", "1e308", "--corruption", "gaussian_blur"], "--severity"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--severity", "nan", "--corruption", "gaussian_blur"], "--severity"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--severity", "0.5"], "--corruption and --severity"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--seed", "1e30"], "--seed"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--seed", "-1"], "--seed"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--seed", "1.5"], "--seed"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--seed", str(2**64)], "--seed"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--input-range", "0..x"], "input_range"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--method", "magic"], "--method"),
+    (["classify", "x.png", "--checkpoint", "{dir}/none"], "no such checkpoint folder"),
+    (["classify", "{dir}/missing.png", "--checkpoint", "{bundle}"], "none of the 1 file"),
+    (["demo", "--out", "{file}"], "--out"),
+    (["demo", "--items", "-995"], "--items"),
+    (["demo", "--items", "0"], "--items"),
+    (["demo", "--seed", "1e30"], "--seed"),
+    (["demo", "--domain", "gaussian", "--items", "-5"], "--items"),
+    (["demo", "--domain", "gaussian", "--steps", "0"], "--steps"),
+    (["demo", "--domain", "tpu"], "--domain"),
+    (["demo", "--no-such-option"], "unrecognized"),
+    (["manifest", "{dir}/none"], "no such checkpoint folder"),
+    (["frobnicate"], "invalid choice"),
+    ([], "required"),
+]
+
+
+@pytest.mark.parametrize("argv, key", OPTION_ROWS, ids=[" ".join(a[:1] + a[2:] if len(a) > 1 else a) for a, _ in OPTION_ROWS])
+def test_bad_option_is_one_line(cli, tmp_path, argv, key):
+    cfg = tiny_config(tmp_path)
+    subs = {"{cfg}": str(cfg), "{file}": str(_existing_file(tmp_path)), "{dir}": str(tmp_path), "{bundle}": str(BUNDLE)}
+    args = []
+    for a in argv:
+        for k, v in subs.items():
+            a = a.replace(k, v)
+        args.append(a)
+    code, _, err = cli(*args)
+    assert key in one_line_error(code, err)
+    assert not (tmp_path / "ckpt").exists()
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header declares width x height pixels (a decompression bomb if it were decoded)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def _npy_header_only(path, shape):
+    """A .npy file whose header declares `shape` but holds no data."""
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': %r, }" % (shape,)
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+
+
+BAD_FILES = {
+    "empty_npy": (lambda p: p.write_bytes(b""), ".npy", "not a readable .npy"),
+    "zero_items_npy": (lambda p: np.save(p, np.zeros((0, 28, 28), np.float32)), ".npy", "shape (0, 28, 28)"),
+    "huge_header_npy": (lambda p: _npy_header_only(p, (1_000_000, 1_000_000)), ".npy", "shape (1000000, 1000000)"),
+    "truncated_npy": (lambda p: p.write_bytes(open_npy_bytes()[:100]), ".npy", "not a readable .npy"),
+    "object_npy": (lambda p: np.save(p, np.array([None] * 784, dtype=object).reshape(28, 28), allow_pickle=True),
+                   ".npy", "unsupported dtype"),
+    "float_0_255_npy": (lambda p: np.save(p, np.full((28, 28), 200.0, np.float32)), ".npy", "--input-range 0..255"),
+    "nan_npy": (lambda p: np.save(p, np.full((28, 28), np.nan, np.float32)), ".npy", "NaN"),
+    "bomb_png": (lambda p: _png_header_only(p, 100_000, 100_000), ".png", "decompression bomb"),
+    "big_png": (lambda p: _png_header_only(p, 5000, 5000), ".png", "5000x5000 pixels"),
+    "wrong_size_png": (lambda p: _png_header_only(p, 32, 32), ".png", "32x32 pixels"),
+    "junk_png": (lambda p: p.write_bytes(b"not a png at all"), ".png", "not a readable image"),
+}
+
+
+def open_npy_bytes():
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((28, 28), np.float32))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("row", sorted(BAD_FILES))
+def test_bad_file_to_classify_is_refused_before_decoding(cli, tmp_path, row):
+    make, suffix, message = BAD_FILES[row]
+    path = tmp_path / f"input{suffix}"
+    make(path)
+    code, out, err = cli("classify", path, "--checkpoint", BUNDLE, "--method", "noisy")
+    one_line_error(code, err)
+    assert message in out, out
+
+
+def test_float_0_255_npy_classifies_with_input_range(cli, tmp_path):
+    from coupled.domains.image.data import load_mnist5k
+
+    digit = load_mnist5k()["test"].images[0, 0].numpy()
+    np.save(tmp_path / "d255.npy", ((digit + 1) * 127.5).astype(np.float32))
+    np.save(tmp_path / "d01.npy", ((digit + 1) / 2).astype(np.float32))
+    code, out, err = cli("classify", tmp_path / "d255.npy", "--checkpoint", BUNDLE, "--method", "noisy",
+                         "--input-range", "0..255")
+    code2, out2, _ = cli("classify", tmp_path / "d01.npy", "--checkpoint", BUNDLE, "--method", "noisy")
+    assert code == code2 == 0, err
+    assert out.split("\t")[1:] == out2.split("\t")[1:]
+
+
+def test_corrupt_bundle_through_classify_is_one_line(cli, tmp_path):
+    bundle = tmp_path / "mnist"
+    shutil.copytree(BUNDLE, bundle, ignore=shutil.ignore_patterns("logs"))
+    w = bundle / "signal.safetensors"
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    w.write_bytes(bytes(data))
+    np.save(tmp_path / "x.npy", np.zeros((28, 28), np.float32))
+    code, _, err = cli("classify", tmp_path / "x.npy", "--checkpoint", bundle)
+    assert "signal.safetensors: it does not match its sha256" in one_line_error(code, err)
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "{cfg}", "--devices", "0"],
+    ["train", "{bad}", "--quiet"],
+    ["classify", "x.png", "--checkpoint", str(BUNDLE), "--seed", "1e30"],
+])
+def test_the_installed_command_gives_the_same_one_line(tmp_path, argv):
+    cfg = tiny_config(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "classifier": {"steps": "abc"}}))
+    proc = run(*[a.replace("{cfg}", str(cfg)).replace("{bad}", str(bad)) for a in argv])
+    one_line_error(proc.returncode, proc.stderr)
+    assert not (tmp_path / "ckpt").exists()
