@@ -152,6 +152,20 @@ def cmd_manifest(args) -> None:
     print(f"wrote {args.folder}/{MANIFEST}: sha256 of {len(files)} files")
 
 
+def cmd_bench(args) -> None:
+    from .config import load_config
+    from .evaluation.bench import run_bench
+
+    cfg = load_config(args.config)
+    command = " ".join(["coupled bench", *([args.config] if args.config != "configs/mnist.yaml" else []),
+                        *(["--quick"] if args.quick else []),
+                        *(f"--{k} {getattr(args, k)}" for k in ("checkpoint", "threads") if getattr(args, k)),
+                        *([f"--batch-sizes {' '.join(map(str, args.batch_sizes))}"] if args.batch_sizes else [])])
+    results = run_bench(cfg, quick=args.quick, checkpoint=args.checkpoint, out=args.out, doc=args.doc,
+                        threads=args.threads, batch_sizes=args.batch_sizes, command=command, progress=not args.quiet)
+    print(f"wrote {args.out} and {args.doc} in {results['bench_seconds']:.0f} s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .engine import METHODS
 
@@ -218,6 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     mf = add("manifest", cmd_manifest, "seal a checkpoint folder: write manifest.json with every file's sha256",
              config=False)
     mf.add_argument("folder", help="checkpoint folder, e.g. checkpoints/mnist")
+    be = add("bench", cmd_bench, "measure engine overhead, cost ratios, accuracy vs cost, throughput and memory",
+             config=False)
+    be.add_argument("config", nargs="?", default="configs/mnist.yaml", help="experiment YAML (default: configs/mnist.yaml)")
+    be.add_argument("--quick", action="store_true", help="a small validation subset and fewer settings (under 5 min)")
+    be.add_argument("--checkpoint", type=folder, default=None, help="checkpoint folder (default: the config's `output`)")
+    be.add_argument("--out", type=output_file, default="benchmarks/results/bench.json", help="results JSON")
+    be.add_argument("--doc", type=output_file, default="docs/performance.md", help="generated page (PNG beside it)")
+    be.add_argument("--threads", type=count(1, 1024), default=None, help="torch threads (default: torch's)")
+    be.add_argument("--batch-sizes", type=count(1, 100_000), nargs="+", default=None,
+                    help="throughput batch sizes (default: 1 16 64 with --quick, else 1 8 32 128 250)")
     return p
 
 

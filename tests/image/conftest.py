@@ -1,11 +1,13 @@
-"""A tiny experiment config: real MNIST digits, very small networks, a handful of steps."""
+"""A tiny experiment config: real MNIST digits, very small networks, a handful of steps.
+
+The bundle trained from it (fixture `trained`) is in tests/conftest.py, so every test folder shares one.
+"""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 TINY = {
@@ -42,12 +44,3 @@ def run_cli(*args, cwd=None, timeout=300, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"coupled {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """A tiny bundle trained through every stage by the real CLI (shared by the tests that only read it)."""
-    folder = tmp_path_factory.mktemp("tiny")
-    cfg = write_config(folder)
-    run_cli("train", cfg, "--quiet", "--accelerator", "cpu")
-    return cfg, folder / "ckpt"

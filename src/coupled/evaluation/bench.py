@@ -1,0 +1,560 @@
+"""`coupled bench`: what sampling costs, measured on the bundled models, and `docs/performance.md` from it.
+
+Four measurements, all in one command so their figures share one machine state:
+  - engine overhead: every network call (signal denoiser, logit denoiser, classifier) is timed by a wrapper
+    around the coupling's callables; the overhead is the share of a method's wall time spent outside them
+    (a second timer around the bare forward passes also charges the x0_hat conversions to the engine);
+  - cost ratios to `sequential`: seconds per item of each method over sequential's, methods interleaved batch
+    by batch in one run (`runner.run_specs`, which also gives the accuracies);
+  - accuracy against network passes and against seconds, for every method at several step counts, on a
+    fixed subset of the validation split at the heavy severity;
+  - throughput and peak memory at several batch sizes, each batch size in a fresh subprocess (so a larger
+    earlier batch cannot mask a smaller one): on the CPU that process's `ru_maxrss`, and, since importing
+    torch and loading already peak higher than sampling a small batch, also `VmHWM` after resetting it
+    (`/proc/self/clear_refs`) once the bundle is loaded; on a GPU (when present) `torch.cuda.max_memory_allocated`.
+Timing figures are only as quiet as the machine: the JSON records the date, the load average and the threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import CoupledError
+
+# --quick: a few minutes on 2 cores; the full bench adds items, step counts, batch sizes and corruptions
+PROFILES = {
+    "quick": {"items": 200, "steps": (1, 2, 5), "batch_size": 50, "corruptions": ("gaussian_noise",),
+              "throughput_batches": (1, 16, 64), "throughput_methods": ("sequential", "parallel"),
+              "throughput_seconds": 2.0},
+    "full": {"items": 500, "steps": (1, 2, 5, 10, 20), "batch_size": 125,
+             "corruptions": ("pixel_noise", "gaussian_noise", "gaussian_blur"),
+             "throughput_batches": (1, 8, 32, 128, 250), "throughput_methods": ("sequential", "parallel", "nested"),
+             "throughput_seconds": 5.0},
+}
+NETWORKS = ("signal", "logits", "classifier")
+STEP_OPTIONS = ("signal_steps", "logit_steps")
+
+
+class _Timed:
+    """A network callable of a `Coupling` that adds its wall time to `clock[key]` (synchronised on CUDA).
+
+    Everything else (`passes`, `num_classes`, `to`, ...) is the wrapped object's, so strategies see no change."""
+
+    def __init__(self, fn, clock: dict, key: str, cuda: bool):
+        self._fn, self._clock, self._key, self._cuda = fn, clock, key, cuda
+
+    def _time(self, fn, args, kwargs):
+        import torch
+
+        if self._cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        out = fn(*args, **kwargs)
+        if self._cuda:
+            torch.cuda.synchronize()
+        self._clock[self._key] += time.perf_counter() - started
+        return out
+
+    def __call__(self, *args, **kwargs):
+        return self._time(self._fn, args, kwargs)
+
+    def raw(self, *args, **kwargs):  # FrozenClassifier.raw: what sequential_ensemble averages
+        return self._time(self._fn.raw, args, kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._fn, name)
+
+
+def _timed_module(module, clock: dict, key: str, cuda: bool):
+    """`module` inside an `nn.Module` that times its forward passes (attributes read through)."""
+    import torch
+
+    class TimedForward(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *args, **kwargs):
+            return _Timed(self.inner, clock, key, cuda)(*args, **kwargs)
+
+        def __getattr__(self, name):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self._modules["inner"], name)
+
+    return TimedForward()
+
+
+def timed_coupling(coupling, clock: dict, cuda: bool = False, forwards: dict | None = None):
+    """`coupling` with its classifier and denoisers wrapped by `_Timed` (seconds add up in `clock`).
+
+    With `forwards` (a dict), the networks' own forward passes are timed there too, for the denoisers and the
+    classifier the engine provides (`Denoiser`, `FrozenClassifier`): `clock` minus `forwards` is then the
+    parameterisation's conversions and the input checks."""
+    from ..engine import Denoiser, FrozenClassifier
+
+    for key in NETWORKS:
+        clock.setdefault(key, 0.0)
+    parts = {"classifier": coupling.classifier, "signal": coupling.signal_denoiser, "logits": coupling.logit_denoiser}
+    if forwards is not None:
+        for key in NETWORKS:
+            forwards.setdefault(key, 0.0)
+        for key, fn in parts.items():
+            if isinstance(fn, Denoiser):
+                parts[key] = Denoiser(_timed_module(fn.net, forwards, key, cuda), fn.process, fn.prediction,
+                                      fn.clip, fn.pass_center)
+            elif isinstance(fn, FrozenClassifier):
+                parts[key] = FrozenClassifier(_timed_module(fn.module, forwards, key, cuda), fn.num_classes,
+                                              fn.logit_scale, fn.eps)
+    wrap = {k: None if fn is None else _Timed(fn, clock, k, cuda) for k, fn in parts.items()}
+    return replace(coupling, classifier=wrap["classifier"], signal_denoiser=wrap["signal"], logit_denoiser=wrap["logits"])
+
+
+class _TimedBundle:
+    """A `Bundle` whose `prepare` hands out timed couplings, one clock per prepared spec (in order)."""
+
+    def __init__(self, bundle, cuda: bool):
+        self.bundle, self.cuda, self.clocks = bundle, cuda, []
+
+    def prepare(self, method, options):
+        coupling, engine_method, options = self.bundle.prepare(method, options)
+        clock, forwards = dict.fromkeys(NETWORKS, 0.0), dict.fromkeys(NETWORKS, 0.0)
+        self.clocks.append((clock, forwards))
+        return timed_coupling(coupling, clock, self.cuda, forwards), engine_method, options
+
+
+def available_methods(bundle) -> tuple[list[str], dict]:
+    """The methods this bundle can run, and {skipped method: why} for those whose nets the folder lacks."""
+    from ..domains.image.models import REFERENCE_METHODS
+    from ..engine import METHODS
+
+    needs = {"card": "card", "finetuned_classifier": "classifier_finetuned"}
+    methods, skipped = [], {}
+    for m in (*METHODS, *REFERENCE_METHODS):
+        net = needs.get(m)
+        if net and (bundle.folder is None or not (Path(bundle.folder) / f"{net}.safetensors").is_file()):
+            skipped[m] = f"{bundle.folder} has no {net}.safetensors"
+            continue
+        methods.append(m)
+    return methods, skipped
+
+
+def bench_specs(methods, method_options: dict, steps, default_steps: int):
+    """One spec per method and step count (`method@N` sets its signal and logit steps to N); methods without
+    steps (noisy, one_step, the fine-tuned classifier) run once, labelled by their name."""
+    from ..engine import METHODS, method_options as options_of
+    from .runner import MethodSpec
+
+    specs = []
+    for m in methods:
+        base = dict(method_options.get(m, {}))
+        takes = [o for o in STEP_OPTIONS if m in METHODS and o in options_of(m)]
+        if not takes:
+            specs.append(MethodSpec(m, m, base))
+            continue
+        for n in sorted({*steps, default_steps}):
+            specs.append(MethodSpec(f"{m}@{n}", m, {**base, **dict.fromkeys(takes, n)}))
+    return specs
+
+
+def _passes(calls: dict) -> int:
+    return int(calls["signal_passes"] + calls["logits_passes"] + calls["classifier"])
+
+
+def accuracy_run(bundle, data, corruption: str, severity: float, specs, batch_size: int, device, seed: int = 0,
+                 progress: bool = True):
+    """Every spec over `data` degraded once, interleaved batch by batch; rows with accuracy, passes, seconds
+    per item, cost ratios to sequential and the engine overhead (share of wall time outside the networks).
+
+    Each batch is one `run_specs` call (sampling seed `seed` + batch index), with the order of the methods
+    rotated from batch to batch, so no method always runs first and the bar can show batches."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from ..domains.image.corruptions import corrupt
+    from .runner import CORRUPTION_SEED, run_specs
+
+    degraded = corrupt(data.images, corruption, severity, CORRUPTION_SEED)
+    clocks = {s.label: (dict.fromkeys(NETWORKS, 0.0), dict.fromkeys(NETWORKS, 0.0)) for s in specs}
+    acc = {s.label: {"classifier": [], "logits": [], "seconds": 0.0, "calls": None} for s in specs}
+    starts = range(0, len(data), batch_size)
+    for b, i in enumerate(tqdm(starts, desc=f"{corruption}: batches", unit="batch", disable=not progress)):
+        order = specs[b % len(specs):] + specs[:b % len(specs)]
+        timed = _TimedBundle(bundle, device.type == "cuda")
+        sl = slice(i, i + batch_size)
+        out = run_specs(timed, data.images[sl], data.labels[sl], degraded[sl], order, seed + b, batch_size, device)
+        if len(timed.clocks) != len(order):
+            raise CoupledError("the runner prepared methods in an unexpected way; the bench cannot attribute network time")
+        for spec, pair in zip(order, timed.clocks):
+            r, a = out[spec.label], acc[spec.label]
+            for total, part in zip(clocks[spec.label], pair):
+                for k in NETWORKS:
+                    total[k] += part[k]
+            a["seconds"] += r["seconds_per_item"] * len(data.images[sl])
+            a["calls"] = r["calls"]
+            for ro in ("classifier", "logits"):
+                if r[f"correct_{ro}"] is not None:
+                    a[ro].append(r[f"correct_{ro}"])
+    outcomes = {s.label: {"seconds_per_item": acc[s.label]["seconds"] / len(data), "calls": acc[s.label]["calls"],
+                          **{f"correct_{ro}": np.concatenate(acc[s.label][ro]) if acc[s.label][ro] else None
+                             for ro in ("classifier", "logits")}} for s in specs}
+    rows = []
+    for spec in specs:
+        r, (clock, forwards) = outcomes[spec.label], clocks[spec.label]
+        wall = r["seconds_per_item"] * len(data)
+        network = sum(clock.values())
+        steps = next((spec.options[o] for o in STEP_OPTIONS if o in spec.options), None)
+        accuracy = {ro: float(r[f"correct_{ro}"].mean()) for ro in ("classifier", "logits")
+                    if r[f"correct_{ro}"] is not None}
+        rows.append({
+            "label": spec.label, "method": spec.method, "steps": steps, "options": spec.options,
+            "readouts": list(accuracy), "accuracy": accuracy, "calls": r["calls"], "passes": _passes(r["calls"]),
+            "seconds_per_item": r["seconds_per_item"], "wall_seconds": wall,
+            "network_seconds": dict(clock), "overhead": (wall - network) / wall if wall > 0 else None,
+            "forward_seconds": dict(forwards),
+            "overhead_outside_forwards": (wall - sum(forwards.values())) / wall if wall > 0 else None,
+        })
+    by_label = {r["label"]: r for r in rows}
+    for r in rows:
+        ref = by_label.get(f"sequential@{r['steps']}") if r["steps"] is not None else None
+        r["cost_ratio_same_steps"] = r["seconds_per_item"] / ref["seconds_per_item"] if ref else None
+    return rows, {"items": len(data), "corruption": corruption, "severity": severity, "batch_size": batch_size}
+
+
+# ------------------------------------------------------------------------------------------ throughput worker
+
+
+def _throughput_worker(job: dict) -> dict:
+    """Run in a fresh process: items/s, peak memory and overhead of one method at one batch size."""
+    import resource
+
+    import torch
+
+    import numpy as np
+
+    from ..domains.image.models import load_bundle
+    from ..engine import item_generators, run_method
+    from .runner import sampling_seeds
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    device = torch.device(job["device"])
+    cuda = device.type == "cuda"
+    bundle = load_bundle(job["checkpoint"], sampling=job["sampling"]).to(device)
+    b = job["batch_size"]
+    items = torch.from_numpy(np.load(job["degraded"]))
+    d = items[torch.arange(b) % len(items)].to(device)
+    clock, forwards = dict.fromkeys(NETWORKS, 0.0), dict.fromkeys(NETWORKS, 0.0)
+    coupling, method, options = bundle.prepare(job["method"], job["options"])
+    coupling = timed_coupling(coupling, clock, cuda, forwards)
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    window = _reset_peak_rss()  # Linux: the peak from here on is the sampling's alone (plus what is resident)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    with torch.no_grad():
+        run_method(method, coupling, d, item_generators(sampling_seeds(0, 0, b)), **options)  # warm-up
+        for k in NETWORKS:
+            clock[k] = forwards[k] = 0.0
+        runs, wall = 0, 0.0
+        while runs < 1 or (wall < job["min_seconds"] and runs < 50):
+            if cuda:
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            run_method(method, coupling, d, item_generators(sampling_seeds(runs + 1, 0, b)), **options)
+            if cuda:
+                torch.cuda.synchronize(device)
+            wall += time.perf_counter() - started
+            runs += 1
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    out = {"method": job["method"], "batch_size": b, "device": device.type, "runs": runs,
+           "items_per_second": runs * b / wall, "overhead": (wall - sum(clock.values())) / wall,
+           "overhead_outside_forwards": (wall - sum(forwards.values())) / wall,
+           "cpu_peak_rss_mb": peak / 1024, "cpu_rss_after_load_mb": rss_loaded / 1024,
+           "cpu_sampling_peak_rss_mb": _proc_status_kib("VmHWM") / 1024 if window else None,
+           "cpu_resident_before_sampling_mb": window / 1024 if window else None}
+    if cuda:
+        out["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> int | None:
+    """Reset the process's peak RSS (Linux `clear_refs` 5); returns the resident KiB then, None if unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _proc_status_kib("VmRSS")
+
+
+def throughput(checkpoint, sampling: dict, degraded, profile: dict, threads: int | None, devices,
+               progress=True) -> list[dict]:
+    """One fresh subprocess per (device, method, batch size) on `degraded` items; see `_throughput_worker`."""
+    import tempfile
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        items = Path(tmp) / "degraded.npy"
+        np.save(items, degraded.numpy())
+        jobs = [{"checkpoint": str(checkpoint), "sampling": sampling, "threads": threads, "device": dev,
+                 "method": m, "options": dict(sampling.get("methods", {}).get(m, {})), "batch_size": b,
+                 "degraded": str(items), "min_seconds": profile["throughput_seconds"]}
+                for dev in devices for m in profile["throughput_methods"] for b in profile["throughput_batches"]]
+        for job in tqdm(jobs, desc="throughput", unit="process", disable=not progress):
+            proc = subprocess.run([sys.executable, "-m", "coupled.evaluation.bench"], input=json.dumps(job),
+                                  capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            if proc.returncode != 0:
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise CoupledError(f"the throughput worker failed at batch size {job['batch_size']} ({last})")
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------- the bench
+
+
+def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="benchmarks/results/bench.json",
+              doc="docs/performance.md", threads: int | None = None, batch_sizes=None,
+              command: str | None = None, progress: bool = True) -> dict:
+    """Run the bench for config `cfg`, write the JSON to `out` and the generated page to `doc` (with a PNG
+    beside it), and return the results. `threads`: torch threads (None: torch's default); `batch_sizes`:
+    the throughput batch sizes (None: the profile's)."""
+    import numpy as np
+    import torch
+
+    from ..domains.image.corruptions import corrupt
+    from ..domains.image.models import load_bundle
+    from ..training.checkpoint import atomic_write_text
+    from ..training.run import load_splits
+    from .runner import CORRUPTION_SEED
+
+    if cfg.get("domain", "image") != "image":
+        raise CoupledError("coupled bench runs the image domain's bundle; pass an image config such as configs/mnist.yaml")
+    if threads:
+        torch.set_num_threads(threads)
+    profile = dict(PROFILES["quick" if quick else "full"])
+    if batch_sizes:
+        profile["throughput_batches"] = tuple(batch_sizes)
+    checkpoint = Path(checkpoint or cfg["output"])
+    started, load_start = time.time(), os.getloadavg()
+    device = torch.device("cpu")  # the accuracy/ratio run is on the CPU; throughput adds the GPU when present
+    bundle = load_bundle(checkpoint, sampling=cfg["sampling"]).to(device)
+    methods, skipped = available_methods(bundle)
+    default_steps = int(cfg["sampling"]["signal"]["steps"])
+    specs = bench_specs(methods, cfg["sampling"].get("methods", {}), profile["steps"], default_steps)
+    data = load_splits(cfg)["val"]
+    n = min(profile["items"], len(data))
+    data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:n]))  # as `coupled evaluate`
+    severities = cfg["corruptions"]["severities"]
+    missing = [c for c in profile["corruptions"] if c not in severities]
+    if missing:
+        raise CoupledError(f"the config has no severities for {missing}; the bench runs the heavy level of "
+                           f"{', '.join(profile['corruptions'])}")
+    from tqdm.auto import tqdm
+
+    runs = []
+    for corruption in tqdm(profile["corruptions"], desc="accuracy and cost", unit="corruption", disable=not progress):
+        rows, setting = accuracy_run(bundle, data, corruption, severities[corruption]["heavy"], specs,
+                                     min(profile["batch_size"], n), device, progress=progress)
+        runs.append({**setting, "rows": rows})
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    first = profile["corruptions"][0]
+    tp = throughput(checkpoint, cfg["sampling"], corrupt(data.images, first, severities[first]["heavy"], CORRUPTION_SEED),
+                    profile, threads, devices, progress)
+    results = {
+        "command": command or f"coupled bench{' --quick' if quick else ''}",
+        "profile": "quick" if quick else "full", "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in profile.items()},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "checkpoint": str(checkpoint), "split": "val",
+        "default_steps": default_steps, "skipped": skipped,
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "python": platform.python_version(), "platform": platform.platform(),
+                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                    "loadavg_start": [round(x, 2) for x in load_start],
+                    "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
+        "accuracy_runs": runs, "throughput": tp, "bench_seconds": round(time.time() - started, 1),
+    }
+    out, doc = Path(out), Path(doc)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(results, indent=1, default=_jsonable) + "\n")
+    if doc:
+        write_doc(results, doc, out)
+    return results
+
+
+def _jsonable(v):
+    import numpy as np
+
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"cannot write {type(v).__name__} to JSON")
+
+
+# ------------------------------------------------------------------------------------------------ the doc
+
+
+def _mb(v):
+    return "-" if v is None else f"{v:.0f}"
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _table(heads, rows) -> str:
+    return "\n".join(["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|",
+                      *("| " + " | ".join(map(str, r)) + " |" for r in rows)])
+
+
+def plot_accuracy_seconds(results: dict, path) -> None:
+    """Accuracy against network passes and against measured seconds per item, one colour per method (solid:
+    argmax f(x_hat), dashed: argmax y_hat), points joined in step order; one row of panels per corruption."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["accuracy_runs"]
+    fig, axes = plt.subplots(len(runs), 2, figsize=(14, 5.2 * len(runs)), squeeze=False)
+    cmap = plt.get_cmap("tab20")  # dark shades first, then the light ones: up to 20 distinct methods
+    methods = sorted({r["method"] for run in runs for r in run["rows"]})
+    colour = {m: cmap((2 * i) % 20 + (2 * i) // 20 % 2) for i, m in enumerate(methods)}
+    for row, run in zip(axes, runs):
+        lines = {}
+        for r in run["rows"]:
+            for ro, acc in r["accuracy"].items():
+                lines.setdefault((r["method"], ro), []).append((r["steps"] or 0, r["passes"], r["seconds_per_item"] * 1000, acc))
+        for ax, xi, xlabel in ((row[0], 1, "network passes per item (log scale)"),
+                               (row[1], 2, "measured milliseconds per item (log scale)")):
+            for (m, ro), pts in sorted(lines.items()):
+                pts.sort()
+                ax.plot([p[xi] for p in pts], [p[3] for p in pts], color=colour[m], ms=4,
+                        marker="o" if ro == "classifier" else "s", ls="-" if ro == "classifier" else "--",
+                        label=f"{m} ({'f(x_hat)' if ro == 'classifier' else 'y_hat'})")
+                for p in pts:
+                    if p[0]:
+                        ax.annotate(str(p[0]), (p[xi], p[3]), fontsize=6, xytext=(2, 2), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("accuracy")
+            ax.set_title(f"{run['corruption']} {run['severity']:g} (heavy), {run['items']} validation digits", fontsize=10)
+            ax.grid(alpha=0.3)
+    axes[0][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    import textwrap
+
+    fig.suptitle("\n".join(textwrap.wrap(
+        f"{results['command']}: accuracy vs cost (numbers: steps per chain; load average "
+        f"{results['machine']['loadavg_start'][0]:g} on {results['machine']['cpu_count']} cores, so seconds are noisy)",
+        140)), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_doc(results: dict, doc: Path, json_path: Path) -> None:
+    """docs/performance.md from the bench JSON, each table beside the command that produced it."""
+    from ..training.checkpoint import atomic_write_text
+
+    doc = Path(doc)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    png = doc.with_name(doc.stem + "_accuracy_seconds.png")
+    plot_accuracy_seconds(results, png)
+    cmd, m = results["command"], results["machine"]
+    ds = results["default_steps"]
+    lines = [
+        "# Performance", "",
+        f"Generated by `{cmd}` from `{json_path}` on {results['date']} ({results['bench_seconds']:.0f} s). "
+        "Do not edit by hand: rerun the command.", "",
+        f"Machine: {m['cpu_count']} CPU cores, torch threads: {m['torch_threads']}, torch {m['torch']}, "
+        f"GPU: {m['gpu'] or 'none'}. Load average (1/5/15 min) {m['loadavg_start']} at the start and "
+        f"{m['loadavg_end']} at the end. **Timing figures are noisy**: the cores were shared with other heavy "
+        "jobs; ratios measured interleaved in one run (sections 1 and 2) are more trustworthy than absolute "
+        "seconds.", "",
+    ]
+    if results["skipped"]:
+        lines += ["Skipped (the bundle lacks their networks): " + "; ".join(
+            f"`{k}` ({v})" for k, v in results["skipped"].items()) + ".", ""]
+    for run in results["accuracy_runs"]:
+        rows = run["rows"]
+        at_default = [r for r in rows if r["steps"] in (None, ds)]
+        seq = next(r for r in rows if r["label"] == f"sequential@{ds}")
+        where = (f"{run['items']} validation digits, {run['corruption']} at the heavy severity {run['severity']:g}, "
+                 f"batch size {run['batch_size']}, methods interleaved batch by batch")
+        lines += [
+            f"## {run['corruption']}", "",
+            f"### 1. Engine overhead (target at most 3%)", "",
+            f"Command: `{cmd}`; {where}; {ds} steps per chain (the bundle's). Every call of the signal "
+            "denoiser, the logit denoiser and the classifier is timed by a wrapper; the overhead is the share of "
+            "the method's wall time spent outside them (chains, samplers, strategies, bookkeeping). A second "
+            "timer inside each call times the network's forward pass alone; 'outside forwards' adds the "
+            "parameterisation's conversions to x0_hat and the classifier's input checks to the overhead.", "",
+            _table(["method", "wall s", "signal s", "logits s", "classifier s", "overhead", "outside forwards"],
+                   [[r["label"], f"{r['wall_seconds']:.2f}", *(f"{r['network_seconds'][k]:.2f}" for k in NETWORKS),
+                     _pct(r["overhead"]), _pct(r["overhead_outside_forwards"])] for r in at_default]), "",
+            f"### 2. Cost ratios to sequential", "",
+            f"Command: `{cmd}`; {where}. Ratio = the method's seconds per item / `sequential@{ds}`'s, both "
+            "measured in the same interleaved run; beside it the ratio of network passes (a guided signal call "
+            "counts two).", "",
+            _table(["method", "ms per item", "time ratio", "passes per item", "passes ratio"],
+                   [[r["label"], f"{1000 * r['seconds_per_item']:.2f}", f"{r['seconds_per_item'] / seq['seconds_per_item']:.2f}",
+                     r["passes"], f"{r['passes'] / seq['passes']:.2f}"] for r in at_default]), "",
+            f"### 3. Accuracy against calls and seconds", "",
+            f"Command: `{cmd}`; {where}; `method@N` runs N steps in each of its chains. Accuracy of argmax "
+            "f(x_hat) and of argmax y_hat (the logit chain's readout) where the method has it. Calls: signal / "
+            "logit / classifier calls per item; passes count guided signal calls twice. On "
+            f"{run['items']} items one standard error of an accuracy is up to "
+            f"{50 / run['items'] ** 0.5:.1f} points: differences of a few points here are noise.", "",
+            _table(["method", "calls Dx/Dy/f", "passes", "ms per item", "ratio to same-steps sequential",
+                    "overhead", "acc f(x_hat)", "acc y_hat"],
+                   [[r["label"], "{signal}/{logits}/{classifier}".format(**r["calls"]), r["passes"],
+                     f"{1000 * r['seconds_per_item']:.2f}",
+                     "-" if r["cost_ratio_same_steps"] is None else f"{r['cost_ratio_same_steps']:.2f}",
+                     _pct(r["overhead"]), _pct(r["accuracy"].get("classifier")), _pct(r["accuracy"].get("logits"))]
+                    for r in rows]), "",
+        ]
+    lines += [f"![accuracy vs seconds per item]({png.name})", "",
+              f"Figure: `{cmd}`: accuracy against network passes (left) and measured seconds per item "
+              "(right), log scales; one colour per method, solid f(x_hat), dashed y_hat; numbers are steps per chain.", "",
+              "## 4. Throughput and peak memory", "",
+              f"Command: `{cmd}`; each row is a fresh process running one method on one batch of the heavy "
+              f"{results['accuracy_runs'][0]['corruption']} validation digits (one warm-up run, then runs for at "
+              f"least {results['settings']['throughput_seconds']:g} s). CPU memory, from the kernel: 'process peak' "
+              "is `ru_maxrss` (Python, torch, the bundle and the sampling; 'after load' is the same before "
+              "sampling, so a sampling peak below the loading peak does not show in it); 'sampling peak' is "
+              "`VmHWM` after the peak was reset (`/proc/self/clear_refs`) once the bundle was loaded, beside "
+              "what was resident then: their difference is the sampling's own working memory. GPU peak: "
+              "`torch.cuda.max_memory_allocated`.", "",
+              _table(["device", "method", "batch", "items/s", "overhead", "outside forwards", "process peak MB",
+                      "after load MB", "resident before sampling MB", "sampling peak MB", "GPU peak MB"],
+                     [[t["device"], t["method"], t["batch_size"], f"{t['items_per_second']:.1f}", _pct(t["overhead"]),
+                       _pct(t["overhead_outside_forwards"]),
+                       f"{t['cpu_peak_rss_mb']:.0f}", f"{t['cpu_rss_after_load_mb']:.0f}",
+                       *(_mb(t.get(k)) for k in ("cpu_resident_before_sampling_mb", "cpu_sampling_peak_rss_mb")),
+                       f"{t['gpu_peak_allocated_mb']:.0f}" if "gpu_peak_allocated_mb" in t else "-"]
+                      for t in results["throughput"]]), ""]
+    if not m["gpu"]:
+        lines += ["No GPU on this machine: the GPU rows appear when `torch.cuda.is_available()`.", ""]
+    atomic_write_text(doc, "\n".join(lines))
+
+
+if __name__ == "__main__":  # the throughput worker: one JSON job on stdin, one JSON line on stdout
+    print(json.dumps(_throughput_worker(json.loads(sys.stdin.read()))))
