@@ -38,11 +38,16 @@ def cmd_demo(args) -> None:
 
     cfg = load_config(args.config)
     items = args.items or cfg["demo"]["items"]
+    picks = cfg["demo"].get("picks")  # the validation picks: every method as tuned, and the cost-matched headline
     results = evaluate_config(cfg, out=args.out, max_items=items, levels=["heavy"],
                               seeds_for_level=lambda level: [cfg["demo"]["seed"] if args.seed is None else args.seed],
-                              progress=not args.quiet)
+                              progress=not args.quiet, picks=picks)
     print(markdown_report(results))
-    print(f"wrote {args.out}/results.json, report.md, accuracy.png, examples.png")
+    if results.get("headline"):
+        from .evaluation.fair import headline_table
+
+        print("## Cost-matched headline (one seed)\n\n" + headline_table(results) + "\n")
+    print(f"wrote {args.out}/results.json, report.md and plots")
 
 
 def _with_output(cfg, args):
@@ -61,7 +66,9 @@ def cmd_train(args) -> None:
 
         print(train_from_config(cfg, progress=not args.quiet))
         return
-    for s in train(cfg, args.stages or ("classifier", "signal", "logits", "joint"), resume=args.resume,
+    from .training.stages import STAGES
+
+    for s in train(cfg, args.stages or STAGES, resume=args.resume,
                    devices=args.devices, accelerator=args.accelerator, max_steps=args.max_steps,
                    progress=not args.quiet):
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()})
@@ -83,10 +90,17 @@ def cmd_evaluate(args) -> None:
                                   progress=not args.quiet, results_path=args.results)
         print(speech_report(results))
         return
+    if args.picks and args.methods:
+        raise CoupledError("--picks runs the methods validation chose; drop --methods, or drop --picks")
     results = evaluate_config(cfg, checkpoint=args.checkpoint, split=args.split, out=args.out, max_items=args.max_items,
                               corruptions=args.corruptions, levels=args.levels, methods=args.methods,
-                              progress=not args.quiet, results_path=args.results)
+                              progress=not args.quiet, results_path=args.results, picks=args.picks,
+                              seeds_for_level=(lambda level: args.seeds) if args.seeds else None)
     print(markdown_report(results))
+    if results.get("headline"):
+        from .evaluation.fair import headline_table
+
+        print("## Cost-matched headline\n\n" + headline_table(results))
 
 
 def cmd_reproduce(args) -> None:
@@ -139,17 +153,17 @@ def cmd_classify(args) -> None:
         raise SystemExit(1)
 
 
-def cmd_data(args) -> None:
-    from .domains.speech.corpus import build_from_config
-
-    print(f"speech corpus: {build_from_config(args.config, root=args.root, workers=args.workers, progress=not args.quiet)}")
-
-
 def cmd_manifest(args) -> None:
     from .training.checkpoint import MANIFEST, seal
 
     files = seal(args.folder)
     print(f"wrote {args.folder}/{MANIFEST}: sha256 of {len(files)} files")
+
+
+def cmd_data(args) -> None:
+    from .domains.speech.corpus import build_from_config
+
+    print(f"speech corpus: {build_from_config(args.config, root=args.root, workers=args.workers, progress=not args.quiet)}")
 
 
 def cmd_bench(args) -> None:
@@ -198,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--devices", type=count(1, 1024), default=1, help="processes/GPUs for DDP")
         sp.add_argument("--accelerator", type=accelerator, default="auto", help="auto, cpu, gpu (cuda) or mps")
         if name == "train":
-            sp.add_argument("--stages", nargs="+", choices=["classifier", "signal", "logits", "joint"])
+            from .training.stages import STAGES
+
+            sp.add_argument("--stages", nargs="+", choices=list(STAGES))
             sp.add_argument("--max-steps", type=count(), default=None, help="override every stage's step count")
         else:
             sp.add_argument("--out", type=folder, default="runs/reproduce")
@@ -211,7 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--results", type=output_file, help="also write results.json to this path")
     ev.add_argument("--corruptions", nargs="+")
     ev.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"])
-    ev.add_argument("--methods", nargs="+", choices=list(METHODS))
+    ev.add_argument("--methods", nargs="+", choices=[*METHODS, "finetuned_classifier"])
+    ev.add_argument("--seeds", nargs="+", type=seed, help="sampling seeds at every level (default: the config's)")
+    ev.add_argument("--picks", help="validation picks (docs/results/fair_val.json): run each method as tuned, "
+                                    "add the cost-matched headline")
 
     add("calibrate", cmd_calibrate, "choose light/medium/heavy severities on the validation split")
 

@@ -54,6 +54,11 @@ DEFAULTS: dict = {
         # sampling chains) instead of the logit branch's same-time y0_hat: training per strategy (spec 4.4)
         "finished_fraction": 0.0,
     },
+    # the baselines' own networks (stages card, finetuned, sequential; issue 7)
+    "card": {"net": {}, "process": {"kind": "centred"}, "prediction": "x0", "steps": 3000, "batch_size": 128,
+             "lr": 1e-3, "ema_decay": 0.999},
+    "finetuned": {"steps": 1500, "batch_size": 128, "lr": 5e-4, "clean_fraction": 0.2},
+    "sequential": {"steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999},
     "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0},
     "sampling": {
         # false: the signal denoiser always gets the null logit token (ablation: logit conditioning off)
@@ -70,7 +75,8 @@ DEFAULTS: dict = {
     },
     "evaluation": {"split": "test", "batch_size": 250, "seeds": [0, 1, 2], "heavy_seeds": 3, "other_seeds": 1,
                    "max_items": None, "bootstrap": 2000},
-    "demo": {"items": 200, "seed": 0},
+    # picks: validation picks (benchmarks/fair_comparison.py val) the demo runs; null: the paper's six methods
+    "demo": {"items": 200, "seed": 0, "picks": None},
 }
 
 

@@ -18,13 +18,14 @@ def _sha(path):
 
 def test_train_writes_a_loadable_bundle(trained):
     _, ckpt = trained
-    for name in ("classifier", "signal", "logits", "signal_pretrained", "logits_pretrained"):
+    for name in ("classifier", "signal", "logits", "signal_pretrained", "logits_pretrained", "card",
+                 "classifier_finetuned", "signal_sequential"):
         assert (ckpt / f"{name}.safetensors").is_file() and (ckpt / f"{name}.json").is_file()
     meta = json.loads((ckpt / "signal.json").read_text())
     assert meta["process"]["kind"] == "vp" and meta["net"]["channels"] == [8, 16]
     assert json.loads((ckpt / "pipeline.json").read_text())["sampling"]["signal"]["steps"] == 2
     log = [json.loads(line) for line in (ckpt / "training_log.jsonl").read_text().splitlines()]
-    assert [s["stage"] for s in log] == ["classifier", "signal", "logits", "joint"]
+    assert [s["stage"] for s in log] == ["classifier", "signal", "logits", "joint", "card", "finetuned", "sequential"]
     assert any((ckpt / "logs").rglob("metrics.csv")) and any((ckpt / "logs").rglob("events.out.tfevents*"))
 
 
@@ -38,7 +39,7 @@ def test_resume_of_a_finished_run_takes_new_sampling_settings_and_keeps_the_weig
     weights = {p.name: _sha(p) for p in (tmp_path / "ckpt").glob("*.safetensors")}
     cfg = write_config(tmp_path, sampling={**TINY["sampling"], "signal_guidance": 2.0})
     out = run_cli("train", cfg, "--resume", "--quiet", "--accelerator", "cpu")
-    assert out.stdout.count("'skipped': True") == 4
+    assert out.stdout.count("'skipped': True") == 7
     assert json.loads((tmp_path / "ckpt" / "pipeline.json").read_text())["sampling"]["signal_guidance"] == 2.0
     assert {p.name: _sha(p) for p in (tmp_path / "ckpt").glob("*.safetensors")} == weights
 
@@ -47,8 +48,10 @@ def test_classifier_frozen_through_later_stages(tmp_path):
     cfg = write_config(tmp_path)
     run_cli("train", cfg, "--stages", "classifier", "--quiet", "--accelerator", "cpu")
     before = _sha(tmp_path / "ckpt" / "classifier.safetensors")
-    run_cli("train", cfg, "--stages", "signal", "logits", "joint", "--quiet", "--accelerator", "cpu")
+    run_cli("train", cfg, "--stages", "signal", "logits", "joint", "card", "finetuned", "--quiet", "--accelerator", "cpu")
     assert _sha(tmp_path / "ckpt" / "classifier.safetensors") == before
+    # the fine-tuned reference classifier is a copy that did train
+    assert _sha(tmp_path / "ckpt" / "classifier_finetuned.safetensors") != before
 
 
 def test_evaluate_writes_results_report_and_plots(trained, tmp_path):
@@ -64,13 +67,55 @@ def test_evaluate_writes_results_report_and_plots(trained, tmp_path):
         assert {"method", "corruption", "severity", "metric", "readout", "value", "ci95", "delta_vs_sequential",
                 "delta_ci95", "calls", "seconds_per_item", "n_items", "seeds"} <= set(row)
         assert row["n_items"] == 24 and row["seeds"] == ([0] if row["method"] == "noisy" else [0, 1])
+    assert {r["readout"] for r in res["rows"] if r["method"] == "logits_only"} == {"logits"}  # f(d) is noisy's row
     par = [r for r in res["rows"] if r["method"] == "parallel" and r["readout"] == "classifier"][0]
-    assert par["calls"] == {"signal": 2, "logits": 4, "classifier": 3}  # 2 steps, pc (2 calls/step), switch at 1
+    # 2 steps, pc (2 calls/step), switch at 1; the tiny config's guidance 1 runs one pass per call
+    assert par["calls"] == {"signal": 2, "logits": 4, "classifier": 3, "signal_passes": 2, "logits_passes": 4}
     assert "| parallel" in proc.stdout and (out / "report.md").is_file()
     from PIL import Image
     for png in ("accuracy.png", "examples.png"):
         with Image.open(out / png) as im:  # a real, non-trivial picture, whatever the tiny models got right
             assert im.format == "PNG" and min(im.size) > 100 and len(set(im.convert("L").getdata())) > 8
+
+
+def test_equal_cost_baselines_and_reference_rows_through_the_runner(trained):
+    """Every baseline of issue 7 runs on a real (tiny) bundle with its own trained networks, interleaved with
+    the others, and reports its calls (guided passes counted) and measured seconds."""
+    import torch
+
+    from coupled.config import load_config
+    from coupled.domains.image.models import load_bundle
+    from coupled.evaluation.runner import MethodSpec, evaluate
+    from coupled.training.run import load_splits
+
+    cfg_path, ckpt = trained
+    cfg = load_config(cfg_path)
+    bundle = load_bundle(ckpt)
+    data = load_splits(cfg)["val"].subset(torch.arange(0, 500, 25))
+    specs = [MethodSpec("noisy", "noisy"), MethodSpec("finetuned_classifier", "finetuned_classifier"),
+             MethodSpec("sequential", "sequential", {"signal_steps": 1, "signal_net": "sequential"}),
+             MethodSpec("one_step", "one_step", {"signal_net": "pretrained"}),
+             MethodSpec("purification", "purification", {"noise_fraction": 0.5, "signal_steps": 2, "signal_eta": 1.0}),
+             MethodSpec("sequential_ensemble", "sequential_ensemble", {"k": 3, "signal_steps": 1}),
+             MethodSpec("card", "card", {"logit_samples": 2}),
+             MethodSpec("alternating", "alternating", {"rounds": 2, "signal_steps": 1, "signal_guidance": 3.0})]
+    records, _ = evaluate(bundle, data, {"pixel_noise": {"heavy": 0.6}}, specs=specs, seeds_for_level=lambda lv: [0, 1],
+                          batch_size=8, progress=False)
+    by = {}
+    for r in records:
+        by.setdefault(r["method"], []).append(r)
+    assert [len(by[s.label]) for s in specs] == [1, 1, 2, 2, 2, 2, 2, 2]  # deterministic rows run one seed
+    assert by["card"][0]["correct_classifier"] is None and by["card"][0]["correct_logits"].shape == (20,)
+    assert by["sequential_ensemble"][0]["calls"]["classifier"] == 3
+    # round 1 of Alternating has no logits to guide by; round 2 runs the conditional and the null pass
+    assert by["alternating"][0]["calls"]["signal"] == 2 and by["alternating"][0]["calls"]["signal_passes"] == 3
+    assert all(r["seconds_per_item"] > 0 for rs in by.values() for r in rs)
+    # one_step is one call of the pre-trained net, sequential at one step of its own net: different nets
+    assert (by["one_step"][0]["psnr"] != by["sequential"][0]["psnr"]).any()
+    # only deterministic methods asked for, over two seeds: the second seed has nothing left to run
+    only, _ = evaluate(bundle, data, {"pixel_noise": {"heavy": 0.6}}, specs=specs[:2], seeds_for_level=lambda lv: [0, 1],
+                       batch_size=8, progress=False)
+    assert sorted(r["method"] for r in only) == ["finetuned_classifier", "noisy"]
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
@@ -293,3 +338,38 @@ def test_joint_training_on_finished_logit_estimates(trained, tmp_path):
     proc = run_cli("train", bad, "--stages", "joint", "--quiet", "--accelerator", "cpu", check=False)
     assert proc.returncode != 0 and "joint.finished_fraction must lie in [0, 1]" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_evaluate_with_validation_picks_writes_the_cost_matched_headline(trained, tmp_path):
+    """Validation picks (as benchmarks/fair_comparison.py writes them) drive `coupled evaluate --picks`: each
+    method runs as tuned, and results.json carries the headline with its interval and per-seed deltas."""
+    cfg, _ = trained
+    from coupled.evaluation import fair
+
+    def pick(label, method, settings, readout, acc, sec):
+        return {"corruption": "pixel_noise", "label": label, "method": method, "settings": settings, "readout": readout,
+                "accuracy": acc, "seconds_per_item": sec, "calls": {}, "seeds": [0]}
+
+    table = [pick("sequential[1]", "sequential", {"signal_steps": 1, "signal_net": "sequential"}, "classifier", 0.5, 0.01),
+             pick("sequential_ensemble[2]", "sequential_ensemble", {"k": 2, "signal_steps": 1}, "classifier", 0.55, 0.02),
+             pick("card[2]", "card", {"logit_steps": 2}, "logits", 0.3, 0.005),
+             pick("nested[1,2]", "nested", {"signal_steps": 1, "logit_steps": 2, "refresh_every": 1}, "logits", 0.6, 0.03),
+             pick("noisy", "noisy", {}, "classifier", 0.2, 0.001)]
+    picks = tmp_path / "picks.json"
+    fair.dump({"split": "val", "n_items": 16, "seeds": [0], "candidates": table, "picks": fair.select(table)}, picks)
+    out = tmp_path / "eval"
+    proc = run_cli("evaluate", cfg, "--picks", picks, "--max-items", "16", "--levels", "heavy", "--seeds", "0", "1",
+                   "--out", out, "--quiet", "--split", "val")
+    res = json.loads((out / "results.json").read_text())
+    (h,) = res["headline"]
+    assert h["coupled"]["method"] == "nested" and h["baseline"]["method"] == "sequential_ensemble"
+    assert len(h["per_seed_delta"]) == 2 and h["delta_ci95"][0] <= h["delta"] <= h["delta_ci95"][1]
+    labels = {r["method"] for r in res["rows"]}
+    assert {"sequential", "sequential@5", "sequential_ensemble", "card", "nested", "noisy"} <= labels
+    seq = next(r for r in res["rows"] if r["method"] == "sequential")
+    assert seq["settings"] == {"signal_steps": 1, "signal_net": "sequential"} and seq["delta_vs_sequential"] == 0
+    assert "Cost-matched headline" in proc.stdout
+    from PIL import Image
+    for png in ("pareto.png", "deltas.png"):
+        with Image.open(out / png) as im:
+            assert im.format == "PNG" and min(im.size) > 300 and len(set(im.convert("L").getdata())) > 8

@@ -59,6 +59,8 @@ def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
 
     Returns {label: per-item outcomes, calls per item and measured seconds per item}.
     """
+    if not specs:
+        return {}
     prepared = {s.label: bundle.prepare(s.method, s.options) for s in specs}
     out = {s.label: {"correct_logits": [], "pred": [], "psnr": [], "ssim": [], "x_hat": [], "calls": None,
                      "seconds": 0.0} for s in specs}

@@ -61,7 +61,20 @@ def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
     if stage == "signal":
         net = sized("signal", "signal")
         return StageSetup(stage, cfg, {"signal": net}, {"signal": _net_meta("signal", net, cfg)}, {"signal_process": px})
+    if stage == "sequential":  # sequential's own denoiser: null-token training continued from pre-training
+        net, _ = load_net(output, "signal_pretrained", "signal")
+        net = net.requires_grad_(True).train()
+        return StageSetup(stage, cfg, {"signal": net}, {"signal": _net_meta("signal", net, cfg)}, {"signal_process": px})
+    if stage == "finetuned":  # the reference row: the clean classifier fine-tuned on corrupted digits
+        net, _ = load_net(output, "classifier", "classifier")
+        net = net.requires_grad_(True).train()
+        return StageSetup(stage, cfg, {"classifier": net}, {"classifier": _net_meta("classifier", net, cfg)})
     classifier = _frozen_classifier(output, cfg)
+    if stage == "card":
+        pc = process_from_dict(cfg["card"]["process"])
+        net = sized("card", "logits")
+        meta = {"kind": "logits", "net": net.cfg.to_dict(), "process": pc.to_dict(), "prediction": cfg["card"]["prediction"]}
+        return StageSetup(stage, cfg, {"card": net}, {"card": meta}, {"classifier": classifier, "logit_process": pc})
     if stage == "logits":
         sig_net, smeta = load_net(output, "signal_pretrained", "signal")
         net = sized("logits", "logits")

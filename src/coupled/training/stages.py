@@ -29,11 +29,18 @@ from .checkpoint import (
 )
 from .ema import EMA
 
-STAGES = ("classifier", "signal", "logits", "joint")
+STAGES = ("classifier", "signal", "logits", "joint", "card", "finetuned", "sequential")
+# the coupled bundle's own stages, in order; the rest train the baselines' networks (issue 7: every baseline
+# gets its own budget): CARD's logit net, a classifier fine-tuned on corrupted data (a labelled reference
+# that breaks the frozen-classifier premise), and sequential's null-token denoiser trained as long as the
+# coupled signal net (pre-training + joint steps)
+BUNDLE_STAGES = STAGES[:4]
+BASELINE_STAGES = STAGES[4:]
 COND_PARAMS = ("logit_mlp", "null_logits")  # SignalUNet's logit-conditioning path (joint.cond_lr_scale)
 # what each stage leaves in the output folder (the final models of the bundle)
 OUTPUTS = {"classifier": ["classifier"], "signal": ["signal_pretrained"], "logits": ["logits_pretrained"],
-           "joint": ["signal", "logits"]}
+           "joint": ["signal", "logits"], "card": ["card"], "finetuned": ["classifier_finetuned"],
+           "sequential": ["signal_sequential"]}
 
 
 def step_generator(seed: int, stage: str, step: int, rank: int = 0) -> torch.Generator:
@@ -78,7 +85,7 @@ class StageSetup:
 
     @property
     def hp(self) -> dict:
-        return self.cfg[{"classifier": "classifier", "signal": "signal", "logits": "logits", "joint": "joint"}[self.stage]]
+        return self.cfg[self.stage]
 
 
 def _lightning():
@@ -299,6 +306,16 @@ def classifier_loss(m, batch, g):
     return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
 
 
+def finetuned_loss(m, batch, g):
+    """The reference row's classifier: fine-tuned on labelled corrupted digits (a `clean_fraction` of each
+    batch stays clean), drawn from the same corruption distribution the denoisers train on."""
+    x, y = batch
+    d = random_corruption(x, m.setup_.cfg["corruptions"]["train_severity"], g)
+    keep = (torch.rand(x.shape[0], generator=g) < m.setup_.hp["clean_fraction"]).to(x.device)[:, None, None, None]
+    logits = m.nets["classifier"](torch.where(keep, x, d))
+    return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
+
+
 def _noised(process, x0, g, center=None, t=None):
     B = x0.shape[0]
     t = process.sample_time(B, g).to(x0.device) if t is None else t
@@ -316,10 +333,11 @@ def signal_loss(m, batch, g):
     return F.mse_loss(out, training_target(pred, s, noise, t, proc)), {}
 
 
-def _logit_branch(m, net, s, d, z, g, t=None):
+def _logit_branch(m, net, s, d, z, g, t=None, logits_process=None, prediction=None):
     """Loss of the logit denoiser on y0 = norm(f(s)) given evidence c = norm(f(z)); returns (loss, y0_hat)."""
     cfg, f = m.setup_.cfg, m.frozen["classifier"]
-    proc, pred = m.frozen["logit_process"], cfg["logits"]["prediction"]
+    proc = logits_process or m.frozen["logit_process"]
+    pred = prediction or cfg["logits"]["prediction"]
     y0, c, c_d = f(s), f(z), f(d)
     # the chain's center is the opinion at the trajectory's start: c(d) in Parallel, the evidence elsewhere
     use_d = torch.rand(s.shape[0], generator=g).to(s.device) < 0.5
@@ -330,6 +348,16 @@ def _logit_branch(m, net, s, d, z, g, t=None):
     loss = F.mse_loss(out, training_target(pred, y0, noise, t, proc))
     y0_hat = x0_from_output(pred, out.detach(), y_t, t, proc, center)
     return loss, y0_hat, y0
+
+
+def card_loss(m, batch, g):
+    """CARD for this setting: the logit net learns norm(f(s)) from the degraded input alone (its features and
+    the classifier's logits of it), z = d always, as `logits_only` samples it."""
+    s = batch[0]
+    d = random_corruption(s, m.setup_.cfg["corruptions"]["train_severity"], g)
+    loss, y0_hat, y0 = _logit_branch(m, m.nets["card"], s, d, d, g, logits_process=m.frozen["logit_process"],
+                                     prediction=m.setup_.hp["prediction"])
+    return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
 
 
 def logit_loss(m, batch, g):
@@ -387,4 +415,5 @@ def joint_loss(m, batch, g):
     return (1 - lam) * loss_x + lam * loss_y, {"loss_x": loss_x, "loss_y": loss_y}
 
 
-LOSSES = {"classifier": classifier_loss, "signal": signal_loss, "logits": logit_loss, "joint": joint_loss}
+LOSSES = {"classifier": classifier_loss, "signal": signal_loss, "logits": logit_loss, "joint": joint_loss,
+          "card": card_loss, "finetuned": finetuned_loss, "sequential": signal_loss}
