@@ -39,6 +39,8 @@ DEFAULTS: dict = {
         "calibration": {},
     },
     "classifier": {"net": {}, "steps": 1500, "batch_size": 128, "lr": 1e-3, "logit_scale": 0.8},
+    # ema_decay: each stage below saves an exponential moving average of its weights, with the warm-up
+    # min(ema_decay, (1 + n) / (10 + n)) at update n (training/ema.py), so a short run saves trained weights
     "signal": {
         "net": {}, "process": {"kind": "vp", "num_train_steps": 1000, "schedule": "cosine"}, "prediction": "v",
         "steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999,

@@ -7,19 +7,32 @@ from torch import nn
 
 
 class EMA:
-    """A shadow copy of `module`'s floating-point state, updated as shadow <- decay shadow + (1 - decay) w."""
+    """A shadow copy of `module`'s floating-point state, updated as shadow <- beta shadow + (1 - beta) w.
 
-    def __init__(self, module: nn.Module, decay: float):
+    `beta = min(decay, (1 + n) / (10 + n))` at update n (0, 1, ...): the warm-up of diffusers' EMAModel and
+    timm, so a short run saves weights that followed its training instead of staying near their start (at a
+    flat 0.999, 100 steps move the shadow less than 10% of the way). `updates` (n) is part of the training state: a
+    resumed run passes the count it saved.
+    """
+
+    def __init__(self, module: nn.Module, decay: float, updates: int = 0):
         self.decay = decay
+        self.updates = updates
         self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def current_decay(self) -> float:
+        """The decay of the next update."""
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
+        weight = 1 - self.current_decay()
         for k, v in module.state_dict().items():
             if v.is_floating_point():
-                self.shadow[k].lerp_(v.detach().to(self.shadow[k].device), 1 - self.decay)
+                self.shadow[k].lerp_(v.detach().to(self.shadow[k].device), weight)
             else:
                 self.shadow[k].copy_(v)
+        self.updates += 1
 
     def copy_to(self, module: nn.Module) -> None:
         module.load_state_dict(self.shadow)

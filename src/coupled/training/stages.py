@@ -101,14 +101,14 @@ def _make_module_class():
         """One training stage; `loss` is the stage's loss function of (module, batch, generator)."""
 
         def __init__(self, setup: StageSetup, loss, step_offset: int, opt_state: dict | None, ema_state: dict | None,
-                     rng_state: torch.Tensor | None = None):
+                     rng_state: torch.Tensor | None = None, ema_updates: int = 0):
             super().__init__()
             self.setup_, self.loss_fn, self.step_offset = setup, loss, step_offset
             self.nets = nn.ModuleDict(setup.nets)
             self.frozen = setup.frozen
             self.opt_state = opt_state
             self.rng_state = rng_state  # the global RNG (dropout) as the checkpoint left it, set at the first step
-            self.ema = EMA(self.nets, setup.hp.get("ema_decay", 0.0)) if setup.hp.get("ema_decay") else None
+            self.ema = EMA(self.nets, setup.hp["ema_decay"], ema_updates) if setup.hp.get("ema_decay") else None
             if self.ema is not None and ema_state is not None:
                 self.ema.shadow = {k: ema_state[k].clone() for k in self.ema.shadow}
 
@@ -181,7 +181,9 @@ def _make_checkpoint_callback(folder: Path, stage: str, every: int, total: int, 
                 tensors.update({f"ema.{k}": v for k, v in module.ema.shadow.items()})
             tensors.update(opt_t)
             tensors["rng.cpu"] = torch.get_rng_state()  # dropout draws from it: a resume must continue its stream
-            save_train_state(folder, stage, step, tensors, {**meta, "total": total, "optimizer": opt_meta})
+            # the EMA warm-up's position is part of the state: a resume must continue it
+            ema = {"ema_updates": module.ema.updates} if module.ema is not None else {}
+            save_train_state(folder, stage, step, tensors, {**meta, **ema, "total": total, "optimizer": opt_meta})
 
     return SafetensorsCheckpoint()
 
@@ -193,7 +195,9 @@ def _read_train_state(folder: Path, stage: str):
     tensors, meta = found
     pick = lambda p: {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
     opt = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
-    return meta["step"], pick("net."), pick("ema.") or None, opt, tensors.get("rng.cpu")
+    # a state saved before the EMA warm-up existed counts one update per step, as training does
+    ema_updates = meta.get("ema_updates", meta["step"])
+    return meta["step"], pick("net."), pick("ema.") or None, opt, tensors.get("rng.cpu"), ema_updates
 
 
 class StepBatchSampler:
@@ -256,15 +260,15 @@ def run_stage(setup: StageSetup, loss, data, output: Path, *, resume: bool = Fal
 
     total = int(max_steps if max_steps is not None else setup.hp["steps"])
     state_dir = output / "train_state"
-    step_offset, opt_state, ema_state, rng_state = 0, None, None, None
+    step_offset, opt_state, ema_state, rng_state, ema_updates = 0, None, None, None, 0
     if resume:
         found = _read_train_state(state_dir, setup.stage)
         if found is not None:
-            step_offset, net_state, ema_state, opt_state, rng_state = found
+            step_offset, net_state, ema_state, opt_state, rng_state, ema_updates = found
             load_state(nn.ModuleDict(setup.nets), net_state, str(state_dir / f"{setup.stage}.safetensors"))
     else:
         clear_train_state(state_dir, setup.stage)  # a fresh run must not be mistaken for a resumable one
-    module = _make_module_class()(setup, loss, step_offset, opt_state, ema_state, rng_state)
+    module = _make_module_class()(setup, loss, step_offset, opt_state, ema_state, rng_state, ema_updates)
     started = time.time()
     if step_offset < total:
         meta = {"stage": setup.stage, "seed": setup.cfg["seed"]}
