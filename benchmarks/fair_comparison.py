@@ -86,8 +86,11 @@ def tables(cfg, args):
     val = json.loads(VAL.read_text())
     print(fair.tuning_table(val))
     if TEST.is_file():
+        test = json.loads(TEST.read_text())
         print()
-        print(fair.headline_table(json.loads(TEST.read_text())))
+        print(fair.headline_table(test))
+        print()
+        print(fair.picks_table(test, val))
 
 
 def main() -> None:

@@ -36,12 +36,12 @@ def cmd_demo(args) -> None:
     from .evaluation.api import evaluate_config
     from .evaluation.report import markdown_report
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.set)
     items = args.items or cfg["demo"]["items"]
-    picks = cfg["demo"].get("picks")  # the validation picks: every method as tuned, and the cost-matched headline
+    picks = cfg["demo"].get("picks")  # validation picks: the cost-matched headline's rows, noisy and tuned sequential
     results = evaluate_config(cfg, out=args.out, max_items=items, levels=["heavy"],
                               seeds_for_level=lambda level: [cfg["demo"]["seed"] if args.seed is None else args.seed],
-                              progress=not args.quiet, picks=picks)
+                              progress=not args.quiet, picks=picks, headline_only=True)
     print(markdown_report(results))
     if results.get("headline"):
         from .evaluation.fair import headline_table
@@ -50,17 +50,20 @@ def cmd_demo(args) -> None:
     print(f"wrote {args.out}/results.json, report.md and plots")
 
 
-def _with_output(cfg, args):
+def _config(args) -> dict:
+    """The command's config: its file, `--set` overrides, then `--output`."""
+    from .config import load_config
+
+    cfg = load_config(args.config, args.set)
     if getattr(args, "output", None):
         cfg["output"] = args.output
     return cfg
 
 
 def cmd_train(args) -> None:
-    from .config import load_config
     from .training.run import train
 
-    cfg = _with_output(load_config(args.config), args)
+    cfg = _config(args)
     if cfg.get("domain") == "speech":  # the frozen recogniser is the speech domain's only trained network so far
         from .domains.speech.train import train_from_config
 
@@ -75,11 +78,10 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .config import load_config
     from .evaluation.api import evaluate_config
     from .evaluation.report import markdown_report
 
-    cfg = _with_output(load_config(args.config), args)
+    cfg = _config(args)
     if cfg.get("domain") == "speech":
         from .domains.speech.evaluate import evaluate_speech, speech_report
 
@@ -107,12 +109,11 @@ def cmd_reproduce(args) -> None:
     import json
     import time
 
-    from .config import load_config
     from .evaluation.api import evaluate_config
     from .training.checkpoint import atomic_write_text
     from .training.run import train
 
-    cfg = _with_output(load_config(args.config), args)
+    cfg = _config(args)
     t0 = time.time()
     stages = train(cfg, resume=args.resume, devices=args.devices, accelerator=args.accelerator, progress=not args.quiet)
     t_train = time.time() - t0
@@ -127,10 +128,9 @@ def cmd_reproduce(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    from .config import load_config
     from .domains.image.calibrate import calibrate
 
-    cfg = _with_output(load_config(args.config), args)
+    cfg = _config(args)
     if cfg.get("domain") == "speech":
         import json
 
@@ -170,7 +170,7 @@ def cmd_bench(args) -> None:
     from .config import load_config
     from .evaluation.bench import run_bench
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.set)
     command = " ".join(["coupled bench", *([args.config] if args.config != "configs/mnist.yaml" else []),
                         *(["--quick"] if args.quick else []),
                         *(f"--{k} {getattr(args, k)}" for k in ("checkpoint", "threads") if getattr(args, k)),
@@ -183,16 +183,21 @@ def cmd_bench(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .engine import METHODS
 
-    from .cli_checks import OneLineParser, accelerator, count, folder, output_file, seed, severity
+    from .cli_checks import OneLineParser, accelerator, count, folder, output_file, override, seed, severity
 
     p = OneLineParser(prog="coupled", description="Coupled diffusion of signals and logits for a frozen classifier.")
     sub = p.add_subparsers(dest="command", required=True)
+
+    def add_set(sp):
+        sp.add_argument("--set", type=override, action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set signal.steps=100 (repeatable; the value is YAML)")
 
     def add(name, func, help_text, config=True):
         sp = sub.add_parser(name, help=help_text)
         if config:
             sp.add_argument("config", help="experiment YAML, e.g. configs/mnist.yaml")
             sp.add_argument("--output", type=folder, help="checkpoint folder (default: the config's `output`)")
+            add_set(sp)
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         sp.set_defaults(func=func)
         return sp
@@ -200,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "evaluate the bundled models on a fixed subset and print the table", config=False)
     demo.add_argument("--domain", choices=["image", "gaussian"], default="image")
     demo.add_argument("--config", default="configs/mnist.yaml")
+    add_set(demo)
     demo.add_argument("--items", type=count(), default=None)
     demo.add_argument("--steps", type=count(1, 10_000), default=20, help="(gaussian) steps per chain")
     demo.add_argument("--seed", type=seed, default=None, help="sampling seed (default: the config's demo.seed)")
@@ -254,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     be = add("bench", cmd_bench, "measure engine overhead, cost ratios, accuracy vs cost, throughput and memory",
              config=False)
     be.add_argument("config", nargs="?", default="configs/mnist.yaml", help="experiment YAML (default: configs/mnist.yaml)")
+    add_set(be)
     be.add_argument("--quick", action="store_true", help="a small validation subset and fewer settings (under 5 min)")
     be.add_argument("--checkpoint", type=folder, default=None, help="checkpoint folder (default: the config's `output`)")
     be.add_argument("--out", type=output_file, default="benchmarks/results/bench.json", help="results JSON")

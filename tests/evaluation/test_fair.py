@@ -50,6 +50,10 @@ def test_select_picks_on_accuracy_and_matches_cost():
     labels = [s.label for s in specs]
     assert "sequential" in labels and "sequential@5" in labels and "finetuned_classifier" in labels
     assert MethodSpec("sequential", "sequential", {"signal_steps": 1}) in specs
+    # the demo's scope: the headline's two rows beside noisy and tuned sequential
+    demo = fair.test_specs(fair.select(table), "pixel_noise", headline_only=True)
+    matched = fair.matched_label(fair.select(table), "pixel_noise")
+    assert sorted(s.label for s in demo) == sorted({"sequential", matched, "nested"}) and len(demo) < len(specs)
 
 
 def test_headline_paired_interval_and_per_seed_deltas():
@@ -70,3 +74,13 @@ def test_headline_paired_interval_and_per_seed_deltas():
     assert len(h["per_seed_delta"]) == 3 and all(d > 0 for d in h["per_seed_delta"])
     assert h["coupled"]["seconds_per_item"] == pytest.approx(0.01)
     assert "| pixel_noise | heavy | nested (logits" in fair.headline_table({"headline": [h]})
+    # every method's pick on test, at the readout validation chose, beside its validation figure
+    from coupled.evaluation.report import summarise
+
+    for r in recs:
+        r["correct_classifier"] = base  # results rows always carry the classifier readout
+    picks["pixel_noise"]["per_method"] = {"sequential": picks["pixel_noise"]["baseline"], "nested": picks["pixel_noise"]["coupled"]}
+    table = fair.picks_table(summarise(recs, domain="image", dataset="toy", split="test", clean_accuracy=0.9, n_boot=200),
+                             {"picks": picks})
+    nested_row = next(line for line in table.splitlines() if "nested (logits)" in line)
+    assert "| 0.700 |" in nested_row and nested_row.split("|")[6].strip().startswith("+")  # Δ vs sequential > 0

@@ -36,14 +36,15 @@ def load_picks(path) -> dict:
 
 def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out="runs/eval", max_items=None,
                     corruptions=None, levels=None, methods=None, seeds_for_level=None, progress=True,
-                    title_extra: dict | None = None, results_path=None, picks=None) -> dict:
+                    title_extra: dict | None = None, results_path=None, picks=None, headline_only=False) -> dict:
     """Evaluate the checkpoint of `cfg` and write `out`/results.json, report.md, accuracy.png, examples.png
     (and results.json also to `results_path` when given).
 
     Without `picks`, `methods` (default: the paper's six) run with the config's `sampling.methods` options.
     With `picks` (a path to validation picks, docs/results/fair_val.json), each corruption runs every
     method's validation pick, the cost-matched baseline and `sequential@5`, and the results carry the
-    cost-matched `headline` (method.md section 6), with pareto.png and deltas.png beside the report.
+    cost-matched `headline` (method.md section 6), with pareto.png and deltas.png beside the report;
+    `headline_only` runs just noisy, tuned sequential, the cost-matched baseline and the coupled pick.
     Autograd is off inside the call only."""
     import torch
 
@@ -89,7 +90,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
             raise CoupledError(f"unknown method(s) {bad}; choose from: {', '.join(valid)}")
         runs = [(severities, specs_from_methods(methods, cfg["sampling"]["methods"]))]
     else:  # each corruption runs its own picks
-        runs = [({k: v}, fair.test_specs(val["picks"], k)) for k, v in severities.items()]
+        runs = [({k: v}, fair.test_specs(val["picks"], k, headline_only)) for k, v in severities.items()]
     clean = clean_accuracy(bundle.coupling.classifier.module, data)
     started = time.time()
     records, examples = [], []

@@ -124,11 +124,15 @@ def select(table: list[dict]) -> dict:
     return out
 
 
-def test_specs(picks: dict, corruption: str) -> list[MethodSpec]:
+def test_specs(picks: dict, corruption: str, headline_only: bool = False) -> list[MethodSpec]:
     """The labelled configurations a corruption's test run evaluates: each method's validation pick under the
     method's own name, the cost-matched baseline (named `<method>@matched` where it is another configuration
-    of that method) and the baseline the project published before (sequential, 5 steps, `sequential@5`)."""
+    of that method) and the baseline the project published before (sequential, 5 steps, `sequential@5`).
+    `headline_only`: just noisy, tuned sequential, the cost-matched baseline and the coupled pick (the demo)."""
     p = picks[corruption]
+    if headline_only:
+        keep = {"noisy", "sequential", p["coupled"]["method"], matched_label(picks, corruption)}
+        return [s for s in test_specs(picks, corruption) if s.label in keep]
     specs = {m: MethodSpec(m, m, r["settings"]) for m, r in p["per_method"].items()}
     matched = p["baseline"]
     if matched is not None and matched["settings"] != p["per_method"][matched["method"]]["settings"]:
@@ -217,6 +221,26 @@ def headline_table(results: dict) -> str:
                      f"{c['seconds_per_item']:.4f} | {b['method']} ({_settings(b['settings'])}) | {b['value']:.3f} | {b['seconds_per_item']:.4f} | "
                      f"{h['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {', '.join(f'{d:+.3f}' for d in h['per_seed_delta'])} | "
                      f"{'yes' if h['above_zero'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def picks_table(results: dict, val: dict, level: str = "heavy") -> str:
+    """Markdown: every method's validation pick on test at one level, at the readout validation chose:
+    validation and test accuracy, the paired difference to tuned sequential, measured seconds and passes."""
+    lines = ["| corruption | method (readout) | settings | val acc | test acc [95%] | Δ vs tuned sequential [95%] | s/item | passes Dx/Dy/f |",
+             "|---|---|---|---:|---|---|---:|---|"]
+    for corruption, p in val["picks"].items():
+        rows = {(r["method"], r["readout"]): r for r in results["rows"] if r["corruption"] == corruption and r["level"] == level}
+        for m, pick in sorted(p["per_method"].items(), key=lambda kv: -rows.get((kv[0], kv[1]["readout"]), {"value": 0})["value"]):
+            r = rows.get((m, pick["readout"]))
+            if r is None:
+                continue
+            d = "-" if r.get("delta_vs_sequential") is None or m == "sequential" else \
+                f"{r['delta_vs_sequential']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]"
+            c = r["calls"]
+            lines.append(f"| {corruption} | {m} ({pick['readout']}) | {_settings(pick['settings'])} | {pick['accuracy']:.3f} | "
+                         f"{r['value']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {d} | {r['seconds_per_item']:.4f} | "
+                         f"{c.get('signal_passes', c['signal'])}/{c.get('logits_passes', c['logits'])}/{c['classifier']} |")
     return "\n".join(lines)
 
 
