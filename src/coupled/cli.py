@@ -172,7 +172,7 @@ def cmd_bench(args) -> None:
 
     cfg = load_config(args.config, args.set)
     command = " ".join(["coupled bench", *([args.config] if args.config != "configs/mnist.yaml" else []),
-                        *(["--quick"] if args.quick else []),
+                        *(["--quick"] if args.quick else []), *(f"--set {k}={v}" for k, v in args.set),
                         *(f"--{k} {getattr(args, k)}" for k in ("checkpoint", "threads") if getattr(args, k)),
                         *([f"--batch-sizes {' '.join(map(str, args.batch_sizes))}"] if args.batch_sizes else [])])
     results = run_bench(cfg, quick=args.quick, checkpoint=args.checkpoint, out=args.out, doc=args.doc,

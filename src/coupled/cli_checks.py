@@ -87,6 +87,17 @@ def output_file(text: str) -> str:
     return text
 
 
+def override(text: str) -> tuple:
+    """`--set key.path=value`: (dotted key, value parsed as YAML); the config's schema checks both later."""
+    from .config import parse_override
+    from .errors import CoupledError
+
+    try:
+        return parse_override(text)
+    except CoupledError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--set ")) from None  # argparse names the option
+
+
 def accelerator(text: str) -> str:
     if text not in ACCELERATORS:
         raise argparse.ArgumentTypeError(f"must be one of {', '.join(ACCELERATORS)}, got {text!r}")

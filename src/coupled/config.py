@@ -4,7 +4,9 @@ A config is the defaults below deep-merged with the user's YAML; an unknown key 
 names the valid keys at that place (no silently ignored typos). Every value is then checked against the schema
 the defaults imply (`coupled.schema`: types, ranges, choices) before anything is written or trained. Keys whose
 value is a free-form mapping (network configs, corruption severities, method options) get the checks their
-shape allows and are checked in full by their own consumers.
+shape allows and are checked in full by their own consumers. A file may start from another
+(`extends: base.yaml`, relative to the file; deep-merged, the extending file wins), and `--set key.path=value`
+on the command line overrides any key before the checks (docs/configs.md).
 
 A config is code: a corruption may be named "module.path:function", which imports that module and runs it.
 Run only configs you trust.
@@ -13,6 +15,7 @@ Run only configs you trust.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import yaml
@@ -105,9 +108,7 @@ def make_config(user: dict | None = None) -> dict:
     return validate(_merge(DEFAULTS, user or {}, ""), DEFAULTS, FREE_FORM)
 
 
-def load_config(path) -> dict:
-    """Read a YAML experiment config."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise CoupledError(f"no such config file: {path}; pass a YAML file such as configs/mnist.yaml")
     try:
@@ -121,6 +122,87 @@ def load_config(path) -> dict:
         raise CoupledError(f"cannot parse {path} as YAML ({str(e).splitlines()[0]}); fix the file's syntax") from None
     if not isinstance(user, dict):
         raise CoupledError(f"{path} must hold a mapping of config keys, got {type(user).__name__}")
+    return user
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`: mappings merge key by key, any other value (lists too) replaces."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_extended(path: Path, chain: tuple = ()) -> dict:
+    """A config file with its `extends:` chain resolved: the named file (relative to this one) deep-merged
+    under this one, so the extending file wins."""
+    chain = (*chain, path.resolve())
+    user = _read_yaml(path)
+    base = user.pop("extends", None)
+    if base is None:
+        return user
+    if not isinstance(base, str) or not base.strip():
+        raise CoupledError(f"'extends' in {path} must be the path of another config file, got {base!r}")
+    base_path = path.parent / base
+    if base_path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, base_path.resolve()))
+        raise CoupledError(f"config files extend each other in a cycle ({cycle}); remove one 'extends'")
+    return _deep_merge(_read_extended(base_path, chain), user)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`--set key.path=value`: the dotted key and the value parsed as YAML (1e-4 reads as a number, as a
+    user means it, though YAML 1.1 would read a string)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise CoupledError(f"--set takes key=value with a dotted key such as signal.steps=100, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise CoupledError(f"--set {key}: cannot parse {raw!r} as a YAML value ({str(e).splitlines()[0]})") from None
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        value = float(value)
+    return key, value
+
+
+def apply_overrides(user: dict, overrides, defaults: dict) -> dict:
+    """`user` with each (dotted key, value) of `overrides` set in it, before the merge with `defaults` checks
+    keys and values. A mapping the user's file leaves out starts from its default, so `--set
+    corruptions.severities.pixel_noise.heavy=0.7` keeps the other severities."""
+    user = copy.deepcopy(user)
+    for key, value in overrides or ():
+        node, default, parts = user, defaults, key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            default = default.get(part) if isinstance(default, dict) else None
+            if part not in node:
+                if default is not None and not isinstance(default, dict):
+                    raise CoupledError(f"--set {key}: config key '{'.'.join(parts[:depth + 1])}' is a value, not a "
+                                       "mapping to set a key inside")
+                node[part] = copy.deepcopy(default) if isinstance(default, dict) else {}
+            elif not isinstance(node[part], dict):
+                raise CoupledError(f"--set {key}: config key '{'.'.join(parts[:depth + 1])}' is "
+                                   f"{node[part]!r}, not a mapping to set a key inside")
+            node = node[part]
+        node[parts[-1]] = value
+    return user
+
+
+def load_config(path, overrides=()) -> dict:
+    """Read a YAML experiment config, with its `extends:` chain and `overrides` ((dotted key, value) pairs,
+    `--set` on the command line) applied before the schema checks."""
+    path = Path(path)
+    user = _read_extended(path)
+    if overrides:  # set against the defaults of the domain the config (or a --set domain=...) names
+        domain = dict(overrides).get("domain", user.get("domain"))
+        if domain == "speech":
+            from .domains.speech.config import SPEECH_DEFAULTS as defaults
+        else:
+            defaults = DEFAULTS
+        user = apply_overrides(user, overrides, defaults)
     domain = user.get("domain", "image")
     if domain == "speech":  # the speech domain brings its own defaults and validation
         from .domains.speech.config import make_speech_config
