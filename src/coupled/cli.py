@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl = add("classify", cmd_classify, "classify PNG, JPEG or .npy files with a checkpoint", config=False)
     cl.add_argument("files", nargs="+")
     cl.add_argument("--checkpoint", required=True)
-    cl.add_argument("--corruption", default=None, help="corrupt the inputs first (to try the method)")
+    cl.add_argument("--corruption", default=None,
+                    help="corrupt the inputs first (to try the method): a registered name or module.path:function")
     cl.add_argument("--severity", type=severity, default=None)
     cl.add_argument("--method", default="parallel", choices=list(METHODS))
     cl.add_argument("--seed", type=seed, default=0)

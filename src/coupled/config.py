@@ -102,10 +102,19 @@ def _merge(base: dict, user: dict, where: str) -> dict:
 
 
 def make_config(user: dict | None = None) -> dict:
-    """Defaults deep-merged with `user`; unknown keys are one-line errors."""
+    """Defaults deep-merged with `user`; unknown keys, bad values and corruptions that do not resolve (an
+    unknown name, a `module:function` whose module or function is missing) are one-line errors."""
+    from .domains.image.corruptions import corruption_from_config
     from .schema import validate
 
-    return validate(_merge(DEFAULTS, user or {}, ""), DEFAULTS, FREE_FORM)
+    cfg = validate(_merge(DEFAULTS, user or {}, ""), DEFAULTS, FREE_FORM)
+    for section in ("severities", "train_severity"):  # resolved now, not when a later stage first needs one
+        for name in cfg["corruptions"][section]:
+            try:
+                corruption_from_config(name)
+            except CoupledError as e:
+                raise CoupledError(f"config key corruptions.{section}.{name}: {e}") from None
+    return cfg
 
 
 def _read_yaml(path: Path) -> dict:

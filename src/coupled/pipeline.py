@@ -311,12 +311,12 @@ def read_image_file(path, shape: tuple[int, int, int], input_range=None) -> torc
 def classify_files(files, checkpoint, *, corruption=None, severity=None, method="parallel", seed=0, input_range=None,
                    out=print) -> int:
     """Print one line per file (prediction and confidence, or the file's problem); returns the number of failures."""
-    from .domains.image.corruptions import corrupt, get_corruption
+    from .domains.image.corruptions import corrupt, corruption_from_config
 
     if (corruption is None) != (severity is None):
         raise CoupledError("pass --corruption and --severity together (or neither)")
-    if corruption is not None:
-        get_corruption(corruption)
+    if corruption is not None:  # a registered name or a user's "module.path:function"
+        corruption_from_config(corruption)
     check_seed(seed, "--seed")
     parse_input_range(input_range)
     pipe = CoupledPipeline.from_pretrained(checkpoint)

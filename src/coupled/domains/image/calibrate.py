@@ -1,7 +1,8 @@
 """Choose light / medium / heavy severities on the validation split, from the clean-trained classifier.
 
 Targets (accuracy of the frozen classifier on corrupted validation digits): noise corruptions 70% / 40% /
-20%, blur 85% / 70% / 50%. Accuracy falls monotonically with severity, so each is found by bisection.
+20%, blur 85% / 70% / 50%; a user's corruption (registered, or "module.path:function" in the config) gets the
+noise targets. Accuracy falls monotonically with severity, so each is found by bisection.
 """
 
 from __future__ import annotations
@@ -23,15 +24,35 @@ def accuracy_at(classifier, data, name: str, severity: float, seed: int) -> floa
     return (classifier(d).argmax(-1) == data.labels).float().mean().item()
 
 
+def _targets_and_top(name: str, cfg: dict, classifier, val, seed: int) -> tuple[dict, float]:
+    """A corruption's accuracy targets and the top of its severity search. One outside TARGETS (a user's,
+    registered or "module.path:function") gets the noise targets and the top of its training range, or,
+    without one, 1 doubled until the classifier falls below the heavy target."""
+    if name in TARGETS:
+        return TARGETS[name]
+    targets = TARGETS["pixel_noise"][0]
+    train_range = cfg["corruptions"]["train_severity"].get(name)
+    if train_range and train_range[1] > 0:
+        return targets, float(train_range[1])
+    top = 1.0
+    while top < 1e6 and accuracy_at(classifier, val, name, top, seed) > targets["heavy"]:
+        top *= 2
+    return targets, top
+
+
 def calibrate(cfg: dict, iterations: int = 14, seed: int = 777) -> dict:
-    """{corruption: {level: severity}} and the validation accuracy measured at each, by bisection."""
+    """{corruption: {level: severity}} for every corruption the config names (in `severities` or
+    `train_severity`), and the validation accuracy measured at each, by bisection."""
     from ...training.run import load_splits
     from .models import load_net
 
     classifier, _ = load_net(cfg["output"], "classifier", "classifier")
     val = load_splits(cfg)["val"]
-    severities, measured = {}, {}
-    for name, (targets, top) in TARGETS.items():
+    names = list(dict.fromkeys([*cfg["corruptions"]["severities"], *cfg["corruptions"]["train_severity"]]))
+    severities, measured, all_targets = {}, {}, {}
+    for name in names:
+        targets, top = _targets_and_top(name, cfg, classifier, val, seed)
+        all_targets[name] = targets
         severities[name], measured[name] = {}, {}
         for level, target in targets.items():
             lo, hi = 0.0, top
@@ -41,4 +62,4 @@ def calibrate(cfg: dict, iterations: int = 14, seed: int = 777) -> dict:
             sev = round((lo + hi) / 2, 3)
             severities[name][level] = sev
             measured[name][level] = round(accuracy_at(classifier, val, name, sev, seed), 3)
-    return {"severities": severities, "val_accuracy": measured, "targets": {k: v[0] for k, v in TARGETS.items()}}
+    return {"severities": severities, "val_accuracy": measured, "targets": all_targets}
