@@ -145,7 +145,7 @@ def cmd_classify(args) -> None:
     from .pipeline import classify_files
 
     failures = classify_files(args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
-                              method=args.method, seed=args.seed, input_range=args.input_range)
+                              method=args.method, seed=args.seed, input_range=args.input_range, polarity=args.polarity)
     if failures == len(args.files):  # nothing to show: a bad input, one line and exit 2 (each file's problem is on stdout)
         raise CoupledError(f"none of the {len(args.files)} file(s) could be classified; see each file's problem above")
     print(f"{len(args.files) - failures} of {len(args.files)} files classified", file=sys.stderr)
@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("calibrate", cmd_calibrate, "choose light/medium/heavy severities on the validation split")
 
-    cl = add("classify", cmd_classify, "classify PNG, JPEG or .npy files with a checkpoint", config=False)
+    cl = add("classify", cmd_classify, "classify PNG, JPEG or .npy files (a .npy may hold a batch [N, ...]) with a "
+             "checkpoint", config=False)
     cl.add_argument("files", nargs="+")
     cl.add_argument("--checkpoint", required=True)
     cl.add_argument("--corruption", default=None,
@@ -250,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--seed", type=seed, default=0)
     cl.add_argument("--input-range", default=None, metavar="LO..HI",
                     help=".npy value range: 0..255, 0..1 or -1..1 (default: uint8 is 0..255, floats 0..1 or -1..1)")
+    cl.add_argument("--polarity", choices=["auto", "as-is", "invert"], default="auto",
+                    help="the models read light digits on a dark background (MNIST); auto inverts a grey image whose "
+                         "border is light (and says so), invert flips every image, as-is none")
     da = add("data", cmd_data, "build a domain's data: the synthetic speech corpus (eSpeak NG)", config=False)
     da.add_argument("domain", choices=["speech"])
     da.add_argument("--config", default="configs/speech.yaml", help="its `corpus` and `data.root` keys (if the file exists)")

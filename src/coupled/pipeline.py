@@ -27,6 +27,7 @@ from .schema import SEED_MAX
 MAX_FILE_BYTES = 64 * 2**20  # a file to classify is one small image; anything larger is refused unread
 NAMED_RANGES = {"0..255": (0.0, 255.0), "0..1": (0.0, 1.0), "-1..1": (-1.0, 1.0)}
 READOUTS = ("classifier", "logits")
+POLARITIES = ("auto", "as-is", "invert")
 
 
 def parse_input_range(spec) -> tuple[float, float] | None:
@@ -235,25 +236,65 @@ def _fits(shape, expected) -> bool:
     return tuple(shape) in {(c, h, w), (h, w, c)} or (c == 1 and tuple(shape) in {(h, w), (1, h, w)})
 
 
+def _pixels(im, channels: int) -> np.ndarray:
+    """A decoded PIL image as [H, W] (1 channel) or [H, W, 3] floats in [-1, 1]. Transparency is composited onto
+    black, the digits' background; a 1-channel read of an image whose visible pixels share one colour (ink
+    drawn in the alpha channel only, as drawing apps save it) takes the alpha as the ink."""
+    if not (im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)):
+        return np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 127.5 - 1
+    rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255
+    alpha = rgba[..., 3]
+    if channels == 3:
+        return rgba[..., :3] * alpha[..., None] * 2 - 1
+    grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2 luma, as PIL's "L"
+    visible = grey[alpha > 0]
+    ink = alpha if visible.size and float(visible.max() - visible.min()) < 0.1 else grey * alpha
+    return ink * 2 - 1
+
+
+def _layout(arr: np.ndarray, path: Path, shape) -> np.ndarray:
+    """One image as [C, H, W]: [H, W] gains its channel axis, [H, W, C] is transposed."""
+    if arr.ndim == 2:
+        arr = arr[None]
+    elif arr.ndim == 3 and arr.shape[-1] in (1, 3) and arr.shape[0] not in (1, 3):
+        arr = arr.transpose(2, 0, 1)
+    if tuple(arr.shape) != tuple(shape):
+        raise CoupledError(f"{path}: shape {tuple(arr.shape)} but the checkpoint expects {tuple(shape)} (C, H, W); resize it")
+    return arr
+
+
 def read_image_file(path, shape: tuple[int, int, int], input_range=None) -> torch.Tensor:
-    """One PNG/JPEG/.npy file as a [C, H, W] tensor in [-1, 1]; CoupledError naming the file on any problem.
+    """One PNG/JPEG/.npy file as a [C, H, W] tensor in [-1, 1]; CoupledError naming the file on any problem
+    (a .npy batch included: `read_images` reads those)."""
+    images = read_images(path, shape, input_range)
+    if len(images) != 1:
+        raise CoupledError(f"{path}: holds {len(images)} images; read it with read_images, or save one image per file")
+    return images[0]
+
+
+def read_images(path, shape: tuple[int, int, int], input_range=None) -> torch.Tensor:
+    """A PNG/JPEG file, or a .npy file of one image or a batch [N, ...] of them, as an [N, C, H, W] tensor in
+    [-1, 1]; CoupledError naming the file on any problem.
 
     Size and shape are checked before decoding. `.npy` ranges: uint8 is 0..255; floats are 0..1 (all values
-    >= 0) or -1..1 unless `input_range` ('0..255', '0..1', '-1..1', 'LO..HI') says otherwise."""
+    >= 0) or -1..1 unless `input_range` ('0..255', '0..1', '-1..1', 'LO..HI') says otherwise. A PNG with
+    transparency is composited onto black (`_pixels`)."""
     path = Path(path)
     if not path.is_file():
         raise CoupledError(f"{path}: no such file")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise CoupledError(f"{path}: {size} bytes, more than the {MAX_FILE_BYTES} a single image may have; pass one image of shape {shape}")
+        raise CoupledError(f"{path}: {size} bytes, more than the {MAX_FILE_BYTES} a single file may have; pass images of shape {shape}")
     declared = parse_input_range(input_range)
     if path.suffix.lower() == ".npy":
         try:
             header_shape, dtype = _npy_header(path)
         except (ValueError, OSError, SyntaxError, EOFError) as e:
             raise CoupledError(f"{path}: not a readable .npy array ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from None
-        if not _fits(header_shape, shape):
-            raise CoupledError(f"{path}: shape {tuple(header_shape)} but the checkpoint expects {tuple(shape)} (C, H, W); resize it")
+        batch = not _fits(header_shape, shape) and len(header_shape) >= 3 and header_shape[0] >= 1 and _fits(header_shape[1:], shape)
+        if not _fits(header_shape, shape) and not batch:
+            raise CoupledError(f"{path}: shape {tuple(header_shape)} but the checkpoint expects {tuple(shape)} (C, H, W), or a "
+                               f"batch (N, {', '.join(map(str, shape))}); resize it")
         if dtype.hasobject or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
             raise CoupledError(f"{path}: unsupported dtype {dtype}; save uint8 0..255 or floats in [0, 1]")
         try:
@@ -281,6 +322,7 @@ def read_image_file(path, shape: tuple[int, int, int], input_range=None) -> torc
             raise CoupledError(f"{path}: values in [{_fmt(float(arr.min()))}, {_fmt(float(arr.max()))}] do not fit the "
                                f"range [{_fmt(lo)}, {_fmt(hi)}]; pass --input-range with their range")
         arr = (arr - lo) * (2.0 / (hi - lo)) - 1.0
+        items = list(arr) if batch else [arr]
     else:
         from PIL import Image, UnidentifiedImageError
 
@@ -289,7 +331,7 @@ def read_image_file(path, shape: tuple[int, int, int], input_range=None) -> torc
             with Image.open(path) as im:  # reads the header only
                 size = im.size
                 if size == (shape[2], shape[1]):  # only then decode: a huge image is never decompressed
-                    arr = np.asarray(im.convert("L" if shape[0] == 1 else "RGB"), dtype=np.float32) / 127.5 - 1
+                    items = [_pixels(im, shape[0])]
         except Image.DecompressionBombError:
             raise CoupledError(f"{path}: its header declares more pixels than Pillow decodes safely (a decompression "
                                f"bomb); the checkpoint expects {want} pixels") from None
@@ -297,22 +339,37 @@ def read_image_file(path, shape: tuple[int, int, int], input_range=None) -> torc
             raise CoupledError(f"{path}: not a readable image ({type(e).__name__})") from None
         if size != (shape[2], shape[1]):
             raise CoupledError(f"{path}: {size[0]}x{size[1]} pixels but the checkpoint expects {tuple(shape)} (C, H, W); resize it")
-    if arr.ndim == 2:
-        arr = arr[None]
-    elif arr.ndim == 3 and arr.shape[-1] in (1, 3) and arr.shape[0] not in (1, 3):
-        arr = arr.transpose(2, 0, 1)
-    if tuple(arr.shape) != tuple(shape):
-        raise CoupledError(f"{path}: shape {tuple(arr.shape)} but the checkpoint expects {tuple(shape)} (C, H, W); resize it")
+    arr = np.stack([_layout(a, path, shape) for a in items])
     if not np.isfinite(arr).all():
         raise CoupledError(f"{path}: contains NaN or infinite values")
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
+def light_background(image: torch.Tensor) -> float | None:
+    """The mean of a 1-channel image's two-pixel border in [-1, 1] when it is light (> 0: dark ink on a light
+    background, the reverse of MNIST's light digits on black), else None."""
+    if image.shape[0] != 1 or min(image.shape[1:]) <= 4:
+        return None
+    ring = torch.ones(image.shape[1:], dtype=torch.bool)
+    ring[2:-2, 2:-2] = False
+    mean = float(image[0][ring].mean())
+    return mean if mean > 0 else None
+
+
 def classify_files(files, checkpoint, *, corruption=None, severity=None, method="parallel", seed=0, input_range=None,
-                   out=print) -> int:
-    """Print one line per file (prediction and confidence, or the file's problem); returns the number of failures."""
+                   polarity="auto", out=print, note=None) -> int:
+    """Print one line per image (prediction and confidence, or the file's problem); returns the number of failures.
+
+    A .npy batch gives one line per item, named `file[i]`. `polarity`: the networks read light ink on a dark
+    background (MNIST); "auto" flips a 1-channel image whose border is light and says so through `note`
+    (default: stderr), "invert" flips every image, "as-is" none."""
+    import sys
+
     from .domains.image.corruptions import corrupt, corruption_from_config
 
+    if polarity not in POLARITIES:
+        raise CoupledError(f"unknown polarity {polarity!r}; choose one of: {', '.join(POLARITIES)}")
+    note = note or (lambda text: print(text, file=sys.stderr))
     if (corruption is None) != (severity is None):
         raise CoupledError("pass --corruption and --severity together (or neither)")
     if corruption is not None:  # a registered name or a user's "module.path:function"
@@ -323,16 +380,26 @@ def classify_files(files, checkpoint, *, corruption=None, severity=None, method=
     images, names, failures = [], [], 0
     for f in files:
         try:
-            images.append(read_image_file(f, pipe.image_shape, input_range))
-            names.append(f)
+            read = read_images(f, pipe.image_shape, input_range)
         except CoupledError as e:
             out(f"{f}\terror: {e}")
             failures += 1
+            continue
+        for i, image in enumerate(read):
+            name = f"{f}[{i}]" if len(read) > 1 else str(f)
+            light = light_background(image) if polarity == "auto" else None
+            if polarity == "invert" or light is not None:
+                image = -image
+            if light is not None:
+                note(f"{name}: light border (mean {light:.2f} in [-1, 1]): read as dark ink on white and inverted to the "
+                     "light-on-dark digits the model knows; pass --polarity as-is to keep it")
+            images.append(image)
+            names.append(name)
     if images:
         batch = torch.stack(images)
         if corruption is not None:
             batch = corrupt(batch, corruption, severity, seed)
-        res = pipe(batch, method, seed=seed, input_range="-1..1")  # read_image_file converted every file
+        res = pipe(batch, method, seed=seed, input_range="-1..1")  # read_images converted every file
         for name, pred, probs in zip(names, res["predictions"], res["probabilities"]):
             out(f"{name}\t{int(pred)}\tp={float(probs[pred]):.3f}\t({method})")
     return failures
