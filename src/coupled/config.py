@@ -43,27 +43,28 @@ DEFAULTS: dict = {
     },
     "classifier": {"net": {}, "steps": 1500, "batch_size": 128, "lr": 1e-3, "logit_scale": 0.8},
     # ema_decay: each stage below saves an exponential moving average of its weights, with the warm-up
-    # min(ema_decay, (1 + n) / (10 + n)) at update n (training/ema.py), so a short run saves trained weights
+    # min(ema_decay, (1 + n) / (10 + n)) at update n (training/ema.py), so a short run saves trained weights;
+    # ema_warmup: false is a flat ema_decay from the first step (how the bundled weights were trained)
     "signal": {
         "net": {}, "process": {"kind": "vp", "num_train_steps": 1000, "schedule": "cosine"}, "prediction": "v",
-        "steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999,
+        "steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True,
     },
     "logits": {
         "net": {}, "process": {"kind": "centred"}, "prediction": "x0", "steps": 2000, "batch_size": 128,
-        "lr": 1e-3, "ema_decay": 0.999,
+        "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True,
     },
     "joint": {
         "steps": 1000, "batch_size": 64, "lr": 2e-4, "lambda": 0.1, "switch_fraction": 0.5, "null_dropout": 0.2,
-        "ema_decay": 0.999, "cond_lr_scale": 1.0,  # learning-rate multiplier of the signal net's logit conditioning
+        "ema_decay": 0.999, "ema_warmup": True, "cond_lr_scale": 1.0,  # learning-rate multiplier of the signal net's logit conditioning
         # fraction of each batch whose signal branch sees a finished y_hat (one Alternating round with the
         # sampling chains) instead of the logit branch's same-time y0_hat: training per strategy (spec 4.4)
         "finished_fraction": 0.0,
     },
     # the baselines' own networks (stages card, finetuned, sequential; issue 7)
     "card": {"net": {}, "process": {"kind": "centred"}, "prediction": "x0", "steps": 3000, "batch_size": 128,
-             "lr": 1e-3, "ema_decay": 0.999},
+             "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True},
     "finetuned": {"steps": 1500, "batch_size": 128, "lr": 5e-4, "clean_fraction": 0.2},
-    "sequential": {"steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999},
+    "sequential": {"steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True},
     "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0},
     "sampling": {
         # false: the signal denoiser always gets the null logit token (ablation: logit conditioning off)

@@ -108,7 +108,7 @@ def _make_module_class():
             self.frozen = setup.frozen
             self.opt_state = opt_state
             self.rng_state = rng_state  # the global RNG (dropout) as the checkpoint left it, set at the first step
-            self.ema = EMA(self.nets, setup.hp["ema_decay"], ema_updates) if setup.hp.get("ema_decay") else None
+            self.ema = EMA(self.nets, setup.hp["ema_decay"], ema_updates, setup.hp.get("ema_warmup", True)) if setup.hp.get("ema_decay") else None
             if self.ema is not None and ema_state is not None:
                 self.ema.shadow = {k: ema_state[k].clone() for k in self.ema.shadow}
 
