@@ -82,9 +82,54 @@ def run_test(cfg, args):
     print(fair.headline_table(results))
 
 
+_SW = "switch_fraction=0.5"
+_NEST = "refresh_every=2,refresh_window=[0.5, 1.0]"
+# Part 2 of issue 7: each lever as (name, without it, with it), two candidates of the grid that differ in it
+LEVERS = [
+    ("decoupled steps: Parallel, 1 signal step instead of 5 (5 logit steps)",
+     f"parallel[signal_steps=5,logit_steps=5,{_SW},signal_guidance=1.0]", f"parallel[signal_steps=1,logit_steps=5,{_SW},signal_guidance=1.0]"),
+    ("decoupled steps: Alternating, 1 signal step instead of 5",
+     "alternating[rounds=2,signal_steps=5,logit_steps=5,logit_samples=1]", "alternating[rounds=2,signal_steps=1,logit_steps=5,logit_samples=1]"),
+    ("longer logit chain: Alternating, 10 logit steps instead of 5 (1 signal step)",
+     "alternating[rounds=2,signal_steps=1,logit_steps=5,logit_samples=1]", "alternating[rounds=2,signal_steps=1,logit_steps=10,logit_samples=1]"),
+    ("3 logit samples averaged: Alternating (R=2, 1 signal step)",
+     "alternating[rounds=2,signal_steps=1,logit_steps=5,logit_samples=1]", "alternating[rounds=2,signal_steps=1,logit_steps=5,logit_samples=3]"),
+    ("warm-started refreshes: Nested (2 signal steps, 5 logit steps)",
+     f"nested[signal_steps=2,logit_steps=5,{_NEST}]", f"nested[signal_steps=2,logit_steps=5,{_NEST},refresh_from=0.3,refresh_signal_steps=1]"),
+    ("warm-started refreshes: Nested (1 signal step, 10 logit steps)",
+     f"nested[signal_steps=1,logit_steps=10,{_NEST}]", f"nested[signal_steps=1,logit_steps=10,{_NEST},refresh_from=0.3,refresh_signal_steps=1]"),
+    ("guidance weight 3 instead of 1: Parallel (1 signal step)",
+     f"parallel[signal_steps=1,logit_steps=5,{_SW},signal_guidance=1.0]", f"parallel[signal_steps=1,logit_steps=5,{_SW},signal_guidance=3.0]"),
+    ("baseline: sequential on its own equal-budget denoiser instead of the joint one (1 step)",
+     "sequential[signal_net=joint,signal_steps=1,signal_eta=1.0]", "sequential[signal_net=sequential,signal_steps=1,signal_eta=1.0]"),
+    ("baseline: 3 sequential trajectories averaged instead of 1 (1 step, joint net)",
+     "sequential[signal_net=joint,signal_steps=1,signal_eta=1.0]", "sequential_ensemble[signal_net=joint,k=3,signal_steps=1]"),
+]
+
+
+def lever_table(val: dict) -> str:
+    """Markdown: what each lever did on validation (best readout of each candidate), per corruption."""
+    best = {}
+    for r in val["candidates"]:
+        key = (r["corruption"], r["label"])
+        if key not in best or r["accuracy"] > best[key]["accuracy"]:
+            best[key] = r
+    corruptions = list(val["picks"])
+    lines = ["| lever | " + " | ".join(f"{c}: accuracy, ms/item" for c in corruptions) + " |", "|---|" + "---|" * len(corruptions)]
+    for name, before, after in LEVERS:
+        cells = []
+        for c in corruptions:
+            a, b = best[(c, before)], best[(c, after)]
+            cells.append(f"{a['accuracy']:.3f} -> {b['accuracy']:.3f} ({b['accuracy'] - a['accuracy']:+.3f}), "
+                         f"{1000 * a['seconds_per_item']:.1f} -> {1000 * b['seconds_per_item']:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables(cfg, args):
     val = json.loads(VAL.read_text())
     print(fair.tuning_table(val))
+    print(lever_table(val))
     if TEST.is_file():
         test = json.loads(TEST.read_text())
         print()

@@ -297,13 +297,18 @@ def plot_pareto(val: dict, results: dict, path):
     return _save(fig, path)
 
 
-def plot_deltas(results: dict, path):
+def plot_deltas(results: dict, path, span: float = 0.08):
     """Paired differences with their 95% intervals: per corruption and level, the headline (coupled pick minus
-    cost-matched baseline) and every method's pick minus tuned sequential."""
+    cost-matched baseline) and every method's pick minus tuned sequential. The axis spans +-`span` (at least
+    the headline's intervals), so differences of a point or two stay readable; a row beyond it is an arrow
+    at the edge with its value written."""
+    import matplotlib.ticker
+
     from .report import _figure, _save
 
     rows = results["rows"]
     corruptions = list(dict.fromkeys(r["corruption"] for r in rows))
+    span = max([span] + [abs(v) * 1.1 for h in results.get("headline", []) for v in h["delta_ci95"]])
     fig = _figure(figsize=(6.0 * len(corruptions), 5.6), layout="constrained")
     axes = fig.subplots(1, len(corruptions), squeeze=False, sharex=True)[0]
     for ax, corruption in zip(axes, corruptions):
@@ -317,10 +322,18 @@ def plot_deltas(results: dict, path):
                     and r["method"] not in ("sequential",):
                 entries.append((f"{r['method']} ({r['readout']}) vs sequential", r["delta_vs_sequential"], r["delta_ci95"], "tab:blue"))
         for i, (name, d, (lo, hi), col) in enumerate(entries):
-            ax.errorbar([d], [i], xerr=[[d - lo], [hi - d]], fmt="o", color=col, capsize=3)
+            if abs(d) <= span:
+                ax.errorbar([d], [i], xerr=[[d - lo], [hi - d]], fmt="o", color=col, capsize=3)
+            else:
+                edge = span * (1 if d > 0 else -1) * 0.97
+                ax.plot([edge], [i], ">" if d > 0 else "<", color=col)
+                ax.annotate(f"{d:+.3f}", (edge, i), xytext=(-4 if d > 0 else 4, 0), textcoords="offset points",
+                            ha="right" if d > 0 else "left", va="center", fontsize="x-small", color=col)
         ax.set_yticks(range(len(entries)), [e[0] for e in entries], fontsize="x-small")
         ax.axvline(0, color="0.4", lw=1)
+        ax.set_xlim(-span, span)
         ax.invert_yaxis()
-        ax.set(title=corruption, xlabel="paired Δ accuracy on test, 95% CI")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        ax.set(title=corruption, xlabel="paired Δ accuracy on test, 95% CI (rows below HEADLINE: heavy)")
         ax.grid(alpha=0.3, axis="x")
     return _save(fig, path)
