@@ -8,46 +8,11 @@ import sys
 from .errors import CoupledError
 
 
-def _format_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    def cell(v):
-        if v is None:
-            return "-"
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-    body = [[cell(r.get(key)) for key, _ in columns] for r in rows]
-    heads = [h for _, h in columns]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(heads)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    return "\n".join([line(heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
-
-
 def cmd_demo(args) -> None:
-    if args.domain == "gaussian":
-        from .domains.gaussian import run_gaussian_demo
+    from .domains.registry import get_domain
 
-        rows = run_gaussian_demo(n=args.items or 2000, seed=args.seed or 0, steps=args.steps)
-        for r in rows:
-            r["calls"] = "{signal}/{logits}/{classifier}".format(**r["calls"])
-        print("Closed-form Gaussian example: exact denoisers, d = s + noise, labels = clean decision argmax W s")
-        print(_format_table(rows, [("method", "method"), ("acc_classifier", "acc f(x_hat)"),
-                                   ("acc_logits", "acc y_hat"), ("mse", "MSE x_hat (noisy: d)"), ("calls", "calls Dx/Dy/f")]))
-        return
-    from .config import load_config
-    from .evaluation.api import evaluate_config
-    from .evaluation.report import markdown_report
-
-    cfg = load_config(args.config, args.set)
-    items = args.items or cfg["demo"]["items"]
-    picks = cfg["demo"].get("picks")  # validation picks: the cost-matched headline's rows, noisy and tuned sequential
-    results = evaluate_config(cfg, out=args.out, max_items=items, levels=["heavy"],
-                              seeds_for_level=lambda level: [cfg["demo"]["seed"] if args.seed is None else args.seed],
-                              progress=not args.quiet, picks=picks, headline_only=True)
-    print(markdown_report(results))
-    if results.get("headline"):
-        from .evaluation.fair import headline_table
-
-        print("## Cost-matched headline (one seed)\n\n" + headline_table(results) + "\n")
-    print(f"wrote {args.out}/results.json, report.md and plots")
+    print(get_domain(args.domain).run_demo(config=args.config, overrides=args.set, items=args.items, seed=args.seed,
+                                           steps=args.steps, out=args.out, progress=not args.quiet))
 
 
 def _config(args) -> dict:
@@ -60,49 +25,29 @@ def _config(args) -> dict:
     return cfg
 
 
+def _domain(cfg: dict, command: str):
+    """The config's domain, checked to serve `command`."""
+    from .domains.registry import domain_of
+
+    domain = domain_of(cfg)
+    domain.check_command(command)
+    return domain
+
+
 def cmd_train(args) -> None:
-    from .training.run import train
-
     cfg = _config(args)
-    if cfg.get("domain") == "speech":  # the frozen recogniser is the speech domain's only trained network so far
-        from .domains.speech.train import train_from_config
-
-        print(train_from_config(cfg, progress=not args.quiet))
-        return
-    from .training.stages import STAGES
-
-    for s in train(cfg, args.stages or STAGES, resume=args.resume,
-                   devices=args.devices, accelerator=args.accelerator, max_steps=args.max_steps,
-                   progress=not args.quiet):
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()})
+    for line in _domain(cfg, "train").run_train(
+            cfg, stages=args.stages, resume=args.resume, devices=args.devices, accelerator=args.accelerator,
+            max_steps=args.max_steps, progress=not args.quiet):
+        print(line)
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluation.api import evaluate_config
-    from .evaluation.report import markdown_report
-
     cfg = _config(args)
-    if cfg.get("domain") == "speech":
-        from .domains.speech.evaluate import evaluate_speech, speech_report
-
-        if args.levels:
-            raise CoupledError("speech rows are per SNR and RT60, not per level; drop --levels")
-        results = evaluate_speech(cfg, checkpoint=args.checkpoint, split=args.split, out=args.out,
-                                  max_items=args.max_items, corruptions=args.corruptions, methods=args.methods,
-                                  progress=not args.quiet, results_path=args.results)
-        print(speech_report(results))
-        return
-    if args.picks and args.methods:
-        raise CoupledError("--picks runs the methods validation chose; drop --methods, or drop --picks")
-    results = evaluate_config(cfg, checkpoint=args.checkpoint, split=args.split, out=args.out, max_items=args.max_items,
-                              corruptions=args.corruptions, levels=args.levels, methods=args.methods,
-                              progress=not args.quiet, results_path=args.results, picks=args.picks,
-                              seeds_for_level=(lambda level: args.seeds) if args.seeds else None)
-    print(markdown_report(results))
-    if results.get("headline"):
-        from .evaluation.fair import headline_table
-
-        print("## Cost-matched headline\n\n" + headline_table(results))
+    print(_domain(cfg, "evaluate").run_evaluate(
+        cfg, checkpoint=args.checkpoint, split=args.split, out=args.out, max_items=args.max_items,
+        corruptions=args.corruptions, levels=args.levels, methods=args.methods, seeds=args.seeds, picks=args.picks,
+        results_path=args.results, progress=not args.quiet))
 
 
 def cmd_reproduce(args) -> None:
@@ -114,6 +59,7 @@ def cmd_reproduce(args) -> None:
     from .training.run import train
 
     cfg = _config(args)
+    _domain(cfg, "reproduce")
     t0 = time.time()
     stages = train(cfg, resume=args.resume, devices=args.devices, accelerator=args.accelerator, progress=not args.quiet)
     t_train = time.time() - t0
@@ -128,24 +74,18 @@ def cmd_reproduce(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    from .domains.image.calibrate import calibrate
-
     cfg = _config(args)
-    if cfg.get("domain") == "speech":
-        import json
-
-        from .domains.speech.calibrate import calibrate_levels
-
-        print(json.dumps(calibrate_levels(cfg, progress=not args.quiet), indent=1))
-        return
-    print(calibrate(cfg))
+    print(_domain(cfg, "calibrate").run_calibrate(cfg, progress=not args.quiet))
 
 
 def cmd_classify(args) -> None:
-    from .pipeline import classify_files
+    from .bundle import checkpoint_domain
 
-    failures = classify_files(args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
-                              method=args.method, seed=args.seed, input_range=args.input_range, polarity=args.polarity)
+    domain = checkpoint_domain(args.checkpoint)
+    domain.check_command("classify")
+    failures = domain.run_classify(args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
+                                   method=args.method, seed=args.seed, input_range=args.input_range,
+                                   polarity=args.polarity)
     if failures == len(args.files):  # nothing to show: a bad input, one line and exit 2 (each file's problem is on stdout)
         raise CoupledError(f"none of the {len(args.files)} file(s) could be classified; see each file's problem above")
     print(f"{len(args.files) - failures} of {len(args.files)} files classified", file=sys.stderr)
@@ -161,9 +101,10 @@ def cmd_manifest(args) -> None:
 
 
 def cmd_data(args) -> None:
-    from .domains.speech.corpus import build_from_config
+    from .domains.registry import get_domain
 
-    print(f"speech corpus: {build_from_config(args.config, root=args.root, workers=args.workers, progress=not args.quiet)}")
+    print(get_domain(args.domain).run_data(config=args.config, root=args.root, workers=args.workers,
+                                           progress=not args.quiet))
 
 
 def cmd_bench(args) -> None:
@@ -181,6 +122,7 @@ def cmd_bench(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .domains.registry import domain_names
     from .engine import METHODS
 
     from .cli_checks import OneLineParser, accelerator, count, folder, output_file, override, seed, severity
@@ -203,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     demo = add("demo", cmd_demo, "evaluate the bundled models on a fixed subset and print the table", config=False)
-    demo.add_argument("--domain", choices=["image", "gaussian"], default="image")
+    demo.add_argument("--domain", choices=domain_names("demo"), default="image")
     demo.add_argument("--config", default="configs/mnist.yaml")
     add_set(demo)
     demo.add_argument("--items", type=count(), default=None)
@@ -255,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the models read light digits on a dark background (MNIST); auto inverts a grey image whose "
                          "border is light (and says so), invert flips every image, as-is none")
     da = add("data", cmd_data, "build a domain's data: the synthetic speech corpus (eSpeak NG)", config=False)
-    da.add_argument("domain", choices=["speech"])
+    da.add_argument("domain", choices=domain_names("data"))
     da.add_argument("--config", default="configs/speech.yaml", help="its `corpus` and `data.root` keys (if the file exists)")
     da.add_argument("--root", default=None, help="output folder (default: data.root, else ~/.cache/coupled-diffusion)")
     da.add_argument("--workers", type=int, default=2, help="synthesis processes")

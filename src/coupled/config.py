@@ -102,13 +102,17 @@ def _merge(base: dict, user: dict, where: str) -> dict:
     return out
 
 
-def make_config(user: dict | None = None) -> dict:
-    """Defaults deep-merged with `user`; unknown keys, bad values and corruptions that do not resolve (an
-    unknown name, a `module:function` whose module or function is missing) are one-line errors."""
-    from .domains.image.corruptions import corruption_from_config
+def make_config(user: dict | None = None, domain=None) -> dict:
+    """Defaults (`domain`'s, a name or Domain; default image) deep-merged with `user`; unknown keys, bad values
+    and corruptions that do not resolve (an unknown name, a `module:function` whose module or function is
+    missing) are one-line errors."""
+    from .domains.registry import get_domain
     from .schema import validate
 
-    cfg = validate(_merge(DEFAULTS, user or {}, ""), DEFAULTS, FREE_FORM)
+    domain = get_domain(domain)
+    corruption_from_config = domain.corruption
+    defaults = domain.config_defaults()
+    cfg = validate(_merge(defaults, user or {}, ""), defaults, FREE_FORM)
     for section in ("severities", "train_severity"):  # resolved now, not when a later stage first needs one
         for name in cfg["corruptions"][section]:
             try:
@@ -204,23 +208,17 @@ def apply_overrides(user: dict, overrides, defaults: dict) -> dict:
 def load_config(path, overrides=()) -> dict:
     """Read a YAML experiment config, with its `extends:` chain and `overrides` ((dotted key, value) pairs,
     `--set` on the command line) applied before the schema checks."""
+    from .domains.registry import get_domain
+
     path = Path(path)
     user = _read_extended(path)
-    if overrides:  # set against the defaults of the domain the config (or a --set domain=...) names
-        domain = dict(overrides).get("domain", user.get("domain"))
-        if domain == "speech":
-            from .domains.speech.config import SPEECH_DEFAULTS as defaults
-        else:
-            defaults = DEFAULTS
-        user = apply_overrides(user, overrides, defaults)
-    domain = user.get("domain", "image")
-    if domain == "speech":  # the speech domain brings its own defaults and validation
-        from .domains.speech.config import make_speech_config
-
-        cfg = make_speech_config(user)
-    elif domain != "image":
-        raise CoupledError(f"unknown domain '{domain}' in {path}; valid: image, speech")
-    else:
-        cfg = make_config({k: v for k, v in user.items() if k != "domain"})
+    name = dict(overrides or ()).get("domain", user.get("domain", "image"))  # a --set domain=... counts too
+    try:
+        domain = get_domain(name)
+    except CoupledError as e:
+        raise CoupledError(f"{e} (in {path})") from None
+    if overrides:  # set against the defaults of the domain the config names
+        user = apply_overrides(user, overrides, domain.config_defaults())
+    cfg = domain.make_config({k: v for k, v in user.items() if k != "domain"})
     cfg["config_path"] = str(path)
     return cfg

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..engine import Chain, Coupling, FrozenClassifier, VPProcess, item_generators, run_method
 from ..engine.gaussian import GaussianPrior, linear_gaussian_posterior
+from .registry import Domain, register_domain
 
 
 class LinearClassifier(nn.Module):
@@ -107,3 +108,34 @@ def run_gaussian_demo(n=2000, seed=0, steps=20) -> list[dict]:
         row["mse"] = ((res.x_hat - s) ** 2).mean().item() if res.x_hat is not None else ((d - s) ** 2).mean().item()
         rows.append({**row, "calls": res.calls})
     return rows
+
+
+def _format_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    def cell(v):
+        if v is None:
+            return "-"
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    body = [[cell(r.get(key)) for key, _ in columns] for r in rows]
+    heads = [h for _, h in columns]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(heads)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
+
+
+class GaussianDemo(Domain):
+    """The closed-form Gaussian problem as a registered domain ("gaussian"): it serves `coupled demo` only."""
+
+    name = "gaussian"
+    commands = ("demo",)
+
+    def run_demo(self, *, config=None, overrides=(), items=None, seed=None, steps=20, out=None, progress=True) -> str:
+        rows = run_gaussian_demo(n=items or 2000, seed=seed or 0, steps=steps)
+        for r in rows:
+            r["calls"] = "{signal}/{logits}/{classifier}".format(**r["calls"])
+        return ("Closed-form Gaussian example: exact denoisers, d = s + noise, labels = clean decision argmax W s\n"
+                + _format_table(rows, [("method", "method"), ("acc_classifier", "acc f(x_hat)"), ("acc_logits", "acc y_hat"),
+                                       ("mse", "MSE x_hat (noisy: d)"), ("calls", "calls Dx/Dy/f")]))
+
+
+GAUSSIAN = register_domain(GaussianDemo())

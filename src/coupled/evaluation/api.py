@@ -48,19 +48,20 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     Autograd is off inside the call only."""
     import torch
 
-    from ..domains.image.data import check_num_classes
-    from ..domains.image.models import REFERENCE_METHODS, default_device, load_bundle
+    from ..bundle import REFERENCE_METHODS, default_device, load_bundle
+    from ..domains.registry import check_num_classes, domain_of
     from ..engine import METHODS
     from ..training.run import clean_accuracy, load_splits
     from . import fair
     from .report import markdown_report, plot_accuracy_vs_severity, plot_examples, summarise, write_results
     from .runner import evaluate, specs_from_methods
 
+    domain = domain_of(cfg)
     ev = cfg["evaluation"]
     split = split or ev["split"]
     device = default_device(cfg["device"])
     val = load_picks(picks) if picks is not None else None
-    bundle = load_bundle(checkpoint or cfg["output"], sampling=cfg["sampling"]).to(device)
+    bundle = load_bundle(checkpoint or cfg["output"], sampling=cfg["sampling"], domain=domain.name).to(device)
     splits = load_splits(cfg)
     if split not in splits:
         raise CoupledError(f"unknown split {split!r}; choose one of: {', '.join(splits)}")
@@ -91,7 +92,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
         runs = [(severities, specs_from_methods(methods, cfg["sampling"]["methods"]))]
     else:  # each corruption runs its own picks
         runs = [({k: v}, fair.test_specs(val["picks"], k, headline_only)) for k, v in severities.items()]
-    clean = clean_accuracy(bundle.coupling.classifier.module, data)
+    clean = clean_accuracy(bundle.coupling.classifier.module, data, domain=domain)
     started = time.time()
     records, examples = [], []
     with torch.no_grad():
@@ -104,9 +105,9 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
                 "n_items": len(data), "eval_seconds": round(time.time() - started, 1), **(title_extra or {})}
     if val is not None:
         settings["picks"] = str(picks)
-    dataset = cfg["data"].get("kind", "mnist5k")
-    results = summarise(records, domain="image", dataset=dataset, split=split, clean_accuracy=clean,
-                        n_boot=ev["bootstrap"], extra=settings)
+    results = summarise(records, domain=domain.name, dataset=domain.dataset_name(cfg), split=split,
+                        clean_accuracy=clean, n_boot=ev["bootstrap"], extra=settings,
+                        signal_metrics=tuple(domain.signal_metrics))
     if val is not None:
         results["headline"] = fair.headline(records, {k: val["picks"][k] for k in severities}, n_boot=ev["bootstrap"])
     out = Path(out)

@@ -35,14 +35,20 @@ METHOD_ORDER = ("noisy", "finetuned_classifier", "sequential", "one_step", "puri
 READOUTS = ("logits", "classifier")
 _CALLS = ("signal", "logits", "classifier")
 _PASSES = ("signal_passes", "logits_passes")  # network passes (a guided call runs two), where counted
-_RECORD_KEYS = ("method", "corruption", "severity", "level", "seed", "correct_logits", "correct_classifier", "psnr", "ssim", "calls", "seconds_per_item")
+_RECORD_KEYS = ("method", "corruption", "severity", "level", "seed", "correct_logits", "correct_classifier", "calls", "seconds_per_item")
+IMAGE_METRICS = ("psnr", "ssim")  # the signal metrics of records that name none (the image domain's)
+_METRIC_FORMAT = {"psnr": ".2f", "ssim": ".3f"}  # others: ".3g"
+
+
+def _metric_head(name: str) -> str:
+    return name.upper() if name in IMAGE_METRICS else name
 
 
 # ---------------------------------------------------------------------------------------------- summarise
-def _check_record(i: int, r) -> None:
+def _check_record(i: int, r, signal_metrics=IMAGE_METRICS) -> None:
     if not isinstance(r, dict):
         raise CoupledError(f"record {i} must be a dict, got {type(r).__name__}; see coupled.evaluation.report for its keys")
-    missing = [k for k in _RECORD_KEYS if k not in r]
+    missing = [k for k in (*_RECORD_KEYS, *signal_metrics) if k not in r]
     if missing:
         raise CoupledError(f"record {i} lacks keys {missing}; add them (use None for correct_logits, psnr, ssim a method does not produce)")
     for k in ("method", "corruption", "level"):
@@ -83,12 +89,14 @@ def _finite(x) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy: float, n_boot: int = 2000, seed: int = 0, extra: dict | None = None) -> dict:
+def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy: float, n_boot: int = 2000, seed: int = 0, extra: dict | None = None,
+              signal_metrics=IMAGE_METRICS) -> dict:
     """Build the `results.json` dict (method.md section 6) from per-seed `records` (see the module docstring).
 
     `domain`, `dataset`, `split`: names stored at the top; `clean_accuracy`: the classifier's accuracy on
     clean test items; `n_boot`, `seed`: bootstrap resamples and their seed (deterministic output);
-    `extra`: settings stored under "settings". One row per (method, corruption, severity, readout): readout
+    `extra`: settings stored under "settings"; `signal_metrics`: the names of the records' per-item signal
+    metrics (the domain's; PSNR and SSIM for images), each row's mean of them. One row per (method, corruption, severity, readout): readout
     "logits" where `correct_logits` is given, "classifier" always. `value` is the mean over seeds and items,
     `ci95` its bootstrap interval over items, `delta_vs_sequential`/`delta_ci95` the paired difference to
     sequential's classifier readout on the same items (null without a sequential record), `gap_recovered`
@@ -108,7 +116,7 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
     seen_corruption: dict[str, int] = {}
     seen_method: dict[str, int] = {}
     for i, r in enumerate(records):
-        _check_record(i, r)
+        _check_record(i, r, signal_metrics)
         runs = groups[(r["corruption"], float(r["severity"]))][r["method"]]
         if any(int(q["seed"]) == int(r["seed"]) for q in runs):
             raise CoupledError(f"record {i} repeats seed {r['seed']} of method '{r['method']}' at {r['corruption']} {r['severity']:g}; keep one record per seed")
@@ -125,7 +133,7 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
             recs.sort(key=lambda r: int(r["seed"]))
             where = f"method '{m}' at {corruption} {severity:g}"
             scores[m] = {ro: _stack(recs, f"correct_{ro}", n, where) for ro in READOUTS}
-            scores[m].update({q: _stack(recs, q, n, where) for q in ("psnr", "ssim")})
+            scores[m].update({q: _stack(recs, q, n, where) for q in signal_metrics})
             if scores[m]["classifier"] is None and scores[m]["logits"] is None:
                 raise CoupledError(f"both 'correct_classifier' and 'correct_logits' are None for {where}; give at least one readout")
             if len({r["level"] for r in recs}) > 1:
@@ -152,12 +160,13 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
                               if all(k in r["calls"] for r in recs)},
                     "seconds_per_item": float(np.mean([r["seconds_per_item"] for r in recs])),
                     "n_items": n, "seeds": [int(r["seed"]) for r in recs],
-                    "psnr": None if s["psnr"] is None else _finite(s["psnr"].mean()),
-                    "ssim": None if s["ssim"] is None else _finite(s["ssim"].mean()),
+                    **{q: None if s[q] is None else _finite(s[q].mean()) for q in signal_metrics},
                     "gap_recovered": _finite(gap),
                 })
     results = {"schema": SCHEMA, "domain": domain, "dataset": dataset, "split": split,
                "clean": {"metric": "accuracy", "value": float(clean_accuracy)}, "rows": rows}
+    if tuple(signal_metrics) != IMAGE_METRICS:  # image results keep their shape of before the domain registry
+        results["signal_metrics"] = list(signal_metrics)
     if extra is not None:
         results["settings"] = dict(extra)
     return results
@@ -233,6 +242,7 @@ def markdown_report(results: dict) -> str:
     difference to sequential [95% interval] at every severity, then PSNR, SSIM, denoiser/classifier calls
     and seconds per item at the heaviest severity."""
     rows = _check_results(results)
+    metrics = tuple(results.get("signal_metrics", IMAGE_METRICS))
     title = " / ".join(str(results.get(k, "?")) for k in ("domain", "dataset", "split"))
     out = [f"# Results: {title}", "", f"Clean accuracy: {results['clean']['value']:.3f}", ""]
     if not rows:
@@ -246,7 +256,7 @@ def markdown_report(results: dict) -> str:
         header = ["method", "readout"]
         for s in sevs:
             header += [f"acc {s:g} ({level[s]})", f"Δ vs sequential {s:g} [95%]"]
-        header += ["PSNR", "SSIM", "calls s/l/c", "s/item"]
+        header += [*map(_metric_head, metrics), "calls s/l/c", "s/item"]
         body = []
         for m, ro in _series(rs):
             cells = [m, ro]
@@ -254,12 +264,13 @@ def markdown_report(results: dict) -> str:
                 cells += [_acc_cell(at.get((m, ro, s))), _delta_cell(at.get((m, ro, s)))]
             h = at.get((m, ro, sevs[-1]))
             calls = "-" if h is None else "/".join(str(h["calls"][k]) for k in _CALLS)
-            cells += [_opt(h and h["psnr"], ".2f"), _opt(h and h["ssim"], ".3f"), calls, _opt(h and h["seconds_per_item"], ".3g")]
+            cells += [*(_opt(h and h.get(q), _METRIC_FORMAT.get(q, ".3g")) for q in metrics), calls,
+                      _opt(h and h["seconds_per_item"], ".3g")]
             body.append(cells)
         seeds = sorted({s for r in heavy for s in r["seeds"]})
         out += [f"## {corruption}", "",
                 f"{heavy[0]['n_items']} items, seeds {seeds}. Accuracy ± half-width of its 95% bootstrap interval; "
-                f"Δ is the paired difference to sequential (classifier readout). PSNR, SSIM, calls (signal/logits/classifier) "
+                f"Δ is the paired difference to sequential (classifier readout). {', '.join(map(_metric_head, metrics))}{', ' if metrics else ''}calls (signal/logits/classifier) "
                 f"and seconds per item at severity {sevs[-1]:g} ({level[sevs[-1]]}).", "", _table(header, body), ""]
     if results.get("settings"):
         out += ["## Settings", "", *(f"- {k}: {json.dumps(v, default=str)}" for k, v in results["settings"].items()), ""]

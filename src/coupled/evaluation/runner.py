@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..domains.registry import get_domain
 from ..engine import COUPLED, item_generators, readouts, run_method
 from ..errors import CoupledError
-from .metrics import psnr, ssim
 
 CORRUPTION_SEED = 12345  # the seed of the fixed corrupted splits every method is evaluated on
 DETERMINISTIC = ("noisy", "finetuned_classifier")  # no sampling: one seed is all there is
@@ -62,7 +62,8 @@ def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
     if not specs:
         return {}
     prepared = {s.label: bundle.prepare(s.method, s.options) for s in specs}
-    out = {s.label: {"correct_logits": [], "pred": [], "psnr": [], "ssim": [], "x_hat": [], "calls": None,
+    metrics = get_domain(getattr(bundle, "domain", None)).signal_metrics  # per-item quality of x_hat
+    out = {s.label: {"correct_logits": [], "pred": [], **{k: [] for k in metrics}, "x_hat": [], "calls": None,
                      "seconds": 0.0} for s in specs}
     for b, i in enumerate(range(0, len(degraded), batch_size)):
         d = degraded[i:i + batch_size].to(device)
@@ -84,8 +85,8 @@ def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
                 o["correct_logits"].append((res.prediction("logits").cpu() == y).numpy())
             if res.x_hat is not None:
                 x = res.x_hat.cpu()
-                o["psnr"].append(psnr(x, clean[i:i + batch_size]).numpy())
-                o["ssim"].append(ssim(x, clean[i:i + batch_size]).numpy())
+                for k, metric in metrics.items():
+                    o[k].append(metric(x, clean[i:i + batch_size]).numpy())
                 if keep_x_hat:
                     o["x_hat"].append(x)
             o["calls"] = dict(res.calls)  # per item: one batched call of a network serves every item once
@@ -98,7 +99,7 @@ def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
         results[spec.label] = {
             "correct_logits": cat("correct_logits") if "logits" in ro else None,
             "correct_classifier": pred == labels.numpy() if "classifier" in ro else None,
-            "pred": pred, "psnr": cat("psnr"), "ssim": cat("ssim"), "calls": o["calls"],
+            "pred": pred, **{k: cat(k) for k in metrics}, "calls": o["calls"],
             "seconds_per_item": o["seconds"] / len(degraded),
             "x_hat": torch.cat(o["x_hat"]) if o["x_hat"] else None,
         }
@@ -119,8 +120,7 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
     severity and seed; deterministic methods run on the first seed only), and rows for
     `report.plot_examples` (heavy severity, first seed, items where a coupled method changed the answer).
     """
-    from ..domains.image.corruptions import corrupt
-
+    domain = get_domain(getattr(bundle, "domain", None))
     device = torch.device(device)
     specs = list(specs)
     labels = [s.label for s in specs]
@@ -135,13 +135,14 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
     for name, level, sev, seed in bar:
         bar.set_postfix_str(f"{name}/{level} seed {seed}")
         if key != (name, level):
-            key, degraded = (name, level), corrupt(data.images, name, sev, corruption_seed)
+            key, degraded = (name, level), domain.corrupt_set(data.signals, name, sev, corruption_seed)
         first = seed == seeds_for_level(level)[0]
         todo = [s for s in specs if first or s.method not in DETERMINISTIC]
-        outcomes = run_specs(bundle, data.images, data.labels, degraded, todo, seed, batch_size, device,
+        outcomes = run_specs(bundle, data.signals, data.labels, degraded, todo, seed, batch_size, device,
                              keep_x_hat=first and level == "heavy")
         if first and level == "heavy":
-            examples += _example_rows(name, sev, data, degraded, outcomes, {s.label: s.method for s in todo}, n_examples)
+            examples += _example_rows(name, sev, data, degraded, outcomes, {s.label: s.method for s in todo}, n_examples,
+                                      domain.example_panel)
         for spec in todo:
             r = outcomes[spec.label]
             records.append({"method": spec.label, "base_method": spec.method, "settings": dict(spec.options),
@@ -150,8 +151,9 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
     return records, examples
 
 
-def _example_rows(name, sev, data, degraded, outcomes, methods: dict, n):
-    """Items where a coupled method's answer differs from sequential's: clean / degraded / each x_hat."""
+def _example_rows(name, sev, data, degraded, outcomes, methods: dict, n, panel):
+    """Items where a coupled method's answer differs from sequential's: clean / degraded / each x_hat, each drawn
+    by the domain's `panel` (signal -> picture)."""
     seq = outcomes.get("sequential")
     coupled = [label for label, m in methods.items() if m in COUPLED]
     if seq is None:
@@ -165,10 +167,10 @@ def _example_rows(name, sev, data, degraded, outcomes, methods: dict, n):
         idx = idx[np.linspace(0, len(idx) - 1, n).round().astype(int)]
     for i in idx:
         label = int(data.labels[i])
-        panels = [(f"clean ({label})", data.images[i, 0].numpy()), (f"{name} {sev:g}", degraded[i, 0].numpy())]
+        panels = [(f"clean ({label})", panel(data.signals[i])), (f"{name} {sev:g}", panel(degraded[i]))]
         for m in ("sequential", *coupled):
             if outcomes[m]["x_hat"] is not None:
                 pred = int(outcomes[m]["pred"][i])
-                panels.append((f"{m}: {pred}{'' if pred == label else ' (wrong)'}", outcomes[m]["x_hat"][i, 0].numpy()))
+                panels.append((f"{m}: {pred}{'' if pred == label else ' (wrong)'}", panel(outcomes[m]["x_hat"][i])))
         rows.append({"title": f"item {i}, label {label}", "panels": panels})
     return rows

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..domains.registry import domain_of, get_domain
 from ..engine import Coupling, Denoiser, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
 from .checkpoint import atomic_write_text, read_json, record_in_manifest, remove_stale_temporaries, verify_outputs
@@ -15,20 +16,13 @@ from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
 
 
 def load_splits(cfg: dict) -> dict:
-    """train / val / test ImageSets of the config's data section."""
-    from ..domains.image.data import load_dataset, load_mnist5k, stratified_split
-
-    data = dict(cfg["data"])
-    kind = data.pop("kind", "mnist5k")
-    if kind == "mnist5k":
-        return load_mnist5k(**data)
-    full = load_dataset(kind, **{k: v for k, v in data.items() if k != "seed"})
-    parts = stratified_split(full.labels, (0.7, 0.1, 0.2), data.get("seed", 0))
-    return {name: full.subset(idx) for name, idx in zip(("train", "val", "test"), parts)}
+    """train / val / test splits of the config's data section, from the config's domain."""
+    return domain_of(cfg).load_splits(cfg)
 
 
 def _net_meta(kind: str, net, cfg: dict) -> dict:
-    meta = {"kind": kind, "net": net.cfg.to_dict()}
+    domain = domain_of(cfg)
+    meta = {"kind": kind, "domain": domain.name, "arch": domain.arch_of(kind, net), "net": net.cfg.to_dict()}
     if kind == "classifier":
         meta["logit_scale"] = cfg["classifier"]["logit_scale"]
     else:
@@ -38,25 +32,31 @@ def _net_meta(kind: str, net, cfg: dict) -> dict:
 
 
 def _frozen_classifier(output: Path, cfg: dict) -> FrozenClassifier:
-    from ..domains.image.models import load_net
+    from ..bundle import load_net
 
-    net, meta = load_net(output, "classifier", "classifier")
+    net, meta = load_net(output, "classifier", "classifier", domain_of(cfg).name)
     return FrozenClassifier(net, meta["net"]["num_classes"], meta.get("logit_scale", 0.8))
 
 
 def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
     """Networks, frozen helpers and metadata of one stage; earlier stages' outputs are loaded from `output`."""
-    from ..domains.image.models import build_net, load_net, wrap_denoiser
+    from ..bundle import build_net, wrap_denoiser
+    from ..bundle import load_net as _load_net
+
+    domain = domain_of(cfg).name
+
+    def load_net(folder, name, kind):
+        return _load_net(folder, name, kind, domain)
 
     def sized(section: str, kind: str):
         net_cfg = {"num_classes": cfg["classifier"]["net"].get("num_classes", 10), **cfg[section]["net"]}
-        return build_net(kind, net_cfg)
+        return build_net(kind, net_cfg, domain)
 
     px = process_from_dict(cfg["signal"]["process"])
     py = process_from_dict(cfg["logits"]["process"])
     torch.manual_seed(cfg["seed"] * 1009 + STAGES.index(stage))  # network initialisation is part of the seed's results
     if stage == "classifier":
-        net = build_net("classifier", cfg["classifier"]["net"])
+        net = build_net("classifier", cfg["classifier"]["net"], domain)
         return StageSetup(stage, cfg, {"classifier": net}, {"classifier": _net_meta("classifier", net, cfg)})
     if stage == "signal":
         net = sized("signal", "signal")
@@ -73,7 +73,7 @@ def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
     if stage == "card":
         pc = process_from_dict(cfg["card"]["process"])
         net = sized("card", "logits")
-        meta = {"kind": "logits", "net": net.cfg.to_dict(), "process": pc.to_dict(), "prediction": cfg["card"]["prediction"]}
+        meta = {**_net_meta("logits", net, cfg), "process": pc.to_dict(), "prediction": cfg["card"]["prediction"]}
         return StageSetup(stage, cfg, {"card": net}, {"card": meta}, {"classifier": classifier, "logit_process": pc})
     if stage == "logits":
         sig_net, smeta = load_net(output, "signal_pretrained", "signal")
@@ -91,7 +91,7 @@ def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
     if ff:
         # the nets being trained, wrapped as the strategies see them, with the sampling chains: joint_loss runs
         # one round of Alternating with them to get a finished y_hat (the weights are shared, not copied)
-        from ..domains.image.models import chains_from_sampling
+        from ..bundle import chains_from_sampling
 
         frozen["coupling"] = Coupling(classifier, wrap_denoiser("signal", sig_net, smeta), wrap_denoiser("logits", log_net, lmeta),
                                       *chains_from_sampling(px, py, cfg["sampling"]))
@@ -99,9 +99,11 @@ def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
 
 
 @torch.no_grad()
-def clean_accuracy(classifier: torch.nn.Module, data, batch: int = 500) -> float:
+def clean_accuracy(classifier: torch.nn.Module, data, batch: int = 500, domain=None) -> float:
+    """The classifier's accuracy on a clean split, its logits read out by `domain` (default: argmax)."""
+    readout = get_domain(domain).readout
     classifier.eval()
-    hits = sum((classifier(data.images[i:i + batch]).argmax(-1) == data.labels[i:i + batch]).sum().item()
+    hits = sum((readout(classifier(data.signals[i:i + batch])) == data.labels[i:i + batch]).sum().item()
                for i in range(0, len(data), batch))
     return hits / len(data)
 
@@ -173,8 +175,8 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         if summary["rank"] != 0:
             continue
         if stage == "classifier":
-            summary["val_accuracy"] = clean_accuracy(setup.nets["classifier"], splits["val"])
-            summary["test_accuracy"] = clean_accuracy(setup.nets["classifier"], splits["test"])
+            summary["val_accuracy"] = clean_accuracy(setup.nets["classifier"], splits["val"], domain=domain_of(cfg))
+            summary["test_accuracy"] = clean_accuracy(setup.nets["classifier"], splits["test"], domain=domain_of(cfg))
         if stage == "joint":
             write_pipeline(cfg, output)
         summary["wall_seconds"] = round(time.time() - started, 1)

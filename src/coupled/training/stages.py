@@ -49,10 +49,12 @@ def step_generator(seed: int, stage: str, step: int, rank: int = 0) -> torch.Gen
     return torch.Generator().manual_seed(int(state))
 
 
-def random_corruption(images: torch.Tensor, train_severity: dict, generator: torch.Generator) -> torch.Tensor:
-    """Each item gets a corruption drawn uniformly from `train_severity` and a severity uniform in its range."""
-    from ..domains.image.corruptions import corruption_from_config
+def random_corruption(images: torch.Tensor, train_severity: dict, generator: torch.Generator, domain=None) -> torch.Tensor:
+    """Each item gets a corruption drawn uniformly from `train_severity` and a severity uniform in its range;
+    corruptions are resolved by `domain` (a name or Domain; default image)."""
+    from ..domains.registry import get_domain
 
+    corruption_from_config = get_domain(domain).corruption
     names = sorted(train_severity)
     which = torch.randint(0, len(names), (images.shape[0],), generator=generator)
     u = torch.rand(images.shape[0], generator=generator)
@@ -235,7 +237,7 @@ def _loader(setup: StageSetup, data, step_offset: int, total: int):
     from torch.utils.data import DataLoader, TensorDataset
 
     sampler = StepBatchSampler(len(data), setup.hp["batch_size"], setup.cfg["seed"], step_offset, total)
-    return DataLoader(TensorDataset(data.images, data.labels), batch_sampler=sampler, num_workers=0)
+    return DataLoader(TensorDataset(data.signals, data.labels), batch_sampler=sampler, num_workers=0)
 
 
 def _quiet_lightning(verbose: bool) -> None:
@@ -314,10 +316,21 @@ def finetuned_loss(m, batch, g):
     """The reference row's classifier: fine-tuned on labelled corrupted digits (a `clean_fraction` of each
     batch stays clean), drawn from the same corruption distribution the denoisers train on."""
     x, y = batch
-    d = random_corruption(x, m.setup_.cfg["corruptions"]["train_severity"], g)
-    keep = (torch.rand(x.shape[0], generator=g) < m.setup_.hp["clean_fraction"]).to(x.device)[:, None, None, None]
+    d = _corrupted(m, x, g)
+    keep = _per_item((torch.rand(x.shape[0], generator=g) < m.setup_.hp["clean_fraction"]).to(x.device), x)
     logits = m.nets["classifier"](torch.where(keep, x, d))
     return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
+
+
+def _per_item(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-item [B] tensor shaped to broadcast over items `like` [B, ...]."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _corrupted(m, s, g):
+    """The batch `s` degraded as training draws it: the config's train_severity, the config's domain."""
+    cfg = m.setup_.cfg
+    return random_corruption(s, cfg["corruptions"]["train_severity"], g, cfg.get("domain"))
 
 
 def _noised(process, x0, g, center=None, t=None):
@@ -330,7 +343,7 @@ def _noised(process, x0, g, center=None, t=None):
 def signal_loss(m, batch, g):
     cfg = m.setup_.cfg
     s = batch[0]
-    d = random_corruption(s, cfg["corruptions"]["train_severity"], g)
+    d = _corrupted(m, s, g)
     proc, pred = m.frozen["signal_process"], cfg["signal"]["prediction"]
     x_t, t, noise = _noised(proc, s, g, center=d)
     out = m.nets["signal"](x_t, proc.network_time(t), observation=d, logits=None)
@@ -358,7 +371,7 @@ def card_loss(m, batch, g):
     """CARD for this setting: the logit net learns norm(f(s)) from the degraded input alone (its features and
     the classifier's logits of it), z = d always, as `logits_only` samples it."""
     s = batch[0]
-    d = random_corruption(s, m.setup_.cfg["corruptions"]["train_severity"], g)
+    d = _corrupted(m, s, g)
     loss, y0_hat, y0 = _logit_branch(m, m.nets["card"], s, d, d, g, logits_process=m.frozen["logit_process"],
                                      prediction=m.setup_.hp["prediction"])
     return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
@@ -367,13 +380,13 @@ def card_loss(m, batch, g):
 def logit_loss(m, batch, g):
     cfg = m.setup_.cfg
     s = batch[0]
-    d = random_corruption(s, cfg["corruptions"]["train_severity"], g)
+    d = _corrupted(m, s, g)
     # z as sampling will show it: the degraded input, signal estimates x0_hat at random times, the clean signal
     sig = m.frozen["signal_denoiser"]
     x_t, t, _ = _noised(sig.process, s, g, center=d)
     with torch.no_grad():
         x0 = sig(x_t, t, center=d, observation=d, logits=None)
-    which = torch.randint(0, 3, (s.shape[0],), generator=g).to(s.device)[:, None, None, None]
+    which = _per_item(torch.randint(0, 3, (s.shape[0],), generator=g).to(s.device), s)
     z = torch.where(which == 0, d, torch.where(which == 1, x0, s))
     loss, y0_hat, y0 = _logit_branch(m, m.nets["logits"], s, d, z, g)
     return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
@@ -395,7 +408,7 @@ def joint_loss(m, batch, g):
     cfg = m.setup_.cfg
     jc = cfg["joint"]
     s = batch[0]
-    d = random_corruption(s, cfg["corruptions"]["train_severity"], g)
+    d = _corrupted(m, s, g)
     px, py = m.frozen["signal_process"], m.frozen["logit_process"]
     B = s.shape[0]
     u = torch.rand(B, generator=g).to(s.device)  # trajectory position: 1 = prior, 0 = data
@@ -406,7 +419,7 @@ def joint_loss(m, batch, g):
     with torch.no_grad():  # the previous step's estimate, as Parallel's evidence after the switch
         prev = x0_from_output(cfg["signal"]["prediction"], sig_net(x_t, px.network_time(t_x), observation=d, logits=None),
                               x_t, t_x, px, d).clamp(-1, 1)
-    before_switch = (u > 1 - jc["switch_fraction"])[:, None, None, None]
+    before_switch = _per_item(u > 1 - jc["switch_fraction"], s)
     z = torch.where(before_switch, d, prev)
     loss_y, y0_hat, y0 = _logit_branch(m, m.nets["logits"], s, d, z, g, t=t_y)
     keep = torch.rand(B, generator=g).to(s.device) >= jc["null_dropout"]

@@ -11,16 +11,15 @@ the result does not depend on how the data set was split into batches.
 
 from __future__ import annotations
 
-import importlib
 import math
 import numbers
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...errors import CoupledError
+from ..registry import Registry, corrupt_items, import_object
 
 __all__ = [
     "Corruption",
@@ -37,7 +36,7 @@ __all__ = [
 
 Corruption = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
 
-CORRUPTIONS: dict[str, Corruption] = {}
+CORRUPTIONS: dict[str, Corruption] = Registry("image corruption")
 
 # Placeholders: to be re-chosen on validation data (so that "light/medium/heavy" mean comparable accuracy drops).
 DEFAULT_SEVERITIES: dict[str, dict[str, float]] = {
@@ -151,30 +150,13 @@ def corruption_from_config(spec: str) -> Corruption:
         if spec not in CORRUPTIONS:
             raise CoupledError(f"unknown corruption {spec!r}; choose one of: {', '.join(sorted(CORRUPTIONS))}, or give 'module.path:function'")
         return CORRUPTIONS[spec]
-    mod_name, _, attr = spec.partition(":")
-    if not mod_name or not attr:
-        raise CoupledError(f"corruption {spec!r} is not of the form 'module.path:function'; e.g. my_pkg.corruptions:jpeg")
-    try:
-        module = importlib.import_module(mod_name)
-    except Exception as e:  # an import can fail with anything raised by the user's module body
-        raise CoupledError(f"cannot import module {mod_name!r} for corruption {spec!r} ({type(e).__name__}: {e}); check the module is on PYTHONPATH and imports cleanly") from e
-    fn = module
-    for part in attr.split("."):  # allow "module:Class.method"
-        if not hasattr(fn, part):
-            raise CoupledError(f"module {mod_name!r} has no attribute {attr!r} for corruption {spec!r}; check the function name after ':'")
-        fn = getattr(fn, part)
+    fn = import_object(spec, f"corruption {spec!r}", "function")
     if not callable(fn):
         raise CoupledError(f"{spec!r} is a {type(fn).__name__}, not a function; point it at a corruption (images, severity, generator) -> Tensor")
     return fn
 
 
 # ---------------------------------------------------------------------------------------------- data sets
-def _item_generator(seed: int, index: int, device: torch.device) -> torch.Generator:
-    # SeedSequence hashes (seed, index) so nearby seeds/indices do not give correlated torch streams.
-    state = int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
-    return torch.Generator(device=device).manual_seed(state)
-
-
 def corrupt(images: torch.Tensor, name: str, severity: float, seed: int, *, first_index: int = 0) -> torch.Tensor:
     """Corrupt the data set slice `images` [N, C, H, W] with corruption `name` (registered name or
     "module.path:function") at `severity`. Item i uses its own generator seeded from (`seed`,
@@ -183,14 +165,4 @@ def corrupt(images: torch.Tensor, name: str, severity: float, seed: int, *, firs
     fn = corruption_from_config(name)
     x = _check_images(images)
     _check_severity(severity, name)
-    for label, v in (("seed", seed), ("first_index", first_index)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-            raise CoupledError(f"{label} must be a non-negative integer, got {v!r}; pass e.g. {label}=0")
-    out = []
-    for i in range(x.shape[0]):
-        y = fn(x[i : i + 1], severity, _item_generator(int(seed), int(first_index) + i, x.device))
-        if not isinstance(y, torch.Tensor) or y.shape != x[i : i + 1].shape:
-            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise CoupledError(f"corruption {name!r} returned {got} for input shape {tuple(x[i : i + 1].shape)}; return a tensor of the input's shape")
-        out.append(y.to(torch.float32))
-    return torch.cat(out) if out else x.clone()
+    return corrupt_items(fn, x, name, severity, seed, first_index)

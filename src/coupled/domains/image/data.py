@@ -25,6 +25,8 @@ import torch
 
 from coupled.errors import CoupledError
 
+from ..registry import check_num_classes  # noqa: F401 (its home was here)
+
 __all__ = [
     "ImageSet",
     "check_num_classes",
@@ -57,6 +59,11 @@ class ImageSet:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def signals(self) -> torch.Tensor:
+        """The images, under the name the domain-neutral code uses."""
+        return self.images
 
     def subset(self, indices) -> ImageSet:
         """Return the images at `indices` (a sequence, numpy array or tensor of ints) as a new ImageSet."""
@@ -163,21 +170,6 @@ def stratified_split(labels, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed:
         for part, chunk in zip(parts, np.split(idx, bounds[:-1])):
             part.append(chunk)
     return [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]
-
-
-def check_num_classes(data: ImageSet, num_classes: int) -> None:
-    """Raise CoupledError unless a classifier with `num_classes` outputs can score every label of `data`.
-
-    Args:
-        data: the data set to check.
-        num_classes: number of outputs (logits) of the classifier.
-    """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise CoupledError(f"num_classes must be a positive integer, got {num_classes!r}; pass the classifier's output count")
-    needed = max(data.num_classes, int(data.labels.max()) + 1 if len(data) else 0)
-    if needed > num_classes:
-        raise CoupledError(f"data set {data.name} has {needed} classes but the classifier outputs {num_classes}; "
-                           f"pass a classifier with {needed} outputs or the matching data set")
 
 
 # ---------------------------------------------------------------------------------------------- MNIST-5k

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import CoupledError
+from ..registry import Registry  # noqa: F401 (Registry was defined here)
 from .audio import SAMPLE_RATE
 
 ACTIVE_FRAME = 320  # 20 ms
@@ -181,28 +182,7 @@ def reverberate(speech: np.ndarray, room: Room) -> np.ndarray:
 Degradation = Callable[..., np.ndarray]
 
 
-class Registry(dict):
-    """name -> degradation; a duplicate name is an error, an unknown one names the valid ones."""
-
-    def register(self, name: str, fn: Degradation | None = None):
-        def add(f):
-            if name in self:
-                raise CoupledError(f"a speech degradation named '{name}' is already registered; pick another name")
-            self[name] = f
-            return f
-
-        return add(fn) if fn is not None else add
-
-    def __getitem__(self, name):
-        if name not in self:
-            raise CoupledError(f"unknown speech degradation '{name}'; valid: {', '.join(sorted(self))}")
-        return super().__getitem__(name)
-
-    def names(self) -> list[str]:
-        return sorted(self)
-
-
-DEGRADATIONS = Registry()
+DEGRADATIONS = Registry("speech degradation")
 
 
 def _noise(kind):

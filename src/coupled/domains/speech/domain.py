@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import CoupledError
+from ..registry import Domain, register_domain
 
 
 def _networks() -> dict:
@@ -15,10 +16,11 @@ def _networks() -> dict:
 
 
 @dataclass(frozen=True)
-class SpeechDomain:
-    """The speech domain's interface.
+class SpeechDomain(Domain):
+    """The speech domain's interface, registered as "speech".
 
-    name: "speech"; tasks: digits (WER) and keywords (accuracy); sample_rate: 16 kHz.
+    name: "speech"; tasks: digits (WER) and keywords (accuracy); sample_rate: 16 kHz. Its commands are its
+    own (the frozen recogniser is its only trained network so far): train, evaluate, calibrate, data.
     """
 
     name: str = "speech"
@@ -26,6 +28,18 @@ class SpeechDomain:
     splits: tuple = ("train", "val", "test")
     sample_rate: int = 16000
     input_suffixes: tuple = field(default=(".wav", ".flac", ".ogg"))
+    commands = ("train", "evaluate", "calibrate", "data")
+
+    # ---- config
+    def config_defaults(self) -> dict:
+        from .config import SPEECH_DEFAULTS
+
+        return SPEECH_DEFAULTS
+
+    def make_config(self, user: dict) -> dict:
+        from .config import make_speech_config
+
+        return make_speech_config(user)
 
     # ---- data
     def build_data(self, corpus: dict | None = None, root=None, progress: bool = True) -> Path:
@@ -59,15 +73,16 @@ class SpeechDomain:
         """role -> {architecture name -> nn.Module class}."""
         return _networks()
 
-    def build_network(self, role: str, arch: str, **config):
+    def build_network(self, role: str, arch: str | None = None, config: dict | None = None, **kwargs):
         nets = self.networks
         if role not in nets:
             raise CoupledError(f"the speech domain has no network role '{role}'; valid: {', '.join(nets)}")
+        arch = arch or next(iter(nets[role]))
         if arch not in nets[role]:
             raise CoupledError(f"unknown speech {role} architecture '{arch}'; valid: {', '.join(nets[role])}")
         from .recogniser import RecogniserConfig
 
-        return nets[role][arch](RecogniserConfig.from_dict(config))
+        return nets[role][arch](RecogniserConfig.from_dict({**(config or {}), **kwargs}))
 
     def load_classifier(self, folder):
         """The frozen recogniser of a bundle folder (safetensors + JSON)."""
@@ -109,4 +124,35 @@ class SpeechDomain:
         return read_audio(path)
 
 
-SPEECH = SpeechDomain()
+    # ---- commands
+    def run_train(self, cfg: dict, *, progress=True, **ignored) -> list:
+        """Train the frozen recogniser (the generic stages' options do not apply)."""
+        from .train import train_from_config
+
+        return [train_from_config(cfg, progress=progress)]
+
+    def run_evaluate(self, cfg: dict, *, checkpoint=None, split=None, out="runs/eval", max_items=None,
+                     corruptions=None, levels=None, methods=None, seeds=None, picks=None, results_path=None,
+                     progress=True) -> str:
+        from .evaluate import evaluate_speech, speech_report
+
+        if levels:
+            raise CoupledError("speech rows are per SNR and RT60, not per level; drop --levels")
+        results = evaluate_speech(cfg, checkpoint=checkpoint, split=split, out=out, max_items=max_items,
+                                  corruptions=corruptions, methods=methods, progress=progress, results_path=results_path)
+        return speech_report(results)
+
+    def run_calibrate(self, cfg: dict, *, progress=True) -> str:
+        import json
+
+        from .calibrate import calibrate_levels
+
+        return json.dumps(calibrate_levels(cfg, progress=progress), indent=1)
+
+    def run_data(self, *, config, root=None, workers=2, progress=True) -> str:
+        from .corpus import build_from_config
+
+        return f"speech corpus: {build_from_config(config, root=root, workers=workers, progress=progress)}"
+
+
+SPEECH = register_domain(SpeechDomain())

@@ -1,0 +1,203 @@
+"""Load a checkpoint folder of any domain into a `Coupling`: the `Bundle` strategies run on.
+
+A checkpoint folder holds `classifier`, `signal` and `logits` (each `.safetensors` + `.json`) and
+`pipeline.json` (the sampling settings validated as best). Nothing is pickled; no flags are retyped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from .domains.registry import DEFAULT_DOMAIN, get_domain
+from .engine import Chain, Coupling, Denoiser, FrozenClassifier, GuidedLogits, process_from_dict
+from .errors import CoupledError
+from .training.checkpoint import load_state, load_weights, read_json
+
+ROLES = ("classifier", "signal", "logits")
+
+
+def build_net(kind: str, net_cfg: dict, domain=None, arch: str | None = None):
+    """A fresh network of `kind` ('classifier', 'signal' or 'logits') from its config dict, built by `domain`
+    (a name or Domain; default image) with architecture `arch` (default: the domain's for that role)."""
+    if kind not in ROLES:
+        raise CoupledError(f"unknown network kind {kind!r}; choose classifier, signal or logits")
+    return get_domain(domain).build_network(kind, arch, net_cfg)
+
+
+def wrap_denoiser(kind: str, net, meta: dict) -> Denoiser:
+    """The x0_hat denoiser of a trained network, from the JSON metadata saved beside its weights."""
+    process = process_from_dict(meta["process"])
+    if kind == "signal":
+        return Denoiser(net, process, meta["prediction"], clip=(-1.0, 1.0))
+    return Denoiser(net, process, meta["prediction"], pass_center=process.kind == "centred")
+
+
+def load_net(folder, name: str, kind: str | None = None, domain=None):
+    """Load `<folder>/<name>` into a fresh network; returns (net in eval mode, its JSON metadata). The network is
+    built by the domain and architecture its JSON records (`domain`, `arch`), else by `domain` (default image)."""
+    tensors, meta = load_weights(folder, name)
+    kind = kind or meta.get("kind", name)
+    if "net" not in meta:
+        raise CoupledError(f"{Path(folder) / (name + '.json')} has no 'net' config; re-create it with `coupled train`")
+    net = build_net(kind, meta["net"], meta.get("domain", domain), meta.get("arch"))
+    load_state(net, tensors, str(Path(folder) / f"{name}.safetensors"))
+    return net.eval().requires_grad_(False), meta
+
+
+# Networks of the baselines (stages card, finetuned, sequential), loaded on first use when the folder has them.
+SIGNAL_NETS = {"joint": "signal", "pretrained": "signal_pretrained", "sequential": "signal_sequential"}
+# Evaluation-level methods that are not strategies of the engine: (the engine method they run, what they swap)
+REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
+# Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
+BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta")
+
+
+@dataclass
+class Bundle:
+    """A loaded checkpoint folder: what strategies need, plus the sampling settings saved with it."""
+
+    coupling: Coupling
+    sampling: dict
+    meta: dict
+    signal_net: torch.nn.Module | None = None  # the unguided signal network inside coupling.signal_denoiser
+    folder: Path | None = None
+    domain: str = DEFAULT_DOMAIN  # the registered domain whose networks these are
+    _extra: dict = field(default_factory=dict, repr=False)  # lazily loaded baseline networks, by file name
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def to(self, device):
+        self.device = torch.device(device)
+        for part in (self.coupling.classifier, self.coupling.signal_denoiser, self.coupling.logit_denoiser,
+                     *self._extra.values()):
+            if part is not None:
+                part.to(device)
+        return self
+
+    def _net(self, name: str, kind: str):
+        """A baseline network of the folder (loaded once), with its metadata."""
+        if name not in self._extra:
+            if self.folder is None or not (self.folder / f"{name}.safetensors").is_file():
+                stage = {"card": "card", "classifier_finetuned": "finetuned", "signal_sequential": "sequential"}.get(name, "signal")
+                raise CoupledError(f"{self.folder} has no {name}.safetensors; train it with "
+                                   f"`coupled train CONFIG --stages {stage}`")
+            net, meta = load_net(self.folder, name, kind, self.domain)
+            self._extra[name] = net.to(self.device)
+            self.meta[name] = meta
+        return self._extra[name], self.meta[name]
+
+    def prepare(self, method: str, options: dict) -> tuple[Coupling, str, dict]:
+        """The coupling `method` runs with, the engine method that runs it, and the strategy's options.
+
+        Bundle-level options: `signal_guidance` (a method's own weight overrides the global one, never the
+        ablation `signal_logits: false`), `signal_net` ('joint', 'pretrained' or 'sequential': which trained
+        signal denoiser; baselines may pick theirs on validation), `signal_eta` (the signal chain's eta).
+        `card` runs with the CARD logit net, `finetuned_classifier` is `noisy` with the fine-tuned classifier.
+        """
+        options = dict(options)
+        coupling = self.coupling
+        net_name = options.pop("signal_net", "joint")
+        if net_name not in SIGNAL_NETS:
+            raise CoupledError(f"unknown signal_net {net_name!r}; choose one of: {', '.join(SIGNAL_NETS)}")
+        w = options.pop("signal_guidance", None)
+        if net_name != "joint" or w is not None:
+            net, meta = (self.signal_net, self.meta["signal"]) if net_name == "joint" else self._net(SIGNAL_NETS[net_name], "signal")
+            weight = signal_guidance({**self.sampling, **({} if w is None else {"signal_guidance": w})})
+            coupling = replace(coupling, signal_denoiser=guided_signal_denoiser(net, weight, meta).to(self.device))
+        eta = options.pop("signal_eta", None)
+        if eta is not None:
+            coupling = replace(coupling, signal_chain=replace(coupling.signal_chain, eta=eta))
+        if method == "card":
+            net, meta = self._net("card", "logits")
+            coupling = replace(coupling, logit_denoiser=wrap_denoiser("logits", net, meta),
+                               logit_chain=replace(coupling.logit_chain, process=process_from_dict(meta["process"])))
+        if method in REFERENCE_METHODS:
+            net, _ = self._net("classifier_finetuned", "classifier")
+            c = coupling.classifier
+            coupling = replace(coupling, classifier=FrozenClassifier(net, c.num_classes, c.logit_scale))
+            method = REFERENCE_METHODS[method]
+        return coupling, method, options
+
+    def for_method(self, options: dict) -> tuple[Coupling, dict]:
+        """`prepare` for a strategy of the engine: (its coupling, its options)."""
+        coupling, _, options = self.prepare("", options)
+        return coupling, options
+
+
+def signal_guidance(sampling: dict) -> float:
+    """The guidance weight of a `sampling` section (`signal_logits: false` means 0)."""
+    w = sampling.get("signal_guidance", 1.0)
+    if not isinstance(w, (int, float)) or isinstance(w, bool) or w != w or w < 0:
+        raise CoupledError(f"sampling.signal_guidance must be a number >= 0 (1 = plain conditioning), got {w!r}")
+    return 0.0 if not sampling.get("signal_logits", True) else float(w)
+
+
+def guided_signal_denoiser(net, guidance: float, meta: dict) -> Denoiser:
+    """The x0_hat denoiser of signal network `net` sampled with guidance weight `guidance` (1: the net as is)."""
+    return wrap_denoiser("signal", net if guidance == 1.0 else GuidedLogits(net, guidance), meta)
+
+
+def chains_from_sampling(signal_process, logit_process, sampling: dict) -> tuple[Chain, Chain]:
+    """The two chain recipes of a `sampling` config section."""
+
+    def chain(process, opts):
+        opts = dict(opts)
+        return Chain(process, opts.pop("steps"), opts.pop("sampler"), **opts)
+
+    return chain(signal_process, sampling["signal"]), chain(logit_process, sampling["logits"])
+
+
+def load_bundle(folder, sampling: dict | None = None, classifier=None, num_classes: int | None = None,
+                domain=None) -> Bundle:
+    """Load classifier, signal and logit denoisers from `folder` (the user may pass their own classifier module).
+    `domain`: the domain whose networks the folder holds when its JSON does not say (default image)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CoupledError(f"no such checkpoint folder: {folder}; pass a folder written by `coupled train`")
+    pipeline = read_json(folder / "pipeline.json") if (folder / "pipeline.json").is_file() else {}
+    sampling = sampling or pipeline.get("sampling")
+    if sampling is None:
+        raise CoupledError(f"{folder} has no pipeline.json with sampling settings; run `coupled train` to completion")
+    domain = get_domain(domain).name
+    if classifier is None:
+        classifier, cmeta = load_net(folder, "classifier", "classifier", domain)
+        domain = cmeta.get("domain", domain)
+        scale = cmeta.get("logit_scale", 0.8)
+        num_classes = cmeta["net"].get("num_classes", num_classes)
+    else:
+        scale = pipeline.get("logit_scale", 0.8)
+    sig_net, smeta = load_net(folder, "signal", "signal", domain)
+    log_net, lmeta = load_net(folder, "logits", "logits", domain)
+    domain = smeta.get("domain", domain)
+    if num_classes is not None and lmeta["net"].get("num_classes") not in (None, num_classes):
+        raise CoupledError(
+            f"the logit denoiser in {folder} was trained for {lmeta['net']['num_classes']} classes but the classifier "
+            f"has {num_classes}; use the checkpoint trained with this classifier"
+        )
+    signal = guided_signal_denoiser(sig_net, signal_guidance(sampling), smeta)
+    logits = wrap_denoiser("logits", log_net, lmeta)
+    sc, lc = chains_from_sampling(signal.process, logits.process, sampling)
+    coupling = Coupling(FrozenClassifier(classifier, num_classes, scale), signal, logits, sc, lc)
+    return Bundle(coupling, sampling, {"pipeline": pipeline, "signal": smeta, "logits": lmeta}, sig_net, folder, domain)
+
+
+def default_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def checkpoint_domain(folder):
+    """The registered domain whose networks a checkpoint folder holds (its classifier JSON's `domain`; image
+    for folders written before it was recorded, or without a readable classifier JSON)."""
+    folder = Path(folder)
+    meta = {}
+    if (folder / "classifier.json").is_file():
+        try:
+            meta = read_json(folder / "classifier.json")
+        except CoupledError:
+            meta = {}  # the command that loads the folder names the problem
+    return get_domain(meta.get("domain") if isinstance(meta, dict) else None)
