@@ -112,7 +112,7 @@ def make_config(user: dict | None = None, domain=None) -> dict:
     domain = get_domain(domain)
     corruption_from_config = domain.corruption
     defaults = domain.config_defaults()
-    cfg = validate(_merge(defaults, user or {}, ""), defaults, FREE_FORM)
+    cfg = validate(_merge(defaults, user or {}, ""), defaults, FREE_FORM, data_kinds=domain.data_kinds)
     for section in ("severities", "train_severity"):  # resolved now, not when a later stage first needs one
         for name in cfg["corruptions"][section]:
             try:

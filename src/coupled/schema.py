@@ -97,17 +97,19 @@ def check_value(key: str, default, value) -> None:
                 _fail(key, f"be a non-empty list of integer seeds in [0, {SEED_MAX}]", value)
 
 
-def _check_free_form(key: str, name: str, value) -> None:
+def _check_free_form(key: str, name: str, value, data_kinds=DATA_KINDS) -> None:
     if name == "data":
         if not isinstance(value, dict):
             _fail(key, "be a mapping with a 'kind'", value)
+        if data_kinds is None:  # the domain checks its own data section (Domain.data_kinds is None)
+            return
         kind = value.get("kind", "mnist5k")
-        if kind not in DATA_KINDS:
-            _fail(f"{key}.kind", "be one of " + ", ".join(DATA_KINDS), kind)
-        extra = sorted(set(value) - DATA_KINDS[kind])
+        if kind not in data_kinds:
+            _fail(f"{key}.kind", "be one of " + ", ".join(data_kinds), kind)
+        extra = sorted(set(value) - data_kinds[kind])
         if extra:
             raise CoupledError(f"unknown config key '{key}.{extra[0]}' for data kind {kind!r}; valid keys there: "
-                               f"{', '.join(sorted(DATA_KINDS[kind]))}")
+                               f"{', '.join(sorted(data_kinds[kind]))}")
         if "seed" in value:
             check_value(f"{key}.seed", 0, value["seed"])
     elif name in ("net", "process", "calibration", "methods"):
@@ -135,17 +137,18 @@ def _check_free_form(key: str, name: str, value) -> None:
                 _fail(f"{key}.{corruption}", "be [low, high] with 0 <= low <= high", pair)
 
 
-def validate(cfg: dict, defaults: dict, free_form: set, where: str = "") -> dict:
+def validate(cfg: dict, defaults: dict, free_form: set, where: str = "", data_kinds=DATA_KINDS) -> dict:
     """Check every key of `cfg` (already merged with `defaults`, unknown keys refused) against the schema the
-    defaults imply; returns `cfg`."""
+    defaults imply; returns `cfg`. `data_kinds`: the `data` section's kinds and their keys (the image domain's;
+    None leaves the section to its domain)."""
     for key, default in defaults.items():
         if key not in cfg:
             continue
         value, dotted = cfg[key], f"{where}{key}"
         if key in free_form:
-            _check_free_form(dotted, key, value)
+            _check_free_form(dotted, key, value, data_kinds)
         elif isinstance(default, dict):
-            validate(value, default, free_form, dotted + ".")
+            validate(value, default, free_form, dotted + ".", data_kinds)
         else:
             check_value(dotted, default, value)
     return cfg

@@ -154,6 +154,8 @@ class Domain:
     splits: tuple = ("train", "val", "test")
     # the `coupled` commands this domain serves (`run_<command>`); the generic pipeline's by default
     commands: tuple = ("train", "evaluate", "reproduce")
+    # the config's `data` section: kind -> its allowed keys (None: the domain's `load_splits` checks it)
+    data_kinds: dict | None = None
     # role -> architecture used when a checkpoint's JSON names none (checkpoints written before `arch` was saved)
     default_arch: dict = {}
 
@@ -337,6 +339,7 @@ def _load_builtins() -> None:
 
 def register_domain(domain: Domain) -> Domain:
     """Add `domain` under `domain.name`; a second domain of the same name is an error. Returns `domain`."""
+    _load_builtins()  # the built-in names are taken first, whatever registers before the registry's first use
     if not isinstance(domain, Domain):
         raise CoupledError(f"register_domain takes a coupled.domains.registry.Domain, got {type(domain).__name__}")
     if not isinstance(domain.name, str) or not domain.name.strip() or ":" in domain.name:

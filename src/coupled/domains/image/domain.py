@@ -21,6 +21,12 @@ class ImageDomain(Domain):
     commands = ("train", "evaluate", "reproduce", "calibrate", "demo", "classify", "bench")
     default_arch = {"classifier": "digit_cnn", "signal": "signal_unet", "logits": "logit_net"}
 
+    @property
+    def data_kinds(self) -> dict:
+        from ...schema import DATA_KINDS
+
+        return DATA_KINDS
+
     # ---- data
     def load_splits(self, cfg: dict) -> dict:
         """train / val / test ImageSets of the config's data section."""
