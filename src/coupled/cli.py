@@ -112,6 +112,7 @@ def cmd_bench(args) -> None:
     from .evaluation.bench import run_bench
 
     cfg = load_config(args.config, args.set)
+    _domain(cfg, "bench")
     command = " ".join(["coupled bench", *([args.config] if args.config != "configs/mnist.yaml" else []),
                         *(["--quick"] if args.quick else []), *(f"--set {k}={v}" for k, v in args.set),
                         *(f"--{k} {getattr(args, k)}" for k in ("checkpoint", "threads") if getattr(args, k)),

@@ -85,7 +85,7 @@ def check_seed(seed, what: str = "seed") -> int:
 
 
 def _device(device) -> torch.device:
-    from .domains.image.models import default_device
+    from .bundle import default_device
 
     if device is None:
         return default_device()
@@ -137,7 +137,7 @@ class CoupledPipeline:
     @classmethod
     def from_pretrained(cls, folder, *, classifier: torch.nn.Module | None = None, device=None, sampling: dict | None = None):
         """Load `folder` (written by `coupled train`); pass `classifier` to use your own module instead of ours."""
-        from .domains.image.models import load_bundle
+        from .bundle import load_bundle
 
         dev = _device(device)  # before the weights are read
         _check_bundle_files(folder, sampling)

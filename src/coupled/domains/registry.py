@@ -32,6 +32,7 @@ __all__ = ["Domain", "Registry", "LabelledSignals", "register_domain", "get_doma
 DEFAULT_DOMAIN = "image"
 # the domains shipped with the library, imported (and so registered) on the registry's first use, in this order
 _BUILTIN = ("coupled.domains.image.domain", "coupled.domains.speech.domain", "coupled.domains.gaussian")
+_BUILTIN_NAMES = ("image", "speech", "gaussian")  # listed first, in this order, whichever was imported first
 _DOMAINS: dict[str, "Domain"] = {}
 _loaded = False
 
@@ -356,9 +357,11 @@ def unregister_domain(name: str) -> None:
 
 
 def domain_names(command: str | None = None) -> list[str]:
-    """The registered domains' names, in registration order (those serving `command` when given)."""
+    """The registered domains' names, the built-in ones first, then in registration order (those serving
+    `command` when given)."""
     _load_builtins()
-    return [n for n, d in _DOMAINS.items() if command is None or command in d.commands]
+    names = [n for n in _BUILTIN_NAMES if n in _DOMAINS] + [n for n in _DOMAINS if n not in _BUILTIN_NAMES]
+    return [n for n in names if command is None or command in _DOMAINS[n].commands]
 
 
 def get_domain(name: str | None = None) -> Domain:
@@ -369,14 +372,14 @@ def get_domain(name: str | None = None) -> Domain:
     if isinstance(name, Domain):
         return name
     if not isinstance(name, str):
-        raise CoupledError(f"a domain is named by a string, got {type(name).__name__}; valid: {', '.join(_DOMAINS)}")
+        raise CoupledError(f"a domain is named by a string, got {type(name).__name__}; valid: {', '.join(domain_names())}")
     if ":" in name:
         obj = import_object(name, f"domain {name!r}", "DOMAIN")
         if not isinstance(obj, Domain):
             raise CoupledError(f"{name!r} is a {type(obj).__name__}, not a coupled Domain")
         return _DOMAINS.get(obj.name) if _DOMAINS.get(obj.name) is obj else register_domain(obj)
     if name not in _DOMAINS:
-        raise CoupledError(f"unknown domain '{name}'; valid: {', '.join(_DOMAINS)}")
+        raise CoupledError(f"unknown domain '{name}'; valid: {', '.join(domain_names())}")
     return _DOMAINS[name]
 
 

@@ -133,7 +133,7 @@ class _TimedBundle:
 
 def available_methods(bundle) -> tuple[list[str], dict]:
     """The methods this bundle can run, and {skipped method: why} for those whose nets the folder lacks."""
-    from ..domains.image.models import REFERENCE_METHODS
+    from ..bundle import REFERENCE_METHODS
     from ..engine import METHODS
 
     needs = {"card": "card", "finetuned_classifier": "classifier_finetuned"}
@@ -240,7 +240,7 @@ def _throughput_worker(job: dict) -> dict:
 
     import numpy as np
 
-    from ..domains.image.models import load_bundle
+    from ..bundle import load_bundle
     from ..engine import item_generators, run_method
     from .runner import sampling_seeds
 
@@ -343,7 +343,7 @@ def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="benchmark
     import torch
 
     from ..domains.image.corruptions import corrupt
-    from ..domains.image.models import load_bundle
+    from ..bundle import load_bundle
     from ..training.checkpoint import atomic_write_text
     from ..training.run import load_splits
     from .runner import CORRUPTION_SEED

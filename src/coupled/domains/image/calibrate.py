@@ -43,11 +43,11 @@ def _targets_and_top(name: str, cfg: dict, classifier, val, seed: int) -> tuple[
 def calibrate(cfg: dict, iterations: int = 14, seed: int = 777) -> dict:
     """{corruption: {level: severity}} for every corruption the config names (in `severities` or
     `train_severity`), and the validation accuracy measured at each, by bisection."""
-    from ...training.run import load_splits
-    from .models import load_net
+    from ...bundle import load_net
+    from .domain import IMAGE
 
-    classifier, _ = load_net(cfg["output"], "classifier", "classifier")
-    val = load_splits(cfg)["val"]
+    classifier, _ = load_net(cfg["output"], "classifier", "classifier", IMAGE.name)
+    val = IMAGE.load_splits(cfg)["val"]
     names = list(dict.fromkeys([*cfg["corruptions"]["severities"], *cfg["corruptions"]["train_severity"]]))
     severities, measured, all_targets = {}, {}, {}
     for name in names:
