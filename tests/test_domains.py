@@ -1,0 +1,54 @@
+"""The domain registry: the built-in domains register themselves, old import paths keep working, and each
+built-in answers the interface the generic code asks of it."""
+
+import pytest
+import torch
+
+from coupled.domains.registry import Domain, domain_names, get_domain, register_domain
+from coupled.errors import CoupledError
+
+
+def test_builtin_domains_are_registered_in_order():
+    assert domain_names()[:3] == ["image", "speech", "gaussian"]
+    assert domain_names("demo")[:2] == ["image", "gaussian"] and "speech" in domain_names("data")
+    with pytest.raises(CoupledError, match=r"^unknown domain 'sonar'; valid: image, speech, gaussian"):
+        get_domain("sonar")
+    with pytest.raises(CoupledError, match="already registered"):
+        register_domain(type(get_domain("image"))())
+    with pytest.raises(CoupledError, match="takes a coupled.domains.registry.Domain"):
+        register_domain(object())
+
+
+def test_image_domain_answers_the_interface():
+    image = get_domain()
+    assert image.name == "image" and get_domain("image") is image
+    net = image.build_network("classifier", None, {"width": 8})
+    assert image.arch_of("classifier", net) == "digit_cnn"
+    with pytest.raises(CoupledError, match="valid: digit_cnn"):
+        image.build_network("classifier", "resnet")
+    with pytest.raises(CoupledError, match="valid: classifier, signal, logits"):
+        image.build_network("vocoder")
+    assert set(image.signal_metrics) == {"psnr", "ssim"}
+    assert image.readout(torch.tensor([[0.1, 2.0, -1.0]])).tolist() == [1]
+    assert image.task_score("digits", [1, 2], [1, 3]) == 0.5
+    with pytest.raises(CoupledError, match="already registered"):
+        image.corruptions.register("pixel_noise", lambda x, s, g: x)
+    x = torch.zeros(2, 1, 28, 28)
+    from coupled.domains.image.corruptions import corrupt
+
+    assert torch.equal(image.corrupt_set(x, "pixel_noise", 0.3, 5), corrupt(x, "pixel_noise", 0.3, 5))
+    assert image.example_panel(x[0]).shape == (28, 28)
+    with pytest.raises(CoupledError, match="no `coupled data`"):
+        image.check_command("data")
+
+
+def test_old_import_paths_keep_working():
+    from coupled import bundle
+    from coupled.domains.image import models
+    from coupled.domains.image.data import check_num_classes
+    from coupled.domains.speech.degrade import DEGRADATIONS, Registry
+
+    assert models.load_bundle is bundle.load_bundle and models.Bundle is bundle.Bundle
+    assert models.chains_from_sampling is bundle.chains_from_sampling
+    assert isinstance(DEGRADATIONS, Registry) and callable(check_num_classes)
+    assert isinstance(get_domain("speech"), Domain) and get_domain("speech").task_metric("digits") == "wer"
