@@ -72,7 +72,8 @@ class ClassifierGradient(torch.nn.Module):
             with torch.enable_grad():
                 x = x0.detach().requires_grad_(True)
                 log_p = torch.log_softmax(module(x).float(), dim=-1)
-                (grad,) = torch.autograd.grad((torch.softmax(logits.float(), dim=-1) * log_p).sum(), x)
+                target = logits.argmax(dim=-1, keepdim=True)  # the logits' class (their softmax is near flat)
+                (grad,) = torch.autograd.grad(log_p.gather(-1, target).sum(), x)
         finally:
             for m, mode in modes:
                 m.training = mode
