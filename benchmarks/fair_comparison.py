@@ -2,6 +2,7 @@
 
     # 1. every candidate configuration of every method, interleaved, on the validation split (heavy severity)
     .venv/bin/python benchmarks/fair_comparison.py val  [--max-items 500]      # -> docs/results/fair_val.json
+    .venv/bin/python benchmarks/fair_comparison.py val --merge                # add the grid's new candidates, timed beside anchors
     # 2. the picks on the test split, three sampling seeds, with the cost-matched headline; the same as
     #    coupled evaluate configs/mnist.yaml --picks docs/results/fair_val.json --out docs/results/image --results docs/results/image.json
     .venv/bin/python benchmarks/fair_comparison.py test [--levels heavy ...]   # -> docs/results/image.json, docs/results/image/
@@ -40,6 +41,13 @@ def _subset(data, n):
     return data
 
 
+def _twin(spec) -> dict:
+    """The options of the configuration a merged candidate is timed beside: its lever undone (gradient
+    guidance off, the joint signal net)."""
+    o = {k: v for k, v in spec.options.items() if k != "classifier_gradient"}
+    return {**o, "signal_net": "joint"} if "signal_net" in o else o
+
+
 def run_val(cfg, args):
     bundle = load_bundle(cfg["output"], sampling=cfg["sampling"]).to(default_device(cfg["device"]))
     data = _subset(load_splits(cfg)["val"], args.max_items)
@@ -47,10 +55,14 @@ def run_val(cfg, args):
     grid = fair.candidate_grid(cfg["sampling"].get("signal_guidance", 3.0))
     net = lambda s: s.options.get("signal_net", "joint")  # noqa: E731
     specs = [s for s in grid if net(s) in args.nets]
-    if args.merge:  # a second run: the same configurations on the joint net run beside them as timing anchors
-        anchors = [s for s in grid if net(s) == "joint" and any(
-            {**a.options, "signal_net": "joint"} == s.options and a.method == s.method for a in specs)]
-        specs = anchors + [s for s in specs if s not in anchors]
+    if args.merge:  # only the candidates the file lacks, with the configurations they vary run beside them as timing anchors
+        old = json.loads(VAL.read_text())
+        known = {r["label"] for r in old["candidates"]}
+        new = [s for s in specs if s.label not in known]
+        if not new:
+            raise SystemExit(f"{VAL} already has every candidate of the grid; nothing to merge")
+        anchors = [a for a in grid if a.label in known and any(a.method == s.method and a.options == _twin(s) for s in new)]
+        specs = anchors + new
     started = time.time()
     with torch.no_grad():
         records, _ = evaluate(bundle, data, sev, specs=specs, seeds_for_level=lambda lv: [0],
@@ -58,20 +70,18 @@ def run_val(cfg, args):
     table = fair.candidate_table(records)
     runs = [{"nets": list(args.nets), "candidates": len(specs), "eval_seconds": round(time.time() - started, 1)}]
     if args.merge:
-        old = json.loads(VAL.read_text())
-        new_labels = {r["label"] for r in table}
-        anchor = [r for r in table if r["settings"].get("signal_net", "joint") == "joint"]
+        first = {(o["label"], o["readout"]): o["seconds_per_item"] for o in old["candidates"]}
+        anchor_labels = {a.label for a in anchors}
         runs = old["runs"] + [{**runs[0], "anchors": [{"label": r["label"], "readout": r["readout"],
                                                        "seconds_this_run": r["seconds_per_item"],
-                                                       "seconds_first_run": next(o["seconds_per_item"] for o in old["candidates"]
-                                                                                 if o["label"] == r["label"] and o["readout"] == r["readout"])}
-                                                      for r in anchor]}]
-        table = old["candidates"] + [dict(r, run=len(runs)) for r in table
-                                     if r["settings"].get("signal_net", "joint") != "joint" and r["label"] in new_labels]
+                                                       "seconds_first_run": first[(r["label"], r["readout"])]}
+                                                      for r in table if r["label"] in anchor_labels]}]
+        table = old["candidates"] + [dict(r, run=len(runs)) for r in table if r["label"] not in anchor_labels]
     fair.dump({"split": "val", "n_items": len(data), "seeds": [0], "severities": sev,
                "selection_rule": "highest validation accuracy over the readouts a method has; ties to the cheaper; "
                                  "cost-matched baseline: the best baseline whose measured validation seconds per item "
-                                 "are not higher than the coupled pick's (candidates interleaved batch by batch in one run)",
+                                 "are not higher than the coupled pick's (candidates interleaved batch by batch in one run; "
+                                 "a merged run's candidates are timed beside anchors, recorded under runs)",
                "runs": runs, "candidates": table, "picks": fair.select(table)}, VAL)
     print(f"wrote {VAL}: {len(specs)} candidates, {time.time() - started:.0f} s")
 
@@ -100,6 +110,14 @@ LEVERS = [
      f"nested[signal_steps=1,logit_steps=10,{_NEST}]", f"nested[signal_steps=1,logit_steps=10,{_NEST},refresh_from=0.3,refresh_signal_steps=1]"),
     ("guidance weight 3 instead of 1: Parallel (1 signal step)",
      f"parallel[signal_steps=1,logit_steps=5,{_SW},signal_guidance=1.0]", f"parallel[signal_steps=1,logit_steps=5,{_SW},signal_guidance=3.0]"),
+    ("gradient guidance through the classifier, 0.03: Parallel (1 signal step, 5 logit steps)",
+     f"parallel[signal_steps=1,logit_steps=5,{_SW},signal_guidance=1.0]",
+     f"parallel[signal_steps=1,logit_steps=5,{_SW},signal_guidance=1.0,classifier_gradient=0.03]"),
+    ("gradient guidance through the classifier, 0.03: Alternating (R=2, 1 signal step, M=3)",
+     "alternating[rounds=2,signal_steps=1,logit_steps=5,logit_samples=3]",
+     "alternating[rounds=2,signal_steps=1,logit_steps=5,logit_samples=3,classifier_gradient=0.03]"),
+    ("gradient guidance through the classifier, 0.03: Nested (2 signal steps, 5 logit steps)",
+     f"nested[signal_steps=2,logit_steps=5,{_NEST}]", f"nested[signal_steps=2,logit_steps=5,{_NEST},classifier_gradient=0.03]"),
     ("baseline: sequential on its own equal-budget denoiser instead of the joint one (1 step)",
      "sequential[signal_net=joint,signal_steps=1,signal_eta=1.0]", "sequential[signal_net=sequential,signal_steps=1,signal_eta=1.0]"),
     ("baseline: 3 sequential trajectories averaged instead of 1 (1 step, joint net)",
@@ -147,7 +165,8 @@ def main() -> None:
     p.add_argument("--nets", nargs="+", default=["joint", "pretrained", "sequential"],
                    help="(val) only candidates on these signal nets")
     p.add_argument("--merge", action="store_true",
-                   help="(val) add these candidates to the existing file, with joint-net twins run beside them as timing anchors")
+                   help="(val) run only the grid's candidates the file lacks and add them, with the configurations "
+                        "they vary run beside them as timing anchors")
     args = p.parse_args()
     cfg = load_config(args.config)
     {"val": run_val, "test": run_test, "tables": tables}[args.phase](cfg, args)

@@ -20,9 +20,13 @@ def test_gaussian_demo_prints_every_method():
 @pytest.mark.skipif(not (ROOT / "checkpoints/mnist/pipeline.json").is_file(), reason="bundled models not built")
 def test_image_demo_on_bundled_models(tmp_path):
     out = run_cli("demo", "--items", "30", "--out", tmp_path / "demo", "--quiet", cwd=ROOT).stdout
-    assert "pixel_noise" in out and "| sequential" in out  # the demo runs the headline's rows (configs/mnist.yaml demo.picks)
+    # the demo runs the cost-matched headline's rows of the validation picks
+    val = json.loads((ROOT / "docs/results/fair_val.json").read_text())
+    assert "pixel_noise" in out and "Cost-matched headline" in out
     res = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert res["clean"]["value"] > 0.9 and {r["n_items"] for r in res["rows"]} == {30}
+    assert [h["coupled"]["method"] for h in res["headline"]] == [p["coupled"]["method"] for p in val["picks"].values()]
+    assert {"noisy", "sequential"} <= {r["method"] for r in res["rows"]}
     assert (tmp_path / "demo" / "examples.png").stat().st_size > 5000
 
 

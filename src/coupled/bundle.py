@@ -13,6 +13,7 @@ import torch
 
 from .domains.registry import DEFAULT_DOMAIN, get_domain
 from .engine import Chain, Coupling, Denoiser, FrozenClassifier, GuidedLogits, process_from_dict
+from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
 from .training.checkpoint import load_state, load_weights, read_json
 
@@ -52,7 +53,7 @@ SIGNAL_NETS = {"joint": "signal", "pretrained": "signal_pretrained", "sequential
 # Evaluation-level methods that are not strategies of the engine: (the engine method they run, what they swap)
 REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
 # Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
-BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta")
+BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient")
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Bundle:
         Bundle-level options: `signal_guidance` (a method's own weight overrides the global one, never the
         ablation `signal_logits: false`), `signal_net` ('joint', 'pretrained' or 'sequential': which trained
         signal denoiser; baselines may pick theirs on validation), `signal_eta` (the signal chain's eta).
+        `classifier_gradient` (a number >= 0: gradient guidance through the frozen classifier, `ClassifierGradient`).
         `card` runs with the CARD logit net, `finetuned_classifier` is `noisy` with the fine-tuned classifier.
         """
         options = dict(options)
@@ -109,6 +111,11 @@ class Bundle:
         eta = options.pop("signal_eta", None)
         if eta is not None:
             coupling = replace(coupling, signal_chain=replace(coupling.signal_chain, eta=eta))
+        grad = options.pop("classifier_gradient", None)
+        if grad is not None:  # gradient guidance through the frozen classifier (beyond the paper)
+            if isinstance(grad, bool) or not isinstance(grad, (int, float)) or not 0 <= grad < float("inf"):
+                raise CoupledError(f"classifier_gradient must be a number >= 0 (RMS step of x0_hat), got {grad!r}")
+            coupling = replace(coupling, signal_denoiser=ClassifierGradient(coupling.signal_denoiser, coupling.classifier, grad))
         if method == "card":
             net, meta = self._net("card", "logits")
             coupling = replace(coupling, logit_denoiser=wrap_denoiser("logits", net, meta),

@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     da.add_argument("domain", choices=domain_names("data"))
     da.add_argument("--config", default="configs/speech.yaml", help="its `corpus` and `data.root` keys (if the file exists)")
     da.add_argument("--root", default=None, help="output folder (default: data.root, else ~/.cache/coupled-diffusion)")
-    da.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    da.add_argument("--workers", type=count(1, 256), default=2, help="synthesis processes")
     mf = add("manifest", cmd_manifest, "seal a checkpoint folder: write manifest.json with every file's sha256",
              config=False)
     mf.add_argument("folder", help="checkpoint folder, e.g. checkpoints/mnist")

@@ -28,6 +28,9 @@ def test_grid_tunes_baselines_and_coupled_separately_with_unique_labels():
     assert {1, 2, 3, 5, 10} <= seq_steps
     par = [s.options for s in grid if s.method == "parallel"]
     assert any(o["signal_steps"] != o["logit_steps"] for o in par)  # the two step counts are separate knobs
+    # gradient guidance through the classifier is tried on every coupled strategy, never on a baseline
+    guided = {s.method for s in grid if "classifier_gradient" in s.options}
+    assert guided == {"parallel", "alternating", "nested"}
 
 
 def test_select_picks_on_accuracy_and_matches_cost():

@@ -118,6 +118,29 @@ def test_equal_cost_baselines_and_reference_rows_through_the_runner(trained):
     assert sorted(r["method"] for r in only) == ["finetuned_classifier", "noisy"]
 
 
+def test_gradient_guidance_through_the_classifier_is_a_bundle_option(trained):
+    """`classifier_gradient` wraps the signal denoiser of any coupled strategy: 0 is the strategy itself, a
+    positive step changes its signal estimate, a bad value is one clear error."""
+    import torch
+
+    from coupled.domains.image.models import load_bundle
+    from coupled.errors import CoupledError
+    from coupled.evaluation.runner import MethodSpec, run_specs
+
+    _, ckpt = trained
+    bundle = load_bundle(ckpt)
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    opts = {"rounds": 2, "signal_steps": 1, "logit_steps": 2}
+    specs = [MethodSpec(f"g{g}", "alternating", {**opts, "classifier_gradient": g}) for g in (0.0, 0.5)]
+    specs.append(MethodSpec("plain", "alternating", opts))
+    out = run_specs(bundle, x, torch.zeros(6, dtype=torch.long), x, specs, seed=0, batch_size=6, device=torch.device("cpu"),
+                    keep_x_hat=True)
+    assert torch.equal(out["g0.0"]["x_hat"], out["plain"]["x_hat"])
+    assert not torch.equal(out["g0.5"]["x_hat"], out["plain"]["x_hat"])
+    with pytest.raises(CoupledError, match="classifier_gradient"):
+        bundle.prepare("alternating", {"classifier_gradient": -1})
+
+
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
     steps = 40
     a, b = tmp_path / "a", tmp_path / "b"

@@ -93,6 +93,8 @@ OPTION_ROWS = [
     (["train", "{cfg}", "--stages", "pretrain"], "--stages"),
     (["train", "{dir}/missing.yaml"], "no such config file"),
     (["evaluate", "{cfg}", "--max-items", "-5"], "--max-items"),
+    (["data", "speech", "--workers", "0"], "--workers"),
+    (["data", "speech", "--workers", "-2"], "--workers"),
     (["evaluate", "{cfg}", "--max-items", "0"], "--max-items"),
     (["evaluate", "{cfg}", "--results", "{dir}"], "--results"),
     (["evaluate", "{cfg}", "--out", "{file}"], "--out"),

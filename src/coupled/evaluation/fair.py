@@ -44,7 +44,8 @@ def candidate_grid(guidance: float = 3.0) -> list[MethodSpec]:
     denoiser (joint-trained, pre-trained, or its own equal-budget null-token one); one_step per denoiser;
     purification over noising time and steps; the ensemble over K and steps; CARD and the logit-only
     baseline over logit steps and samples. Coupled: signal and logit steps separately, Parallel's
-    guidance, Alternating's rounds and logit samples, Nested's refresh schedule cold and warm-started."""
+    guidance, Alternating's rounds and logit samples, Nested's refresh schedule cold and warm-started, and
+    gradient guidance through the classifier on each strategy's cheapest strong configuration."""
     nets = ("joint", "pretrained", "sequential")
     specs = [_spec("noisy", {}), _spec("finetuned_classifier", {})]
     for net, steps in itertools.product(nets, (1, 2, 3, 5, 10)):
@@ -72,6 +73,14 @@ def candidate_grid(guidance: float = 3.0) -> list[MethodSpec]:
         if warm:
             opts.update(refresh_from=0.3, refresh_signal_steps=1)
         specs.append(_spec("nested", opts))
+    # gradient guidance through the frozen classifier (beyond the paper; issue 7 part 2), on each strategy's
+    # cheapest strong configuration: x0_hat moved `classifier_gradient` RMS units towards the logits' class
+    gradient = [("parallel", {"signal_steps": 1, "logit_steps": 5, "switch_fraction": 0.5, "signal_guidance": 1.0}, (0.03, 0.1)),
+                ("alternating", {"rounds": 2, "signal_steps": 1, "logit_steps": 5, "logit_samples": 3}, (0.03, 0.1, 0.3)),
+                ("nested", {"signal_steps": 2, "logit_steps": 5, "refresh_every": 2, "refresh_window": [0.5, 1.0]}, (0.03, 0.1))]
+    for method, opts, scales in gradient:
+        for scale in scales:
+            specs.append(_spec(method, {**opts, "classifier_gradient": scale}))
     return specs
 
 
@@ -190,7 +199,7 @@ def dump(obj, path) -> None:
 def _settings(s: dict) -> str:
     short = {"signal_steps": "Nx", "logit_steps": "Ny", "signal_net": "net", "signal_eta": "eta", "noise_fraction": "t*",
              "logit_samples": "M", "signal_guidance": "w", "switch_fraction": "switch", "refresh_every": "every",
-             "refresh_from": "warm", "refresh_signal_steps": "Nr", "rounds": "R", "k": "K"}
+             "refresh_from": "warm", "refresh_signal_steps": "Nr", "rounds": "R", "k": "K", "classifier_gradient": "grad"}
     return ", ".join(f"{short.get(k, k)}={v}" for k, v in s.items() if k != "refresh_window") or "-"
 
 

@@ -17,7 +17,7 @@ ESPEAK_RATE = 22050
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
 _PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
-INSTALL_HINT = "pip install espeakng-loader (or pip install 'coupled-diffusion[speech]')"
+INSTALL_HINT = "pip install espeakng-loader (a dependency of coupled-diffusion: reinstall it with pip install -e .)"
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
