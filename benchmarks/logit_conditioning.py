@@ -23,20 +23,14 @@ import torch
 from coupled.config import load_config
 from coupled.domains.image.corruptions import corrupt
 from coupled.domains.image.models import load_bundle
-from coupled.engine import item_generators
+from coupled.engine import item_generators, signal_trajectory
 from coupled.evaluation.runner import CORRUPTION_SEED, sampling_seeds
 from coupled.training.run import load_splits
 
 
 def trajectory(bundle, d, logits, seed):
-    coupling = bundle.coupling
-    chain, den = coupling.signal_chain, coupling.signal_denoiser
     gens = item_generators(sampling_seeds(seed, 0, len(d)))
-    state = chain.start(d.shape, gens, center=d, device=d.device)
-    step = lambda x, t, center=None: den(x, t, center=center, observation=d, logits=logits)  # noqa: E731
-    while not chain.done(state):
-        state = chain.step(state, step, gens)
-    return state.x
+    return signal_trajectory(bundle.coupling, d, gens, logits=logits)
 
 
 @torch.no_grad()

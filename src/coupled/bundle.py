@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 
 from .domains.registry import DEFAULT_DOMAIN, get_domain
-from .engine import Chain, Coupling, Denoiser, FrozenClassifier, GuidedLogits, process_from_dict
+from .engine import (
+    METHODS, Chain, Coupling, Denoiser, FrozenClassifier, GuidedLogits, method_options, process_from_dict,
+)
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
 from .training.checkpoint import load_state, load_weights, read_json
@@ -54,6 +56,14 @@ SIGNAL_NETS = {"joint": "signal", "pretrained": "signal_pretrained", "sequential
 REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
 # Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
 BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient")
+
+
+def method_settings(method: str) -> list[str]:
+    """The options `sampling.methods.METHOD` may set: the engine method's own, then BUNDLE_OPTIONS."""
+    engine_method = REFERENCE_METHODS.get(method, method)
+    if engine_method not in METHODS:
+        raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join((*METHODS, *REFERENCE_METHODS))}")
+    return [*method_options(engine_method), *BUNDLE_OPTIONS]
 
 
 @dataclass

@@ -94,7 +94,9 @@ def _merge(base: dict, user: dict, where: str) -> dict:
         if isinstance(base[key], dict) and key not in FREE_FORM:
             if not isinstance(value, dict):
                 raise CoupledError(f"config key '{where}{key}' must be a mapping, got {type(value).__name__}")
-            out[key] = _merge(base[key], value, f"{where}{key}.")
+            from .schema import section_defaults  # a sampling chain's options are those of its sampler
+
+            out[key] = _merge(section_defaults(f"{where}{key}", base[key], value), value, f"{where}{key}.")
         elif key == "methods" and isinstance(value, dict):  # options per method: a user's entry replaces that method's
             out[key] = {**base[key], **value}
         else:

@@ -116,9 +116,20 @@ def _check_free_form(key: str, name: str, value, data_kinds=DATA_KINDS) -> None:
         if not isinstance(value, dict):
             _fail(key, "be a mapping", value)
         if name == "methods":
+            from .bundle import REFERENCE_METHODS, method_settings
+            from .engine import METHODS
+
             for method, opts in value.items():
+                if method not in METHODS and method not in REFERENCE_METHODS:
+                    raise CoupledError(f"unknown config key '{key}.{method}': no such method; choose one of: "
+                                       f"{', '.join((*METHODS, *REFERENCE_METHODS))}")
                 if not isinstance(opts, dict):
                     _fail(f"{key}.{method}", "be a mapping of method options", opts)
+                valid = method_settings(method)
+                unknown = sorted(set(opts) - set(valid))
+                if unknown:
+                    raise CoupledError(f"unknown config key '{key}.{method}.{unknown[0]}' (an option method {method!r} "
+                                       f"does not take); valid keys there: {', '.join(valid)}")
     elif name == "severities":
         if not isinstance(value, dict) or not value:
             _fail(key, "be a mapping corruption -> {light, medium, heavy}", value)
@@ -137,6 +148,31 @@ def _check_free_form(key: str, name: str, value, data_kinds=DATA_KINDS) -> None:
                 _fail(f"{key}.{corruption}", "be [low, high] with 0 <= low <= high", pair)
 
 
+CHAIN_SECTIONS = ("sampling.signal", "sampling.logits")
+
+
+def section_defaults(key: str, default: dict, user) -> dict:
+    """The defaults config section `key` merges with and is checked against: `default`, except for a sampling
+    chain, whose options are those of the sampler it names (a `pc` chain takes corrector_steps and snr, a
+    `ddim` chain eta, `ddpm` none). An option of another sampler is a CoupledError naming the valid ones."""
+    if key not in CHAIN_SECTIONS or not isinstance(user, dict):
+        return default
+    from .engine.samplers import SAMPLER_OPTIONS
+
+    sampler = user.get("sampler", default["sampler"])
+    if not isinstance(sampler, str) or sampler not in SAMPLER_OPTIONS:
+        return default  # the choices check names the valid samplers
+    every = {name for options in SAMPLER_OPTIONS.values() for name in options}
+    if sampler != default["sampler"]:
+        kept = {k: v for k, v in default.items() if k not in every}
+        default = {**kept, "sampler": sampler, **SAMPLER_OPTIONS[sampler]}
+    wrong = sorted(set(user) & (every - set(SAMPLER_OPTIONS[sampler])))
+    if wrong:
+        raise CoupledError(f"config key {key}.{wrong[0]} is not an option of sampler {sampler!r}; its options: "
+                           f"{', '.join(SAMPLER_OPTIONS[sampler]) or 'none'}; remove it from the config file")
+    return default
+
+
 def validate(cfg: dict, defaults: dict, free_form: set, where: str = "", data_kinds=DATA_KINDS) -> dict:
     """Check every key of `cfg` (already merged with `defaults`, unknown keys refused) against the schema the
     defaults imply; returns `cfg`. `data_kinds`: the `data` section's kinds and their keys (the image domain's;
@@ -148,7 +184,7 @@ def validate(cfg: dict, defaults: dict, free_form: set, where: str = "", data_ki
         if key in free_form:
             _check_free_form(dotted, key, value, data_kinds)
         elif isinstance(default, dict):
-            validate(value, default, free_form, dotted + ".", data_kinds)
+            validate(value, section_defaults(dotted, default, value), free_form, dotted + ".", data_kinds)
         else:
             check_value(dotted, default, value)
     return cfg

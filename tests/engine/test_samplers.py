@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from coupled.engine import (
-    CentredProcess, Chain, ChainState, Denoiser, VPProcess, output_from_x0, process_from_dict, sample,
-    training_target, x0_from_output,
+    CentredProcess, Chain, ChainState, Denoiser, VPProcess, ddim_step, ddpm_step, output_from_x0, process_from_dict,
+    sample, training_target, x0_from_output,
 )
 from coupled.engine.gaussian import GaussianPrior, linear_gaussian_posterior
 from coupled.errors import CoupledError
@@ -59,6 +59,57 @@ def test_parity_with_diffusers(schedule, name, kind, eta):
             ours, _ = ddpm_step(denoise, process, ref, grid[i], grid[i + 1], generator=gen_ours)
             ref = sched.step(out, t, ref, generator=gen_ref).prev_sample
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+
+
+def _step_errors(kind, spacing, S, clip=None, use_clipped_model_output=False, T=1000):
+    """Per step, from the same input state: max |ours - diffusers'| (as docs/engine.md states parity)."""
+    process = VPProcess(T, "cosine")
+    common = {"num_train_timesteps": T, "beta_schedule": "squaredcos_cap_v2", "clip_sample": clip is not None,
+              "timestep_spacing": spacing}
+    if kind == "ddim":
+        sched = diffusers.DDIMScheduler(**common, set_alpha_to_one=True)
+    else:
+        sched = diffusers.DDPMScheduler(**common)
+    sched.set_timesteps(S)
+    grid = process.grid(S, spacing=spacing)
+    assert grid[:-1].long().tolist() == sched.timesteps.tolist()  # the same grid times; the steps may differ
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2, 4, 4, generator=g)
+    net = _eps_network(process, 1.5 * torch.randn(3, 2, 4, 4, generator=g),  # x0 partly outside [-1, 1]
+                       [torch.randn(3, 2, 4, 4, generator=g) for _ in range(S)])
+    ref, errors = x.clone(), []
+    for i, t in enumerate(sched.timesteps):
+        denoise = Denoiser(lambda x, tt, i=i: net(x, torch.round(tt[0] * T), i), process, "eps", clip=clip)
+        if kind == "ddim":
+            ours, _ = ddim_step(denoise, process, ref, grid[i], grid[i + 1])
+            nxt = sched.step(net(ref, t, i), t, ref, eta=0.0, use_clipped_model_output=use_clipped_model_output)
+        else:
+            ours, _ = ddpm_step(denoise, process, ref, grid[i], grid[i + 1], generator=torch.Generator().manual_seed(i))
+            nxt = sched.step(net(ref, t, i), t, ref, generator=torch.Generator().manual_seed(i))
+        errors.append((ours - nxt.prev_sample).abs().max().item())
+        ref = nxt.prev_sample
+    return errors
+
+
+def test_ddim_parity_on_the_trailing_grid_holds_when_the_step_count_divides_T():
+    # float32 round-off near t = 999, where x0_hat = (x - sigma eps) / a divides by a ~ 0.003, allows 1e-3
+    for S in (10, 8):
+        assert max(_step_errors("ddim", "trailing", S)) < 1e-3
+    # S = 3 of 1000: grid 999, 666, 332. diffusers' DDIM steps by T // S (666 -> 333), the engine to the next
+    # grid time (666 -> 332); the first and last steps agree
+    errors = _step_errors("ddim", "trailing", 3)
+    assert errors[0] < 1e-3 and errors[2] < 1e-3 and errors[1] > 0.1
+    # diffusers' DDPM steps to the next grid time, as the engine does, on any grid
+    assert max(_step_errors("ddpm", "trailing", 3)) < 1e-3
+
+
+def test_clipped_denoiser_matches_diffusers_use_clipped_model_output():
+    clip = (-1.0, 1.0)
+    for spacing in ("leading", "trailing"):
+        assert max(_step_errors("ddim", spacing, 10, clip, use_clipped_model_output=True)) < 1e-5
+        # diffusers' default re-uses the network's unclipped eps for the direction; the engine re-derives it
+        assert max(_step_errors("ddim", spacing, 10, clip, use_clipped_model_output=False)) > 0.1
+    assert max(_step_errors("ddpm", "leading", 10, clip)) < 1e-5  # DDPM's step uses x0_hat alone
 
 
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v", "score"])

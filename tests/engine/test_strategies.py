@@ -232,7 +232,7 @@ def test_bad_inputs_raise_one_line_errors():
     _one_line_error(lambda: run_method("parallel", coupling, d, gens, switch_fraction=1.5), "switch_fraction must lie in")
     _one_line_error(lambda: run_method("alternating", coupling, d, gens, rounds=0), "rounds must be an integer >= 1")
     _one_line_error(lambda: Chain(CentredProcess(), 5, "ddim"), "does not run on a centred process; use pc")
-    _one_line_error(lambda: Chain(coupling.signal_chain.process, 5, "ddpm", eta=0.3) and Chain(coupling.signal_chain.process, 5, "ddim", eta=2), "eta must lie in")
+    _one_line_error(lambda: Chain(coupling.signal_chain.process, 5, "ddim", eta=2), "eta must lie in")
     _one_line_error(lambda: run_method("sequential", coupling, d[:, :4], gens), "classifier failed on input of shape")
 
 
@@ -255,3 +255,59 @@ def test_standardise_per_item_and_per_frame():
     z = standardise(x, scale=0.8)
     torch.testing.assert_close(z.mean(-1), torch.zeros(3, 4), atol=1e-5, rtol=0)
     torch.testing.assert_close(z.std(-1, unbiased=False), torch.full((3, 4), 0.8), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("method,options", CASES)
+def test_callback_sees_every_step_and_changes_nothing(method, options):
+    from coupled.engine import StepEvent
+
+    coupling, _ = make_coupling()
+    d = degraded()
+    plain = run_method(method, coupling, d, item_generators(range(4)), **options)
+    events = []
+    seen = run_method(method, coupling, d, item_generators(range(4)), callback=events.append, **options)
+    for a, b in ((plain.y_hat, seen.y_hat), (plain.x_hat, seen.x_hat), (plain.classifier_logits, seen.classifier_logits)):
+        assert (a is None and b is None) or torch.equal(a, b)
+    assert seen.calls == plain.calls
+    assert all(isinstance(e, StepEvent) and e.method == method for e in events)
+    # the harness's chains take one denoiser call per step: one event per call, in call order
+    for chain, key in (("signal", "signal"), ("logits", "logits")):
+        mine = [e for e in events if e.chain == chain]
+        assert len(mine) == plain.calls[key]
+        assert [e.calls[key] for e in mine] == list(range(1, len(mine) + 1))
+    assert all(e.x.shape[0] == 4 and e.x0_hat.shape == e.x.shape and e.index >= 0 for e in events)
+    if method == "parallel" and not options:
+        grid = coupling.logit_chain.grid
+        assert [(e.index, e.t) for e in events if e.chain == "logits"] == [(i, float(grid[i])) for i in range(4)]
+    last = {e.chain: e for e in events}
+    if "signal" in last and method not in ("sequential_ensemble",):
+        assert torch.equal(last["signal"].x, seen.x_hat)
+    if "logits" in last and method in ("parallel", "nested"):
+        assert torch.equal(last["logits"].x, seen.y_hat)
+
+
+def test_public_trajectories_are_the_methods_own():
+    from coupled.engine import logit_trajectory, signal_trajectory
+
+    coupling, _ = make_coupling()
+    d = degraded()
+    gens = lambda: item_generators(range(4))  # noqa: E731
+    assert torch.equal(signal_trajectory(coupling, d, gens()), run_method("sequential", coupling, d, gens()).x_hat)
+    assert torch.equal(signal_trajectory(coupling, d, gens(), steps=2, start_fraction=0.3),
+                       run_method("purification", coupling, d, gens(), noise_fraction=0.3, signal_steps=2).x_hat)
+    assert torch.equal(logit_trajectory(coupling, d, gens(), steps=2, samples=3),
+                       run_method("logits_only", coupling, d, gens(), logit_steps=2, logit_samples=3).y_hat)
+    events = []
+    logits = torch.randn(4, K, generator=torch.Generator().manual_seed(1))
+    x = signal_trajectory(coupling, d, gens(), logits=logits, callback=events.append)
+    assert [(e.method, e.chain, e.index) for e in events] == [("signal_trajectory", "signal", i) for i in range(6)]
+    assert torch.equal(events[-1].x, x) and not torch.equal(x, signal_trajectory(coupling, d, gens()))
+    _one_line_error(lambda: signal_trajectory(coupling, d, start_fraction=0), "start_fraction must lie in")
+    _one_line_error(lambda: logit_trajectory(coupling, d, samples=0), "samples must be an integer >= 1")
+
+
+def test_callback_is_not_a_method_option():
+    from coupled.engine import method_options
+
+    assert all("callback" not in method_options(m) for m in METHODS)
+    assert method_options("parallel") == ["signal_steps", "logit_steps", "switch_fraction"]

@@ -8,15 +8,17 @@ from .classifier import FrozenClassifier, check_finite, standardise
 from .guidance import GuidedLogits
 from .parameterization import PREDICTIONS, Denoiser, output_from_x0, training_target, x0_from_output
 from .processes import CentredProcess, VPProcess, process_from_dict, randn
-from .samplers import SAMPLERS, ddim_step, ddpm_step, pc_step, sample
+from .samplers import SAMPLER_OPTIONS, SAMPLERS, ddim_step, ddpm_step, pc_step, sample, sampler_options
 from .strategies import (
     BASELINES,
     COUPLED,
     METHODS,
     Coupling,
+    StepEvent,
     StrategyResult,
     alternating,
     expected_calls,
+    logit_trajectory,
     logits_only,
     method_options,
     nested,
@@ -30,6 +32,7 @@ from .strategies import (
     run_method,
     sequential,
     sequential_ensemble,
+    signal_trajectory,
     switch_step,
 )
 
@@ -47,5 +50,6 @@ __all__ = [
     "randn", "SAMPLERS", "ddim_step", "ddpm_step", "pc_step", "sample", "METHODS", "Coupling", "StrategyResult",
     "alternating", "expected_calls", "logits_only", "method_options", "nested", "noisy", "parallel",
     "refresh_steps", "run_method", "sequential", "switch_step", "item_generators", "BASELINES", "COUPLED",
-    "one_step", "parallel_schedule", "purification", "readouts", "sequential_ensemble",
+    "one_step", "parallel_schedule", "purification", "readouts", "sequential_ensemble", "SAMPLER_OPTIONS",
+    "sampler_options", "StepEvent", "signal_trajectory", "logit_trajectory",
 ]

@@ -14,9 +14,11 @@ import torch
 
 from ..errors import CoupledError
 from .processes import Process, process_from_dict
-from .samplers import calls_per_step, check_sampler, step
+from .samplers import SAMPLER_OPTIONS, calls_per_step, check_sampler, sampler_options, step
 
 __all__ = ["Chain", "ChainState"]
+
+_OPTION_FIELDS = ("eta", "corrector_steps", "snr")  # every sampler option; SAMPLER_OPTIONS says whose
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ class ChainState:
 class Chain:
     """How to run one trajectory: `steps` steps of `sampler` over `process`'s grid.
 
-    Sampler options: `eta` (ddim), `corrector_steps` and `snr` (pc). `spacing` picks the grid
+    Sampler options: `eta` (ddim, default 0), `corrector_steps` (default 1) and `snr` (default 0.5) for pc;
+    ddpm takes none. An option the sampler does not take is an error, so leave it unset (None); the ones
+    it takes are filled with their defaults, so `Chain(vp, 5).eta == 0.0`. `spacing` picks the grid
     ('trailing' or 'leading' for VP, 'linear' for centred); None takes the process's default.
     `start_fraction` < 1 runs only the last part of the process's time range (purification, warm-started
     refreshes): such a chain starts from a noised estimate (`start_from`) rather than from the prior.
@@ -42,27 +46,26 @@ class Chain:
     process: Process
     steps: int
     sampler: str = "ddim"
-    eta: float = 0.0
-    corrector_steps: int = 1
-    snr: float = 0.5
+    eta: float | None = None
+    corrector_steps: int | None = None
+    snr: float | None = None
     spacing: str | None = None
     start_fraction: float = 1.0
     _grid: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        check_sampler(self.sampler, self.process, self.options)
+        given = {k: getattr(self, k) for k in _OPTION_FIELDS if getattr(self, k) is not None}
+        check_sampler(self.sampler, self.process, given)
+        for name, value in {**sampler_options(self.sampler), **given}.items():
+            object.__setattr__(self, name, value)
         spacing = {} if self.spacing is None else {"spacing": self.spacing}
         grid = self.process.grid(self.steps, start=self.start_fraction, **spacing)
         object.__setattr__(self, "_grid", grid)
 
     @property
     def options(self) -> dict:
-        """The options the sampler takes."""
-        if self.sampler == "ddim":
-            return {"eta": self.eta}
-        if self.sampler == "pc":
-            return {"corrector_steps": self.corrector_steps, "snr": self.snr}
-        return {}
+        """The options the sampler takes, with their values."""
+        return {name: getattr(self, name) for name in SAMPLER_OPTIONS[self.sampler]}
 
     @property
     def grid(self) -> torch.Tensor:
@@ -125,10 +128,10 @@ class Chain:
         return state
 
     def to_dict(self) -> dict:
+        """The recipe as JSON-able values: the sampler's own options only."""
         return {
-            "process": self.process.to_dict(), "steps": self.steps, "sampler": self.sampler, "eta": self.eta,
-            "corrector_steps": self.corrector_steps, "snr": self.snr, "spacing": self.spacing,
-            "start_fraction": self.start_fraction,
+            "process": self.process.to_dict(), "steps": self.steps, "sampler": self.sampler, **self.options,
+            "spacing": self.spacing, "start_fraction": self.start_fraction,
         }
 
     @classmethod

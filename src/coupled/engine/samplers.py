@@ -20,7 +20,10 @@ import torch
 from ..errors import CoupledError
 from .processes import CentredProcess, VPProcess, _bcast, randn
 
-__all__ = ["SAMPLERS", "ddim_step", "ddpm_step", "pc_step", "sample", "step", "calls_per_step"]
+__all__ = [
+    "SAMPLERS", "SAMPLER_OPTIONS", "ddim_step", "ddpm_step", "pc_step", "sample", "step", "calls_per_step",
+    "sampler_options",
+]
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -105,25 +108,41 @@ def pc_step(
 
 
 SAMPLERS = {"ddim": (ddim_step, VPProcess), "ddpm": (ddpm_step, VPProcess), "pc": (pc_step, CentredProcess)}
-_OPTIONS = {"ddim": {"eta"}, "ddpm": set(), "pc": {"corrector_steps", "snr"}}
+# the options each sampler takes, with their defaults; any other option is an error
+SAMPLER_OPTIONS = {"ddim": {"eta": 0.0}, "ddpm": {}, "pc": {"corrector_steps": 1, "snr": 0.5}}
+
+
+def sampler_options(sampler: str) -> dict:
+    """The options `sampler` takes, with their defaults (a new dict)."""
+    if sampler not in SAMPLERS:
+        raise CoupledError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    return dict(SAMPLER_OPTIONS[sampler])
 
 
 def check_sampler(sampler: str, process, options: dict) -> None:
-    """Reject an unknown sampler, a sampler of the wrong process family, or options it does not take."""
-    if sampler not in SAMPLERS:
-        raise CoupledError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    """Reject an unknown sampler, a sampler of the wrong process family, options it does not take, or
+    option values it cannot run with."""
+    valid = sampler_options(sampler)
     family = SAMPLERS[sampler][1]
     if not isinstance(process, family):
         hint = "ddim or ddpm" if isinstance(process, VPProcess) else "pc"
         raise CoupledError(f"sampler {sampler!r} does not run on a {process.kind} process; use {hint}")
-    unknown = set(options) - _OPTIONS[sampler]
+    unknown = sorted(set(options) - set(valid))
     if unknown:
-        valid = ", ".join(sorted(_OPTIONS[sampler])) or "none"
-        raise CoupledError(f"unknown option(s) {sorted(unknown)} for sampler {sampler!r}; valid: {valid}")
-    if "eta" in options and not 0 <= options["eta"] <= 1:
-        raise CoupledError(f"eta must lie in [0, 1], got {options['eta']}")
-    if "corrector_steps" in options and (not isinstance(options["corrector_steps"], int) or options["corrector_steps"] < 0):
-        raise CoupledError(f"corrector_steps must be a non-negative integer, got {options['corrector_steps']!r}")
+        raise CoupledError(f"sampler {sampler!r} does not take option(s) {', '.join(unknown)}; "
+                           f"its options: {', '.join(valid) or 'none'}")
+    eta, corrector_steps, snr = (options.get(k) for k in ("eta", "corrector_steps", "snr"))
+    if eta is not None and not (_is_number(eta) and 0 <= eta <= 1):
+        raise CoupledError(f"eta must lie in [0, 1], got {eta!r}")
+    if corrector_steps is not None and (isinstance(corrector_steps, bool) or not isinstance(corrector_steps, int)
+                                        or corrector_steps < 0):
+        raise CoupledError(f"corrector_steps must be a non-negative integer, got {corrector_steps!r}")
+    if snr is not None and not (_is_number(snr) and 0 < snr < float("inf")):
+        raise CoupledError(f"snr (the corrector's signal-to-noise ratio) must be a finite number > 0, got {snr!r}")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def calls_per_step(sampler: str, options: dict) -> int:

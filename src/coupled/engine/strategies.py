@@ -18,6 +18,10 @@ Denoiser call conventions (conditioning by keyword):
 `center` is the chain's center for centred processes (d for the signal chain; for the logit chain the
 classifier's opinion c at the trajectory's start, used by both its prior and its drift) and None for VP.
 
+Every method also takes `callback`, called as `callback(event)` with a `StepEvent` after each signal and
+logit step (as k-diffusion's samplers call theirs); None changes nothing. `signal_trajectory` and
+`logit_trajectory` run one trajectory of either chain on its own, as the methods do.
+
 The classifier input z is d before the switch and the latest signal estimate after it; the switch step is
 floor(switch_fraction * N) in steps of the grid actually run (step 0 always uses d: no estimate exists yet).
 """
@@ -39,6 +43,7 @@ __all__ = [
     "Coupling", "StrategyResult", "METHODS", "COUPLED", "BASELINES", "run_method", "noisy", "sequential",
     "logits_only", "sequential_ensemble", "one_step", "purification", "parallel", "alternating", "nested",
     "switch_step", "refresh_steps", "parallel_schedule", "expected_calls", "method_options", "readouts",
+    "StepEvent", "signal_trajectory", "logit_trajectory",
 ]
 
 
@@ -74,6 +79,24 @@ class StrategyResult:
         raise CoupledError(f"unknown readout {readout!r}; choose 'logits' or 'classifier'")
 
 
+@dataclass(frozen=True)
+class StepEvent:
+    """What a `callback` sees after one chain step.
+
+    `method` is the running method, `chain` 'signal' or 'logits', `index` the step's position on that
+    chain's grid (it restarts with each new trajectory), `t` the time stepped from, `x` the new state,
+    `x0_hat` the step's estimate, and `calls` the calls counted so far (as `StrategyResult.calls`).
+    """
+
+    method: str
+    chain: str
+    index: int
+    t: float
+    x: torch.Tensor
+    x0_hat: torch.Tensor
+    calls: dict
+
+
 def switch_step(steps: int, switch_fraction: float) -> int:
     """The first grid step whose classifier input is the signal estimate rather than d."""
     return math.floor(switch_fraction * steps)
@@ -90,7 +113,8 @@ def refresh_steps(steps: int, refresh_every: int, refresh_window=(0.5, 1.0)) -> 
 class _Run:
     """One strategy call: counts calls and binds conditioning, so each method reads like the spec."""
 
-    def __init__(self, coupling: Coupling, degraded: torch.Tensor, generator, needs: str):
+    def __init__(self, coupling: Coupling, degraded: torch.Tensor, generator, needs: str, method: str,
+                 callback: Callable | None):
         if not isinstance(coupling, Coupling):
             raise CoupledError(f"expected a Coupling, got {type(coupling).__name__}")
         check_finite(degraded, "degraded input")
@@ -106,6 +130,7 @@ class _Run:
             if getattr(coupling, f"{name}_denoiser") is None or getattr(coupling, f"{name}_chain") is None:
                 raise CoupledError(f"this method needs a {name} denoiser and a {name} chain in the Coupling")
         self.c, self.d, self.gen = coupling, degraded, generator
+        self.method, self.callback = method, callback
         self.calls = {"signal": 0, "logits": 0, "classifier": 0, "signal_passes": 0, "logits_passes": 0}
 
     def classify(self, z: torch.Tensor) -> torch.Tensor:
@@ -134,15 +159,24 @@ class _Run:
 
         return call
 
+    def _report(self, chain_name, chain, state):
+        if self.callback is not None:
+            i = state.index - 1
+            self.callback(StepEvent(self.method, chain_name, i, float(chain.grid[i]), state.x, state.x0_hat,
+                                    dict(self.calls)))
+        return state
+
     def signal_step(self, state, logits):
-        return self.c.signal_chain.step(
+        chain = self.c.signal_chain
+        state = chain.step(
             state, self._counted(self.c.signal_denoiser, "signal", observation=self.d, logits=logits), self.gen
         )
+        return self._report("signal", chain, state)
 
     def logit_step(self, state, evidence, z):
-        return self.c.logit_chain.step(
-            state, self._counted(self.c.logit_denoiser, "logits", evidence=evidence, signal=z), self.gen
-        )
+        chain = self.c.logit_chain
+        state = chain.step(state, self._counted(self.c.logit_denoiser, "logits", evidence=evidence, signal=z), self.gen)
+        return self._report("logits", chain, state)
 
     def start_signal(self, steps=None, start_fraction=1.0, start_from=None):
         """A signal trajectory from the prior, or (start_fraction < 1) from `start_from` noised part-way."""
@@ -192,53 +226,104 @@ def _check_count(name, value, minimum=1):
 
 
 @torch.no_grad()
-def noisy(coupling: Coupling, degraded: torch.Tensor, generator=None) -> StrategyResult:
-    """Baseline: the classifier on the degraded input, argmax f(d)."""
-    run = _Run(coupling, degraded, generator, "")
+def signal_trajectory(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logits=None,
+                      steps: int | None = None, start_fraction: float = 1.0, start_from=None,
+                      callback: Callable | None = None) -> torch.Tensor:
+    """One signal trajectory, run as the methods run it; returns its final state x_hat.
+
+    Args:
+        coupling: needs `signal_denoiser` and `signal_chain`.
+        degraded: the observation d [B, ...] the denoiser is conditioned on (and the centred chain's center).
+        generator: one `torch.Generator`, or one per item.
+        logits: the logit conditioning l (None: the null token).
+        steps: grid steps (None: the chain's own).
+        start_fraction: < 1 starts from `start_from` (default: `degraded`) noised to that fraction of the
+            time range, as `purification` and warm refreshes do; 1 starts from the prior.
+        callback: called with a `StepEvent` (method 'signal_trajectory') after each step.
+    """
+    _check_fraction("start_fraction", start_fraction, low_open=True)
+    if steps is not None:
+        _check_count("steps", steps)
+    run = _Run(coupling, degraded, generator, "x", "signal_trajectory", callback)
+    return run.signal_trajectory(logits, steps, start_fraction, degraded if start_from is None else start_from)
+
+
+@torch.no_grad()
+def logit_trajectory(coupling: Coupling, signal: torch.Tensor, generator=None, *, evidence=None,
+                     steps: int | None = None, samples: int = 1, callback: Callable | None = None) -> torch.Tensor:
+    """One logit trajectory, run as the methods run it; returns its final state y_hat.
+
+    Args:
+        coupling: needs `classifier`, `logit_denoiser` and `logit_chain`.
+        signal: the classifier input z [B, ...]: the degraded input, or a signal estimate x_hat.
+        generator: one `torch.Generator`, or one per item.
+        evidence: c = norm(f(z)), the denoiser's evidence and the centred chain's center (None: computed
+            from `signal`, one classifier call).
+        steps: grid steps (None: the chain's own).
+        samples: > 1 runs that many independent trajectories and returns the mean of their y_hat.
+        callback: called with a `StepEvent` (method 'logit_trajectory') after each step.
+    """
+    _check_count("samples", samples)
+    if steps is not None:
+        _check_count("steps", steps)
+    run = _Run(coupling, signal, generator, "y", "logit_trajectory", callback)
+    c = run.classify(signal) if evidence is None else evidence
+    return run.logit_trajectory(c, signal, steps, samples)
+
+
+@torch.no_grad()
+def noisy(coupling: Coupling, degraded: torch.Tensor, generator=None, *,
+          callback: Callable | None = None) -> StrategyResult:
+    """Baseline: the classifier on the degraded input, argmax f(d) (no chain runs: `callback` is never called)."""
+    run = _Run(coupling, degraded, generator, "", "noisy", callback)
     return run.result("noisy", None, None, run.classify(degraded))
 
 
 @torch.no_grad()
-def sequential(coupling: Coupling, degraded: torch.Tensor, generator=None, *, signal_steps: int | None = None):
+def sequential(coupling: Coupling, degraded: torch.Tensor, generator=None, *, signal_steps: int | None = None,
+               callback: Callable | None = None):
     """Baseline "enhance then classify": one signal trajectory with the null logit token, then f(x_hat)."""
-    run = _Run(coupling, degraded, generator, "x")
+    run = _Run(coupling, degraded, generator, "x", "sequential", callback)
     x_hat = run.signal_trajectory(None, signal_steps)
     return run.result("sequential", None, x_hat, run.classify(x_hat))
 
 
 @torch.no_grad()
 def logits_only(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logit_steps: int | None = None,
-                logit_samples: int = 1):
+                logit_samples: int = 1, callback: Callable | None = None):
     """Baseline, CARD-like: one logit trajectory with z = d throughout (`logit_samples` of them, averaged).
 
     Its `classifier_logits` are norm(f(d)), the `noisy` baseline's: only its `logits` readout is its own.
     """
-    _check_count("logit_samples", logit_samples)
-    run = _Run(coupling, degraded, generator, "y")
-    c = run.classify(degraded)
-    y_hat = run.logit_trajectory(c, degraded, logit_steps, logit_samples)
-    return run.result("logits_only", y_hat, None, c)
+    return _logit_baseline("logits_only", coupling, degraded, generator, logit_steps, logit_samples, callback)
 
 
 @torch.no_grad()
 def card(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logit_steps: int | None = None,
-         logit_samples: int = 1):
+         logit_samples: int = 1, callback: Callable | None = None):
     """CARD for a frozen classifier: `logits_only` run with a logit net trained only on the degraded input
     (its features and f(d)); the caller puts that net in the Coupling."""
-    return replace(logits_only(coupling, degraded, generator, logit_steps=logit_steps, logit_samples=logit_samples),
-                   method="card")
+    return _logit_baseline("card", coupling, degraded, generator, logit_steps, logit_samples, callback)
+
+
+def _logit_baseline(method, coupling, degraded, generator, logit_steps, logit_samples, callback):
+    _check_count("logit_samples", logit_samples)
+    run = _Run(coupling, degraded, generator, "y", method, callback)
+    c = run.classify(degraded)
+    y_hat = run.logit_trajectory(c, degraded, logit_steps, logit_samples)
+    return run.result(method, y_hat, None, c)
 
 
 @torch.no_grad()
 def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=None, *, k: int = 3,
-                        signal_steps: int | None = None):
+                        signal_steps: int | None = None, callback: Callable | None = None):
     """Equal-cost baseline: K independent sequential trajectories; the classifier's probabilities averaged.
 
     `classifier_logits` are log(mean_k softmax f(x_hat_k)); `x_hat` is the last trajectory's.
     Calls: K N_x D_x, K f.
     """
     _check_count("k", k)
-    run = _Run(coupling, degraded, generator, "x")
+    run = _Run(coupling, degraded, generator, "x", "sequential_ensemble", callback)
     probs = 0
     for _ in range(k):
         x_hat = run.signal_trajectory(None, signal_steps)
@@ -247,21 +332,21 @@ def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=No
 
 
 @torch.no_grad()
-def one_step(coupling: Coupling, degraded: torch.Tensor, generator=None):
+def one_step(coupling: Coupling, degraded: torch.Tensor, generator=None, *, callback: Callable | None = None):
     """Cheapest diffusion baseline: one x0_hat of the signal denoiser at the prior (close to an MMSE
     estimate of s given d), then f. Equals `sequential` with one step. Calls: 1 D_x, 1 f."""
-    run = _Run(coupling, degraded, generator, "x")
+    run = _Run(coupling, degraded, generator, "x", "one_step", callback)
     state = run.signal_step(run.start_signal(1), None)
     return run.result("one_step", None, state.x0_hat, run.classify(state.x0_hat))
 
 
 @torch.no_grad()
 def purification(coupling: Coupling, degraded: torch.Tensor, generator=None, *, noise_fraction: float = 0.5,
-                 signal_steps: int | None = None):
+                 signal_steps: int | None = None, callback: Callable | None = None):
     """DiffPure-style baseline: noise d to the time at `noise_fraction` of the signal process's range, then
     `signal_steps` denoising steps from there (null logit token), then f. Calls: N_x D_x, 1 f."""
     _check_fraction("noise_fraction", noise_fraction, low_open=True)
-    run = _Run(coupling, degraded, generator, "x")
+    run = _Run(coupling, degraded, generator, "x", "purification", callback)
     x_hat = run.signal_trajectory(None, signal_steps, start_fraction=noise_fraction, start_from=degraded)
     return run.result("purification", None, x_hat, run.classify(x_hat))
 
@@ -280,7 +365,7 @@ def parallel_schedule(signal_steps: int, logit_steps: int) -> list[int]:
 @torch.no_grad()
 def parallel(
     coupling: Coupling, degraded: torch.Tensor, generator=None, *, signal_steps: int | None = None,
-    logit_steps: int | None = None, switch_fraction: float = 0.5,
+    logit_steps: int | None = None, switch_fraction: float = 0.5, callback: Callable | None = None,
 ):
     """Interleaved scheduler: per logit step, the logit step (evidence from z), then the signal steps that
     `parallel_schedule` puts after it, each conditioned on that y0_hat.
@@ -290,7 +375,7 @@ def parallel(
     refreshes + 1 (f(x_hat)) classifier calls (`expected_calls` counts them).
     """
     _check_fraction("switch_fraction", switch_fraction)
-    run = _Run(coupling, degraded, generator, "xy")
+    run = _Run(coupling, degraded, generator, "xy", "parallel", callback)
     c_d = run.classify(degraded)
     x_state = run.start_signal(signal_steps)
     y_state = run.start_logits(c_d, logit_steps)
@@ -311,7 +396,7 @@ def parallel(
 @torch.no_grad()
 def alternating(
     coupling: Coupling, degraded: torch.Tensor, generator=None, *, rounds: int = 2,
-    signal_steps: int | None = None, logit_steps: int | None = None, logit_samples: int = 1,
+    signal_steps: int | None = None, logit_steps: int | None = None, logit_samples: int = 1, callback: Callable | None = None,
 ):
     """Block scheduler: R rounds of a full signal trajectory (conditioned on l) then a full logit trajectory.
 
@@ -320,7 +405,7 @@ def alternating(
     """
     _check_count("rounds", rounds)
     _check_count("logit_samples", logit_samples)
-    run = _Run(coupling, degraded, generator, "xy")
+    run = _Run(coupling, degraded, generator, "xy", "alternating", callback)
     logits = None
     for _ in range(rounds):
         x_hat = run.signal_trajectory(logits, signal_steps)
@@ -333,7 +418,7 @@ def alternating(
 def nested(
     coupling: Coupling, degraded: torch.Tensor, generator=None, *, signal_steps: int | None = None,
     logit_steps: int | None = None, refresh_every: int = 2, refresh_window: tuple[float, float] = (0.5, 1.0),
-    refresh_from: float = 1.0, refresh_signal_steps: int | None = None,
+    refresh_from: float = 1.0, refresh_signal_steps: int | None = None, callback: Callable | None = None,
 ):
     """Hierarchical scheduler: one logit trajectory; a full signal trajectory before it and at each refresh step.
 
@@ -350,7 +435,7 @@ def nested(
         _check_fraction("refresh_window", v)
     if refresh_window[0] > refresh_window[1]:
         raise CoupledError(f"refresh_window start must not exceed its end, got {tuple(refresh_window)}")
-    run = _Run(coupling, degraded, generator, "xy")
+    run = _Run(coupling, degraded, generator, "xy", "nested", callback)
     x_hat = run.signal_trajectory(None, signal_steps)
     c = run.classify(x_hat)
     y_state = run.start_logits(c, logit_steps)
@@ -384,13 +469,19 @@ def readouts(method: str) -> tuple[str, ...]:
 
 
 def method_options(method: str) -> list[str]:
-    """The keyword options a method takes."""
+    """The keyword options a method takes (its settings; `callback` is not one)."""
+    if method not in METHODS:
+        raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     params = inspect.signature(METHODS[method]).parameters.values()
-    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "callback"]
 
 
-def run_method(method: str, coupling: Coupling, degraded: torch.Tensor, generator=None, **options) -> StrategyResult:
-    """Run a method by name; unknown methods and options are errors that list the valid ones."""
+def run_method(method: str, coupling: Coupling, degraded: torch.Tensor, generator=None, *,
+               callback: Callable | None = None, **options) -> StrategyResult:
+    """Run a method by name; unknown methods and options are errors that list the valid ones.
+
+    `callback(event)` is called with a `StepEvent` after every signal and logit step (None: not at all).
+    """
     if method not in METHODS:
         raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     valid = method_options(method)
@@ -402,7 +493,7 @@ def run_method(method: str, coupling: Coupling, degraded: torch.Tensor, generato
     for name in ("signal_steps", "logit_steps", "refresh_signal_steps"):
         if options.get(name) is not None:
             _check_count(name, options[name])
-    return METHODS[method](coupling, degraded, generator, **options)
+    return METHODS[method](coupling, degraded, generator, callback=callback, **options)
 
 
 def expected_calls(method: str, coupling: Coupling, **options) -> dict:

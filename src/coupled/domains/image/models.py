@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...bundle import (  # noqa: F401
     BUNDLE_OPTIONS, REFERENCE_METHODS, SIGNAL_NETS, Bundle, GuidedLogits, chains_from_sampling, default_device,
-    guided_signal_denoiser, load_bundle, load_net, signal_guidance, wrap_denoiser,
+    guided_signal_denoiser, load_bundle, load_net, method_settings, signal_guidance, wrap_denoiser,
 )
 from ...bundle import build_net as _build_net
 
