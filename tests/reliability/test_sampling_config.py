@@ -23,9 +23,13 @@ ROWS = {  # sampling override -> what the one line must say
 }
 
 
+# were the check missing, the command would evaluate: keep that short
+SMALL = ("--max-items", 4, "--levels", "heavy", "--corruptions", "pixel_noise", "--methods", "noisy", "--seeds", 0)
+
+
 def test_a_method_typo_through_the_installed_command(tmp_path):
     cfg = tiny_config(tmp_path, sampling={"methods": {"paralel": {}}})
-    proc = run("evaluate", cfg, "--checkpoint", BUNDLE, "--out", tmp_path / "ev", "--quiet")
+    proc = run("evaluate", cfg, "--checkpoint", BUNDLE, "--out", tmp_path / "ev", "--quiet", *SMALL)
     assert "sampling.methods.paralel" in one_line_error(proc.returncode, proc.stderr)
     assert not (tmp_path / "ev").exists()
 
@@ -34,7 +38,7 @@ def test_a_method_typo_through_the_installed_command(tmp_path):
 def test_sampling_options_are_checked_per_sampler_and_method(cli, tmp_path, row):
     override, message = ROWS[row]
     cfg = tiny_config(tmp_path, sampling=override)
-    code, _, err = cli("evaluate", cfg, "--checkpoint", BUNDLE, "--out", tmp_path / "ev", "--quiet")
+    code, _, err = cli("evaluate", cfg, "--checkpoint", BUNDLE, "--out", tmp_path / "ev", "--quiet", *SMALL)
     assert message in one_line_error(code, err)
 
 
