@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
 from ..errors import CoupledError
 
-__all__ = ["FrozenClassifier", "standardise", "check_finite"]
+__all__ = ["FrozenClassifier", "standardise", "check_finite", "eval_mode"]
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Run `module` in eval mode, then give every submodule back its own training flag (the user's)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def standardise(logits: torch.Tensor, scale: float = 0.8, eps: float = 1e-5) -> torch.Tensor:
@@ -61,18 +75,14 @@ class FrozenClassifier(nn.Module):
         check_finite(x, "classifier input")
         if x.dim() < 2:
             raise CoupledError(f"classifier input must be a batch [B, ...], got shape {tuple(x.shape)}")
-        modes = [(m, m.training) for m in self.module.modules()]
-        self.module.eval()
         try:
-            out = self.module(x)
+            with eval_mode(self.module):
+                out = self.module(x)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CoupledError(
                 f"the classifier failed on input of shape {tuple(x.shape)} ({first}); pass signals of the shape it was built for"
             ) from None
-        finally:
-            for m, mode in modes:
-                m.training = mode
         if not torch.is_tensor(out) or out.dim() not in (2, 3) or out.shape[0] != x.shape[0]:
             shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
             raise CoupledError(

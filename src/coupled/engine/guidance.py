@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from .classifier import eval_mode
+
 __all__ = ["GuidedLogits", "ClassifierGradient"]
 
 
@@ -46,7 +48,9 @@ class ClassifierGradient(torch.nn.Module):
 
     Wraps a signal denoiser (one that returns x0_hat, as `Denoiser` does): when a call is conditioned on
     logits l (the logit chain's current estimate), x0_hat moves `scale` RMS units along
-    grad_x sum_k q_k log softmax(f(x))_k at x = x0_hat, q = softmax(l), then is clipped to `clip`. The
+    grad_x log softmax(f(x))_c at x = x0_hat, c = argmax l (a hard target: the standardised logits the chains
+    carry have a near-flat softmax, whose gradient pulls towards every class at once), then is clipped to
+    `clip`. The
     classifier stays frozen (eval mode, its weights untouched): the gradient is taken with respect to its
     input only. A call without logits (the null token) is the denoiser's own. Each guided call adds one
     classifier forward and backward pass, which the measured seconds include and `passes` does not.
@@ -66,17 +70,11 @@ class ClassifierGradient(torch.nn.Module):
         if logits is None or self.scale == 0.0:
             return x0
         module = getattr(self.classifier, "module", self.classifier)
-        modes = [(m, m.training) for m in module.modules()]
-        module.eval()
-        try:
-            with torch.enable_grad():
-                x = x0.detach().requires_grad_(True)
-                log_p = torch.log_softmax(module(x).float(), dim=-1)
-                target = logits.argmax(dim=-1, keepdim=True)  # the logits' class (their softmax is near flat)
-                (grad,) = torch.autograd.grad(log_p.gather(-1, target).sum(), x)
-        finally:
-            for m, mode in modes:
-                m.training = mode
+        with eval_mode(module), torch.enable_grad():
+            x = x0.detach().requires_grad_(True)
+            log_p = torch.log_softmax(module(x).float(), dim=-1)
+            target = logits.argmax(dim=-1, keepdim=True)  # the logits' class (their softmax is near flat)
+            (grad,) = torch.autograd.grad(log_p.gather(-1, target).sum(), x)
         rms = grad.flatten(1).pow(2).mean(dim=1).sqrt().clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
         out = x0 + self.scale * (grad / rms).to(x0.dtype)
         return out if self.clip is None else out.clamp(*self.clip)
