@@ -350,10 +350,11 @@ def signal_loss(m, batch, g):
     return F.mse_loss(out, training_target(pred, s, noise, t, proc)), {}
 
 
-def _logit_branch(m, net, s, d, z, g, t=None, logits_process=None, prediction=None):
-    """Loss of the logit denoiser on y0 = norm(f(s)) given evidence c = norm(f(z)); returns (loss, y0_hat)."""
+def _logit_branch(m, net, s, d, z, g, t=None, prediction=None):
+    """Loss of the logit denoiser on y0 = norm(f(s)) given evidence c = norm(f(z)); returns (loss, y0_hat).
+    The chain is the stage's `logit_process`; `prediction` defaults to the logits section's."""
     cfg, f = m.setup_.cfg, m.frozen["classifier"]
-    proc = logits_process or m.frozen["logit_process"]
+    proc = m.frozen["logit_process"]
     pred = prediction or cfg["logits"]["prediction"]
     y0, c, c_d = f(s), f(z), f(d)
     # the chain's center is the opinion at the trajectory's start: c(d) in Parallel, the evidence elsewhere
@@ -372,8 +373,7 @@ def card_loss(m, batch, g):
     the classifier's logits of it), z = d always, as `logits_only` samples it."""
     s = batch[0]
     d = _corrupted(m, s, g)
-    loss, y0_hat, y0 = _logit_branch(m, m.nets["card"], s, d, d, g, logits_process=m.frozen["logit_process"],
-                                     prediction=m.setup_.hp["prediction"])
+    loss, y0_hat, y0 = _logit_branch(m, m.nets["card"], s, d, d, g, prediction=m.setup_.hp["prediction"])
     return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
 
 
