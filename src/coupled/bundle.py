@@ -15,6 +15,7 @@ from .domains.registry import DEFAULT_DOMAIN, get_domain
 from .engine import (
     METHODS, Chain, Coupling, Denoiser, FrozenClassifier, GuidedLogits, method_options, process_from_dict,
 )
+from .classifiers import check_fingerprint
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
 from .training.checkpoint import load_state, load_weights, read_json
@@ -40,12 +41,21 @@ def wrap_denoiser(kind: str, net, meta: dict) -> Denoiser:
 
 def load_net(folder, name: str, kind: str | None = None, domain=None):
     """Load `<folder>/<name>` into a fresh network; returns (net in eval mode, its JSON metadata). The network is
-    built by the domain and architecture its JSON records (`domain`, `arch`), else by `domain` (default image)."""
+    built by the domain and architecture its JSON records (`domain`, `arch`), else by `domain` (default image), or
+    by the user's `factory` it records (a classifier of your own: its module is imported)."""
     tensors, meta = load_weights(folder, name)
     kind = kind or meta.get("kind", name)
-    if "net" not in meta:
+    if meta.get("factory") is not None:  # a user's classifier, rebuilt by its factory (a bundle is code too)
+        from .classifiers import build_classifier
+
+        try:
+            net = build_classifier(meta["factory"], meta.get("net"))
+        except CoupledError as e:
+            raise CoupledError(f"{Path(folder) / (name + '.json')}: {e}") from None
+    elif "net" not in meta:
         raise CoupledError(f"{Path(folder) / (name + '.json')} has no 'net' config; re-create it with `coupled train`")
-    net = build_net(kind, meta["net"], meta.get("domain", domain), meta.get("arch"))
+    else:
+        net = build_net(kind, meta["net"], meta.get("domain", domain), meta.get("arch"))
     load_state(net, tensors, str(Path(folder) / f"{name}.safetensors"))
     return net.eval().requires_grad_(False), meta
 
@@ -169,7 +179,9 @@ def chains_from_sampling(signal_process, logit_process, sampling: dict) -> tuple
 def load_bundle(folder, sampling: dict | None = None, classifier=None, num_classes: int | None = None,
                 domain=None) -> Bundle:
     """Load classifier, signal and logit denoisers from `folder` (the user may pass their own classifier module).
-    `domain`: the domain whose networks the folder holds when its JSON does not say (default image)."""
+    `domain`: the domain whose networks the folder holds when its JSON does not say (default image). A classifier
+    other than the one the denoisers were trained on (their JSON's `classifier_fingerprint`) gets a
+    `ClassifierMismatchWarning`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CoupledError(f"no such checkpoint folder: {folder}; pass a folder written by `coupled train`")
@@ -182,12 +194,15 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
         classifier, cmeta = load_net(folder, "classifier", "classifier", domain)
         domain = cmeta.get("domain", domain)
         scale = cmeta.get("logit_scale", 0.8)
-        num_classes = cmeta["net"].get("num_classes", num_classes)
+        num_classes = cmeta.get("num_classes") or cmeta["net"].get("num_classes", num_classes)
     else:
         scale = pipeline.get("logit_scale", 0.8)
     sig_net, smeta = load_net(folder, "signal", "signal", domain)
     log_net, lmeta = load_net(folder, "logits", "logits", domain)
     domain = smeta.get("domain", domain)
+    # the denoisers learnt one classifier's logits: warn when this one is another (no check for older bundles)
+    width = check_fingerprint(lmeta.get("classifier_fingerprint"), classifier, folder)
+    num_classes = num_classes if num_classes is not None else width
     if num_classes is not None and lmeta["net"].get("num_classes") not in (None, num_classes):
         raise CoupledError(
             f"the logit denoiser in {folder} was trained for {lmeta['net']['num_classes']} classes but the classifier "

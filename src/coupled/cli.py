@@ -219,9 +219,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warnings() -> None:
+    """The library's own warnings (a bundle loaded with another classifier) as one `coupled: warning:` line."""
+    import warnings
+
+    from .errors import ClassifierMismatchWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "coupled_one_line", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ClassifierMismatchWarning):
+            print(f"coupled: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.coupled_one_line = True
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     from .cli_checks import check_args, fail
 
+    _one_line_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)

@@ -8,8 +8,8 @@ shape allows and are checked in full by their own consumers. A file may start fr
 (`extends: base.yaml`, relative to the file; deep-merged, the extending file wins), and `--set key.path=value`
 on the command line overrides any key before the checks (docs/configs.md).
 
-A config is code: a corruption may be named "module.path:function", which imports that module and runs it.
-Run only configs you trust.
+A config is code: a corruption or a classifier factory may be named "module.path:function", which imports that
+module and runs it. Run only configs you trust.
 """
 
 from __future__ import annotations
@@ -41,17 +41,26 @@ DEFAULTS: dict = {
         "train_severity": {"pixel_noise": [0.05, 0.6], "gaussian_noise": [0.1, 1.0], "gaussian_blur": [0.5, 4.0]},
         "calibration": {},
     },
-    "classifier": {"net": {}, "steps": 1500, "batch_size": 128, "lr": 1e-3, "logit_scale": 0.8},
+    # factory: null trains the domain's built-in classifier (its `net` options); "module.path:function" couples
+    # with your own frozen classifier instead: the function, called with `net` as keyword arguments, returns a
+    # torch.nn.Module, `weights` (a safetensors file of its state_dict) are loaded into it, and `coupled train`
+    # copies both into the bundle instead of training a classifier (docs/tutorial.md). A config is code.
+    "classifier": {"net": {}, "steps": 1500, "batch_size": 128, "lr": 1e-3, "logit_scale": 0.8, "factory": None,
+                   "weights": None},
     # ema_decay: each stage below saves an exponential moving average of its weights, with the warm-up
     # min(ema_decay, (1 + n) / (10 + n)) at update n (training/ema.py), so a short run saves trained weights;
     # ema_warmup: false is a flat ema_decay from the first step (how the bundled weights were trained)
     "signal": {
         "net": {}, "process": {"kind": "vp", "num_train_steps": 1000, "schedule": "cosine"}, "prediction": "v",
         "steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True,
+        # init: start from these weights (a .safetensors written by `coupled train`, e.g.
+        # checkpoints/mnist/signal_pretrained.safetensors) instead of a random initialisation; the architecture
+        # must match this section's `net` (logits and card take `init` too)
+        "init": None,
     },
     "logits": {
         "net": {}, "process": {"kind": "centred"}, "prediction": "x0", "steps": 2000, "batch_size": 128,
-        "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True,
+        "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True, "init": None,
     },
     "joint": {
         "steps": 1000, "batch_size": 64, "lr": 2e-4, "lambda": 0.1, "switch_fraction": 0.5, "null_dropout": 0.2,
@@ -62,7 +71,7 @@ DEFAULTS: dict = {
     },
     # the baselines' own networks (stages card, finetuned, sequential; issue 7)
     "card": {"net": {}, "process": {"kind": "centred"}, "prediction": "x0", "steps": 3000, "batch_size": 128,
-             "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True},
+             "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True, "init": None},
     "finetuned": {"steps": 1500, "batch_size": 128, "lr": 5e-4, "clean_fraction": 0.2},
     "sequential": {"steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True},
     "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0},
@@ -115,6 +124,10 @@ def make_config(user: dict | None = None, domain=None) -> dict:
     corruption_from_config = domain.corruption
     defaults = domain.config_defaults()
     cfg = validate(_merge(defaults, user or {}, ""), defaults, FREE_FORM, data_kinds=domain.data_kinds)
+    if isinstance(cfg.get("classifier"), dict) and "factory" in cfg["classifier"]:  # a user's classifier: imported now
+        from .classifiers import check_classifier_section
+
+        check_classifier_section(cfg["classifier"])
     for section in ("severities", "train_severity"):  # resolved now, not when a later stage first needs one
         for name in cfg["corruptions"][section]:
             try:

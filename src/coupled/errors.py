@@ -6,3 +6,7 @@ class CoupledError(ValueError):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+class ClassifierMismatchWarning(UserWarning):
+    """A bundle loaded with a classifier other than the one its denoisers were trained on (its fingerprint differs)."""

@@ -31,6 +31,9 @@ CHOICES: dict[str, tuple] = {
     "device": ("auto", "cpu", "cuda", "mps"), "prediction": ("eps", "x0", "v"), "sampler": ("ddim", "ddpm", "pc"),
     "split": ("train", "val", "test"),
 }
+# keys whose default is null and whose value, when set, is a string: a file path, or "module.path:function"
+NULLABLE_STRINGS = {"factory": "a 'module.path:function' string", "weights": "the path of a .safetensors file",
+                    "init": "the path of a .safetensors file"}
 DATA_KINDS = {"mnist5k": {"kind", "seed", "fractions"}, "idx": {"kind", "seed", "images_path", "labels_path"},
               "cifar": {"kind", "seed", "path", "split"}, "npz": {"kind", "seed", "path", "label_offset"},
               "folder": {"kind", "seed", "root"}}
@@ -64,6 +67,10 @@ def check_value(key: str, default, value) -> None:
     """Check one leaf against its default's type and the key's range or choices."""
     name = key.rsplit(".", 1)[-1]
     if name == "max_items" and value is None:
+        return
+    if default is None and name in NULLABLE_STRINGS:
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            _fail(key, f"be null or {NULLABLE_STRINGS[name]}", value)
         return
     if isinstance(default, bool):
         if not isinstance(value, bool):

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import torch
 
+from ..classifiers import classifier_fingerprint, install_user_classifier, is_user_classifier, prepare_user_classifier
 from ..domains.registry import domain_of, get_domain
 from ..engine import Coupling, Denoiser, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
-from .checkpoint import atomic_write_text, read_json, record_in_manifest, remove_stale_temporaries, verify_outputs
+from .checkpoint import (
+    atomic_write_text, load_state, load_weights, read_json, record_in_manifest, remove_stale_temporaries, verify_outputs,
+)
 from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
 
 
@@ -35,11 +38,79 @@ def _frozen_classifier(output: Path, cfg: dict) -> FrozenClassifier:
     from ..bundle import load_net
 
     net, meta = load_net(output, "classifier", "classifier", domain_of(cfg).name)
-    return FrozenClassifier(net, meta["net"]["num_classes"], meta.get("logit_scale", 0.8))
+    return FrozenClassifier(net, meta.get("num_classes") or meta["net"]["num_classes"], meta.get("logit_scale", 0.8))
 
 
-def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
-    """Networks, frozen helpers and metadata of one stage; earlier stages' outputs are loaded from `output`."""
+def _num_classes(cfg: dict, output: Path) -> int:
+    """The classes the denoisers are sized for: the built-in classifier's `net.num_classes` (default 10), or the
+    output width of a user's classifier, recorded when it was installed in `output`."""
+    if is_user_classifier(cfg):
+        return int(read_json(output / "classifier.json")["num_classes"])
+    return cfg["classifier"]["net"].get("num_classes", 10)
+
+
+def _denoiser(cfg: dict, section: str, kind: str, num_classes: int):
+    """A fresh network of config section `section` ('signal', 'logits', 'card') for `num_classes` classes."""
+    from ..bundle import build_net
+
+    return build_net(kind, {"num_classes": num_classes, **cfg[section]["net"]}, domain_of(cfg).name)
+
+
+# the sections whose stage may start from given weights (`init`), with the kind of network they train
+INIT_SECTIONS = {"signal": "signal", "logits": "logits", "card": "logits"}
+
+
+def apply_init(cfg: dict, section: str, net) -> str | None:
+    """Load config key `<section>.init` (a .safetensors file) into `net`, the stage's freshly built network;
+    returns the path loaded (None without one). A file written by `coupled train` (its JSON beside it) must record
+    the architecture, network config and prediction this section builds; one-line errors otherwise."""
+    path = cfg[section].get("init")
+    if not path:
+        return None
+    key, p = f"config key {section}.init", Path(path)
+    if p.suffix != ".safetensors":
+        raise CoupledError(f"{key} must name a .safetensors file (e.g. checkpoints/mnist/{section}.safetensors), got {path!r}")
+    if not p.is_file():
+        raise CoupledError(f"{key}: no such file {p} (paths are relative to the working directory); name weights "
+                           "written by `coupled train`, or drop the key to start from a random initialisation")
+    kind = INIT_SECTIONS[section]
+    try:
+        if (p.parent / f"{p.stem}.json").is_file():
+            tensors, meta = load_weights(p.parent, p.stem)  # checked against the folder's manifest
+            domain = domain_of(cfg)
+            here = {"arch": domain.arch_of(kind, net), "prediction": cfg[section]["prediction"]}
+            there = {k: meta.get(k) for k in here}
+            if meta.get("kind", kind) != kind:
+                raise CoupledError(f"{p} holds a {meta.get('kind')} network, not a {kind} network; name a {kind} "
+                                   "network's weights")
+            wrong = [f"{k} {there[k]!r} there, {here[k]!r} here" for k in here if there[k] not in (None, here[k])]
+            want, have = net.cfg.to_dict() if hasattr(net, "cfg") else {}, meta.get("net") or {}
+            wrong += [f"net.{k} {have.get(k)!r} there, {want.get(k)!r} here" for k in sorted(set(want) | set(have))
+                      if have.get(k) != want.get(k) and want]
+            if wrong:
+                raise CoupledError(f"{p} does not match the network this section builds ({'; '.join(wrong[:4])}); "
+                                   f"set {section}.net (and prediction) to the init's, or drop {section}.init")
+        else:
+            from ..classifiers import read_weights_file
+
+            tensors = read_weights_file(p, "weights file")
+        load_state(net, tensors, str(p))
+    except CoupledError as e:
+        raise CoupledError(f"{key}: {e}") from None
+    return str(p)
+
+
+def check_inits(cfg: dict, stages, num_classes: int) -> None:
+    """Every `init` of the stages about to run, loaded into a network of its section (before anything is written)."""
+    for stage in stages:
+        if stage in INIT_SECTIONS and cfg[stage].get("init"):
+            apply_init(cfg, stage, _denoiser(cfg, stage, INIT_SECTIONS[stage], num_classes))
+
+
+def build_setup(stage: str, cfg: dict, output: Path, fingerprint_shape=None) -> StageSetup:
+    """Networks, frozen helpers and metadata of one stage; earlier stages' outputs are loaded from `output`.
+    With `fingerprint_shape` (the signals' shape), the denoisers trained on the classifier's logits record its
+    fingerprint (`coupled.classifiers.classifier_fingerprint`) in their JSON."""
     from ..bundle import build_net, wrap_denoiser
     from ..bundle import load_net as _load_net
 
@@ -49,8 +120,9 @@ def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
         return _load_net(folder, name, kind, domain)
 
     def sized(section: str, kind: str):
-        net_cfg = {"num_classes": cfg["classifier"]["net"].get("num_classes", 10), **cfg[section]["net"]}
-        return build_net(kind, net_cfg, domain)
+        net = _denoiser(cfg, section, kind, _num_classes(cfg, output))
+        init = apply_init(cfg, section, net)
+        return net, ({"init": init} if init else {})
 
     px = process_from_dict(cfg["signal"]["process"])
     py = process_from_dict(cfg["logits"]["process"])
@@ -59,31 +131,37 @@ def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
         net = build_net("classifier", cfg["classifier"]["net"], domain)
         return StageSetup(stage, cfg, {"classifier": net}, {"classifier": _net_meta("classifier", net, cfg)})
     if stage == "signal":
-        net = sized("signal", "signal")
-        return StageSetup(stage, cfg, {"signal": net}, {"signal": _net_meta("signal", net, cfg)}, {"signal_process": px})
+        net, init = sized("signal", "signal")
+        return StageSetup(stage, cfg, {"signal": net}, {"signal": {**_net_meta("signal", net, cfg), **init}},
+                          {"signal_process": px})
     if stage == "sequential":  # sequential's own denoiser: null-token training continued from pre-training
         net, _ = load_net(output, "signal_pretrained", "signal")
         net = net.requires_grad_(True).train()
         return StageSetup(stage, cfg, {"signal": net}, {"signal": _net_meta("signal", net, cfg)}, {"signal_process": px})
     if stage == "finetuned":  # the reference row: the clean classifier fine-tuned on corrupted digits
-        net, _ = load_net(output, "classifier", "classifier")
+        net, cmeta = load_net(output, "classifier", "classifier")
         net = net.requires_grad_(True).train()
-        return StageSetup(stage, cfg, {"classifier": net}, {"classifier": _net_meta("classifier", net, cfg)})
+        meta = _net_meta("classifier", net, cfg) if cmeta.get("factory") is None else {  # a user's: its factory
+            k: v for k, v in cmeta.items() if k in ("kind", "domain", "factory", "net", "num_classes", "logit_scale")}
+        return StageSetup(stage, cfg, {"classifier": net}, {"classifier": meta})
     classifier = _frozen_classifier(output, cfg)
+    # the stages below learn the classifier's logits: their JSON records which classifier that was
+    seen = {} if fingerprint_shape is None else {"classifier_fingerprint": classifier_fingerprint(classifier, fingerprint_shape)}
     if stage == "card":
         pc = process_from_dict(cfg["card"]["process"])
-        net = sized("card", "logits")
-        meta = {**_net_meta("logits", net, cfg), "process": pc.to_dict(), "prediction": cfg["card"]["prediction"]}
+        net, init = sized("card", "logits")
+        meta = {**_net_meta("logits", net, cfg), "process": pc.to_dict(), "prediction": cfg["card"]["prediction"],
+                **init, **seen}
         return StageSetup(stage, cfg, {"card": net}, {"card": meta}, {"classifier": classifier, "logit_process": pc})
     if stage == "logits":
         sig_net, smeta = load_net(output, "signal_pretrained", "signal")
-        net = sized("logits", "logits")
+        net, init = sized("logits", "logits")
         frozen = {"classifier": classifier, "signal_denoiser": wrap_denoiser("signal", sig_net, smeta), "logit_process": py}
-        return StageSetup(stage, cfg, {"logits": net}, {"logits": _net_meta("logits", net, cfg)}, frozen)
+        return StageSetup(stage, cfg, {"logits": net}, {"logits": {**_net_meta("logits", net, cfg), **init, **seen}}, frozen)
     sig_net, smeta = load_net(output, "signal_pretrained", "signal")
     log_net, lmeta = load_net(output, "logits_pretrained", "logits")
     nets = {"signal": sig_net.requires_grad_(True).train(), "logits": log_net.requires_grad_(True).train()}
-    metas = {k: _net_meta(k, v, cfg) for k, v in nets.items()}
+    metas = {k: {**_net_meta(k, v, cfg), **seen} for k, v in nets.items()}
     frozen = {"classifier": classifier, "signal_process": px, "logit_process": py}
     ff = cfg["joint"]["finished_fraction"]
     if not isinstance(ff, (int, float)) or isinstance(ff, bool) or not 0 <= ff <= 1:
@@ -128,9 +206,10 @@ def _is_rank_zero() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
-def check_stages(stages, output: Path) -> None:
-    """One-line error when a stage would need an output that neither the folder nor an earlier stage provides."""
-    produced = set()
+def check_stages(stages, output: Path, provided=()) -> None:
+    """One-line error when a stage would need an output that neither the folder, nor `provided` (a user's
+    classifier, installed first), nor an earlier stage provides."""
+    produced = set(provided)
     for stage in stages:
         for name in NEEDS.get(stage, ()):
             if name not in produced and not (output / f"{name}.safetensors").is_file():
@@ -149,8 +228,13 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
     output = Path(cfg["output"])
     if output.exists() and not output.is_dir():
         raise CoupledError(f"output {output} is an existing file; pass a folder with --output or `output:` in the config")
-    check_stages(stages, output)
+    user = is_user_classifier(cfg)
+    check_stages(stages, output, provided=("classifier",) if user else ())
     splits = load_splits(cfg)  # data problems surface before anything is written
+    # a user's classifier and every `init` are checked before anything is written too
+    user = prepare_user_classifier(cfg, splits["train"]) if user else None
+    check_inits(cfg, stages, user.num_classes if user else cfg["classifier"]["net"].get("num_classes", 10))
+    shape = tuple(splits["train"].signals.shape[1:])
     if cfg["train"]["num_threads"]:
         torch.set_num_threads(cfg["train"]["num_threads"])
     output.mkdir(parents=True, exist_ok=True)
@@ -158,8 +242,15 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         remove_stale_temporaries(output)
         remove_stale_temporaries(output / "train_state")
     atomic_write_text(output / "config.json", json.dumps({k: v for k, v in cfg.items() if k != "config_path"}, indent=2) + "\n")
+    if user is not None and _is_rank_zero():  # frozen, not trained: copied into the bundle for every later stage
+        install_user_classifier(user, cfg, output)
     summaries = []
     for stage in stages:
+        if stage == "classifier" and user is not None:
+            summaries.append({"stage": "classifier", "skipped": True, "frozen": user.factory,
+                              **{f"{split}_accuracy": clean_accuracy(user.net, splits[split], domain=domain_of(cfg))
+                                 for split in ("val", "test")}})
+            continue
         done_marker = output / "train_state" / f"{stage}.done.json"
         wanted = max_steps if max_steps is not None else cfg[stage]["steps"]
         if (resume and done_marker.is_file() and read_json(done_marker).get("steps") == wanted
@@ -169,7 +260,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
                 write_pipeline(cfg, output)
             continue
         started = time.time()
-        setup = build_setup(stage, cfg, output)
+        setup = build_setup(stage, cfg, output, fingerprint_shape=shape)
         summary = run_stage(setup, LOSSES[stage], splits["train"], output, resume=resume, devices=devices,
                             accelerator=accelerator, max_steps=max_steps, progress=progress)
         if summary["rank"] != 0:
