@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.image.conftest import TINY
+
 from .conftest import BUNDLE, one_line_error, run, tiny_config
 
 CONFIG_ROWS = {  # config override -> what the message must name
@@ -46,6 +48,25 @@ CONFIG_ROWS = {  # config override -> what the message must name
     "unknown_key": ({"signal": {"stepz": 3}}, "signal.stepz"),
     "section_not_mapping": ({"signal": 5}, "signal"),
     "name_empty": ({"name": ""}, "name"),
+    # your own classifier (classifier.factory + weights) and init weights (issue 8)
+    "classifier_factory_number": ({"classifier": {"factory": 5, "weights": "w.safetensors"}}, "classifier.factory"),
+    "classifier_factory_no_colon": ({"classifier": {"factory": "mlp", "weights": "w.safetensors"}}, "module.path:function"),
+    "classifier_factory_no_module": ({"classifier": {"factory": "no_such_module_xyz:f", "weights": "w.safetensors"}},
+                                     "cannot import module 'no_such_module_xyz'"),
+    "classifier_factory_no_function": ({"classifier": {"factory": "json:no_such_fn", "weights": "w.safetensors"}},
+                                       "has no attribute 'no_such_fn'"),
+    "classifier_factory_not_function": ({"classifier": {"factory": "math:pi", "weights": "w.safetensors"}}, "not a function"),
+    "classifier_factory_without_weights": ({"classifier": {"factory": "json:dumps"}}, "classifier.weights is not set"),
+    "classifier_weights_without_factory": ({"classifier": {"weights": "w.safetensors"}}, "needs classifier.factory"),
+    "classifier_weights_empty": ({"classifier": {"factory": "json:dumps", "weights": " "}}, "classifier.weights"),
+    "signal_init_number": ({"signal": {"init": 3}}, "signal.init"),
+    "signal_init_missing": ({"signal": {"init": "nowhere/signal.safetensors"}}, "signal.init: no such file"),
+    "signal_init_not_safetensors": ({"signal": {"init": "configs/mnist.yaml"}}, "must name a .safetensors file"),
+    "signal_init_other_net": ({"signal": {**TINY["signal"], "init": str(BUNDLE / "signal_pretrained.safetensors")}},
+                              "net.channels [16, 48] there, [8, 16] here"),
+    "logits_init_signal_weights": ({"logits": {**TINY["logits"], "init": str(BUNDLE / "signal.safetensors")}},
+                                   "not a logits network"),
+    "card_init_other_net": ({"card": {**TINY["card"], "init": str(BUNDLE / "card.safetensors")}}, "card.init"),
 }
 
 
@@ -55,6 +76,70 @@ def test_bad_config_value_is_one_line_and_writes_nothing(cli, tmp_path, row):
     cfg = tiny_config(tmp_path, **override)
     code, _, err = cli("train", cfg, "--quiet", "--accelerator", "cpu")
     assert key in one_line_error(code, err)
+    assert not (tmp_path / "ckpt").exists(), "a failed run left its output folder behind"
+
+
+USER_CLASSIFIER = '''
+from torch import nn
+
+
+def mlp(hidden=8, outputs=10):
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
+
+
+def for_32px():
+    return nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 10))
+
+
+def raises():
+    raise RuntimeError("no GPU here")
+
+
+def not_a_module():
+    return [1, 2]
+'''
+
+# a user's classifier whose problem shows only with its weights or its output: (classifier section, message);
+# {w} is the weights of mlp(hidden=8), {w16} of mlp(hidden=16), {w7} of mlp(outputs=7), {w32} of for_32px()
+BAD = "coupled_test_bad_classifier"
+USER_CLASSIFIER_ROWS = {
+    "weights_missing": ({"factory": f"{BAD}:mlp", "weights": "{dir}/none.safetensors"}, "none.safetensors does not exist"),
+    "weights_corrupt": ({"factory": f"{BAD}:mlp", "weights": "{dir}/junk.safetensors"}, "not a readable safetensors file"),
+    "weights_other_net": ({"factory": f"{BAD}:mlp", "weights": "{w16}"}, f"do not fit the network '{BAD}:mlp' builds"),
+    "weights_nan": ({"factory": f"{BAD}:mlp", "weights": "{dir}/nan.safetensors"}, "NaN or infinite"),
+    "net_kwargs_wrong": ({"factory": f"{BAD}:mlp", "net": {"width": 3}, "weights": "{w}"}, "failed when called with net="),
+    "factory_raises": ({"factory": f"{BAD}:raises", "weights": "{w}"}, "RuntimeError: no GPU here"),
+    "factory_not_module": ({"factory": f"{BAD}:not_a_module", "weights": "{w}"}, "not a torch.nn.Module"),
+    "output_width": ({"factory": f"{BAD}:mlp", "net": {"outputs": 7}, "weights": "{w7}"},
+                     "returns 7 logits per item but data set mnist5k has 10 classes"),
+    "input_shape": ({"factory": f"{BAD}:for_32px", "weights": "{w32}"}, "failed on input of shape (4, 1, 28, 28)"),
+}
+
+
+@pytest.mark.parametrize("row", sorted(USER_CLASSIFIER_ROWS))
+def test_bad_user_classifier_is_one_line_and_writes_nothing(cli, tmp_path, monkeypatch, row):
+    import importlib
+
+    import torch
+    from safetensors.torch import save_file
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / f"{BAD}.py").write_text(USER_CLASSIFIER)
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    m = importlib.import_module(BAD)
+    paths = {"{dir}": str(tmp_path)}
+    for key, net in {"{w}": m.mlp(), "{w16}": m.mlp(hidden=16), "{w7}": m.mlp(outputs=7), "{w32}": m.for_32px()}.items():
+        paths[key] = str(tmp_path / f"{key[1:-1]}.safetensors")
+        save_file(net.state_dict(), paths[key])
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 40)
+    save_file({k: torch.full_like(v, float("nan")) for k, v in m.mlp().state_dict().items()}, tmp_path / "nan.safetensors")
+    section, message = USER_CLASSIFIER_ROWS[row]
+    weights = section["weights"]
+    for key, path in paths.items():
+        weights = weights.replace(key, path)
+    cfg = tiny_config(tmp_path, classifier={"steps": 8, "batch_size": 32, **section, "weights": weights})
+    code, _, err = cli("train", cfg, "--quiet", "--accelerator", "cpu")
+    assert message in one_line_error(code, err)
     assert not (tmp_path / "ckpt").exists(), "a failed run left its output folder behind"
 
 
