@@ -49,7 +49,8 @@ CONFIG_ROWS = {  # config override -> what the message must name
     "section_not_mapping": ({"signal": 5}, "signal"),
     "name_empty": ({"name": ""}, "name"),
     # your own classifier (classifier.factory + weights) and init weights (issue 8)
-    "classifier_factory_number": ({"classifier": {"factory": 5, "weights": "w.safetensors"}}, "classifier.factory"),
+    "classifier_factory_number": ({"classifier": {"factory": 5, "weights": "w.safetensors"}},
+                                  "classifier.factory must be null or a 'module.path:function' string"),
     "classifier_factory_no_colon": ({"classifier": {"factory": "mlp", "weights": "w.safetensors"}}, "module.path:function"),
     "classifier_factory_no_module": ({"classifier": {"factory": "no_such_module_xyz:f", "weights": "w.safetensors"}},
                                      "cannot import module 'no_such_module_xyz'"),
@@ -59,14 +60,15 @@ CONFIG_ROWS = {  # config override -> what the message must name
     "classifier_factory_without_weights": ({"classifier": {"factory": "json:dumps"}}, "classifier.weights is not set"),
     "classifier_weights_without_factory": ({"classifier": {"weights": "w.safetensors"}}, "needs classifier.factory"),
     "classifier_weights_empty": ({"classifier": {"factory": "json:dumps", "weights": " "}}, "classifier.weights"),
-    "signal_init_number": ({"signal": {"init": 3}}, "signal.init"),
+    "signal_init_number": ({"signal": {"init": 3}}, "signal.init must be null or the path of a .safetensors file"),
     "signal_init_missing": ({"signal": {"init": "nowhere/signal.safetensors"}}, "signal.init: no such file"),
     "signal_init_not_safetensors": ({"signal": {"init": "configs/mnist.yaml"}}, "must name a .safetensors file"),
     "signal_init_other_net": ({"signal": {**TINY["signal"], "init": str(BUNDLE / "signal_pretrained.safetensors")}},
                               "net.channels [16, 48] there, [8, 16] here"),
     "logits_init_signal_weights": ({"logits": {**TINY["logits"], "init": str(BUNDLE / "signal.safetensors")}},
                                    "not a logits network"),
-    "card_init_other_net": ({"card": {**TINY["card"], "init": str(BUNDLE / "card.safetensors")}}, "card.init"),
+    "card_init_other_net": ({"card": {**TINY["card"], "init": str(BUNDLE / "card.safetensors")}},
+                            "card.init: " + str(BUNDLE / "card.safetensors") + " does not match"),
 }
 
 
