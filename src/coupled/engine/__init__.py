@@ -35,6 +35,7 @@ from .strategies import (
     signal_trajectory,
     switch_step,
 )
+from .conditioning import Visit, plan  # noqa: E402  (reads the strategies' rules)
 
 
 def item_generators(seeds, device="cpu"):
@@ -52,4 +53,5 @@ __all__ = [
     "refresh_steps", "run_method", "sequential", "switch_step", "item_generators", "BASELINES", "COUPLED",
     "one_step", "parallel_schedule", "purification", "readouts", "sequential_ensemble", "SAMPLER_OPTIONS",
     "sampler_options", "StepEvent", "signal_trajectory", "logit_trajectory",
+    "Visit", "plan",
 ]
