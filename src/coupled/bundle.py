@@ -15,6 +15,7 @@ from .domains.registry import DEFAULT_DOMAIN, get_domain
 from .engine import (
     METHODS, Chain, Coupling, Denoiser, FrozenClassifier, GuidedLogits, method_options, process_from_dict,
 )
+from .engine.conditioning import check_sampling
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
 from .training.checkpoint import load_state, load_weights, read_json
@@ -109,6 +110,7 @@ class Bundle:
         `card` runs with the CARD logit net, `finetuned_classifier` is `noisy` with the fine-tuned classifier.
         """
         options = dict(options)
+        check_sampling(self.meta["signal"].get("conditioning"), method, options, f"options of {method!r}")
         coupling = self.coupling
         net_name = options.pop("signal_net", "joint")
         if net_name not in SIGNAL_NETS:
@@ -193,6 +195,9 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
             f"the logit denoiser in {folder} was trained for {lmeta['net']['num_classes']} classes but the classifier "
             f"has {num_classes}; use the checkpoint trained with this classifier"
         )
+    for method, opts in sampling.get("methods", {}).items():  # as the nets were trained, or one line
+        check_sampling(smeta.get("conditioning"), method, {"signal_guidance": sampling.get("signal_guidance", 1.0), **opts},
+                       f"sampling.methods.{method} for {folder}")
     signal = guided_signal_denoiser(sig_net, signal_guidance(sampling), smeta)
     logits = wrap_denoiser("logits", log_net, lmeta)
     sc, lc = chains_from_sampling(signal.process, logits.process, sampling)

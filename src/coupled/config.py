@@ -54,11 +54,11 @@ DEFAULTS: dict = {
         "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True,
     },
     "joint": {
-        "steps": 1000, "batch_size": 64, "lr": 2e-4, "lambda": 0.1, "switch_fraction": 0.5, "null_dropout": 0.2,
+        "steps": 1000, "batch_size": 64, "lr": 2e-4, "lambda": 0.1, "null_dropout": 0.2,
         "ema_decay": 0.999, "ema_warmup": True, "cond_lr_scale": 1.0,  # learning-rate multiplier of the signal net's logit conditioning
-        # fraction of each batch whose signal branch sees a finished y_hat (one Alternating round with the
-        # sampling chains) instead of the logit branch's same-time y0_hat: training per strategy (spec 4.4)
-        "finished_fraction": 0.0,
+        # what each item is trained at: one step of one coupled method's plan (engine/conditioning.py) on one
+        # [signal_steps, logit_steps] grid; {} / [] take sampling.methods' coupled methods and the sampling steps
+        "methods": {}, "grids": [],
     },
     # the baselines' own networks (stages card, finetuned, sequential; issue 7)
     "card": {"net": {}, "process": {"kind": "centred"}, "prediction": "x0", "steps": 3000, "batch_size": 128,

@@ -8,7 +8,7 @@ and compares that with the plan. Joint training draws from the same plans (tests
 import pytest
 import torch
 
-from coupled.engine import COUPLED, CentredProcess, Chain, Coupling, FrozenClassifier, VPProcess, Visit, plan, run_method
+from coupled.engine import COUPLED, CentredProcess, Chain, Coupling, FrozenClassifier, VPProcess, plan, run_method
 from coupled.engine import item_generators
 from coupled.errors import CoupledError
 

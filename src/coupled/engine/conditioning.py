@@ -28,7 +28,7 @@ from ..errors import CoupledError
 from .chains import Chain
 from .strategies import COUPLED, parallel_schedule, refresh_steps, switch_step
 
-__all__ = ["Visit", "plan", "PLANNED"]
+__all__ = ["Visit", "plan", "PLANNED", "conditioning_record", "check_sampling"]
 
 PLANNED = COUPLED  # the methods whose two networks see each other's estimates
 
@@ -90,3 +90,26 @@ def _nested(gx, gy, signal_chain, signal_steps, *, refresh_every=2, refresh_wind
             visits += [Visit("signal", j, tx, "estimate", i - 1) for j, tx in enumerate(refresh_grid)]
         visits.append(Visit("logits", i, t, "final", None, "evidence"))
     return visits
+
+
+def conditioning_record(methods: dict, grids, null_dropout: float) -> dict:
+    """What the joint stage trained the networks with, saved in their JSON (`check_sampling` reads it)."""
+    return {"rule": "engine.plan", "methods": methods, "grids": [list(map(int, p)) for p in grids],
+            "null_dropout": null_dropout}
+
+
+def check_sampling(record: dict | None, method: str, options: dict, source: str) -> None:
+    """One-line error when sampling `method` with `options` contradicts how the networks were trained: another
+    Parallel switch point, or classifier-free guidance from nets trained without the null token."""
+    if not record or record.get("rule") != "engine.plan":
+        return  # trained before the conditioning was recorded: nothing to compare
+    trained = record["methods"].get(method)
+    if method == "parallel" and trained is not None:
+        want, got = trained.get("switch_fraction", 0.5), options.get("switch_fraction", 0.5)
+        if got != want:
+            raise CoupledError(f"{source}: parallel switch_fraction {got} contradicts the {want} the networks were "
+                               f"trained with; use {want}, or retrain with joint.methods.parallel.switch_fraction: {got}")
+    w = options.get("signal_guidance")
+    if w is not None and w != 1.0 and not record.get("null_dropout"):
+        raise CoupledError(f"{source}: signal_guidance {w} needs the null token, but the networks were trained with "
+                           "joint.null_dropout 0; use signal_guidance 1, or retrain with null_dropout > 0")

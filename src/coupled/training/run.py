@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..domains.registry import domain_of, get_domain
-from ..engine import Coupling, Denoiser, FrozenClassifier, process_from_dict
+from ..engine import Coupling, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
 from .checkpoint import atomic_write_text, read_json, record_in_manifest, remove_stale_temporaries, verify_outputs
 from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
@@ -84,18 +84,33 @@ def build_setup(stage: str, cfg: dict, output: Path) -> StageSetup:
     log_net, lmeta = load_net(output, "logits_pretrained", "logits")
     nets = {"signal": sig_net.requires_grad_(True).train(), "logits": log_net.requires_grad_(True).train()}
     metas = {k: _net_meta(k, v, cfg) for k, v in nets.items()}
-    frozen = {"classifier": classifier, "signal_process": px, "logit_process": py}
-    ff = cfg["joint"]["finished_fraction"]
-    if not isinstance(ff, (int, float)) or isinstance(ff, bool) or not 0 <= ff <= 1:
-        raise CoupledError(f"joint.finished_fraction must lie in [0, 1], got {ff!r}")
-    if ff:
-        # the nets being trained, wrapped as the strategies see them, with the sampling chains: joint_loss runs
-        # one round of Alternating with them to get a finished y_hat (the weights are shared, not copied)
-        from ..bundle import chains_from_sampling
+    # the nets being trained, wrapped as the strategies see them (weights shared, not copied), with the sampling
+    # chains: joint_loss draws each item's conditioning from the coupled methods' plans on `joint.grids`
+    from ..bundle import chains_from_sampling
+    from ..engine.conditioning import conditioning_record
+    from .conditioning import planned_runs
 
-        frozen["coupling"] = Coupling(classifier, wrap_denoiser("signal", sig_net, smeta), wrap_denoiser("logits", log_net, lmeta),
-                                      *chains_from_sampling(px, py, cfg["sampling"]))
+    signal, logits = wrap_denoiser("signal", sig_net, smeta), wrap_denoiser("logits", log_net, lmeta)
+    coupling = Coupling(classifier, signal, logits, *chains_from_sampling(px, py, cfg["sampling"]))
+    methods, grids = joint_conditioning(cfg)
+    frozen = {"classifier": classifier, "coupling": coupling, "signal_denoiser": signal, "logit_denoiser": logits,
+              "plans": planned_runs(coupling, methods, grids)}
+    for meta in metas.values():
+        meta["conditioning"] = conditioning_record(methods, grids, cfg["joint"]["null_dropout"])
     return StageSetup(stage, cfg, nets, metas, frozen)
+
+
+def joint_conditioning(cfg: dict) -> tuple[dict, list]:
+    """The coupled methods (with their options) and [signal_steps, logit_steps] grids joint training plans
+    for: `joint.methods` / `joint.grids`, else the coupled methods of `sampling.methods` on the sampling steps."""
+    from ..bundle import BUNDLE_OPTIONS
+    from ..engine.conditioning import PLANNED
+
+    joint, sampling = cfg["joint"], cfg["sampling"]
+    methods = joint["methods"] or {k: v for k, v in sampling["methods"].items() if k in PLANNED}
+    methods = {k: {o: v for o, v in opts.items() if o not in BUNDLE_OPTIONS} for k, opts in methods.items()}
+    grids = joint["grids"] or [[sampling["signal"]["steps"], sampling["logits"]["steps"]]]
+    return methods, grids
 
 
 @torch.no_grad()
