@@ -62,7 +62,8 @@ def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
     if not specs:
         return {}
     prepared = {s.label: bundle.prepare(s.method, s.options) for s in specs}
-    metrics = get_domain(getattr(bundle, "domain", None)).signal_metrics  # per-item quality of x_hat
+    domain = get_domain(getattr(bundle, "domain", None))
+    metrics = domain.signal_metrics  # per-item quality of x_hat
     out = {s.label: {"correct_logits": [], "pred": [], **{k: [] for k in metrics}, "x_hat": [], "calls": None,
                      "seconds": 0.0} for s in specs}
     for b, i in enumerate(range(0, len(degraded), batch_size)):
@@ -80,9 +81,9 @@ def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             o["seconds"] += time.perf_counter() - started
-            o["pred"].append(res.prediction("classifier").cpu().numpy())
+            o["pred"].append(domain.readout(res.classifier_logits).cpu().numpy())  # the domain's answers
             if res.y_hat is not None:
-                o["correct_logits"].append((res.prediction("logits").cpu() == y).numpy())
+                o["correct_logits"].append((domain.readout(res.y_hat).cpu() == y).numpy())
             if res.x_hat is not None:
                 x = res.x_hat.cpu()
                 for k, metric in metrics.items():
