@@ -145,8 +145,9 @@ class CoupledPipeline:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        cfg = self.bundle.coupling.signal_denoiser.net.cfg
-        return (cfg.in_channels, cfg.image_size, cfg.image_size)
+        from .domains.registry import get_domain
+
+        return get_domain(self.bundle.domain).signal_shape(self.bundle.coupling.signal_denoiser.net)
 
     def _prepare(self, method: str, options: dict):
         # the bundle's method preparation (`prepare` in newer bundles, `for_method` before)

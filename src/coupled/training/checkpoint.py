@@ -339,15 +339,16 @@ def _load_legacy_train_state(folder: Path, stage: str, meta: dict, fix: str):
     return tensors, meta
 
 
-def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
-    """Load `tensors` into `module`, naming missing or unexpected keys in a one-line error."""
+def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str,
+               fix: str = "the JSON config and the weights must come from the same run") -> None:
+    """Load `tensors` into `module`, naming missing or unexpected keys in a one-line error that ends with `fix`."""
     own = module.state_dict()
     missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     bad = [k for k in own if k in tensors and own[k].shape != tensors[k].shape]
     if missing or extra or bad:
         raise CoupledError(
             f"weights in {where} do not fit the network (missing {missing[:3]}, unexpected {extra[:3]}, "
-            f"wrong shape {bad[:3]}); the JSON config and the weights must come from the same run"
+            f"wrong shape {bad[:3]}); {fix}"
         )
     module.load_state_dict(tensors)
 
