@@ -208,3 +208,57 @@ def test_declared_image_size_through_classify_is_one_line(cli, bundle, tmp_path)
     np.save(tmp_path / "x.npy", np.zeros((32, 32), np.float32))
     code, _, err = cli("classify", tmp_path / "x.npy", "--checkpoint", bundle)
     assert f"{bundle}/signal.json: net.image_size is 32" in one_line_error(code, err)
+
+
+def _fake_cuda(monkeypatch, devices: int, restored: list):
+    """Pretend this machine has `devices` CUDA devices (0: none) whose RNG states differ at each read (device i's
+    n-th read is [n, i]); record every restore (Lightning saves and restores them too, around its own work)."""
+    reads = iter(range(1, 10**6))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: devices > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: (lambda n: [torch.tensor([n, i], dtype=torch.uint8)
+                                                                             for i in range(devices)])(next(reads)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append([s.tolist() for s in states]))
+
+
+def test_resume_continues_the_cuda_random_streams_and_refuses_another_device_count(cli, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from .conftest import one_line_error, tiny_config
+
+    cfg, restored = tiny_config(tmp_path), []
+    args = ("train", cfg, "--stages", "classifier", "--accelerator", "cpu", "--quiet")
+    _fake_cuda(monkeypatch, 2, restored)
+    code, _, err = cli(*args, "--max-steps", "4")  # stops at step 4 with its state on disk
+    assert code == 0, err
+    state = tmp_path / "ckpt" / "train_state"
+    tensors = load_file(str(next(state.glob("classifier.step*.safetensors"))))
+    saved = [tensors[f"rng.cuda.{i}"].tolist() for i in range(2)]
+    assert [i for _, i in saved] == [0, 1] and "rng.cuda.2" not in tensors
+
+    _fake_cuda(monkeypatch, 1, restored)
+    code, _, err = cli(*args, "--resume")
+    line = one_line_error(code, err)
+    assert f"{state / 'classifier.json'} was saved with 2 CUDA devices but this run has 1" in line and "--resume" in line
+
+    _fake_cuda(monkeypatch, 2, restored)
+    restored.clear()
+    code, _, err = cli(*args, "--resume")
+    assert code == 0, err
+    assert restored.count(saved) == 1  # set once, at the first resumed step
+
+
+def test_resume_of_a_cuda_state_without_cuda_warns_in_one_line(cli, tmp_path, monkeypatch):
+    from .conftest import tiny_config
+
+    cfg, restored = tiny_config(tmp_path), []
+    args = ("train", cfg, "--stages", "classifier", "--accelerator", "cpu", "--quiet")
+    _fake_cuda(monkeypatch, 2, restored)
+    assert cli(*args, "--max-steps", "4")[0] == 0
+    _fake_cuda(monkeypatch, 0, restored)
+    restored.clear()
+    code, _, err = cli(*args, "--resume")
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("coupled: warning:")]
+    assert len(warnings) == 1 and "saved with 2 CUDA devices and this run has no CUDA devices" in warnings[0], err
+    assert not any(restored), "CUDA states restored on a run without CUDA"

@@ -37,7 +37,7 @@ from ..errors import CoupledError
 __all__ = [
     "atomic_write_text", "save_weights", "load_weights", "read_json", "flatten_optimizer", "unflatten_optimizer",
     "MANIFEST", "seal", "verify_file", "remove_stale_temporaries", "save_train_state", "load_train_state",
-    "clear_train_state",
+    "clear_train_state", "rng_states", "check_rng_states", "restore_rng_states",
 ]
 
 MANIFEST = "manifest.json"
@@ -322,6 +322,44 @@ def load_train_state(folder, stage: str) -> tuple[dict[str, torch.Tensor], dict]
         if p != wpath:
             p.unlink(missing_ok=True)
     return tensors, meta
+
+
+def rng_states() -> dict[str, torch.Tensor]:
+    """The global RNG states a resume must continue (dropout draws from them): `rng.cpu`, and `rng.cuda.<i>` for
+    each CUDA device when CUDA is available."""
+    states = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return states
+
+
+def _cuda_states(states: dict) -> list[torch.Tensor]:
+    return [states[f"rng.cuda.{i}"] for i in range(sum(k.startswith("rng.cuda.") for k in states))]
+
+
+def check_rng_states(states: dict, where) -> str | None:
+    """Refuse (one line) RNG states saved with another number of CUDA devices than this run has. When only one
+    side has CUDA, returns a one-line warning instead (the CPU stream continues, the CUDA streams start afresh)."""
+    saved = len(_cuda_states(states))
+    now = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if saved == now:
+        return None
+    if saved and now:
+        raise CoupledError(f"training state {where} was saved with {saved} CUDA devices but this run has {now}, so its "
+                           f"random streams cannot continue; resume with {saved} visible devices (CUDA_VISIBLE_DEVICES), "
+                           "or run without --resume")
+    was = f"with {saved} CUDA devices" if saved else "without CUDA"
+    return (f"training state {where} was saved {was} and this run has {now or 'no'} CUDA devices: the CPU random "
+            "stream continues, the CUDA ones start afresh, so dropout masks differ from an uninterrupted run")
+
+
+def restore_rng_states(states: dict) -> None:
+    """Set the RNG states `rng_states` saved (the CUDA ones only when this run has as many devices)."""
+    if "rng.cpu" in states:
+        torch.set_rng_state(states["rng.cpu"])
+    cuda = _cuda_states(states)
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _load_legacy_train_state(folder: Path, stage: str, meta: dict, fix: str):
