@@ -17,7 +17,7 @@ from .engine import (
 )
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
-from .training.checkpoint import load_state, load_weights, read_json
+from .checkpoint import load_state, load_weights, read_json
 
 ROLES = ("classifier", "signal", "logits")
 

@@ -55,7 +55,7 @@ def cmd_reproduce(args) -> None:
     import time
 
     from .evaluation.api import evaluate_config
-    from .training.checkpoint import atomic_write_text
+    from .atomic import atomic_write_json
     from .training.run import train
 
     cfg = _config(args)
@@ -69,7 +69,7 @@ def cmd_reproduce(args) -> None:
     t_eval = time.time() - t0 - t_train
     timing = {"stages": [{k: s.get(k) for k in ("stage", "steps", "wall_seconds", "skipped")} for s in stages],
               "train_seconds": round(t_train, 1), "evaluate_seconds": round(t_eval, 1)}
-    atomic_write_text(f"{cfg['output']}/reproduce_timing.json", json.dumps(timing, indent=2) + "\n")
+    atomic_write_json(f"{cfg['output']}/reproduce_timing.json", timing)
     print(json.dumps(timing, indent=2))
 
 
@@ -94,7 +94,7 @@ def cmd_classify(args) -> None:
 
 
 def cmd_manifest(args) -> None:
-    from .training.checkpoint import MANIFEST, seal
+    from .checkpoint import MANIFEST, seal
 
     files = seal(args.folder)
     print(f"wrote {args.folder}/{MANIFEST}: sha256 of {len(files)} files")

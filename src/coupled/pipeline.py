@@ -105,7 +105,7 @@ def _device(device) -> torch.device:
 def _check_bundle_files(folder, sampling) -> None:
     """The settings a bundle's JSON files hold, checked before any network is built (one line per problem)."""
     from .schema import check_sampling
-    from .training.checkpoint import read_json
+    from .checkpoint import read_json
 
     folder = Path(folder)
     if not folder.is_dir():

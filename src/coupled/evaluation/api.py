@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..errors import CoupledError
 
 
@@ -115,7 +116,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     write_results(results, out / "results.json")
     if results_path:
         write_results(results, Path(results_path))
-    (out / "report.md").write_text(markdown_report(results))
+    atomic_write_text(out / "report.md", markdown_report(results))
     plot_accuracy_vs_severity(results, out / "accuracy.png")
     plot_examples(examples, out / "examples.png")
     if val is not None:

@@ -24,9 +24,11 @@ from torch import nn
 
 from ..engine import Denoiser, FrozenClassifier, process_from_dict, randn, training_target, x0_from_output
 from ..errors import CoupledError
+from ..atomic import atomic_write_text
+from ..checkpoint import load_state, save_weights
 from .checkpoint import (
-    atomic_write_text, check_rng_states, clear_train_state, flatten_optimizer, load_state, load_train_state,
-    restore_rng_states, rng_states, save_train_state, save_weights, unflatten_optimizer,
+    check_rng_states, clear_train_state, flatten_optimizer, load_train_state, restore_rng_states, rng_states,
+    save_train_state, unflatten_optimizer,
 )
 from .ema import EMA
 
