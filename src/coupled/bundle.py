@@ -86,6 +86,8 @@ def _check_classifier_takes(classifier: FrozenClassifier, shape: tuple, folder: 
 SIGNAL_NETS = {"joint": "signal", "pretrained": "signal_pretrained", "sequential": "signal_sequential"}
 # Evaluation-level methods that are not strategies of the engine: (the engine method they run, what they swap)
 REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
+# the network file of the folder a method needs beyond the bundle's own three
+METHOD_NETS = {"card": "card", **dict.fromkeys(REFERENCE_METHODS, "classifier_finetuned")}
 # Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
 BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient")
 
@@ -123,7 +125,9 @@ class Bundle:
         """A baseline network of the folder (loaded once), with its metadata."""
         if name not in self._extra:
             if self.folder is None or not (self.folder / f"{name}.safetensors").is_file():
-                stage = {"card": "card", "classifier_finetuned": "finetuned", "signal_sequential": "sequential"}.get(name, "signal")
+                from .training.stages import OUTPUTS  # only to name the stage that writes the missing file
+
+                stage = next((s for s, outs in OUTPUTS.items() if name in outs), "signal")
                 raise CoupledError(f"{self.folder} has no {name}.safetensors; train it with "
                                    f"`coupled train CONFIG --stages {stage}`")
             net, meta = load_net(self.folder, name, kind, self.domain)
@@ -160,11 +164,11 @@ class Bundle:
                 raise CoupledError(f"classifier_gradient must be a number >= 0 (RMS step of x0_hat), got {grad!r}")
             coupling = replace(coupling, signal_denoiser=ClassifierGradient(coupling.signal_denoiser, coupling.classifier, grad))
         if method == "card":
-            net, meta = self._net("card", "logits")
+            net, meta = self._net(METHOD_NETS["card"], "logits")
             coupling = replace(coupling, logit_denoiser=wrap_denoiser("logits", net, meta),
                                logit_chain=replace(coupling.logit_chain, process=process_from_dict(meta["process"])))
         if method in REFERENCE_METHODS:
-            net, _ = self._net("classifier_finetuned", "classifier")
+            net, _ = self._net(METHOD_NETS[method], "classifier")
             c = coupling.classifier
             coupling = replace(coupling, classifier=FrozenClassifier(net, c.num_classes, c.logit_scale))
             method = REFERENCE_METHODS[method]

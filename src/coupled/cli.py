@@ -123,6 +123,7 @@ def cmd_bench(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bundle import REFERENCE_METHODS
     from .domains.registry import domain_names
     from .engine import METHODS
 
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--results", type=output_file, help="also write results.json to this path")
     ev.add_argument("--corruptions", nargs="+")
     ev.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"])
-    ev.add_argument("--methods", nargs="+", choices=[*METHODS, "finetuned_classifier"])
+    ev.add_argument("--methods", nargs="+", choices=[*METHODS, *REFERENCE_METHODS])
     ev.add_argument("--seeds", nargs="+", type=seed, help="sampling seeds at every level (default: the config's)")
     ev.add_argument("--picks", help="validation picks (docs/results/fair_val.json): run each method as tuned, "
                                     "add the cost-matched headline")

@@ -6,12 +6,13 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_write_text
+from ..engine import PAPER_METHODS
 from ..errors import CoupledError
 
 
 # what `coupled evaluate` runs without --methods: the paper's six (the equal-cost baselines take settings
 # chosen on validation: benchmarks/fair_comparison.py runs them)
-DEFAULT_METHODS = ("noisy", "sequential", "logits_only", "parallel", "alternating", "nested")
+DEFAULT_METHODS = PAPER_METHODS
 
 
 def _level_seeds(ev: dict):

@@ -133,13 +133,12 @@ class _TimedBundle:
 
 def available_methods(bundle) -> tuple[list[str], dict]:
     """The methods this bundle can run, and {skipped method: why} for those whose nets the folder lacks."""
-    from ..bundle import REFERENCE_METHODS
+    from ..bundle import METHOD_NETS, REFERENCE_METHODS
     from ..engine import METHODS
 
-    needs = {"card": "card", "finetuned_classifier": "classifier_finetuned"}
     methods, skipped = [], {}
     for m in (*METHODS, *REFERENCE_METHODS):
-        net = needs.get(m)
+        net = METHOD_NETS.get(m)
         if net and (bundle.folder is None or not (Path(bundle.folder) / f"{net}.safetensors").is_file()):
             skipped[m] = f"{bundle.folder} has no {net}.safetensors"
             continue

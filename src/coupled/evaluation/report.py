@@ -22,15 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_text
+from ..bundle import REFERENCE_METHODS
+from ..engine import BASELINES, COUPLED
 from ..errors import CoupledError
 from .stats import bootstrap_ci, gap_recovered, paired_bootstrap
 
 __all__ = ["SCHEMA", "METHOD_ORDER", "READOUTS", "summarise", "write_results", "markdown_report", "plot_accuracy_vs_severity", "plot_examples"]
 
 SCHEMA = "coupled-results/1"
-# Baselines first, then strategies by cost; unknown variants follow in order of appearance.
-METHOD_ORDER = ("noisy", "finetuned_classifier", "sequential", "one_step", "purification", "sequential_ensemble",
-                "logits_only", "card", "parallel", "alternating", "nested")
+# The registry's order (baselines, then the coupled strategies), each reference method right after the engine
+# method it runs; unknown variants follow in order of appearance.
+METHOD_ORDER = tuple(n for m in (*BASELINES, *COUPLED) for n in (m, *(r for r, e in REFERENCE_METHODS.items() if e == m)))
 READOUTS = ("logits", "classifier")
 _CALLS = ("signal", "logits", "classifier")
 _PASSES = ("signal_passes", "logits_passes")  # network passes (a guided call runs two), where counted
