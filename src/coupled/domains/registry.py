@@ -159,6 +159,8 @@ class Domain:
     data_kinds: dict | None = None
     # role -> architecture used when a checkpoint's JSON names none (checkpoints written before `arch` was saved)
     default_arch: dict = {}
+    # the network-config keys that fix the shape of a signal: every network of a bundle must agree on them
+    shape_keys: tuple = ()
 
     # ---- config
     def config_defaults(self) -> dict:
@@ -223,6 +225,11 @@ class Domain:
         if arch not in nets[role]:
             raise CoupledError(f"unknown {self.name} {role} architecture '{arch}'; valid: {', '.join(nets[role])}")
         return nets[role][arch](dict(config or {}))
+
+    def signal_shape(self, net) -> tuple | None:
+        """The shape of one signal (without the batch axis) a built network takes, from its `cfg`; None when the
+        domain does not say."""
+        return None
 
     def arch_of(self, role: str, net) -> str:
         """The architecture name of a built network (recorded in its checkpoint JSON)."""

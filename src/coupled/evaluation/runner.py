@@ -18,12 +18,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..bundle import REFERENCE_METHODS
 from ..domains.registry import get_domain
 from ..engine import COUPLED, item_generators, readouts, run_method
 from ..errors import CoupledError
 
 CORRUPTION_SEED = 12345  # the seed of the fixed corrupted splits every method is evaluated on
-DETERMINISTIC = ("noisy", "finetuned_classifier")  # no sampling: one seed is all there is
+# no sampling: one seed is all there is (noisy, and the reference methods that run it)
+DETERMINISTIC = ("noisy", *(r for r, engine_method in REFERENCE_METHODS.items() if engine_method == "noisy"))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import torch
 from ..domains.registry import domain_of, get_domain
 from ..engine import Coupling, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
-from .checkpoint import atomic_write_text, read_json, record_in_manifest, remove_stale_temporaries, verify_outputs
+from ..atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
+from ..checkpoint import read_json, record_in_manifest, verify_outputs
 from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
 
 
@@ -125,9 +126,8 @@ def clean_accuracy(classifier: torch.nn.Module, data, batch: int = 500, domain=N
 
 def write_pipeline(cfg: dict, output: Path) -> None:
     """pipeline.json: the sampling settings and method options the bundle is evaluated with."""
-    atomic_write_text(output / "pipeline.json", json.dumps(
-        {"sampling": cfg["sampling"], "logit_scale": cfg["classifier"]["logit_scale"], "name": cfg["name"],
-         "severities": cfg["corruptions"]["severities"]}, indent=2) + "\n")
+    atomic_write_json(output / "pipeline.json", {"sampling": cfg["sampling"], "logit_scale": cfg["classifier"]["logit_scale"],
+                                                 "name": cfg["name"], "severities": cfg["corruptions"]["severities"]})
     record_in_manifest(output / "pipeline.json")
 
 
@@ -172,7 +172,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
     if _is_rank_zero():  # what an interrupted write left behind
         remove_stale_temporaries(output)
         remove_stale_temporaries(output / "train_state")
-    atomic_write_text(output / "config.json", json.dumps({k: v for k, v in cfg.items() if k != "config_path"}, indent=2) + "\n")
+    atomic_write_json(output / "config.json", {k: v for k, v in cfg.items() if k != "config_path"})
     summaries = []
     for stage in stages:
         done_marker = output / "train_state" / f"{stage}.done.json"
@@ -195,7 +195,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         if stage == "joint":
             write_pipeline(cfg, output)
         summary["wall_seconds"] = round(time.time() - started, 1)
-        atomic_write_text(done_marker, json.dumps(summary, indent=2) + "\n")
+        atomic_write_json(done_marker, summary)
         _append_log(output, summary)
         summaries.append(summary)
     return summaries

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,11 @@ from torch import nn
 
 from ..engine import Denoiser, randn
 from ..errors import CoupledError
+from ..atomic import atomic_write_text
+from ..checkpoint import load_state, save_weights
 from .checkpoint import (
-    atomic_write_text, clear_train_state, flatten_optimizer, load_state, load_train_state, save_train_state, save_weights,
-    unflatten_optimizer,
+    check_rng_states, clear_train_state, flatten_optimizer, load_train_state, restore_rng_states, rng_states,
+    save_train_state, unflatten_optimizer,
 )
 from .ema import EMA
 
@@ -103,13 +106,13 @@ def _make_module_class():
         """One training stage; `loss` is the stage's loss function of (module, batch, generator)."""
 
         def __init__(self, setup: StageSetup, loss, step_offset: int, opt_state: dict | None, ema_state: dict | None,
-                     rng_state: torch.Tensor | None = None, ema_updates: int = 0):
+                     rng_state: dict | None = None, ema_updates: int = 0):
             super().__init__()
             self.setup_, self.loss_fn, self.step_offset = setup, loss, step_offset
             self.nets = nn.ModuleDict(setup.nets)
             self.frozen = setup.frozen
             self.opt_state = opt_state
-            self.rng_state = rng_state  # the global RNG (dropout) as the checkpoint left it, set at the first step
+            self.rng_state = rng_state  # the global RNGs (dropout) as the checkpoint left them, set at the first step
             self.ema = EMA(self.nets, setup.hp["ema_decay"], ema_updates, setup.hp.get("ema_warmup", True)) if setup.hp.get("ema_decay") else None
             if self.ema is not None and ema_state is not None:
                 self.ema.shadow = {k: ema_state[k].clone() for k in self.ema.shadow}
@@ -127,7 +130,7 @@ def _make_module_class():
 
         def training_step(self, batch, batch_idx):
             if self.rng_state is not None:  # after the loader's own draw, so the next dropout mask is the one an
-                torch.set_rng_state(self.rng_state)  # uninterrupted run draws
+                restore_rng_states(self.rng_state)  # uninterrupted run draws
                 self.rng_state = None
             g = step_generator(self.setup_.cfg["seed"], self.setup_.stage, self.step, self.global_rank)
             loss, logs = self.loss_fn(self, batch, g)
@@ -182,7 +185,7 @@ def _make_checkpoint_callback(folder: Path, stage: str, every: int, total: int, 
             if module.ema is not None:
                 tensors.update({f"ema.{k}": v for k, v in module.ema.shadow.items()})
             tensors.update(opt_t)
-            tensors["rng.cpu"] = torch.get_rng_state()  # dropout draws from it: a resume must continue its stream
+            tensors.update(rng_states())  # dropout draws from them: a resume must continue their streams
             # the EMA warm-up's position is part of the state: a resume must continue it
             ema = {"ema_updates": module.ema.updates} if module.ema is not None else {}
             save_train_state(folder, stage, step, tensors, {**meta, **ema, "total": total, "optimizer": opt_meta})
@@ -199,7 +202,11 @@ def _read_train_state(folder: Path, stage: str):
     opt = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
     # a state saved before the EMA warm-up existed counts one update per step, as training does
     ema_updates = meta.get("ema_updates", meta["step"])
-    return meta["step"], pick("net."), pick("ema.") or None, opt, tensors.get("rng.cpu"), ema_updates
+    rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
+    warning = check_rng_states(rng, folder / f"{stage}.json")  # another CUDA device count is refused here
+    if warning:
+        print(f"coupled: warning: {warning}", file=sys.stderr)
+    return meta["step"], pick("net."), pick("ema.") or None, opt, rng or None, ema_updates
 
 
 class StepBatchSampler:
