@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from coupled.bundle import SIGNAL_NETS
 from coupled.config import load_config
 from coupled.domains.image.models import default_device, load_bundle
 from coupled.evaluation import fair
@@ -162,7 +163,7 @@ def main() -> None:
     p.add_argument("--config", default="configs/mnist.yaml")
     p.add_argument("--max-items", type=int, default=500)
     p.add_argument("--levels", nargs="+", default=["light", "medium", "heavy"])
-    p.add_argument("--nets", nargs="+", default=["joint", "pretrained", "sequential"],
+    p.add_argument("--nets", nargs="+", default=list(SIGNAL_NETS), choices=list(SIGNAL_NETS),
                    help="(val) only candidates on these signal nets")
     p.add_argument("--merge", action="store_true",
                    help="(val) run only the grid's candidates the file lacks and add them, with the configurations "

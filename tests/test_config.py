@@ -65,3 +65,30 @@ def test_bad_extends_is_one_line(cli, tmp_path, files, message):  # noqa: F811
         (tmp_path / name).write_text(yaml.safe_dump(content))
     code, _, err = cli("train", tmp_path / "a.yaml", "--quiet")
     assert message in one_line_error(code, err)
+
+
+def test_evaluate_and_demo_take_the_sampling_stored_with_the_weights(tmp_path):
+    """The checkpoint folder is the source of truth for sampling (issue 8 item 3): pipeline.json's settings,
+    explicit --set overrides on top, a one-line note when the config file says otherwise; a broken
+    pipeline.json is one line."""
+    from coupled.config import checkpoint_sampling, load_config
+    from coupled.errors import CoupledError
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    stored = load_config("configs/mnist.yaml")["sampling"]
+    stored = {**stored, "signal": {**stored["signal"], "steps": 7}}
+    (folder / "pipeline.json").write_text(json.dumps({"sampling": stored}))
+    notes = []
+    warn = lambda *a, **k: notes.append(a[0])  # noqa: E731
+    cfg = load_config("configs/mnist.yaml", [("output", str(folder))])
+    assert checkpoint_sampling(cfg, warn=warn)["signal"]["steps"] == 7
+    assert len(notes) == 1 and "sampling.signal.steps is 7 there, 5 in the config" in notes[0]
+    over = [("sampling.signal.steps", 3)]
+    cfg = load_config("configs/mnist.yaml", [("output", str(folder)), *over])
+    assert checkpoint_sampling(cfg, over, warn=warn)["signal"]["steps"] == 3
+    (folder / "pipeline.json").write_text(json.dumps({"sampling": [1, 2]}))
+    with pytest.raises(CoupledError, match="'sampling' must be a mapping"):
+        checkpoint_sampling(cfg, over, warn=warn)
+    (folder / "pipeline.json").unlink()  # no stored settings: the config's own
+    assert checkpoint_sampling(cfg, over, warn=warn) == cfg["sampling"]

@@ -16,9 +16,10 @@ from .engine import (
     METHODS, Chain, Coupling, Denoiser, FrozenClassifier, GuidedLogits, method_options, process_from_dict,
 )
 from .classifiers import check_fingerprint
+from .engine.conditioning import check_sampling
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
-from .training.checkpoint import load_state, load_weights, read_json
+from .checkpoint import load_state, load_weights, read_json
 
 ROLES = ("classifier", "signal", "logits")
 
@@ -45,25 +46,60 @@ def load_net(folder, name: str, kind: str | None = None, domain=None):
     by the user's `factory` it records (a classifier of your own: its module is imported)."""
     tensors, meta = load_weights(folder, name)
     kind = kind or meta.get("kind", name)
+    path = Path(folder) / f"{name}.json"
     if meta.get("factory") is not None:  # a user's classifier, rebuilt by its factory (a bundle is code too)
         from .classifiers import build_classifier
 
         try:
             net = build_classifier(meta["factory"], meta.get("net"))
         except CoupledError as e:
-            raise CoupledError(f"{Path(folder) / (name + '.json')}: {e}") from None
-    elif "net" not in meta:
-        raise CoupledError(f"{Path(folder) / (name + '.json')} has no 'net' config; re-create it with `coupled train`")
-    else:
-        net = build_net(kind, meta["net"], meta.get("domain", domain), meta.get("arch"))
-    load_state(net, tensors, str(Path(folder) / f"{name}.safetensors"))
+            raise CoupledError(f"{path}: {e}") from None
+        load_state(net, tensors, str(path.with_suffix(".safetensors")))
+        return net.eval().requires_grad_(False), meta
+    if "net" not in meta:
+        raise CoupledError(f"{path} has no 'net' config; re-create it with `coupled train`")
+    net = build_net(kind, meta["net"], meta.get("domain", domain), meta.get("arch"))
+    declared = ", ".join(f"net.{k}={meta['net'][k]!r}" for k in get_domain(meta.get("domain", domain)).shape_keys
+                         if k in meta["net"])
+    load_state(net, tensors, str(path.with_suffix(".safetensors")), *(
+        [f"{path} declares {declared}: restore the values the weights were trained with and re-seal with "
+         f"`coupled manifest {folder}`, or re-create the bundle with `coupled train`"] if declared else []))
     return net.eval().requires_grad_(False), meta
+
+
+def check_signal_shapes(folder, domain, nets: dict, reference: str) -> None:
+    """Every network of `nets` (file name -> built network) declares the signal shape `nets[reference]` does
+    (the domain's `shape_keys` of their configs); else one line naming the file, the key and the fix."""
+    folder, ref = Path(folder), getattr(nets[reference], "cfg", None)
+    for name, net in nets.items():
+        for key in get_domain(domain).shape_keys:
+            want, got = getattr(ref, key, None), getattr(getattr(net, "cfg", None), key, None)
+            if want is not None and got is not None and got != want:
+                raise CoupledError(
+                    f"{folder / name}.json: net.{key} is {got!r} but {reference}.json has {want!r}, and the networks of "
+                    f"a bundle must take the same signals; set net.{key} to {want!r} and re-seal with "
+                    f"`coupled manifest {folder}`, or re-create the bundle with `coupled train`")
+
+
+def _check_classifier_takes(classifier: FrozenClassifier, shape: tuple, folder: Path, domain) -> None:
+    """A user's classifier must take one signal of the `shape` the bundle's signal network declares."""
+    param = next(classifier.module.parameters(), None)
+    probe = torch.zeros((1, *shape), **({} if param is None else {"device": param.device, "dtype": param.dtype}))
+    try:
+        classifier.raw(probe)
+    except CoupledError as e:
+        keys = ", ".join(f"net.{k}" for k in get_domain(domain).shape_keys)
+        raise CoupledError(f"{folder / 'signal.json'} declares signals of shape {tuple(shape)} ({keys}) but the classifier "
+                           f"passed cannot take them ({e}); pass a classifier for that shape, or a checkpoint trained "
+                           "for yours") from None
 
 
 # Networks of the baselines (stages card, finetuned, sequential), loaded on first use when the folder has them.
 SIGNAL_NETS = {"joint": "signal", "pretrained": "signal_pretrained", "sequential": "signal_sequential"}
 # Evaluation-level methods that are not strategies of the engine: (the engine method they run, what they swap)
 REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
+# the network file of the folder a method needs beyond the bundle's own three
+METHOD_NETS = {"card": "card", **dict.fromkeys(REFERENCE_METHODS, "classifier_finetuned")}
 # Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
 BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient")
 
@@ -101,10 +137,13 @@ class Bundle:
         """A baseline network of the folder (loaded once), with its metadata."""
         if name not in self._extra:
             if self.folder is None or not (self.folder / f"{name}.safetensors").is_file():
-                stage = {"card": "card", "classifier_finetuned": "finetuned", "signal_sequential": "sequential"}.get(name, "signal")
+                from .training.stages import OUTPUTS  # only to name the stage that writes the missing file
+
+                stage = next((s for s, outs in OUTPUTS.items() if name in outs), "signal")
                 raise CoupledError(f"{self.folder} has no {name}.safetensors; train it with "
                                    f"`coupled train CONFIG --stages {stage}`")
             net, meta = load_net(self.folder, name, kind, self.domain)
+            check_signal_shapes(self.folder, self.domain, {"signal": self.signal_net, name: net}, "signal")
             self._extra[name] = net.to(self.device)
             self.meta[name] = meta
         return self._extra[name], self.meta[name]
@@ -119,6 +158,7 @@ class Bundle:
         `card` runs with the CARD logit net, `finetuned_classifier` is `noisy` with the fine-tuned classifier.
         """
         options = dict(options)
+        check_sampling(self.meta["signal"].get("conditioning"), method, options, f"options of {method!r}")
         coupling = self.coupling
         net_name = options.pop("signal_net", "joint")
         if net_name not in SIGNAL_NETS:
@@ -137,11 +177,11 @@ class Bundle:
                 raise CoupledError(f"classifier_gradient must be a number >= 0 (RMS step of x0_hat), got {grad!r}")
             coupling = replace(coupling, signal_denoiser=ClassifierGradient(coupling.signal_denoiser, coupling.classifier, grad))
         if method == "card":
-            net, meta = self._net("card", "logits")
+            net, meta = self._net(METHOD_NETS["card"], "logits")
             coupling = replace(coupling, logit_denoiser=wrap_denoiser("logits", net, meta),
                                logit_chain=replace(coupling.logit_chain, process=process_from_dict(meta["process"])))
         if method in REFERENCE_METHODS:
-            net, _ = self._net("classifier_finetuned", "classifier")
+            net, _ = self._net(METHOD_NETS[method], "classifier")
             c = coupling.classifier
             coupling = replace(coupling, classifier=FrozenClassifier(net, c.num_classes, c.logit_scale))
             method = REFERENCE_METHODS[method]
@@ -190,16 +230,25 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
     if sampling is None:
         raise CoupledError(f"{folder} has no pipeline.json with sampling settings; run `coupled train` to completion")
     domain = get_domain(domain).name
-    if classifier is None:
+    own = classifier is None
+    if own:
         classifier, cmeta = load_net(folder, "classifier", "classifier", domain)
         domain = cmeta.get("domain", domain)
         scale = cmeta.get("logit_scale", 0.8)
         num_classes = cmeta.get("num_classes") or cmeta["net"].get("num_classes", num_classes)
     else:
         scale = pipeline.get("logit_scale", 0.8)
+    # the user's module (passed in, or built by the factory the folder records) has no config declaring its shape
+    users = not own or cmeta.get("factory") is not None
     sig_net, smeta = load_net(folder, "signal", "signal", domain)
     log_net, lmeta = load_net(folder, "logits", "logits", domain)
     domain = smeta.get("domain", domain)
+    # the classifier's weights fix the shape it takes; the signal and logit nets' configs must say the same
+    nets = {"signal": sig_net, "logits": log_net} if users else {"classifier": classifier, "signal": sig_net, "logits": log_net}
+    check_signal_shapes(folder, domain, nets, "signal" if users else "classifier")
+    shape = get_domain(domain).signal_shape(sig_net)
+    if users and shape is not None:
+        _check_classifier_takes(FrozenClassifier(classifier, num_classes, scale), shape, folder, domain)
     # the denoisers learnt one classifier's logits: warn when this one is another (no check for older bundles)
     width = check_fingerprint(lmeta.get("classifier_fingerprint"), classifier, folder)
     num_classes = num_classes if num_classes is not None else width
@@ -208,10 +257,14 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
             f"the logit denoiser in {folder} was trained for {lmeta['net']['num_classes']} classes but the classifier "
             f"has {num_classes}; use the checkpoint trained with this classifier"
         )
+    for method, opts in sampling.get("methods", {}).items():  # as the nets were trained, or one line
+        check_sampling(smeta.get("conditioning"), method, {"signal_guidance": sampling.get("signal_guidance", 1.0), **opts},
+                       f"sampling.methods.{method} for {folder}")
     signal = guided_signal_denoiser(sig_net, signal_guidance(sampling), smeta)
     logits = wrap_denoiser("logits", log_net, lmeta)
     sc, lc = chains_from_sampling(signal.process, logits.process, sampling)
-    coupling = Coupling(FrozenClassifier(classifier, num_classes, scale), signal, logits, sc, lc)
+    frozen = FrozenClassifier(classifier, num_classes, scale)
+    coupling = Coupling(frozen, signal, logits, sc, lc)
     return Bundle(coupling, sampling, {"pipeline": pipeline, "signal": smeta, "logits": lmeta}, sig_net, folder, domain)
 
 

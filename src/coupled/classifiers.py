@@ -164,7 +164,7 @@ def install_user_classifier(user: UserClassifier, cfg: dict, output: Path) -> bo
     """Copy the user's classifier into the bundle `output` (classifier.safetensors, classifier.json naming its
     factory); returns False when the folder already holds this very classifier (nothing rewritten)."""
     from .domains.registry import domain_of
-    from .training.checkpoint import save_weights, verify_outputs
+    from .checkpoint import save_weights, verify_outputs
 
     meta = {"kind": "classifier", "domain": domain_of(cfg).name, "factory": user.factory, "net": user.kwargs,
             "num_classes": user.num_classes, "logit_scale": cfg["classifier"]["logit_scale"], "frozen": True,

@@ -43,7 +43,10 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    from .config import checkpoint_sampling
+
     cfg = _config(args)
+    cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)  # the folder's, with --set on top
     print(_domain(cfg, "evaluate").run_evaluate(
         cfg, checkpoint=args.checkpoint, split=args.split, out=args.out, max_items=args.max_items,
         corruptions=args.corruptions, levels=args.levels, methods=args.methods, seeds=args.seeds, picks=args.picks,
@@ -55,7 +58,7 @@ def cmd_reproduce(args) -> None:
     import time
 
     from .evaluation.api import evaluate_config
-    from .training.checkpoint import atomic_write_text
+    from .atomic import atomic_write_json
     from .training.run import train
 
     cfg = _config(args)
@@ -69,7 +72,7 @@ def cmd_reproduce(args) -> None:
     t_eval = time.time() - t0 - t_train
     timing = {"stages": [{k: s.get(k) for k in ("stage", "steps", "wall_seconds", "skipped")} for s in stages],
               "train_seconds": round(t_train, 1), "evaluate_seconds": round(t_eval, 1)}
-    atomic_write_text(f"{cfg['output']}/reproduce_timing.json", json.dumps(timing, indent=2) + "\n")
+    atomic_write_json(f"{cfg['output']}/reproduce_timing.json", timing)
     print(json.dumps(timing, indent=2))
 
 
@@ -94,7 +97,7 @@ def cmd_classify(args) -> None:
 
 
 def cmd_manifest(args) -> None:
-    from .training.checkpoint import MANIFEST, seal
+    from .checkpoint import MANIFEST, seal
 
     files = seal(args.folder)
     print(f"wrote {args.folder}/{MANIFEST}: sha256 of {len(files)} files")
@@ -123,6 +126,7 @@ def cmd_bench(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bundle import REFERENCE_METHODS
     from .domains.registry import domain_names
     from .engine import METHODS
 
@@ -176,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--results", type=output_file, help="also write results.json to this path")
     ev.add_argument("--corruptions", nargs="+")
     ev.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"])
-    ev.add_argument("--methods", nargs="+", choices=[*METHODS, "finetuned_classifier"])
+    ev.add_argument("--methods", nargs="+", choices=[*METHODS, *REFERENCE_METHODS])
     ev.add_argument("--seeds", nargs="+", type=seed, help="sampling seeds at every level (default: the config's)")
     ev.add_argument("--picks", help="validation picks (docs/results/fair_val.json): run each method as tuned, "
                                     "add the cost-matched headline")

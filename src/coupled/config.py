@@ -63,11 +63,11 @@ DEFAULTS: dict = {
         "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True, "init": None,
     },
     "joint": {
-        "steps": 1000, "batch_size": 64, "lr": 2e-4, "lambda": 0.1, "switch_fraction": 0.5, "null_dropout": 0.2,
+        "steps": 1000, "batch_size": 64, "lr": 2e-4, "lambda": 0.1, "null_dropout": 0.2,
         "ema_decay": 0.999, "ema_warmup": True, "cond_lr_scale": 1.0,  # learning-rate multiplier of the signal net's logit conditioning
-        # fraction of each batch whose signal branch sees a finished y_hat (one Alternating round with the
-        # sampling chains) instead of the logit branch's same-time y0_hat: training per strategy (spec 4.4)
-        "finished_fraction": 0.0,
+        # what each item is trained at: one step of one coupled method's plan (engine/conditioning.py) on one
+        # [signal_steps, logit_steps] grid; {} / [] take sampling.methods' coupled methods and the sampling steps
+        "methods": {}, "grids": [],
     },
     # the baselines' own networks (stages card, finetuned, sequential; issue 7)
     "card": {"net": {}, "process": {"kind": "centred"}, "prediction": "x0", "steps": 3000, "batch_size": 128,
@@ -237,3 +237,39 @@ def load_config(path, overrides=()) -> dict:
     cfg = domain.make_config({k: v for k, v in user.items() if k != "domain"})
     cfg["config_path"] = str(path)
     return cfg
+
+
+def _first_difference(a, b, where: str = "sampling"):
+    """The first dotted key at which `a` and `b` differ, with both values (None when they agree)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in dict.fromkeys([*a, *b]):
+            found = _first_difference(a.get(key), b.get(key), f"{where}.{key}")
+            if found:
+                return found
+        return None
+    return None if a == b else (where, a, b)
+
+
+def checkpoint_sampling(cfg: dict, overrides=(), folder=None, warn=print) -> dict:
+    """The sampling settings `coupled evaluate` and `coupled demo` run a checkpoint with: those stored with its
+    weights (`pipeline.json`), with the explicit `--set sampling.*` overrides on top. The config's own
+    section serves a folder without pipeline.json; where it differs from the stored one, `warn` gets one line."""
+    import sys
+    from pathlib import Path
+
+    from .schema import check_sampling
+    from .training.checkpoint import read_json
+
+    path = Path(folder or cfg["output"]) / "pipeline.json"
+    if not path.is_file():
+        return cfg["sampling"]
+    pipeline = read_json(path)
+    stored = check_sampling(pipeline.get("sampling") if isinstance(pipeline, dict) else None, str(path))
+    explicit = [(k, v) for k, v in overrides or () if k.split(".")[0] == "sampling"]
+    sampling = make_config(apply_overrides({"sampling": stored}, explicit, DEFAULTS), cfg.get("domain"))["sampling"]
+    found = _first_difference(cfg["sampling"], sampling)
+    if found:
+        key, mine, theirs = found
+        warn(f"coupled: note: sampling settings come from {path} ({key} is {theirs!r} there, {mine!r} in the "
+             f"config); pass --set {key}=VALUE to override", file=sys.stderr)
+    return sampling

@@ -105,7 +105,7 @@ def _device(device) -> torch.device:
 def _check_bundle_files(folder, sampling) -> None:
     """The settings a bundle's JSON files hold, checked before any network is built (one line per problem)."""
     from .schema import check_sampling
-    from .training.checkpoint import read_json
+    from .checkpoint import read_json
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -145,8 +145,9 @@ class CoupledPipeline:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        cfg = self.bundle.coupling.signal_denoiser.net.cfg
-        return (cfg.in_channels, cfg.image_size, cfg.image_size)
+        from .domains.registry import get_domain
+
+        return get_domain(self.bundle.domain).signal_shape(self.bundle.coupling.signal_denoiser.net)
 
     def _prepare(self, method: str, options: dict):
         # the bundle's method preparation (`prepare` in newer bundles, `for_method` before)

@@ -22,7 +22,7 @@ RANGES: dict[str, tuple] = {
     "ema_decay": (0, 1, True, False), "seed": (0, SEED_MAX, True, True), "checkpoint_every": (1, 10**9, True, True),
     "log_every": (1, 10**9, True, True), "num_threads": (0, 4096, True, True), "logit_scale": (0, 100, False, True),
     "lambda": (0, 1, True, True), "switch_fraction": (0, 1, True, True), "null_dropout": (0, 1, True, False),
-    "cond_lr_scale": (0, 1e6, False, True), "finished_fraction": (0, 1, True, True), "clean_fraction": (0, 1, True, True),
+    "cond_lr_scale": (0, 1e6, False, True), "clean_fraction": (0, 1, True, True),
     "signal_guidance": (0, 1e3, True, True), "eta": (0, 1, True, True), "corrector_steps": (0, 1000, True, True),
     "snr": (0, 100, False, True), "heavy_seeds": (1, 1000, True, True), "other_seeds": (1, 1000, True, True),
     "max_items": (1, 10**9, True, True), "bootstrap": (1, 10**7, True, True), "items": (1, 10**9, True, True),
@@ -99,6 +99,9 @@ def check_value(key: str, default, value) -> None:
     elif isinstance(default, list):
         if not isinstance(value, list):
             _fail(key, "be a list", value)
+        if name == "grids" and not all(isinstance(p, list) and len(p) == 2 and all(_is_int(n) and 1 <= n <= 10**6 for n in p)
+                                       for p in value):
+            _fail(key, "be a list of [signal_steps, logit_steps] pairs of integers >= 1", value)
         if name == "seeds":
             if not value or not all(_is_int(s) and 0 <= s <= SEED_MAX for s in value):
                 _fail(key, f"be a non-empty list of integer seeds in [0, {SEED_MAX}]", value)

@@ -343,9 +343,9 @@ def test_signal_guidance_extrapolates_from_the_null_token_to_the_logits():
             signal_guidance({"signal_guidance": bad})
 
 
-def test_joint_training_on_finished_logit_estimates(trained, tmp_path):
-    """`joint.finished_fraction`: part of each batch conditions the signal branch on a finished y_hat (one
-    Alternating round with the sampling chains); it trains different weights, the same ones twice."""
+def test_joint_training_plans_its_grids_and_records_them(trained, tmp_path):
+    """`joint.grids` / `joint.methods` choose the planned runs joint training draws from: other grids train
+    other weights, the same ones twice; the JSON records the conditioning; a bad grid is one line."""
     import shutil
 
     _, ckpt = trained
@@ -353,14 +353,17 @@ def test_joint_training_on_finished_logit_estimates(trained, tmp_path):
     for name in ("a", "b"):
         folder = tmp_path / name
         shutil.copytree(ckpt, folder / "ckpt")
-        cfg = write_config(folder, joint={**TINY["joint"], "finished_fraction": 0.5})
+        cfg = write_config(folder, joint={**TINY["joint"], "grids": [[1, 3], [2, 2]], "methods": {"alternating": {"rounds": 2}}})
         run_cli("train", cfg, "--stages", "joint", "--quiet", "--accelerator", "cpu")
         runs.append(_sha(folder / "ckpt" / "signal.safetensors"))
     assert runs[0] == runs[1] and runs[0] != _sha(ckpt / "signal.safetensors")
-    bad = write_config(tmp_path / "a", joint={**TINY["joint"], "finished_fraction": 2})
-    proc = run_cli("train", bad, "--stages", "joint", "--quiet", "--accelerator", "cpu", check=False)
-    assert proc.returncode != 0 and "joint.finished_fraction must lie in [0, 1]" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    record = json.loads((tmp_path / "a" / "ckpt" / "signal.json").read_text())["conditioning"]
+    assert record == {"rule": "engine.plan", "methods": {"alternating": {"rounds": 2}}, "grids": [[1, 3], [2, 2]],
+                      "null_dropout": 0.2}
+    for grids in ([[0, 5]], [[1]], "5x5"):
+        bad = write_config(tmp_path / "a", joint={**TINY["joint"], "grids": grids})
+        proc = run_cli("train", bad, "--stages", "joint", "--quiet", "--accelerator", "cpu", check=False)
+        assert proc.returncode == 2 and "config key joint.grids must be" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_evaluate_with_validation_picks_writes_the_cost_matched_headline(trained, tmp_path):

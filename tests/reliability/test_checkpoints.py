@@ -155,3 +155,110 @@ def test_hand_edited_bundle_settings_are_one_line(bundle, file, edit, message):
     ck.seal(bundle)  # edited on purpose and re-sealed: the digests pass, the settings must not
     with pytest.raises(CoupledError, match=message):
         CoupledPipeline.from_pretrained(bundle, device="cpu")
+
+
+def _declare(bundle, name, **net):
+    """Edit `<name>.json`'s net config on purpose and re-seal the folder, so only the consistency check can object."""
+    data = json.loads((bundle / f"{name}.json").read_text())
+    data["net"].update(net)
+    (bundle / f"{name}.json").write_text(json.dumps(data))
+    ck.seal(bundle)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("signal", r"signal.json: net.image_size is 32 but classifier.json has 28, .*set net.image_size to 28 .*coupled manifest"),
+    ("logits", r"logits.json: net.image_size is 32 but classifier.json has 28, .*set net.image_size to 28 .*coupled manifest"),
+    ("classifier", r"classifier.json declares net.in_channels=1, net.image_size=32: restore .*coupled manifest"),
+])
+def test_declared_image_size_the_bundle_cannot_take_is_refused_at_load(bundle, name, message):
+    from coupled import CoupledPipeline
+
+    _declare(bundle, name, image_size=32)  # the weights are 28x28: it loaded, then rejected every input
+    with pytest.raises(CoupledError, match=message):
+        CoupledPipeline.from_pretrained(bundle, device="cpu")
+
+
+def test_baseline_network_of_another_size_is_refused_when_first_used(bundle):
+    _declare(bundle, "signal_sequential", image_size=32)
+    b = _load(bundle)
+    with pytest.raises(CoupledError, match=r"signal_sequential.json: net.image_size is 32 but signal.json has 28"):
+        b.prepare("sequential", {"signal_net": "sequential"})
+
+
+def test_own_classifier_that_cannot_take_the_bundles_signals_is_refused_at_load():
+    from coupled import CoupledPipeline
+    from coupled.domains.image.networks import ClassifierConfig, DigitClassifier
+
+    with pytest.raises(CoupledError, match=r"signal.json declares signals of shape \(1, 28, 28\) \(net.in_channels, "
+                                           r"net.image_size\) but the classifier passed cannot take them"):
+        CoupledPipeline.from_pretrained(BUNDLE, classifier=DigitClassifier(ClassifierConfig(image_size=32)), device="cpu")
+    pipe = CoupledPipeline.from_pretrained(BUNDLE, classifier=DigitClassifier(ClassifierConfig()), device="cpu")
+    assert pipe.image_shape == (1, 28, 28)
+
+
+def test_declared_image_size_through_classify_is_one_line(cli, bundle, tmp_path):
+    import numpy as np
+
+    from .conftest import one_line_error
+
+    data = json.loads((bundle / "signal.json").read_text())
+    data["net"]["image_size"] = 32
+    (bundle / "signal.json").write_text(json.dumps(data))
+    assert cli("manifest", bundle)[0] == 0  # re-sealed with the project's tool
+    np.save(tmp_path / "x.npy", np.zeros((32, 32), np.float32))
+    code, _, err = cli("classify", tmp_path / "x.npy", "--checkpoint", bundle)
+    assert f"{bundle}/signal.json: net.image_size is 32" in one_line_error(code, err)
+
+
+def _fake_cuda(monkeypatch, devices: int, restored: list):
+    """Pretend this machine has `devices` CUDA devices (0: none) whose RNG states differ at each read (device i's
+    n-th read is [n, i]); record every restore (Lightning saves and restores them too, around its own work)."""
+    reads = iter(range(1, 10**6))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: devices > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: (lambda n: [torch.tensor([n, i], dtype=torch.uint8)
+                                                                             for i in range(devices)])(next(reads)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append([s.tolist() for s in states]))
+
+
+def test_resume_continues_the_cuda_random_streams_and_refuses_another_device_count(cli, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from .conftest import one_line_error, tiny_config
+
+    cfg, restored = tiny_config(tmp_path), []
+    args = ("train", cfg, "--stages", "classifier", "--accelerator", "cpu", "--quiet")
+    _fake_cuda(monkeypatch, 2, restored)
+    code, _, err = cli(*args, "--max-steps", "4")  # stops at step 4 with its state on disk
+    assert code == 0, err
+    state = tmp_path / "ckpt" / "train_state"
+    tensors = load_file(str(next(state.glob("classifier.step*.safetensors"))))
+    saved = [tensors[f"rng.cuda.{i}"].tolist() for i in range(2)]
+    assert [i for _, i in saved] == [0, 1] and "rng.cuda.2" not in tensors
+
+    _fake_cuda(monkeypatch, 1, restored)
+    code, _, err = cli(*args, "--resume")
+    line = one_line_error(code, err)
+    assert f"{state / 'classifier.json'} was saved with 2 CUDA devices but this run has 1" in line and "--resume" in line
+
+    _fake_cuda(monkeypatch, 2, restored)
+    restored.clear()
+    code, _, err = cli(*args, "--resume")
+    assert code == 0, err
+    assert restored.count(saved) == 1  # set once, at the first resumed step
+
+
+def test_resume_of_a_cuda_state_without_cuda_warns_in_one_line(cli, tmp_path, monkeypatch):
+    from .conftest import tiny_config
+
+    cfg, restored = tiny_config(tmp_path), []
+    args = ("train", cfg, "--stages", "classifier", "--accelerator", "cpu", "--quiet")
+    _fake_cuda(monkeypatch, 2, restored)
+    assert cli(*args, "--max-steps", "4")[0] == 0
+    _fake_cuda(monkeypatch, 0, restored)
+    restored.clear()
+    code, _, err = cli(*args, "--resume")
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("coupled: warning:")]
+    assert len(warnings) == 1 and "saved with 2 CUDA devices and this run has no CUDA devices" in warnings[0], err
+    assert not any(restored), "CUDA states restored on a run without CUDA"

@@ -1,6 +1,6 @@
 """Crash tests: the real `coupled train` killed (SIGKILL) at each phase of a checkpoint write, then resumed.
 
-The writer's fault-injection hook (`COUPLED_FAULT=mid:N` / `after:N`, training/checkpoint.py) kills the process
+The writer's fault-injection hook (`COUPLED_FAULT=mid:N` / `after:N`, coupled/atomic.py) kills the process
 halfway through, or right after, its N-th atomic write. A tiny classifier stage (8 steps, a checkpoint every 4)
 makes 11 of them: config.json; train state at step 4 (weights, JSON) and 8 (weights, JSON); the rank digest;
 the bundle's weights, JSON and manifest; the done marker; the training log. Every interrupted run, resumed,

@@ -65,3 +65,25 @@ def test_toy_domain_trains_evaluates_and_reports(tmp_path):
     header = next(line for line in report.splitlines() if line.startswith("| method"))
     assert "# Results: toy1d / toy_sines / test" in report and "mse" in header and "PSNR" not in header
     assert (out / "report.md").is_file() and (out / "examples.png").is_file()
+
+
+def test_the_runner_reads_answers_with_the_domains_readout(monkeypatch):
+    """Evaluation reads a method's answers with `Domain.readout`, not with the engine's argmax."""
+    import torch
+
+    from coupled.evaluation.runner import MethodSpec, run_specs
+    from tests.engine.harness import degraded, make_coupling
+
+    class Folder:  # what run_specs needs of a bundle
+        domain = "toy1d"
+
+        def prepare(self, method, options):
+            return make_coupling()[0], method, options
+
+    monkeypatch.setattr(TOY, "readout", lambda logits, lengths=None: logits.argmin(dim=-1))
+    d = degraded(batch=8)
+    coupling = make_coupling()[0]
+    labels = coupling.classifier(d).argmin(dim=-1)
+    out = run_specs(Folder(), d, labels, d, [MethodSpec("noisy", "noisy", {})], seed=0, batch_size=4,
+                    device=torch.device("cpu"))
+    assert out["noisy"]["correct_classifier"].all() and (out["noisy"]["pred"] == labels.numpy()).all()

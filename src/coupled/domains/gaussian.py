@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..engine import Chain, Coupling, FrozenClassifier, VPProcess, item_generators, run_method
+from ..engine import PAPER_METHODS, Chain, Coupling, FrozenClassifier, VPProcess, item_generators, run_method
 from ..engine.gaussian import GaussianPrior, linear_gaussian_posterior
 from .registry import Domain, register_domain
 
@@ -96,12 +96,12 @@ class GaussianDomain:
 
 
 def run_gaussian_demo(n=2000, seed=0, steps=20) -> list[dict]:
-    """Every method on the toy problem; returns rows with accuracy (vs the clean decision), MSE and calls."""
+    """The paper's methods on the toy problem; returns rows with accuracy (vs the clean decision), MSE and calls."""
     dom = GaussianDomain.make(seed=seed)
     s, d, labels = dom.sample(n, seed + 1)
     coupling = dom.coupling(steps)
     rows = []
-    for method in ("noisy", "sequential", "logits_only", "parallel", "alternating", "nested"):
+    for method in PAPER_METHODS:
         res = run_method(method, coupling, d, item_generators(range(n)))
         row = {"method": method, "acc_classifier": (res.prediction("classifier") == labels).float().mean().item()}
         row["acc_logits"] = (res.prediction("logits") == labels).float().mean().item() if res.y_hat is not None else None

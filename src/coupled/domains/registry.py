@@ -159,6 +159,8 @@ class Domain:
     data_kinds: dict | None = None
     # role -> architecture used when a checkpoint's JSON names none (checkpoints written before `arch` was saved)
     default_arch: dict = {}
+    # the network-config keys that fix the shape of a signal: every network of a bundle must agree on them
+    shape_keys: tuple = ()
 
     # ---- config
     def config_defaults(self) -> dict:
@@ -223,6 +225,11 @@ class Domain:
         if arch not in nets[role]:
             raise CoupledError(f"unknown {self.name} {role} architecture '{arch}'; valid: {', '.join(nets[role])}")
         return nets[role][arch](dict(config or {}))
+
+    def signal_shape(self, net) -> tuple | None:
+        """The shape of one signal (without the batch axis) a built network takes, from its `cfg`; None when the
+        domain does not say."""
+        return None
 
     def arch_of(self, role: str, net) -> str:
         """The architecture name of a built network (recorded in its checkpoint JSON)."""
@@ -303,11 +310,12 @@ class Domain:
 
     def run_demo(self, *, config, overrides=(), items=None, seed=None, steps=20, out="runs/demo", progress=True) -> str:
         """The demo table: the config's bundled checkpoint on a fixed subset at the heavy level."""
-        from ..config import load_config
+        from ..config import checkpoint_sampling, load_config
         from ..evaluation.api import evaluate_config
         from ..evaluation.report import markdown_report
 
         cfg = load_config(config, overrides)
+        cfg["sampling"] = checkpoint_sampling(cfg, overrides)  # the bundle's own, with --set on top
         picks = cfg["demo"].get("picks")  # validation picks: the cost-matched headline's rows, noisy and tuned sequential
         results = evaluate_config(cfg, out=out, max_items=items or cfg["demo"]["items"], levels=["heavy"],
                                   seeds_for_level=lambda level: [cfg["demo"]["seed"] if seed is None else seed],

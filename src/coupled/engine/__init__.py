@@ -13,6 +13,7 @@ from .strategies import (
     BASELINES,
     COUPLED,
     METHODS,
+    PAPER_METHODS,
     Coupling,
     StepEvent,
     StrategyResult,
@@ -35,6 +36,7 @@ from .strategies import (
     signal_trajectory,
     switch_step,
 )
+from .conditioning import Visit, plan  # noqa: E402  (reads the strategies' rules)
 
 
 def item_generators(seeds, device="cpu"):
@@ -50,6 +52,7 @@ __all__ = [
     "randn", "SAMPLERS", "ddim_step", "ddpm_step", "pc_step", "sample", "METHODS", "Coupling", "StrategyResult",
     "alternating", "expected_calls", "logits_only", "method_options", "nested", "noisy", "parallel",
     "refresh_steps", "run_method", "sequential", "switch_step", "item_generators", "BASELINES", "COUPLED",
-    "one_step", "parallel_schedule", "purification", "readouts", "sequential_ensemble", "SAMPLER_OPTIONS",
+    "PAPER_METHODS", "one_step", "parallel_schedule", "purification", "readouts", "sequential_ensemble", "SAMPLER_OPTIONS",
     "sampler_options", "StepEvent", "signal_trajectory", "logit_trajectory",
+    "Visit", "plan",
 ]

@@ -10,6 +10,7 @@ Samplers and strategies only ever see x0_hat; training losses are taken in the n
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CoupledError
@@ -110,3 +111,17 @@ class Denoiser(nn.Module):
         out = self.net(x_t, self.process.network_time(t), **conditioning)
         x0 = x0_from_output(self.prediction, out, x_t, t, self.process, center)
         return x0 if self.clip is None else x0.clamp(*self.clip)
+
+    def loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, center: torch.Tensor | None = None,
+             **conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoising score matching at times `t` [B], the training side of `forward`: x_t is the forward
+        marginal of `x0` with `noise`, the loss the MSE in the network's own output space; returns (loss,
+        x0_hat), x0_hat detached and clipped as `forward` returns it."""
+        t = torch.as_tensor(t, device=x0.device).float().expand(x0.shape[0])
+        x_t = self.process.add_noise(x0, t, noise, center)
+        if self.pass_center:
+            conditioning["center"] = center
+        out = self.net(x_t, self.process.network_time(t), **conditioning)
+        loss = F.mse_loss(out, training_target(self.prediction, x0, noise, t, self.process))
+        x0_hat = x0_from_output(self.prediction, out.detach(), x_t, t, self.process, center)
+        return loss, (x0_hat if self.clip is None else x0_hat.clamp(*self.clip))

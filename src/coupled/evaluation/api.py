@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..atomic import atomic_write_text
+from ..engine import PAPER_METHODS
 from ..errors import CoupledError
 
 
 # what `coupled evaluate` runs without --methods: the paper's six (the equal-cost baselines take settings
 # chosen on validation: benchmarks/fair_comparison.py runs them)
-DEFAULT_METHODS = ("noisy", "sequential", "logits_only", "parallel", "alternating", "nested")
+DEFAULT_METHODS = PAPER_METHODS
 
 
 def _level_seeds(ev: dict):
@@ -115,7 +117,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     write_results(results, out / "results.json")
     if results_path:
         write_results(results, Path(results_path))
-    (out / "report.md").write_text(markdown_report(results))
+    atomic_write_text(out / "report.md", markdown_report(results))
     plot_accuracy_vs_severity(results, out / "accuracy.png")
     plot_examples(examples, out / "examples.png")
     if val is not None:

@@ -133,13 +133,12 @@ class _TimedBundle:
 
 def available_methods(bundle) -> tuple[list[str], dict]:
     """The methods this bundle can run, and {skipped method: why} for those whose nets the folder lacks."""
-    from ..bundle import REFERENCE_METHODS
+    from ..bundle import METHOD_NETS, REFERENCE_METHODS
     from ..engine import METHODS
 
-    needs = {"card": "card", "finetuned_classifier": "classifier_finetuned"}
     methods, skipped = [], {}
     for m in (*METHODS, *REFERENCE_METHODS):
-        net = needs.get(m)
+        net = METHOD_NETS.get(m)
         if net and (bundle.folder is None or not (Path(bundle.folder) / f"{net}.safetensors").is_file()):
             skipped[m] = f"{bundle.folder} has no {net}.safetensors"
             continue
@@ -344,7 +343,7 @@ def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="benchmark
 
     from ..domains.image.corruptions import corrupt
     from ..bundle import load_bundle
-    from ..training.checkpoint import atomic_write_text
+    from ..atomic import atomic_write_json
     from ..training.run import load_splits
     from .runner import CORRUPTION_SEED
 
@@ -395,7 +394,7 @@ def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="benchmark
     }
     out, doc = Path(out), Path(doc)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(results, indent=1, default=_jsonable) + "\n")
+    atomic_write_json(out, results, indent=1, default=_jsonable)
     if doc:
         write_doc(results, doc, out)
     return results
@@ -472,7 +471,7 @@ def plot_accuracy_seconds(results: dict, path) -> None:
 
 def write_doc(results: dict, doc: Path, json_path: Path) -> None:
     """docs/performance.md from the bench JSON, each table beside the command that produced it."""
-    from ..training.checkpoint import atomic_write_text
+    from ..atomic import atomic_write_text
 
     doc = Path(doc)
     doc.parent.mkdir(parents=True, exist_ok=True)

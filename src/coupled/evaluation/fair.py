@@ -21,12 +21,11 @@ import json
 
 import numpy as np
 
+from ..bundle import REFERENCE_METHODS, SIGNAL_NETS
 from ..engine import BASELINES, COUPLED
 from ..errors import CoupledError
 from .runner import MethodSpec
 from .stats import paired_bootstrap
-
-REFERENCE = ("finetuned_classifier",)  # labelled reference rows: never a headline baseline
 
 
 def _label(method: str, options: dict) -> str:
@@ -46,8 +45,8 @@ def candidate_grid(guidance: float = 3.0) -> list[MethodSpec]:
     baseline over logit steps and samples. Coupled: signal and logit steps separately, Parallel's
     guidance, Alternating's rounds and logit samples, Nested's refresh schedule cold and warm-started, and
     gradient guidance through the classifier on each strategy's cheapest strong configuration."""
-    nets = ("joint", "pretrained", "sequential")
-    specs = [_spec("noisy", {}), _spec("finetuned_classifier", {})]
+    nets = tuple(SIGNAL_NETS)
+    specs = [_spec("noisy", {}), *(_spec(m, {}) for m in REFERENCE_METHODS)]  # reference methods have no knobs
     for net, steps in itertools.product(nets, (1, 2, 3, 5, 10)):
         specs.append(_spec("sequential", {"signal_net": net, "signal_steps": steps, "signal_eta": 1.0}))
     for steps in (2, 5):  # eta 0 (DDIM) against the ancestral eta 1 the config runs

@@ -16,22 +16,23 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
+from ..bundle import REFERENCE_METHODS
+from ..engine import BASELINES, COUPLED
 from ..errors import CoupledError
 from .stats import bootstrap_ci, gap_recovered, paired_bootstrap
 
 __all__ = ["SCHEMA", "METHOD_ORDER", "READOUTS", "summarise", "write_results", "markdown_report", "plot_accuracy_vs_severity", "plot_examples"]
 
 SCHEMA = "coupled-results/1"
-# Baselines first, then strategies by cost; unknown variants follow in order of appearance.
-METHOD_ORDER = ("noisy", "finetuned_classifier", "sequential", "one_step", "purification", "sequential_ensemble",
-                "logits_only", "card", "parallel", "alternating", "nested")
+# The registry's order (baselines, then the coupled strategies), each reference method right after the engine
+# method it runs; unknown variants follow in order of appearance.
+METHOD_ORDER = tuple(n for m in (*BASELINES, *COUPLED) for n in (m, *(r for r, e in REFERENCE_METHODS.items() if e == m)))
 READOUTS = ("logits", "classifier")
 _CALLS = ("signal", "logits", "classifier")
 _PASSES = ("signal_passes", "logits_passes")  # network passes (a guided call runs two), where counted
@@ -173,26 +174,13 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
 
 
 def write_results(results: dict, path) -> Path:
-    """Write `results` as JSON to `path` atomically (a temp file in the same folder, then `os.replace`), so a
-    reader never sees a half-written file. Creates missing parent folders. Returns the path."""
+    """Write `results` as strict JSON (no NaN) to `path` atomically (`coupled.atomic`), so a reader never sees a
+    half-written file. Creates missing parent folders. Returns the path."""
     try:
         text = json.dumps(results, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as e:
         raise CoupledError(f"results are not JSON-serialisable ({e}); pass the dict from summarise, with plain floats and no NaN") from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 # ---------------------------------------------------------------------------------------------- markdown

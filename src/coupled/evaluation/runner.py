@@ -18,12 +18,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..bundle import REFERENCE_METHODS
 from ..domains.registry import get_domain
 from ..engine import COUPLED, item_generators, readouts, run_method
 from ..errors import CoupledError
 
 CORRUPTION_SEED = 12345  # the seed of the fixed corrupted splits every method is evaluated on
-DETERMINISTIC = ("noisy", "finetuned_classifier")  # no sampling: one seed is all there is
+# no sampling: one seed is all there is (noisy, and the reference methods that run it)
+DETERMINISTIC = ("noisy", *(r for r, engine_method in REFERENCE_METHODS.items() if engine_method == "noisy"))
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
     if not specs:
         return {}
     prepared = {s.label: bundle.prepare(s.method, s.options) for s in specs}
-    metrics = get_domain(getattr(bundle, "domain", None)).signal_metrics  # per-item quality of x_hat
+    domain = get_domain(getattr(bundle, "domain", None))
+    metrics = domain.signal_metrics  # per-item quality of x_hat
     out = {s.label: {"correct_logits": [], "pred": [], **{k: [] for k in metrics}, "x_hat": [], "calls": None,
                      "seconds": 0.0} for s in specs}
     for b, i in enumerate(range(0, len(degraded), batch_size)):
@@ -80,9 +83,9 @@ def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             o["seconds"] += time.perf_counter() - started
-            o["pred"].append(res.prediction("classifier").cpu().numpy())
+            o["pred"].append(domain.readout(res.classifier_logits).cpu().numpy())  # the domain's answers
             if res.y_hat is not None:
-                o["correct_logits"].append((res.prediction("logits").cpu() == y).numpy())
+                o["correct_logits"].append((domain.readout(res.y_hat).cpu() == y).numpy())
             if res.x_hat is not None:
                 x = res.x_hat.cpu()
                 for k, metric in metrics.items():

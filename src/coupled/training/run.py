@@ -10,11 +10,10 @@ import torch
 
 from ..classifiers import classifier_fingerprint, install_user_classifier, is_user_classifier, prepare_user_classifier
 from ..domains.registry import domain_of, get_domain
-from ..engine import Coupling, Denoiser, FrozenClassifier, process_from_dict
+from ..engine import Coupling, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
-from .checkpoint import (
-    atomic_write_text, load_state, load_weights, read_json, record_in_manifest, remove_stale_temporaries, verify_outputs,
-)
+from ..atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
+from ..checkpoint import load_state, load_weights, read_json, record_in_manifest, verify_outputs
 from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
 
 
@@ -162,18 +161,33 @@ def build_setup(stage: str, cfg: dict, output: Path, fingerprint_shape=None) -> 
     log_net, lmeta = load_net(output, "logits_pretrained", "logits")
     nets = {"signal": sig_net.requires_grad_(True).train(), "logits": log_net.requires_grad_(True).train()}
     metas = {k: {**_net_meta(k, v, cfg), **seen} for k, v in nets.items()}
-    frozen = {"classifier": classifier, "signal_process": px, "logit_process": py}
-    ff = cfg["joint"]["finished_fraction"]
-    if not isinstance(ff, (int, float)) or isinstance(ff, bool) or not 0 <= ff <= 1:
-        raise CoupledError(f"joint.finished_fraction must lie in [0, 1], got {ff!r}")
-    if ff:
-        # the nets being trained, wrapped as the strategies see them, with the sampling chains: joint_loss runs
-        # one round of Alternating with them to get a finished y_hat (the weights are shared, not copied)
-        from ..bundle import chains_from_sampling
+    # the nets being trained, wrapped as the strategies see them (weights shared, not copied), with the sampling
+    # chains: joint_loss draws each item's conditioning from the coupled methods' plans on `joint.grids`
+    from ..bundle import chains_from_sampling
+    from ..engine.conditioning import conditioning_record
+    from .conditioning import planned_runs
 
-        frozen["coupling"] = Coupling(classifier, wrap_denoiser("signal", sig_net, smeta), wrap_denoiser("logits", log_net, lmeta),
-                                      *chains_from_sampling(px, py, cfg["sampling"]))
+    signal, logits = wrap_denoiser("signal", sig_net, smeta), wrap_denoiser("logits", log_net, lmeta)
+    coupling = Coupling(classifier, signal, logits, *chains_from_sampling(px, py, cfg["sampling"]))
+    methods, grids = joint_conditioning(cfg)
+    frozen = {"classifier": classifier, "coupling": coupling, "signal_denoiser": signal, "logit_denoiser": logits,
+              "plans": planned_runs(coupling, methods, grids)}
+    for meta in metas.values():
+        meta["conditioning"] = conditioning_record(methods, grids, cfg["joint"]["null_dropout"])
     return StageSetup(stage, cfg, nets, metas, frozen)
+
+
+def joint_conditioning(cfg: dict) -> tuple[dict, list]:
+    """The coupled methods (with their options) and [signal_steps, logit_steps] grids joint training plans
+    for: `joint.methods` / `joint.grids`, else the coupled methods of `sampling.methods` on the sampling steps."""
+    from ..bundle import BUNDLE_OPTIONS
+    from ..engine.conditioning import PLANNED
+
+    joint, sampling = cfg["joint"], cfg["sampling"]
+    methods = joint["methods"] or {k: v for k, v in sampling["methods"].items() if k in PLANNED}
+    methods = {k: {o: v for o, v in opts.items() if o not in BUNDLE_OPTIONS} for k, opts in methods.items()}
+    grids = joint["grids"] or [[sampling["signal"]["steps"], sampling["logits"]["steps"]]]
+    return methods, grids
 
 
 @torch.no_grad()
@@ -188,9 +202,8 @@ def clean_accuracy(classifier: torch.nn.Module, data, batch: int = 500, domain=N
 
 def write_pipeline(cfg: dict, output: Path) -> None:
     """pipeline.json: the sampling settings and method options the bundle is evaluated with."""
-    atomic_write_text(output / "pipeline.json", json.dumps(
-        {"sampling": cfg["sampling"], "logit_scale": cfg["classifier"]["logit_scale"], "name": cfg["name"],
-         "severities": cfg["corruptions"]["severities"]}, indent=2) + "\n")
+    atomic_write_json(output / "pipeline.json", {"sampling": cfg["sampling"], "logit_scale": cfg["classifier"]["logit_scale"],
+                                                 "name": cfg["name"], "severities": cfg["corruptions"]["severities"]})
     record_in_manifest(output / "pipeline.json")
 
 
@@ -241,7 +254,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
     if _is_rank_zero():  # what an interrupted write left behind
         remove_stale_temporaries(output)
         remove_stale_temporaries(output / "train_state")
-    atomic_write_text(output / "config.json", json.dumps({k: v for k, v in cfg.items() if k != "config_path"}, indent=2) + "\n")
+    atomic_write_json(output / "config.json", {k: v for k, v in cfg.items() if k != "config_path"})
     if user is not None and _is_rank_zero():  # frozen, not trained: copied into the bundle for every later stage
         install_user_classifier(user, cfg, output)
     summaries = []
@@ -271,7 +284,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         if stage == "joint":
             write_pipeline(cfg, output)
         summary["wall_seconds"] = round(time.time() - started, 1)
-        atomic_write_text(done_marker, json.dumps(summary, indent=2) + "\n")
+        atomic_write_json(done_marker, summary)
         _append_log(output, summary)
         summaries.append(summary)
     return summaries

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import Denoiser, FrozenClassifier, process_from_dict, randn, training_target, x0_from_output
+from ..engine import Denoiser, randn
 from ..errors import CoupledError
+from ..atomic import atomic_write_text
+from ..checkpoint import load_state, save_weights
 from .checkpoint import (
-    atomic_write_text, clear_train_state, flatten_optimizer, load_state, load_train_state, save_train_state, save_weights,
-    unflatten_optimizer,
+    check_rng_states, clear_train_state, flatten_optimizer, load_train_state, restore_rng_states, rng_states,
+    save_train_state, unflatten_optimizer,
 )
 from .ema import EMA
 
@@ -103,13 +106,13 @@ def _make_module_class():
         """One training stage; `loss` is the stage's loss function of (module, batch, generator)."""
 
         def __init__(self, setup: StageSetup, loss, step_offset: int, opt_state: dict | None, ema_state: dict | None,
-                     rng_state: torch.Tensor | None = None, ema_updates: int = 0):
+                     rng_state: dict | None = None, ema_updates: int = 0):
             super().__init__()
             self.setup_, self.loss_fn, self.step_offset = setup, loss, step_offset
             self.nets = nn.ModuleDict(setup.nets)
             self.frozen = setup.frozen
             self.opt_state = opt_state
-            self.rng_state = rng_state  # the global RNG (dropout) as the checkpoint left it, set at the first step
+            self.rng_state = rng_state  # the global RNGs (dropout) as the checkpoint left them, set at the first step
             self.ema = EMA(self.nets, setup.hp["ema_decay"], ema_updates, setup.hp.get("ema_warmup", True)) if setup.hp.get("ema_decay") else None
             if self.ema is not None and ema_state is not None:
                 self.ema.shadow = {k: ema_state[k].clone() for k in self.ema.shadow}
@@ -127,7 +130,7 @@ def _make_module_class():
 
         def training_step(self, batch, batch_idx):
             if self.rng_state is not None:  # after the loader's own draw, so the next dropout mask is the one an
-                torch.set_rng_state(self.rng_state)  # uninterrupted run draws
+                restore_rng_states(self.rng_state)  # uninterrupted run draws
                 self.rng_state = None
             g = step_generator(self.setup_.cfg["seed"], self.setup_.stage, self.step, self.global_rank)
             loss, logs = self.loss_fn(self, batch, g)
@@ -182,7 +185,7 @@ def _make_checkpoint_callback(folder: Path, stage: str, every: int, total: int, 
             if module.ema is not None:
                 tensors.update({f"ema.{k}": v for k, v in module.ema.shadow.items()})
             tensors.update(opt_t)
-            tensors["rng.cpu"] = torch.get_rng_state()  # dropout draws from it: a resume must continue its stream
+            tensors.update(rng_states())  # dropout draws from them: a resume must continue their streams
             # the EMA warm-up's position is part of the state: a resume must continue it
             ema = {"ema_updates": module.ema.updates} if module.ema is not None else {}
             save_train_state(folder, stage, step, tensors, {**meta, **ema, "total": total, "optimizer": opt_meta})
@@ -199,7 +202,11 @@ def _read_train_state(folder: Path, stage: str):
     opt = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
     # a state saved before the EMA warm-up existed counts one update per step, as training does
     ema_updates = meta.get("ema_updates", meta["step"])
-    return meta["step"], pick("net."), pick("ema.") or None, opt, tensors.get("rng.cpu"), ema_updates
+    rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
+    warning = check_rng_states(rng, folder / f"{stage}.json")  # another CUDA device count is refused here
+    if warning:
+        print(f"coupled: warning: {warning}", file=sys.stderr)
+    return meta["step"], pick("net."), pick("ema.") or None, opt, rng or None, ema_updates
 
 
 class StepBatchSampler:
@@ -340,31 +347,35 @@ def _noised(process, x0, g, center=None, t=None):
     return process.add_noise(x0, t, noise, center), t, noise
 
 
+def _denoiser(m, name: str, process, prediction: str) -> Denoiser:
+    """The net being trained as the sampling-side wrapper sees it (its `loss` is the training side)."""
+    kind = "signal" if name == "signal" else "logits"
+    return Denoiser(m.nets[name], process, prediction, clip=(-1.0, 1.0) if kind == "signal" else None,
+                    pass_center=kind == "logits" and process.kind == "centred")
+
+
 def signal_loss(m, batch, g):
     cfg = m.setup_.cfg
     s = batch[0]
     d = _corrupted(m, s, g)
-    proc, pred = m.frozen["signal_process"], cfg["signal"]["prediction"]
-    x_t, t, noise = _noised(proc, s, g, center=d)
-    out = m.nets["signal"](x_t, proc.network_time(t), observation=d, logits=None)
-    return F.mse_loss(out, training_target(pred, s, noise, t, proc)), {}
+    proc = m.frozen["signal_process"]
+    t = proc.sample_time(s.shape[0], g).to(s.device)
+    loss, _ = _denoiser(m, "signal", proc, cfg["signal"]["prediction"]).loss(
+        s, t, randn(s.shape, g, device=s.device), center=d, observation=d, logits=None)
+    return loss, {}
 
 
-def _logit_branch(m, net, s, d, z, g, t=None, prediction=None):
-    """Loss of the logit denoiser on y0 = norm(f(s)) given evidence c = norm(f(z)); returns (loss, y0_hat).
+def _logit_branch(m, name, s, d, z, g, prediction=None):
+    """Loss of logit net `name` on y0 = norm(f(s)) given evidence c = norm(f(z)); returns (loss, y0_hat, y0).
     The chain is the stage's `logit_process`; `prediction` defaults to the logits section's."""
-    cfg, f = m.setup_.cfg, m.frozen["classifier"]
-    proc = m.frozen["logit_process"]
-    pred = prediction or cfg["logits"]["prediction"]
+    f, proc = m.frozen["classifier"], m.frozen["logit_process"]
     y0, c, c_d = f(s), f(z), f(d)
     # the chain's center is the opinion at the trajectory's start: c(d) in Parallel, the evidence elsewhere
     use_d = torch.rand(s.shape[0], generator=g).to(s.device) < 0.5
     center = torch.where(use_d[:, None], c_d, c)
-    y_t, t, noise = _noised(proc, y0, g, center=center, t=t)
-    kwargs = {"center": center} if proc.kind == "centred" else {}
-    out = net(y_t, proc.network_time(t), evidence=c, signal=z, **kwargs)
-    loss = F.mse_loss(out, training_target(pred, y0, noise, t, proc))
-    y0_hat = x0_from_output(pred, out.detach(), y_t, t, proc, center)
+    t = proc.sample_time(s.shape[0], g).to(s.device)
+    den = _denoiser(m, name, proc, prediction or m.setup_.cfg["logits"]["prediction"])
+    loss, y0_hat = den.loss(y0, t, randn(y0.shape, g, device=s.device), center=center, evidence=c, signal=z)
     return loss, y0_hat, y0
 
 
@@ -373,7 +384,7 @@ def card_loss(m, batch, g):
     the classifier's logits of it), z = d always, as `logits_only` samples it."""
     s = batch[0]
     d = _corrupted(m, s, g)
-    loss, y0_hat, y0 = _logit_branch(m, m.nets["card"], s, d, d, g, prediction=m.setup_.hp["prediction"])
+    loss, y0_hat, y0 = _logit_branch(m, "card", s, d, d, g, prediction=m.setup_.hp["prediction"])
     return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
 
 
@@ -388,47 +399,32 @@ def logit_loss(m, batch, g):
         x0 = sig(x_t, t, center=d, observation=d, logits=None)
     which = _per_item(torch.randint(0, 3, (s.shape[0],), generator=g).to(s.device), s)
     z = torch.where(which == 0, d, torch.where(which == 1, x0, s))
-    loss, y0_hat, y0 = _logit_branch(m, m.nets["logits"], s, d, z, g)
+    loss, y0_hat, y0 = _logit_branch(m, "logits", s, d, z, g)
     return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
 
 
-@torch.no_grad()
-def _finished_logits(m, d, g):
-    """A finished logit estimate y_hat for degraded items `d`: one round of Alternating with the current nets
-    (a null-token signal trajectory gives x_hat, a logit trajectory on f(x_hat) gives y_hat), short chains."""
-    from ..engine import item_generators
-    from ..engine.strategies import alternating
-
-    seeds = torch.randint(0, 2**62, (len(d),), generator=g).tolist()
-    return alternating(m.frozen["coupling"], d, item_generators(seeds), rounds=1).y_hat
-
-
 def joint_loss(m, batch, g):
-    """One time per item for both branches; each branch conditioned on the other's detached estimate."""
-    cfg = m.setup_.cfg
-    jc = cfg["joint"]
+    """Both networks at one planned visit pair per item (training/conditioning.py): the logit net shown the
+    z and center its strategy shows it at that step, the signal net the logits it is shown there (the logit
+    branch's detached y0_hat, a finished y_hat, or the null token), with `null_dropout` for guidance."""
+    from .conditioning import joint_inputs
+
     s = batch[0]
     d = _corrupted(m, s, g)
-    px, py = m.frozen["signal_process"], m.frozen["logit_process"]
-    B = s.shape[0]
-    u = torch.rand(B, generator=g).to(s.device)  # trajectory position: 1 = prior, 0 = data
-    t_x = (u * (px.num_train_steps - 1)).round() if px.kind == "vp" else px.t_eps + (1 - px.t_eps) * u
-    t_y = (u * (py.num_train_steps - 1)).round() if py.kind == "vp" else py.t_eps + (1 - py.t_eps) * u
-    x_t, _, noise = _noised(px, s, g, center=d, t=t_x)
-    sig_net = m.nets["signal"]
-    with torch.no_grad():  # the previous step's estimate, as Parallel's evidence after the switch
-        prev = x0_from_output(cfg["signal"]["prediction"], sig_net(x_t, px.network_time(t_x), observation=d, logits=None),
-                              x_t, t_x, px, d).clamp(-1, 1)
-    before_switch = _per_item(u > 1 - jc["switch_fraction"], s)
-    z = torch.where(before_switch, d, prev)
-    loss_y, y0_hat, y0 = _logit_branch(m, m.nets["logits"], s, d, z, g, t=t_y)
-    keep = torch.rand(B, generator=g).to(s.device) >= jc["null_dropout"]
-    k = round(jc["finished_fraction"] * B)
-    if k:  # these items see what Alternating's later rounds and Nested's refreshes feed the signal net
-        y0_hat = torch.cat([_finished_logits(m, d[:k], g), y0_hat[k:]])
-    out = sig_net(x_t, px.network_time(t_x), observation=d, logits=y0_hat, logits_mask=keep)
-    loss_x = F.mse_loss(out, training_target(cfg["signal"]["prediction"], s, noise, t_x, px))
-    lam = jc["lambda"]
+    coupling = m.frozen["coupling"]
+    inp = joint_inputs(coupling, m.frozen["plans"], s, d, g)
+    f = m.frozen["classifier"]
+    y0, c = f(s), f(inp.z)
+    loss_y, y0_hat = m.frozen["logit_denoiser"].loss(y0, inp.t_y, randn(tuple(y0.shape), g, device=s.device),
+                                                     center=inp.center, evidence=c, signal=inp.z)
+    estimate = inp.signal_sees("estimate").to(s.device)[:, None]
+    logits = torch.where(estimate, y0_hat, inp.final_logits)
+    keep = (torch.rand(s.shape[0], generator=g).to(s.device) >= m.setup_.hp["null_dropout"]) & ~inp.signal_sees("null").to(s.device)
+    px = coupling.signal_chain.process
+    loss_x, _ = m.frozen["signal_denoiser"].loss(s, inp.t_x, randn(tuple(s.shape), g, device=s.device),
+                                                 center=d if px.kind == "centred" else None, observation=d,
+                                                 logits=logits, logits_mask=keep)
+    lam = m.setup_.hp["lambda"]
     return (1 - lam) * loss_x + lam * loss_y, {"loss_x": loss_x, "loss_y": loss_y}
 
 

@@ -20,6 +20,7 @@ class ImageDomain(Domain):
     name = "image"
     commands = ("train", "evaluate", "reproduce", "calibrate", "demo", "classify", "bench")
     default_arch = {"classifier": "digit_cnn", "signal": "signal_unet", "logits": "logit_net"}
+    shape_keys = ("in_channels", "image_size")
 
     @property
     def data_kinds(self) -> dict:
@@ -68,6 +69,10 @@ class ImageDomain(Domain):
         return {"classifier": {"digit_cnn": _builder(DigitClassifier, ClassifierConfig)},
                 "signal": {"signal_unet": _builder(SignalUNet, SignalUNetConfig)},
                 "logits": {"logit_net": _builder(LogitNet, LogitNetConfig)}}
+
+    def signal_shape(self, net) -> tuple[int, int, int] | None:
+        cfg = getattr(net, "cfg", None)
+        return None if cfg is None else (cfg.in_channels, cfg.image_size, cfg.image_size)
 
     def arch_of(self, role: str, net) -> str:
         for arch, build in self.networks.get(role, {}).items():

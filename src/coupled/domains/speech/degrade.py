@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from ...atomic import atomic_write
 from ...errors import CoupledError
 from ..registry import Registry  # noqa: F401 (Registry was defined here)
 from .audio import SAMPLE_RATE
@@ -161,11 +162,13 @@ def room_bank(rt60s=(0.4, 0.7, 1.0, 1.5), per_rt60: int = 4, seed: int = 0, cach
     for i, rt in enumerate(rt60s):
         for j in range(per_rt60):
             rooms.append(simulate_room(float(rt), np.random.default_rng([seed, i, j])))
-    base.mkdir(parents=True, exist_ok=True)
     meta = [{"rt60_target": r.rt60_target, "rt60": r.rt60, "direct": r.direct} for r in rooms]
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **{f"rir{i}": r.rir for i, r in enumerate(rooms)})
-    tmp.replace(path)
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:  # a file, not a name: np.savez would append ".npz" to it
+            np.savez(fh, meta=np.array(json.dumps(meta)), **{f"rir{i}": r.rir for i, r in enumerate(rooms)})
+
+    atomic_write(path, write)
     return rooms
 
 

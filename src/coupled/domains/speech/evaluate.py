@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...atomic import atomic_write_json, atomic_write_text
 from ...errors import CoupledError
 from .audio import write_wav
 from .corpus import CorpusConfig, build_corpus, default_root, load_split
@@ -224,7 +225,7 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
     if results_path:
         write_speech_results(results, results_path)
     plot_wer_vs_snr(results, out / "wer_vs_snr.png")
-    (out / "report.md").write_text(speech_report(results, plots=["wer_vs_snr.png"]))
+    atomic_write_text(out / "report.md", speech_report(results, plots=["wer_vs_snr.png"]))
     return results
 
 
@@ -257,12 +258,7 @@ def _label(cond: dict) -> str:
 
 def write_speech_results(results: dict, path) -> Path:
     """results.json, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write_json(path, results, indent=1)
 
 
 def _pct(x) -> str:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...atomic import atomic_write, atomic_write_json
 from ...errors import CoupledError
 from .audio import SAMPLE_RATE
 from .corpus import WORDS, JSONConfig
@@ -204,14 +205,10 @@ def save_recogniser(model: CTCRecogniser, folder, extra: dict | None = None) -> 
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "recogniser.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(folder / "recogniser.safetensors")
-    meta = {"format": "coupled-speech-recogniser/1", "config": model.cfg.to_dict(), **(extra or {})}
-    tmpj = folder / "recogniser.json.tmp"
-    tmpj.write_text(json.dumps(meta, indent=2) + "\n")
-    tmpj.replace(folder / "recogniser.json")
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write(folder / "recogniser.safetensors", lambda tmp: save_file(tensors, tmp))
+    atomic_write_json(folder / "recogniser.json",
+                      {"format": "coupled-speech-recogniser/1", "config": model.cfg.to_dict(), **(extra or {})})
 
 
 def load_recogniser(folder) -> CTCRecogniser:
