@@ -46,7 +46,8 @@ def cmd_evaluate(args) -> None:
     from .config import checkpoint_sampling
 
     cfg = _config(args)
-    cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)  # the folder's, with --set on top
+    if "sampling" in cfg:  # a domain whose checkpoints store sampling settings: the folder's, with --set on top
+        cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)
     print(_domain(cfg, "evaluate").run_evaluate(
         cfg, checkpoint=args.checkpoint, split=args.split, out=args.out, max_items=args.max_items,
         corruptions=args.corruptions, levels=args.levels, methods=args.methods, seeds=args.seeds, picks=args.picks,

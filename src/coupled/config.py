@@ -258,7 +258,7 @@ def checkpoint_sampling(cfg: dict, overrides=(), folder=None, warn=print) -> dic
     from pathlib import Path
 
     from .schema import check_sampling
-    from .training.checkpoint import read_json
+    from .checkpoint import read_json
 
     path = Path(folder or cfg["output"]) / "pipeline.json"
     if not path.is_file():
