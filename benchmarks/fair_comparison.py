@@ -50,7 +50,8 @@ def _twin(spec) -> dict:
 
 
 def run_val(cfg, args):
-    bundle = load_bundle(cfg["output"], sampling=cfg["sampling"]).to(default_device(cfg["device"]))
+    bundle = load_bundle(args.checkpoint or cfg["output"], sampling=cfg["sampling"]).to(default_device(cfg["device"]))
+    VAL = Path(args.val_file)
     data = _subset(load_splits(cfg)["val"], args.max_items)
     sev = {k: {"heavy": v["heavy"]} for k, v in cfg["corruptions"]["severities"].items()}
     grid = fair.candidate_grid(cfg["sampling"].get("signal_guidance", 3.0))
@@ -88,7 +89,7 @@ def run_val(cfg, args):
 
 
 def run_test(cfg, args):
-    results = evaluate_config(cfg, split="test", out=OUT, results_path=TEST, levels=args.levels, picks=VAL,
+    results = evaluate_config(cfg, split="test", out=OUT, results_path=TEST, levels=args.levels, picks=Path(args.val_file),
                               seeds_for_level=lambda lv: cfg["evaluation"]["seeds"])
     print(fair.headline_table(results))
 
@@ -146,7 +147,7 @@ def lever_table(val: dict) -> str:
 
 
 def tables(cfg, args):
-    val = json.loads(VAL.read_text())
+    val = json.loads(Path(args.val_file).read_text())
     print(fair.tuning_table(val))
     print(lever_table(val))
     if TEST.is_file():
@@ -168,6 +169,8 @@ def main() -> None:
     p.add_argument("--merge", action="store_true",
                    help="(val) run only the grid's candidates the file lacks and add them, with the configurations "
                         "they vary run beside them as timing anchors")
+    p.add_argument("--checkpoint", help="(val) another bundle folder than the config's output (e.g. a training variant)")
+    p.add_argument("--val-file", default=str(VAL), help="the validation picks file written (val) and read (test, tables)")
     args = p.parse_args()
     cfg = load_config(args.config)
     {"val": run_val, "test": run_test, "tables": tables}[args.phase](cfg, args)
