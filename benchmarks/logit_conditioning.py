@@ -24,12 +24,13 @@ from coupled.config import load_config
 from coupled.domains.image.corruptions import corrupt
 from coupled.domains.image.models import load_bundle
 from coupled.engine import item_generators, signal_trajectory
-from coupled.evaluation.runner import CORRUPTION_SEED, sampling_seeds
+from coupled.evaluation.runner import CORRUPTION_SEED
+from coupled.seeds import item_seeds
 from coupled.training.run import load_splits
 
 
 def trajectory(bundle, d, logits, seed):
-    gens = item_generators(sampling_seeds(seed, 0, len(d)))
+    gens = item_generators(item_seeds(seed, 0, len(d)))
     return signal_trajectory(bundle.coupling, d, gens, logits=logits)
 
 

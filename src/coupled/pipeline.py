@@ -5,10 +5,11 @@ were in [-1, 1] is refused with the range seen, not classified confidently wrong
 0..255, 0..1 or any (lo, hi) to the [-1, 1] the networks were trained on. Files are checked for size and
 shape before they are decoded. Large batches run in chunks of `batch_size` items.
 
-Seeding: item i of a call draws its noise from its own generator, seeded `seed * 1_000_003 + i`, so results do
-not depend on `batch_size` or on the other items, but the same image at two positions of one batch gets
-different draws (and may get different probabilities). Pass `item_seeds=[...]` (one per item) to choose each
-item's seed, e.g. the same seed for repeated images.
+Seeding: item i of a call draws its noise from its own generator, seeded by `coupled.seeds.item_seeds(seed,
+0, n)[i]`, the one scheme `coupled evaluate` uses too (a split passed whole with seed s gets the per-item draws
+of `--seeds s`). Results do not depend on `batch_size` or on the other items, but the same image at two
+positions of one batch gets different draws (and may get different probabilities). Pass `item_seeds=[...]`
+(one per item) to choose each item's seed, e.g. the same seed for repeated images.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import seeds as seeding
 from .engine import METHODS, check_finite, item_generators, run_method
 from .errors import CoupledError
 from .schema import SEED_MAX
@@ -164,7 +166,7 @@ class CoupledPipeline:
         Args:
             images: a tensor or numpy array, in [-1, 1] unless `input_range` says otherwise.
             method: one of the engine's methods (parallel, alternating, nested, sequential, logits_only, noisy).
-            seed: item i uses generator seed `seed * 1_000_003 + i` (see the module docstring).
+            seed: item i uses generator seed `coupled.seeds.item_seeds(seed, 0, n)[i]` (see the module docstring).
             readout: 'classifier' (f of the enhanced signal) or 'logits' (the logit chain's y_hat); default
                 'classifier' where a signal chain exists, else 'logits'.
             input_range: '0..255', '0..1', '-1..1' or (lo, hi): the images' range, converted to [-1, 1].
@@ -193,7 +195,7 @@ class CoupledPipeline:
         n = images.shape[0]
         if item_seeds is None:
             seed = check_seed(seed)
-            seeds = [seed * 1_000_003 + i for i in range(n)]
+            seeds = seeding.item_seeds(seed, 0, n)
         else:
             seeds = [check_seed(s, "each of item_seeds") for s in item_seeds]
             if len(seeds) != n:

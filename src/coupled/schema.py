@@ -14,7 +14,7 @@ import numbers
 
 from .errors import CoupledError
 
-SEED_MAX = 2**32 - 1  # every seed: numpy's SeedSequence and torch take it, and seed * 1_000_003 + i fits int64
+SEED_MAX = 2**32 - 1  # every seed: numpy's SeedSequence and torch.Generator take it
 
 # key name -> (low, high, low inclusive, high inclusive), for numbers wherever the key appears
 RANGES: dict[str, tuple] = {

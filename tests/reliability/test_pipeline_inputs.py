@@ -90,6 +90,19 @@ def test_item_seeds_give_repeated_images_the_same_draw(pipe, digits):
     assert torch.equal(same["enhanced"][0], same["enhanced"][1])
 
 
+def test_the_pipeline_and_evaluate_share_one_per_item_seed_scheme(pipe, digits):
+    """`pipe(split, seed=s)` and `coupled evaluate --seeds s` draw the same noise for every item."""
+    from coupled.evaluation.runner import MethodSpec, run_specs
+
+    options = pipe.bundle.sampling.get("methods", {}).get("parallel", {})
+    labels = torch.zeros(len(digits), dtype=torch.long)
+    ran = run_specs(pipe.bundle, digits, labels, digits, [MethodSpec("parallel", "parallel", options)], seed=5,
+                    batch_size=3, device=torch.device("cpu"), keep_x_hat=True)["parallel"]
+    out = pipe(digits, "parallel", seed=5)
+    torch.testing.assert_close(out["enhanced"], ran["x_hat"], atol=1e-5, rtol=0)
+    assert not torch.allclose(pipe(digits, "parallel", seed=6)["enhanced"], ran["x_hat"], atol=1e-3)
+
+
 def test_frozen_classifier_runs_in_eval_and_restores_the_callers_mode():
     torch.manual_seed(0)
     module = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 3))

@@ -22,6 +22,7 @@ from ..bundle import REFERENCE_METHODS
 from ..domains.registry import get_domain
 from ..engine import COUPLED, item_generators, readouts, run_method
 from ..errors import CoupledError
+from ..seeds import item_seeds
 
 CORRUPTION_SEED = 12345  # the seed of the fixed corrupted splits every method is evaluated on
 # no sampling: one seed is all there is (noisy, and the reference methods that run it)
@@ -45,11 +46,6 @@ class MethodSpec:
             raise CoupledError(f"options of {self.label!r} must be a mapping, got {type(self.options).__name__}")
 
 
-def sampling_seeds(seed: int, first_index: int, n: int) -> list[int]:
-    """Per-item generator seeds for sampling seed `seed` and items first_index .. first_index + n - 1."""
-    return [int(np.random.SeedSequence([seed, first_index + i]).generate_state(1)[0]) for i in range(n)]
-
-
 def _readouts(method: str) -> tuple[str, ...]:
     return ("classifier",) if method in DETERMINISTIC else readouts(method)
 
@@ -71,7 +67,7 @@ def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
     for b, i in enumerate(range(0, len(degraded), batch_size)):
         d = degraded[i:i + batch_size].to(device)
         y = labels[i:i + batch_size]
-        seeds = sampling_seeds(seed, i, len(d))
+        seeds = item_seeds(seed, i, len(d))
         order = specs[b % len(specs):] + specs[:b % len(specs)]  # rotate, so no method always runs first
         for spec in order:
             coupling, method, options = prepared[spec.label]
