@@ -115,6 +115,16 @@ def test_missing_sequential_gives_null_delta(records):
     assert all(r["gap_recovered"] is not None for r in res["rows"])
 
 
+def test_a_logits_only_method_alone_or_first_is_summarised(records):
+    """A method with no classifier readout (CARD) may be the only one, or the first one, at a severity."""
+    card = [{**r, "method": "card", "correct_classifier": None, "psnr": None, "ssim": None}
+            for r in records if r["method"] == "parallel"]
+    alone = summarise(card, **KW)
+    assert {(r["readout"], r["n_items"]) for r in alone["rows"]} == {("logits", N)}
+    first = summarise(card + [r for r in records if r["method"] == "sequential"], **KW)
+    assert all(r["n_items"] == N for r in first["rows"])
+
+
 def test_summarise_is_deterministic(records, results):
     assert summarise(records, **KW, extra={"steps": 20, "switch": 0.5}) == results
 

@@ -77,6 +77,17 @@ def _stack(recs: list[dict], key: str, n: int, where: str) -> np.ndarray | None:
     return np.stack(arrs)
 
 
+def _item_count(by_method: dict[str, list[dict]]) -> int:
+    """Items scored at one corruption and severity: the length of the first readout any record gives (a
+    logits-only method such as CARD has no classifier readout)."""
+    for recs in by_method.values():
+        for r in recs:
+            for ro in READOUTS:
+                if r[f"correct_{ro}"] is not None:
+                    return len(np.asarray(r[f"correct_{ro}"]).reshape(-1))
+    return 0
+
+
 def _method_key(order: dict[str, int]):
     return lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), order[m])
 
@@ -128,7 +139,7 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
     rows = []
     for corruption, severity in sorted(groups, key=lambda g: (seen_corruption[g[0]], g[1])):
         by_method = groups[(corruption, severity)]
-        n = len(np.asarray(next(iter(by_method.values()))[0]["correct_classifier"]).reshape(-1))
+        n = _item_count(by_method)
         scores = {}
         for m, recs in by_method.items():
             recs.sort(key=lambda r: int(r["seed"]))
