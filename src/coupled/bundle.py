@@ -19,7 +19,7 @@ from .classifiers import check_fingerprint
 from .engine.conditioning import check_sampling
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
-from .checkpoint import load_state, load_weights, read_json
+from .checkpoint import STAGE_OUTPUTS, load_state, load_weights, read_json
 
 ROLES = ("classifier", "signal", "logits")
 
@@ -137,9 +137,7 @@ class Bundle:
         """A baseline network of the folder (loaded once), with its metadata."""
         if name not in self._extra:
             if self.folder is None or not (self.folder / f"{name}.safetensors").is_file():
-                from .training.stages import OUTPUTS  # only to name the stage that writes the missing file
-
-                stage = next((s for s, outs in OUTPUTS.items() if name in outs), "signal")
+                stage = next((s for s, outs in STAGE_OUTPUTS.items() if name in outs), "signal")
                 raise CoupledError(f"{self.folder} has no {name}.safetensors; train it with "
                                    f"`coupled train CONFIG --stages {stage}`")
             net, meta = load_net(self.folder, name, kind, self.domain)

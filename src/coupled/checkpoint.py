@@ -23,6 +23,11 @@ from safetensors.torch import save_file
 from .atomic import atomic_write, atomic_write_json
 from .errors import CoupledError
 
+# what each training stage leaves in a bundle folder: the networks' file stems
+STAGE_OUTPUTS = {"classifier": ["classifier"], "signal": ["signal_pretrained"], "logits": ["logits_pretrained"],
+                 "joint": ["signal", "logits"], "card": ["card"], "finetuned": ["classifier_finetuned"],
+                 "sequential": ["signal_sequential"]}
+
 __all__ = ["MANIFEST", "sha256_file", "seal", "verify_file", "read_json", "save_weights", "load_weights",
            "record_in_manifest", "verify_outputs", "load_state", "parse_weights"]
 

@@ -25,7 +25,7 @@ from torch import nn
 from ..engine import Denoiser, randn
 from ..errors import CoupledError
 from ..atomic import atomic_write_text
-from ..checkpoint import load_state, save_weights
+from ..checkpoint import STAGE_OUTPUTS, load_state, save_weights
 from .checkpoint import (
     check_rng_states, clear_train_state, flatten_optimizer, load_train_state, restore_rng_states, rng_states,
     save_train_state, unflatten_optimizer,
@@ -40,10 +40,7 @@ STAGES = ("classifier", "signal", "logits", "joint", "card", "finetuned", "seque
 BUNDLE_STAGES = STAGES[:4]
 BASELINE_STAGES = STAGES[4:]
 COND_PARAMS = ("logit_mlp", "null_logits")  # SignalUNet's logit-conditioning path (joint.cond_lr_scale)
-# what each stage leaves in the output folder (the final models of the bundle)
-OUTPUTS = {"classifier": ["classifier"], "signal": ["signal_pretrained"], "logits": ["logits_pretrained"],
-           "joint": ["signal", "logits"], "card": ["card"], "finetuned": ["classifier_finetuned"],
-           "sequential": ["signal_sequential"]}
+OUTPUTS = STAGE_OUTPUTS  # what each stage leaves in the output folder (the bundle's layout, in checkpoint.py)
 
 
 def step_generator(seed: int, stage: str, step: int, rank: int = 0) -> torch.Generator:
