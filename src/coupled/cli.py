@@ -9,10 +9,11 @@ from .errors import CoupledError
 
 
 def cmd_demo(args) -> None:
+    from .commands import run
     from .domains.registry import get_domain
 
-    print(get_domain(args.domain).run_demo(config=args.config, overrides=args.set, items=args.items, seed=args.seed,
-                                           steps=args.steps, out=args.out, progress=not args.quiet))
+    print(run(get_domain(args.domain), "demo", config=args.config, overrides=args.set, items=args.items, seed=args.seed,
+              steps=args.steps, out=args.out, progress=not args.quiet))
 
 
 def _config(args) -> dict:
@@ -35,23 +36,25 @@ def _domain(cfg: dict, command: str):
 
 
 def cmd_train(args) -> None:
+    from .commands import run
+
     cfg = _config(args)
-    for line in _domain(cfg, "train").run_train(
-            cfg, stages=args.stages, resume=args.resume, devices=args.devices, accelerator=args.accelerator,
-            max_steps=args.max_steps, progress=not args.quiet):
+    for line in run(_domain(cfg, "train"), "train", cfg, stages=args.stages, resume=args.resume, devices=args.devices,
+                    accelerator=args.accelerator, max_steps=args.max_steps, progress=not args.quiet):
         print(line)
 
 
 def cmd_evaluate(args) -> None:
+    from .commands import run
     from .config import checkpoint_sampling
 
     cfg = _config(args)
     if "sampling" in cfg:  # a domain whose checkpoints store sampling settings: the folder's, with --set on top
         cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)
-    print(_domain(cfg, "evaluate").run_evaluate(
-        cfg, checkpoint=args.checkpoint, split=args.split, out=args.out, max_items=args.max_items,
-        corruptions=args.corruptions, levels=args.levels, methods=args.methods, seeds=args.seeds, picks=args.picks,
-        results_path=args.results, progress=not args.quiet))
+    print(run(
+        _domain(cfg, "evaluate"), "evaluate", cfg, checkpoint=args.checkpoint, split=args.split, out=args.out,
+        max_items=args.max_items, corruptions=args.corruptions, levels=args.levels, methods=args.methods,
+        seeds=args.seeds, picks=args.picks, results_path=args.results, progress=not args.quiet))
 
 
 def cmd_reproduce(args) -> None:

@@ -269,63 +269,15 @@ class Domain:
     def read_input(self, path):
         raise CoupledError(f"the {self.name} domain cannot read input files")
 
-    # ---- commands (the generic pipeline's; a domain with its own overrides them)
+    # ---- commands: train, evaluate and demo run the generic pipeline's (coupled/commands.py) unless a domain
+    # defines its own run_train, run_evaluate or run_demo; the rest are here
     def check_command(self, command: str) -> None:
         if command not in self.commands:
             raise CoupledError(f"the {self.name} domain has no `coupled {command}`; its commands: {', '.join(self.commands)}")
 
-    def run_train(self, cfg: dict, *, stages=None, resume=False, devices=1, accelerator="auto", max_steps=None,
-                  progress=True) -> list:
-        """Train the config's stages; returns what to print, one entry per stage."""
-        from ..training.run import train
-        from ..training.stages import STAGES
-
-        return [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}
-                for s in train(cfg, stages or STAGES, resume=resume, devices=devices, accelerator=accelerator,
-                               max_steps=max_steps, progress=progress)]
-
-    def run_evaluate(self, cfg: dict, *, checkpoint=None, split=None, out="runs/eval", max_items=None,
-                     corruptions=None, levels=None, methods=None, seeds=None, picks=None, results_path=None,
-                     progress=True) -> str:
-        """Evaluate the config's checkpoint (results.json, report.md and plots in `out`); returns the report."""
-        from ..evaluation.api import evaluate_config
-        from ..evaluation.report import markdown_report
-
-        if picks and methods:
-            raise CoupledError("--picks runs the methods validation chose; drop --methods, or drop --picks")
-        results = evaluate_config(cfg, checkpoint=checkpoint, split=split, out=out, max_items=max_items,
-                                  corruptions=corruptions, levels=levels, methods=methods, progress=progress,
-                                  results_path=results_path, picks=picks,
-                                  seeds_for_level=(lambda level: seeds) if seeds else None)
-        text = markdown_report(results)
-        if results.get("headline"):
-            from ..evaluation.fair import headline_table
-
-            text += "\n## Cost-matched headline\n\n" + headline_table(results)
-        return text
-
     def run_calibrate(self, cfg: dict, *, progress=True) -> str:
         self.check_command("calibrate")
         return ""
-
-    def run_demo(self, *, config, overrides=(), items=None, seed=None, steps=20, out="runs/demo", progress=True) -> str:
-        """The demo table: the config's bundled checkpoint on a fixed subset at the heavy level."""
-        from ..config import checkpoint_sampling, load_config
-        from ..evaluation.api import evaluate_config
-        from ..evaluation.report import markdown_report
-
-        cfg = load_config(config, overrides)
-        cfg["sampling"] = checkpoint_sampling(cfg, overrides)  # the bundle's own, with --set on top
-        picks = cfg["demo"].get("picks")  # validation picks: the cost-matched headline's rows, noisy and tuned sequential
-        results = evaluate_config(cfg, out=out, max_items=items or cfg["demo"]["items"], levels=["heavy"],
-                                  seeds_for_level=lambda level: [cfg["demo"]["seed"] if seed is None else seed],
-                                  progress=progress, picks=picks, headline_only=True)
-        text = markdown_report(results) + "\n"
-        if results.get("headline"):
-            from ..evaluation.fair import headline_table
-
-            text += "## Cost-matched headline (one seed)\n\n" + headline_table(results) + "\n\n"
-        return text + f"wrote {out}/results.json, report.md and plots"
 
     def run_data(self, *, config, root=None, workers=2, progress=True) -> str:
         self.check_command("data")

@@ -1,0 +1,71 @@
+"""The generic pipeline's `coupled train`, `evaluate` and `demo`, and the dispatch that lets a domain replace them.
+
+A domain runs these commands through the generic trainer and evaluator unless it defines its own `run_train`,
+`run_evaluate` or `run_demo` (speech trains its recogniser with its own code; the Gaussian toy has its own
+demo). This module sits above training and evaluation, so that no domain module has to import them.
+"""
+
+from __future__ import annotations
+
+from .errors import CoupledError
+
+
+def run(domain, command: str, *args, **kwargs):
+    """Run `command` ('train', 'evaluate' or 'demo') for `domain`: its own `run_<command>`, else the generic one."""
+    own = getattr(domain, f"run_{command}", None)
+    if own is not None:
+        return own(*args, **kwargs)
+    return GENERIC[command](domain, *args, **kwargs)
+
+
+def train(domain, cfg: dict, *, stages=None, resume=False, devices=1, accelerator="auto", max_steps=None,
+          progress=True) -> list:
+    """Train the config's stages; returns what to print, one entry per stage."""
+    from .training.run import train as train_stages
+    from .training.stages import STAGES
+
+    return [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}
+            for s in train_stages(cfg, stages or STAGES, resume=resume, devices=devices, accelerator=accelerator,
+                                  max_steps=max_steps, progress=progress)]
+
+
+def evaluate(domain, cfg: dict, *, checkpoint=None, split=None, out="runs/eval", max_items=None,
+             corruptions=None, levels=None, methods=None, seeds=None, picks=None, results_path=None,
+             progress=True) -> str:
+    """Evaluate the config's checkpoint (results.json, report.md and plots in `out`); returns the report."""
+    from .evaluation.api import evaluate_config
+    from .evaluation.fair import headline_table
+    from .evaluation.report import markdown_report
+
+    if picks and methods:
+        raise CoupledError("--picks runs the methods validation chose; drop --methods, or drop --picks")
+    results = evaluate_config(cfg, checkpoint=checkpoint, split=split, out=out, max_items=max_items,
+                              corruptions=corruptions, levels=levels, methods=methods, progress=progress,
+                              results_path=results_path, picks=picks,
+                              seeds_for_level=(lambda level: seeds) if seeds else None)
+    text = markdown_report(results)
+    if results.get("headline"):
+        text += "\n## Cost-matched headline\n\n" + headline_table(results)
+    return text
+
+
+def demo(domain, *, config, overrides=(), items=None, seed=None, steps=20, out="runs/demo", progress=True) -> str:
+    """The demo table: the config's bundled checkpoint on a fixed subset at the heavy level."""
+    from .config import checkpoint_sampling, load_config
+    from .evaluation.api import evaluate_config
+    from .evaluation.fair import headline_table
+    from .evaluation.report import markdown_report
+
+    cfg = load_config(config, overrides)
+    cfg["sampling"] = checkpoint_sampling(cfg, overrides)  # the bundle's own, with --set on top
+    picks = cfg["demo"].get("picks")  # validation picks: the cost-matched headline's rows, noisy and tuned sequential
+    results = evaluate_config(cfg, out=out, max_items=items or cfg["demo"]["items"], levels=["heavy"],
+                              seeds_for_level=lambda level: [cfg["demo"]["seed"] if seed is None else seed],
+                              progress=progress, picks=picks, headline_only=True)
+    text = markdown_report(results) + "\n"
+    if results.get("headline"):
+        text += "## Cost-matched headline (one seed)\n\n" + headline_table(results) + "\n\n"
+    return text + f"wrote {out}/results.json, report.md and plots"
+
+
+GENERIC = {"train": train, "evaluate": evaluate, "demo": demo}
