@@ -27,7 +27,7 @@ from coupled.domains.image.models import load_bundle
 from coupled.engine import item_generators, signal_trajectory
 from coupled.evaluation.runner import CORRUPTION_SEED
 from coupled.seeds import item_seeds
-from coupled.training.run import load_splits
+from coupled.domains.registry import domain_of
 
 
 def _standard(score: torch.Tensor) -> torch.Tensor:
@@ -38,7 +38,7 @@ def _standard(score: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     cfg = load_config("configs/mnist.yaml")
     bundle = load_bundle(cfg["output"])
-    splits = load_splits(cfg)
+    splits = domain_of(cfg).load_splits(cfg)
     val = splits["val"].subset(np.sort(np.random.default_rng(0).permutation(len(splits["val"]))[:500]))
     s, y = val.images, torch.as_tensor(val.labels)
     f = bundle.coupling.classifier

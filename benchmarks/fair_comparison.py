@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coupled.bundle import SIGNAL_NETS
+from coupled.methods import SIGNAL_NETS
 from coupled.config import load_config
 from coupled.domains.image.models import default_device, load_bundle
 from coupled.evaluation import fair
 from coupled.evaluation.api import evaluate_config
 from coupled.evaluation.runner import evaluate
-from coupled.training.run import load_splits
+from coupled.domains.registry import domain_of
 
 VAL = Path("docs/results/fair_val.json")
 TEST = Path("docs/results/image.json")
@@ -52,7 +52,7 @@ def _twin(spec) -> dict:
 def run_val(cfg, args):
     bundle = load_bundle(args.checkpoint or cfg["output"], sampling=cfg["sampling"]).to(default_device(cfg["device"]))
     VAL = Path(args.val_file)
-    data = _subset(load_splits(cfg)["val"], args.max_items)
+    data = _subset(domain_of(cfg).load_splits(cfg)["val"], args.max_items)
     sev = {k: {"heavy": v["heavy"]} for k, v in cfg["corruptions"]["severities"].items()}
     grid = fair.candidate_grid(cfg["sampling"].get("signal_guidance", 3.0))
     net = lambda s: s.options.get("signal_net", "joint")  # noqa: E731

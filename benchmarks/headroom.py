@@ -20,7 +20,7 @@ from coupled.config import load_config
 from coupled.domains.image.corruptions import corrupt
 from coupled.domains.image.models import load_bundle
 from coupled.evaluation.runner import CORRUPTION_SEED, MethodSpec, run_specs
-from coupled.training.run import load_splits
+from coupled.domains.registry import domain_of
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     picks = json.loads(open(args.picks).read())["picks"]
     cfg = load_config(args.config)
     bundle = load_bundle(cfg["output"], sampling=cfg["sampling"])
-    data = load_splits(cfg)[args.split]
+    data = domain_of(cfg).load_splits(cfg)[args.split]
     torch.set_grad_enabled(False)
     clean_right = (bundle.coupling.classifier.raw(data.images).argmax(-1) == data.labels).numpy()
     n = len(data)

@@ -22,11 +22,11 @@ import torch
 
 from coupled.config import load_config
 from coupled.domains.image.corruptions import corrupt
-from coupled.domains.image.models import load_bundle
+from coupled.bundle import load_bundle
 from coupled.engine import item_generators, signal_trajectory
 from coupled.evaluation.runner import CORRUPTION_SEED
 from coupled.seeds import item_seeds
-from coupled.training.run import load_splits
+from coupled.domains.registry import domain_of
 
 
 def trajectory(bundle, d, logits, seed):
@@ -46,7 +46,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     cfg = load_config(args.config)
     bundle = load_bundle(args.checkpoint or cfg["output"], sampling=cfg["sampling"])
-    data = load_splits(cfg)["val"]
+    data = domain_of(cfg).load_splits(cfg)["val"]
     idx = np.sort(np.random.default_rng(0).permutation(len(data))[: args.max_items])
     data = data.subset(idx)
     s, y = data.images, torch.as_tensor(data.labels)

@@ -50,7 +50,7 @@ def test_every_file_writer_goes_through_coupled_atomic():
 
 
 def test_domains_and_bundles_load_without_training():
-    code = ("import sys; import coupled.domains.image.models, coupled.domains.speech.recogniser, "
+    code = ("import sys; import coupled.bundle, coupled.domains.image.domain, coupled.domains.speech.recogniser, "
             "coupled.domains.speech.evaluate, coupled.pipeline, coupled.checkpoint; "
             "print(sorted(m for m in sys.modules if m.startswith(('coupled.training', 'lightning'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

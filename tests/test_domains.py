@@ -42,13 +42,5 @@ def test_image_domain_answers_the_interface():
         image.check_command("data")
 
 
-def test_old_import_paths_keep_working():
-    from coupled import bundle
-    from coupled.domains.image import models
-    from coupled.domains.image.data import check_num_classes
-    from coupled.domains.speech.degrade import DEGRADATIONS, Registry
-
-    assert models.load_bundle is bundle.load_bundle and models.Bundle is bundle.Bundle
-    assert models.chains_from_sampling is bundle.chains_from_sampling
-    assert isinstance(DEGRADATIONS, Registry) and callable(check_num_classes)
+def test_the_speech_domain_is_registered():
     assert isinstance(get_domain("speech"), Domain) and get_domain("speech").task_metric("digits") == "wer"

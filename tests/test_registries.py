@@ -4,7 +4,7 @@ every list the library shows or runs is derived from them, so a new method or st
 import ast
 from pathlib import Path
 
-from coupled.bundle import METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS
+from coupled.methods import METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS
 from coupled.engine import BASELINES, COUPLED, METHODS, PAPER_METHODS
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "coupled"
@@ -38,7 +38,7 @@ def test_method_registry_and_every_list_of_methods_agree():
 
 
 def test_stage_registry_and_every_table_of_stages_agree():
-    from coupled.config import DEFAULTS
+    from coupled.defaults import DEFAULTS
     from coupled.training.run import NEEDS
     from coupled.training.stages import BASELINE_STAGES, BUNDLE_STAGES, LOSSES, OUTPUTS, STAGES
 

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import torch
 
-from .domains.registry import DEFAULT_DOMAIN, get_domain
+from .defaults import DEFAULT_DOMAIN
+from .domains.registry import get_domain
 from .engine import (
-    METHODS, Chain, Coupling, Denoiser, FrozenClassifier, GuidedLogits, method_options, process_from_dict,
+    Chain, Coupling, Denoiser, FrozenClassifier, GuidedLogits, process_from_dict,
 )
 from .classifiers import check_fingerprint
 from .engine.conditioning import check_sampling
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
+from .methods import METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS
 from .checkpoint import STAGE_OUTPUTS, load_state, load_weights, read_json
 
 ROLES = ("classifier", "signal", "logits")
@@ -92,24 +94,6 @@ def _check_classifier_takes(classifier: FrozenClassifier, shape: tuple, folder: 
         raise CoupledError(f"{folder / 'signal.json'} declares signals of shape {tuple(shape)} ({keys}) but the classifier "
                            f"passed cannot take them ({e}); pass a classifier for that shape, or a checkpoint trained "
                            "for yours") from None
-
-
-# Networks of the baselines (stages card, finetuned, sequential), loaded on first use when the folder has them.
-SIGNAL_NETS = {"joint": "signal", "pretrained": "signal_pretrained", "sequential": "signal_sequential"}
-# Evaluation-level methods that are not strategies of the engine: (the engine method they run, what they swap)
-REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
-# the network file of the folder a method needs beyond the bundle's own three
-METHOD_NETS = {"card": "card", **dict.fromkeys(REFERENCE_METHODS, "classifier_finetuned")}
-# Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
-BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient")
-
-
-def method_settings(method: str) -> list[str]:
-    """The options `sampling.methods.METHOD` may set: the engine method's own, then BUNDLE_OPTIONS."""
-    engine_method = REFERENCE_METHODS.get(method, method)
-    if engine_method not in METHODS:
-        raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join((*METHODS, *REFERENCE_METHODS))}")
-    return [*method_options(engine_method), *BUNDLE_OPTIONS]
 
 
 @dataclass

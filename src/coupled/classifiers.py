@@ -28,6 +28,7 @@ from torch import nn
 
 from .engine import FrozenClassifier, standardise
 from .errors import ClassifierMismatchWarning, CoupledError
+from .imports import import_object
 
 FINGERPRINT_ITEMS = 4
 FINGERPRINT_SEED = 0
@@ -49,8 +50,6 @@ def is_user_classifier(cfg: dict) -> bool:
 
 def resolve_factory(spec: str):
     """The function named by "module.path:function" (imported; one-line errors for a missing module or name)."""
-    from .domains.registry import import_object
-
     fn = import_object(spec, f"classifier factory {spec!r}", "function")
     if not callable(fn):
         raise CoupledError(f"{spec!r} is a {type(fn).__name__}, not a function; point classifier.factory at a "
@@ -161,13 +160,13 @@ def prepare_user_classifier(cfg: dict, data) -> UserClassifier:
     return UserClassifier(spec, kwargs, path, net.eval().requires_grad_(False), int(out.shape[1]), sha)
 
 
-def install_user_classifier(user: UserClassifier, cfg: dict, output: Path) -> bool:
+def install_user_classifier(user: UserClassifier, cfg: dict, output: Path, domain: str) -> bool:
     """Copy the user's classifier into the bundle `output` (classifier.safetensors, classifier.json naming its
-    factory); returns False when the folder already holds this very classifier (nothing rewritten)."""
-    from .domains.registry import domain_of
+    factory and the `domain` name); returns False when the folder already holds this very classifier (nothing
+    rewritten)."""
     from .checkpoint import save_weights, verify_outputs
 
-    meta = {"kind": "classifier", "domain": domain_of(cfg).name, "factory": user.factory, "net": user.kwargs,
+    meta = {"kind": "classifier", "domain": domain, "factory": user.factory, "net": user.kwargs,
             "num_classes": user.num_classes, "logit_scale": cfg["classifier"]["logit_scale"], "frozen": True,
             "weights_source": str(user.weights), "weights_source_sha256": user.sha256}
     json_path = output / "classifier.json"

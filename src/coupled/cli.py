@@ -87,10 +87,11 @@ def cmd_calibrate(args) -> None:
 
 def cmd_classify(args) -> None:
     from .bundle import checkpoint_domain
+    from .commands import run
 
     domain = checkpoint_domain(args.checkpoint)
     domain.check_command("classify")
-    failures = domain.run_classify(args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
+    failures = run(domain, "classify", args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
                                    method=args.method, seed=args.seed, input_range=args.input_range,
                                    polarity=args.polarity)
     if failures == len(args.files):  # nothing to show: a bad input, one line and exit 2 (each file's problem is on stdout)
@@ -130,7 +131,7 @@ def cmd_bench(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .bundle import REFERENCE_METHODS
+    from .methods import REFERENCE_METHODS
     from .domains.registry import domain_names
     from .engine import METHODS
 

@@ -11,7 +11,7 @@ from .errors import CoupledError
 
 
 def run(domain, command: str, *args, **kwargs):
-    """Run `command` ('train', 'evaluate' or 'demo') for `domain`: its own `run_<command>`, else the generic one."""
+    """Run `command` ('train', 'evaluate', 'demo' or 'classify') for `domain`: its own `run_<command>`, else the generic one."""
     own = getattr(domain, f"run_{command}", None)
     if own is not None:
         return own(*args, **kwargs)
@@ -68,4 +68,11 @@ def demo(domain, *, config, overrides=(), items=None, seed=None, steps=20, out="
     return text + f"wrote {out}/results.json, report.md and plots"
 
 
-GENERIC = {"train": train, "evaluate": evaluate, "demo": demo}
+def classify(domain, files, checkpoint, **options) -> int:
+    """Print one line per input item of `files` (the bundle's domain reads them); returns the number of failures."""
+    from .pipeline import classify_files
+
+    return classify_files(files, checkpoint, **options)
+
+
+GENERIC = {"train": train, "evaluate": evaluate, "demo": demo, "classify": classify}

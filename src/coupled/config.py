@@ -20,92 +20,20 @@ from pathlib import Path
 
 import yaml
 
+from .defaults import DEFAULT_DOMAIN, DEFAULTS, FREE_FORM
+from .domains.registry import get_domain
 from .errors import CoupledError
+from .schema import check_sampling, section_defaults, validate
 
-FREE_FORM = {"net", "process", "severities", "train_severity", "calibration", "methods", "data"}
-
-DEFAULTS: dict = {
-    "name": "experiment",
-    "seed": 0,
-    "output": "checkpoints/experiment",
-    "device": "auto",
-    "data": {"kind": "mnist5k", "seed": 0},
-    "corruptions": {
-        # light / medium / heavy, chosen on the validation split (see `coupled calibrate`)
-        "severities": {
-            "pixel_noise": {"light": 0.15, "medium": 0.3, "heavy": 0.5},
-            "gaussian_noise": {"light": 0.3, "medium": 0.5, "heavy": 0.8},
-            "gaussian_blur": {"light": 1.5, "medium": 2.5, "heavy": 3.5},
-        },
-        # training draws a corruption and a severity uniformly in [lo, hi] per item
-        "train_severity": {"pixel_noise": [0.05, 0.6], "gaussian_noise": [0.1, 1.0], "gaussian_blur": [0.5, 4.0]},
-        "calibration": {},
-    },
-    # factory: null trains the domain's built-in classifier (its `net` options); "module.path:function" couples
-    # with your own frozen classifier instead: the function, called with `net` as keyword arguments, returns a
-    # torch.nn.Module, `weights` (a safetensors file of its state_dict) are loaded into it, and `coupled train`
-    # copies both into the bundle instead of training a classifier (docs/tutorial.md). A config is code.
-    "classifier": {"net": {}, "steps": 1500, "batch_size": 128, "lr": 1e-3, "logit_scale": 0.8, "factory": None,
-                   "weights": None},
-    # ema_decay: each stage below saves an exponential moving average of its weights, with the warm-up
-    # min(ema_decay, (1 + n) / (10 + n)) at update n (training/ema.py), so a short run saves trained weights;
-    # ema_warmup: false is a flat ema_decay from the first step (how the bundled weights were trained)
-    "signal": {
-        "net": {}, "process": {"kind": "vp", "num_train_steps": 1000, "schedule": "cosine"}, "prediction": "v",
-        "steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True,
-        # init: start from these weights (a .safetensors written by `coupled train`, e.g.
-        # checkpoints/mnist/signal_pretrained.safetensors) instead of a random initialisation; the architecture
-        # must match this section's `net` (logits and card take `init` too)
-        "init": None,
-    },
-    "logits": {
-        "net": {}, "process": {"kind": "centred"}, "prediction": "x0", "steps": 2000, "batch_size": 128,
-        "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True, "init": None,
-    },
-    "joint": {
-        "steps": 1000, "batch_size": 64, "lr": 2e-4, "lambda": 0.1, "null_dropout": 0.2,
-        "ema_decay": 0.999, "ema_warmup": True, "cond_lr_scale": 1.0,  # learning-rate multiplier of the signal net's logit conditioning
-        # what each item is trained at: one step of one coupled method's plan (engine/conditioning.py) on one
-        # [signal_steps, logit_steps] grid; {} / [] take sampling.methods' coupled methods and the sampling steps
-        "methods": {}, "grids": [],
-    },
-    # the baselines' own networks (stages card, finetuned, sequential; issue 7)
-    "card": {"net": {}, "process": {"kind": "centred"}, "prediction": "x0", "steps": 3000, "batch_size": 128,
-             "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True, "init": None},
-    "finetuned": {"steps": 1500, "batch_size": 128, "lr": 5e-4, "clean_fraction": 0.2},
-    "sequential": {"steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True},
-    "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0},
-    "sampling": {
-        # false: the signal denoiser always gets the null logit token (ablation: logit conditioning off)
-        "signal_logits": True,
-        # classifier-free guidance weight on the signal net's logit input: 1 plain, 0 = null token, > 1 stronger
-        "signal_guidance": 1.0,
-        "signal": {"steps": 5, "sampler": "ddim", "eta": 0.0},
-        "logits": {"steps": 5, "sampler": "pc", "corrector_steps": 1, "snr": 0.5},
-        "methods": {
-            "parallel": {"switch_fraction": 0.5},
-            "alternating": {"rounds": 2},
-            "nested": {"refresh_every": 2, "refresh_window": [0.5, 1.0]},
-        },
-    },
-    "evaluation": {"split": "test", "batch_size": 250, "seeds": [0, 1, 2], "heavy_seeds": 3, "other_seeds": 1,
-                   "max_items": None, "bootstrap": 2000},
-    # picks: validation picks (benchmarks/fair_comparison.py val) the demo runs; null: the paper's six methods
-    "demo": {"items": 200, "seed": 0, "picks": None},
-}
-
-
-def _merge(base: dict, user: dict, where: str) -> dict:
+def _merge(base: dict, user: dict, where: str, free_form=FREE_FORM) -> dict:
     out = copy.deepcopy(base)
     for key, value in user.items():
         if key not in base:
             raise CoupledError(f"unknown config key '{where}{key}'; valid keys there: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and key not in FREE_FORM:
+        if isinstance(base[key], dict) and key not in free_form:
             if not isinstance(value, dict):
                 raise CoupledError(f"config key '{where}{key}' must be a mapping, got {type(value).__name__}")
-            from .schema import section_defaults  # a sampling chain's options are those of its sampler
-
-            out[key] = _merge(section_defaults(f"{where}{key}", base[key], value), value, f"{where}{key}.")
+            out[key] = _merge(section_defaults(f"{where}{key}", base[key], value), value, f"{where}{key}.", free_form)
         elif key == "methods" and isinstance(value, dict):  # options per method: a user's entry replaces that method's
             out[key] = {**base[key], **value}
         else:
@@ -116,24 +44,24 @@ def _merge(base: dict, user: dict, where: str) -> dict:
 def make_config(user: dict | None = None, domain=None) -> dict:
     """Defaults (`domain`'s, a name or Domain; default image) deep-merged with `user`; unknown keys, bad values
     and corruptions that do not resolve (an unknown name, a `module:function` whose module or function is
-    missing) are one-line errors."""
-    from .domains.registry import get_domain
-    from .schema import validate
-
+    missing) are one-line errors. The result names its domain (`domain` key) unless it is the default one."""
     domain = get_domain(domain)
-    corruption_from_config = domain.corruption
     defaults = domain.config_defaults()
-    cfg = validate(_merge(defaults, user or {}, ""), defaults, FREE_FORM, data_kinds=domain.data_kinds)
+    free = domain.free_form
+    cfg = validate(_merge(defaults, user or {}, "", free), defaults, free, data_kinds=domain.data_kinds)
     if isinstance(cfg.get("classifier"), dict) and "factory" in cfg["classifier"]:  # a user's classifier: imported now
         from .classifiers import check_classifier_section
 
         check_classifier_section(cfg["classifier"])
     for section in ("severities", "train_severity"):  # resolved now, not when a later stage first needs one
-        for name in cfg["corruptions"][section]:
+        for name in (cfg.get("corruptions") or {}).get(section, ()):
             try:
-                corruption_from_config(name)
+                domain.corruption(name)
             except CoupledError as e:
                 raise CoupledError(f"config key corruptions.{section}.{name}: {e}") from None
+    domain.check_config(cfg)
+    if domain.name != DEFAULT_DOMAIN:  # image configs keep their shape of before the registry
+        cfg["domain"] = domain.name
     return cfg
 
 
@@ -223,8 +151,6 @@ def apply_overrides(user: dict, overrides, defaults: dict) -> dict:
 def load_config(path, overrides=()) -> dict:
     """Read a YAML experiment config, with its `extends:` chain and `overrides` ((dotted key, value) pairs,
     `--set` on the command line) applied before the schema checks."""
-    from .domains.registry import get_domain
-
     path = Path(path)
     user = _read_extended(path)
     name = dict(overrides or ()).get("domain", user.get("domain", "image"))  # a --set domain=... counts too
@@ -234,7 +160,7 @@ def load_config(path, overrides=()) -> dict:
         raise CoupledError(f"{e} (in {path})") from None
     if overrides:  # set against the defaults of the domain the config names
         user = apply_overrides(user, overrides, domain.config_defaults())
-    cfg = domain.make_config({k: v for k, v in user.items() if k != "domain"})
+    cfg = make_config({k: v for k, v in user.items() if k != "domain"}, domain)
     cfg["config_path"] = str(path)
     return cfg
 
@@ -255,9 +181,7 @@ def checkpoint_sampling(cfg: dict, overrides=(), folder=None, warn=print) -> dic
     weights (`pipeline.json`), with the explicit `--set sampling.*` overrides on top. The config's own
     section serves a folder without pipeline.json; where it differs from the stored one, `warn` gets one line."""
     import sys
-    from pathlib import Path
 
-    from .schema import check_sampling
     from .checkpoint import read_json
 
     path = Path(folder or cfg["output"]) / "pipeline.json"

@@ -34,9 +34,7 @@ CHOICES: dict[str, tuple] = {
 # keys whose default is null and whose value, when set, is a string: a file path, or "module.path:function"
 NULLABLE_STRINGS = {"factory": "a 'module.path:function' string", "weights": "the path of a .safetensors file",
                     "init": "the path of a .safetensors file"}
-DATA_KINDS = {"mnist5k": {"kind", "seed", "fractions"}, "idx": {"kind", "seed", "images_path", "labels_path"},
-              "cifar": {"kind", "seed", "path", "split"}, "npz": {"kind", "seed", "path", "label_offset"},
-              "folder": {"kind", "seed", "root"}}
+
 
 
 def _is_int(v) -> bool:
@@ -107,13 +105,13 @@ def check_value(key: str, default, value) -> None:
                 _fail(key, f"be a non-empty list of integer seeds in [0, {SEED_MAX}]", value)
 
 
-def _check_free_form(key: str, name: str, value, data_kinds=DATA_KINDS) -> None:
+def _check_free_form(key: str, name: str, value, data_kinds=None) -> None:
     if name == "data":
         if not isinstance(value, dict):
             _fail(key, "be a mapping with a 'kind'", value)
         if data_kinds is None:  # the domain checks its own data section (Domain.data_kinds is None)
             return
-        kind = value.get("kind", "mnist5k")
+        kind = value.get("kind", next(iter(data_kinds), None))  # a domain's first kind is its default
         if kind not in data_kinds:
             _fail(f"{key}.kind", "be one of " + ", ".join(data_kinds), kind)
         extra = sorted(set(value) - data_kinds[kind])
@@ -126,7 +124,7 @@ def _check_free_form(key: str, name: str, value, data_kinds=DATA_KINDS) -> None:
         if not isinstance(value, dict):
             _fail(key, "be a mapping", value)
         if name == "methods":
-            from .bundle import REFERENCE_METHODS, method_settings
+            from .methods import REFERENCE_METHODS, method_settings
             from .engine import METHODS
 
             for method, opts in value.items():
@@ -183,10 +181,10 @@ def section_defaults(key: str, default: dict, user) -> dict:
     return default
 
 
-def validate(cfg: dict, defaults: dict, free_form: set, where: str = "", data_kinds=DATA_KINDS) -> dict:
+def validate(cfg: dict, defaults: dict, free_form: set, where: str = "", data_kinds=None) -> dict:
     """Check every key of `cfg` (already merged with `defaults`, unknown keys refused) against the schema the
-    defaults imply; returns `cfg`. `data_kinds`: the `data` section's kinds and their keys (the image domain's;
-    None leaves the section to its domain)."""
+    defaults imply; returns `cfg`. `data_kinds`: the `data` section's kinds and their keys (a domain's
+    `data_kinds`, the first kind the default; None leaves the section to its domain)."""
     for key, default in defaults.items():
         if key not in cfg:
             continue
@@ -203,7 +201,7 @@ def validate(cfg: dict, defaults: dict, free_form: set, where: str = "", data_ki
 def check_sampling(sampling, where: str) -> dict:
     """A `sampling` section as saved in pipeline.json (or passed by a user): a mapping whose chains are complete
     and whose values fit the schema; CoupledError naming `where` otherwise."""
-    from .config import DEFAULTS, FREE_FORM
+    from .defaults import DEFAULTS, FREE_FORM
 
     if not isinstance(sampling, dict):
         raise CoupledError(f"{where}: 'sampling' must be a mapping, got {type(sampling).__name__}; re-create it with `coupled train`")

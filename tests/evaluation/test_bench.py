@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import torch
 
-from coupled.domains.image.models import load_bundle
+from coupled.bundle import load_bundle
 from coupled.engine import item_generators, run_method
 from coupled.evaluation.bench import NETWORKS, available_methods, bench_specs, timed_coupling
 from tests.image.conftest import run_cli

@@ -6,7 +6,7 @@ import torch
 
 from coupled.errors import CoupledError
 from coupled.evaluation import stats
-from coupled.evaluation.metrics import psnr, ssim
+from coupled.domains.image.metrics import psnr, ssim
 from coupled.evaluation.stats import bootstrap_ci, gap_recovered, paired_bootstrap
 
 

@@ -12,7 +12,6 @@ from PIL import Image
 
 from coupled.domains.image.data import (
     ImageSet,
-    check_num_classes,
     load_cifar,
     load_dataset,
     load_idx,
@@ -21,6 +20,7 @@ from coupled.domains.image.data import (
     load_npz,
     stratified_split,
 )
+from coupled.domains.registry import check_num_classes
 from coupled.errors import CoupledError
 
 RNG = np.random.default_rng(0)

@@ -84,14 +84,14 @@ def test_equal_cost_baselines_and_reference_rows_through_the_runner(trained):
     import torch
 
     from coupled.config import load_config
-    from coupled.domains.image.models import load_bundle
+    from coupled.bundle import load_bundle
     from coupled.evaluation.runner import MethodSpec, evaluate
-    from coupled.training.run import load_splits
+    from coupled.domains.registry import domain_of
 
     cfg_path, ckpt = trained
     cfg = load_config(cfg_path)
     bundle = load_bundle(ckpt)
-    data = load_splits(cfg)["val"].subset(torch.arange(0, 500, 25))
+    data = domain_of(cfg).load_splits(cfg)["val"].subset(torch.arange(0, 500, 25))
     specs = [MethodSpec("noisy", "noisy"), MethodSpec("finetuned_classifier", "finetuned_classifier"),
              MethodSpec("sequential", "sequential", {"signal_steps": 1, "signal_net": "sequential"}),
              MethodSpec("one_step", "one_step", {"signal_net": "pretrained"}),
@@ -123,7 +123,7 @@ def test_gradient_guidance_through_the_classifier_is_a_bundle_option(trained):
     positive step changes its signal estimate, a bad value is one clear error."""
     import torch
 
-    from coupled.domains.image.models import load_bundle
+    from coupled.bundle import load_bundle
     from coupled.errors import CoupledError
     from coupled.evaluation.runner import MethodSpec, run_specs
 
@@ -277,7 +277,7 @@ def test_signal_logits_off_makes_parallel_enhance_like_sequential(trained):
 
     from coupled.config import load_config
     from coupled.domains.image.data import load_mnist5k
-    from coupled.domains.image.models import load_bundle
+    from coupled.bundle import load_bundle
     from coupled.engine import item_generators, run_method
 
     cfg_path, ckpt = trained
@@ -321,7 +321,7 @@ def test_signal_guidance_extrapolates_from_the_null_token_to_the_logits():
     conditional net, w = 0 the null token (= `signal_logits: false`), w = 3 extrapolates; a bad w is one line."""
     import torch
 
-    from coupled.domains.image.models import GuidedLogits, signal_guidance
+    from coupled.bundle import GuidedLogits, signal_guidance
     from coupled.domains.image.networks import SignalUNet, SignalUNetConfig
     from coupled.errors import CoupledError
 
@@ -433,7 +433,7 @@ def test_ema_decay_is_visible_in_the_bundled_config():
 
     import yaml
 
-    from coupled.config import DEFAULTS
+    from coupled.defaults import DEFAULTS
 
     user = yaml.safe_load((Path(__file__).parents[2] / "configs" / "mnist.yaml").read_text())
     for section in ("signal", "logits", "joint"):

@@ -16,7 +16,7 @@ BUNDLE = ROOT / "checkpoints" / "mnist"
 
 def tiny_config(folder: Path, **overrides) -> Path:
     """A tiny config whose classifier stage trains 8 steps with a checkpoint every 4 (a few seconds)."""
-    from coupled.config import DEFAULTS
+    from coupled.defaults import DEFAULTS
 
     base = {k: v for k, v in TINY.items() if k in DEFAULTS}  # the image sections this version knows
     cfg = {**base, "output": str(folder / "ckpt"), "classifier": {**TINY["classifier"], "steps": 8},

@@ -20,7 +20,7 @@ def bundle(tmp_path):
 
 
 def _load(folder):
-    from coupled.domains.image.models import load_bundle
+    from coupled.bundle import load_bundle
 
     return load_bundle(folder)
 

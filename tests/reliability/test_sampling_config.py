@@ -43,10 +43,11 @@ def test_sampling_options_are_checked_per_sampler_and_method(cli, tmp_path, row)
 
 
 def test_a_pc_chain_takes_its_corrector_options():
-    from coupled.config import DEFAULTS, load_config, make_config
+    from coupled.config import load_config, make_config
+    from coupled.defaults import DEFAULTS
 
     from .conftest import ROOT
-    from coupled.domains.image.models import chains_from_sampling
+    from coupled.bundle import chains_from_sampling
     from coupled.engine import CentredProcess, VPProcess
     from coupled.schema import check_sampling
 

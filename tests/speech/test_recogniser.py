@@ -64,9 +64,11 @@ def test_a_short_training_learns_and_bundles(tiny_corpus, tmp_path):
 @pytest.mark.slow
 def test_bundled_recogniser_meets_the_clean_targets():
     """Clean held-out speakers (the test split): digit WER <= 3%, keyword accuracy >= 97%."""
-    from coupled.domains.speech.corpus import build_from_config
+    from coupled.config import load_config
+    from coupled.domains.speech.corpus import build_corpus, corpus_root, CorpusConfig
     from coupled.domains.speech.train import evaluate_clean
 
-    root = build_from_config("configs/speech.yaml", progress=False)
+    cfg = load_config("configs/speech.yaml")
+    root = build_corpus(CorpusConfig.from_dict(cfg["corpus"]), corpus_root(cfg), progress=False)
     scores = evaluate_clean(load_recogniser("checkpoints/speech"), load_split(root, "test"))
     assert scores["digit_wer"] <= 0.03 and scores["keyword_accuracy"] >= 0.97, scores

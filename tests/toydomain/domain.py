@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from coupled.config import DEFAULTS
+from coupled.defaults import DEFAULTS
 from coupled.domains.registry import Domain, LabelledSignals, Registry, register_domain
 
 LENGTH, CLASSES = 32, 4

@@ -24,12 +24,13 @@ from typing import Callable
 
 import numpy as np
 
+from ..defaults import DEFAULT_DOMAIN, DEFAULTS, FREE_FORM
 from ..errors import CoupledError
+from ..imports import import_object
 
 __all__ = ["Domain", "Registry", "LabelledSignals", "register_domain", "get_domain", "domain_names", "domain_of",
-           "check_num_classes", "import_object", "corrupt_items", "DEFAULT_DOMAIN"]
+           "check_num_classes", "corrupt_items"]
 
-DEFAULT_DOMAIN = "image"
 # the domains shipped with the library, imported (and so registered) on the registry's first use, in this order
 _BUILTIN = ("coupled.domains.image.domain", "coupled.domains.speech.domain", "coupled.domains.gaussian")
 _BUILTIN_NAMES = ("image", "speech", "gaussian")  # listed first, in this order, whichever was imported first
@@ -97,24 +98,6 @@ def check_num_classes(data, num_classes: int) -> None:
                            f"pass a classifier with {needed} outputs or the matching data set")
 
 
-def import_object(spec: str, what: str, hint: str):
-    """The object named by "module.path:attr" (attr may be dotted: "module:Class.method"), imported with
-    importlib; `what` names it in errors ("corruption 'x:y'"), `hint` says what it should be."""
-    mod_name, _, attr = spec.partition(":")
-    if not mod_name or not attr:
-        raise CoupledError(f"{what} is not of the form 'module.path:{hint}'; e.g. my_pkg.module:{hint}")
-    try:
-        module = importlib.import_module(mod_name)
-    except Exception as e:  # an import can fail with anything raised by the user's module body
-        raise CoupledError(f"cannot import module {mod_name!r} for {what} ({type(e).__name__}: {e}); check the module is on PYTHONPATH and imports cleanly") from e
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise CoupledError(f"module {mod_name!r} has no attribute {attr!r} for {what}; check the {hint} name after ':'")
-        obj = getattr(obj, part)
-    return obj
-
-
 def _item_generator(seed: int, index: int, device) -> "torch.Generator":  # noqa: F821
     import torch
 
@@ -163,20 +146,16 @@ class Domain:
     shape_keys: tuple = ()
 
     # ---- config
-    def config_defaults(self) -> dict:
-        """The defaults a user's YAML is merged with (the generic pipeline's, `coupled.config.DEFAULTS`)."""
-        from ..config import DEFAULTS
+    # config sections taken whole from the user (not merged key by key), checked by `check_config` or their consumers
+    free_form: frozenset = frozenset(FREE_FORM)
 
+    def config_defaults(self) -> dict:
+        """The defaults a user's YAML is merged with (the generic pipeline's, `coupled.defaults.DEFAULTS`, with
+        the domain's data and corruptions filled in)."""
         return DEFAULTS
 
-    def make_config(self, user: dict) -> dict:
-        """Defaults merged with `user` (its `domain` key removed), checked; the result names this domain."""
-        from ..config import make_config
-
-        cfg = make_config(user, domain=self)
-        if self.name != DEFAULT_DOMAIN:  # image configs keep their shape of before the registry
-            cfg["domain"] = self.name
-        return cfg
+    def check_config(self, cfg: dict) -> None:
+        """The domain's own checks of a merged config, after the schema's (raise CoupledError in one line)."""
 
     # ---- data
     def load_splits(self, cfg: dict) -> dict:
@@ -257,6 +236,16 @@ class Domain:
     def task_metric(self, task: str) -> str:
         return "accuracy"
 
+    def clean_accuracy(self, classifier, data, batch: int = 500) -> float:
+        """A classifier's accuracy on a clean labelled split, its logits read out by `readout`."""
+        import torch
+
+        classifier.eval()
+        with torch.no_grad():
+            hits = sum((self.readout(classifier(data.signals[i:i + batch])) == data.labels[i:i + batch]).sum().item()
+                       for i in range(0, len(data), batch))
+        return hits / len(data)
+
     # ---- report
     def example_panel(self, signal) -> np.ndarray:
         """One item's signal as a picture for the report's example grid: [H, W] or [H, W, 3] in [-1, 1]."""
@@ -269,8 +258,8 @@ class Domain:
     def read_input(self, path):
         raise CoupledError(f"the {self.name} domain cannot read input files")
 
-    # ---- commands: train, evaluate and demo run the generic pipeline's (coupled/commands.py) unless a domain
-    # defines its own run_train, run_evaluate or run_demo; the rest are here
+    # ---- commands: train, evaluate, demo and classify run the generic pipeline's (coupled/commands.py) unless a
+    # domain defines its own run_train, run_evaluate, run_demo or run_classify; the rest are here
     def check_command(self, command: str) -> None:
         if command not in self.commands:
             raise CoupledError(f"the {self.name} domain has no `coupled {command}`; its commands: {', '.join(self.commands)}")
@@ -282,11 +271,6 @@ class Domain:
     def run_data(self, *, config, root=None, workers=2, progress=True) -> str:
         self.check_command("data")
         return ""
-
-    def run_classify(self, files, checkpoint, **options) -> int:
-        """Print one line per file; returns the number of files that failed."""
-        self.check_command("classify")
-        return len(files)
 
 
 # ------------------------------------------------------------------------------------------------ registry

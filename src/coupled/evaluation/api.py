@@ -50,10 +50,10 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     Autograd is off inside the call only."""
     import torch
 
-    from ..bundle import REFERENCE_METHODS, default_device, load_bundle
+    from ..bundle import default_device, load_bundle
+    from ..methods import REFERENCE_METHODS
     from ..domains.registry import check_num_classes, domain_of
     from ..engine import METHODS
-    from ..training.run import clean_accuracy, load_splits
     from . import fair
     from .report import markdown_report, plot_accuracy_vs_severity, plot_examples, summarise, write_results
     from .runner import evaluate, specs_from_methods
@@ -64,7 +64,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     device = default_device(cfg["device"])
     val = load_picks(picks) if picks is not None else None
     bundle = load_bundle(checkpoint or cfg["output"], sampling=cfg["sampling"], domain=domain.name).to(device)
-    splits = load_splits(cfg)
+    splits = domain.load_splits(cfg)
     if split not in splits:
         raise CoupledError(f"unknown split {split!r}; choose one of: {', '.join(splits)}")
     data = splits[split]
@@ -94,7 +94,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
         runs = [(severities, specs_from_methods(methods, cfg["sampling"]["methods"]))]
     else:  # each corruption runs its own picks
         runs = [({k: v}, fair.test_specs(val["picks"], k, headline_only)) for k, v in severities.items()]
-    clean = clean_accuracy(bundle.coupling.classifier.module, data, domain=domain)
+    clean = domain.clean_accuracy(bundle.coupling.classifier.module, data)
     started = time.time()
     records, examples = [], []
     with torch.no_grad():

@@ -133,7 +133,7 @@ class _TimedBundle:
 
 def available_methods(bundle) -> tuple[list[str], dict]:
     """The methods this bundle can run, and {skipped method: why} for those whose nets the folder lacks."""
-    from ..bundle import METHOD_NETS, REFERENCE_METHODS
+    from ..methods import METHOD_NETS, REFERENCE_METHODS
     from ..engine import METHODS
 
     methods, skipped = [], {}
@@ -178,10 +178,10 @@ def accuracy_run(bundle, data, corruption: str, severity: float, specs, batch_si
     import numpy as np
     from tqdm.auto import tqdm
 
-    from ..domains.image.corruptions import corrupt
+    from ..domains.registry import get_domain
     from .runner import CORRUPTION_SEED, run_specs
 
-    degraded = corrupt(data.images, corruption, severity, CORRUPTION_SEED)
+    degraded = get_domain(bundle.domain).corrupt_set(data.signals, corruption, severity, CORRUPTION_SEED)
     clocks = {s.label: (dict.fromkeys(NETWORKS, 0.0), dict.fromkeys(NETWORKS, 0.0)) for s in specs}
     acc = {s.label: {"classifier": [], "logits": [], "seconds": 0.0, "calls": None} for s in specs}
     starts = range(0, len(data), batch_size)
@@ -189,7 +189,7 @@ def accuracy_run(bundle, data, corruption: str, severity: float, specs, batch_si
         order = specs[b % len(specs):] + specs[:b % len(specs)]
         timed = _TimedBundle(bundle, device.type == "cuda")
         sl = slice(i, i + batch_size)
-        out = run_specs(timed, data.images[sl], data.labels[sl], degraded[sl], order, seed + b, batch_size, device)
+        out = run_specs(timed, data.signals[sl], data.labels[sl], degraded[sl], order, seed + b, batch_size, device)
         if len(timed.clocks) != len(order):
             raise CoupledError("the runner prepared methods in an unexpected way; the bench cannot attribute network time")
         for spec, pair in zip(order, timed.clocks):
@@ -197,7 +197,7 @@ def accuracy_run(bundle, data, corruption: str, severity: float, specs, batch_si
             for total, part in zip(clocks[spec.label], pair):
                 for k in NETWORKS:
                     total[k] += part[k]
-            a["seconds"] += r["seconds_per_item"] * len(data.images[sl])
+            a["seconds"] += r["seconds_per_item"] * len(data.signals[sl])
             a["calls"] = r["calls"]
             for ro in ("classifier", "logits"):
                 if r[f"correct_{ro}"] is not None:
@@ -341,14 +341,12 @@ def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="benchmark
     import numpy as np
     import torch
 
-    from ..domains.image.corruptions import corrupt
-    from ..bundle import load_bundle
     from ..atomic import atomic_write_json
-    from ..training.run import load_splits
+    from ..bundle import load_bundle
+    from ..domains.registry import domain_of
     from .runner import CORRUPTION_SEED
 
-    if cfg.get("domain", "image") != "image":
-        raise CoupledError("coupled bench runs the image domain's bundle; pass an image config such as configs/mnist.yaml")
+    domain_of(cfg).check_command("bench")  # a domain that lists bench among its commands (the image domain)
     if threads:
         torch.set_num_threads(threads)
     profile = dict(PROFILES["quick" if quick else "full"])
@@ -361,7 +359,8 @@ def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="benchmark
     methods, skipped = available_methods(bundle)
     default_steps = int(cfg["sampling"]["signal"]["steps"])
     specs = bench_specs(methods, cfg["sampling"].get("methods", {}), profile["steps"], default_steps)
-    data = load_splits(cfg)["val"]
+    domain = domain_of(cfg)
+    data = domain.load_splits(cfg)["val"]
     n = min(profile["items"], len(data))
     data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:n]))  # as `coupled evaluate`
     severities = cfg["corruptions"]["severities"]
@@ -378,7 +377,7 @@ def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="benchmark
         runs.append({**setting, "rows": rows})
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     first = profile["corruptions"][0]
-    tp = throughput(checkpoint, cfg["sampling"], corrupt(data.images, first, severities[first]["heavy"], CORRUPTION_SEED),
+    tp = throughput(checkpoint, cfg["sampling"], domain.corrupt_set(data.signals, first, severities[first]["heavy"], CORRUPTION_SEED),
                     profile, threads, devices, progress)
     results = {
         "command": command or f"coupled bench{' --quick' if quick else ''}",

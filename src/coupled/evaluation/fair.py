@@ -21,7 +21,7 @@ import json
 
 import numpy as np
 
-from ..bundle import REFERENCE_METHODS, SIGNAL_NETS
+from ..methods import REFERENCE_METHODS, SIGNAL_NETS
 from ..engine import BASELINES, COUPLED
 from ..errors import CoupledError
 from .runner import MethodSpec

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_text
-from ..bundle import REFERENCE_METHODS
+from ..methods import REFERENCE_METHODS
 from ..engine import BASELINES, COUPLED
 from ..errors import CoupledError
 from .stats import bootstrap_ci, gap_recovered, paired_bootstrap

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..bundle import REFERENCE_METHODS
+from ..methods import REFERENCE_METHODS
 from ..domains.registry import get_domain
 from ..engine import COUPLED, item_generators, readouts, run_method
 from ..errors import CoupledError

@@ -9,17 +9,12 @@ from pathlib import Path
 import torch
 
 from ..classifiers import classifier_fingerprint, install_user_classifier, is_user_classifier, prepare_user_classifier
-from ..domains.registry import domain_of, get_domain
+from ..domains.registry import domain_of
 from ..engine import Coupling, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
 from ..atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from ..checkpoint import load_state, load_weights, read_json, record_in_manifest, verify_outputs
 from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
-
-
-def load_splits(cfg: dict) -> dict:
-    """train / val / test splits of the config's data section, from the config's domain."""
-    return domain_of(cfg).load_splits(cfg)
 
 
 def _net_meta(kind: str, net, cfg: dict) -> dict:
@@ -180,7 +175,7 @@ def build_setup(stage: str, cfg: dict, output: Path, fingerprint_shape=None) -> 
 def joint_conditioning(cfg: dict) -> tuple[dict, list]:
     """The coupled methods (with their options) and [signal_steps, logit_steps] grids joint training plans
     for: `joint.methods` / `joint.grids`, else the coupled methods of `sampling.methods` on the sampling steps."""
-    from ..bundle import BUNDLE_OPTIONS
+    from ..methods import BUNDLE_OPTIONS
     from ..engine.conditioning import PLANNED
 
     joint, sampling = cfg["joint"], cfg["sampling"]
@@ -191,15 +186,6 @@ def joint_conditioning(cfg: dict) -> tuple[dict, list]:
 
 
 @torch.no_grad()
-def clean_accuracy(classifier: torch.nn.Module, data, batch: int = 500, domain=None) -> float:
-    """The classifier's accuracy on a clean split, its logits read out by `domain` (default: argmax)."""
-    readout = get_domain(domain).readout
-    classifier.eval()
-    hits = sum((readout(classifier(data.signals[i:i + batch])) == data.labels[i:i + batch]).sum().item()
-               for i in range(0, len(data), batch))
-    return hits / len(data)
-
-
 def write_pipeline(cfg: dict, output: Path) -> None:
     """pipeline.json: the sampling settings and method options the bundle is evaluated with."""
     atomic_write_json(output / "pipeline.json", {"sampling": cfg["sampling"], "logit_scale": cfg["classifier"]["logit_scale"],
@@ -243,7 +229,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         raise CoupledError(f"output {output} is an existing file; pass a folder with --output or `output:` in the config")
     user = is_user_classifier(cfg)
     check_stages(stages, output, provided=("classifier",) if user else ())
-    splits = load_splits(cfg)  # data problems surface before anything is written
+    splits = domain_of(cfg).load_splits(cfg)  # data problems surface before anything is written
     # a user's classifier and every `init` are checked before anything is written too
     user = prepare_user_classifier(cfg, splits["train"]) if user else None
     check_inits(cfg, stages, user.num_classes if user else cfg["classifier"]["net"].get("num_classes", 10))
@@ -256,12 +242,12 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         remove_stale_temporaries(output / "train_state")
     atomic_write_json(output / "config.json", {k: v for k, v in cfg.items() if k != "config_path"})
     if user is not None and _is_rank_zero():  # frozen, not trained: copied into the bundle for every later stage
-        install_user_classifier(user, cfg, output)
+        install_user_classifier(user, cfg, output, domain_of(cfg).name)
     summaries = []
     for stage in stages:
         if stage == "classifier" and user is not None:
             summaries.append({"stage": "classifier", "skipped": True, "frozen": user.factory,
-                              **{f"{split}_accuracy": clean_accuracy(user.net, splits[split], domain=domain_of(cfg))
+                              **{f"{split}_accuracy": domain_of(cfg).clean_accuracy(user.net, splits[split])
                                  for split in ("val", "test")}})
             continue
         done_marker = output / "train_state" / f"{stage}.done.json"
@@ -279,8 +265,8 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         if summary["rank"] != 0:
             continue
         if stage == "classifier":
-            summary["val_accuracy"] = clean_accuracy(setup.nets["classifier"], splits["val"], domain=domain_of(cfg))
-            summary["test_accuracy"] = clean_accuracy(setup.nets["classifier"], splits["test"], domain=domain_of(cfg))
+            summary["val_accuracy"] = domain_of(cfg).clean_accuracy(setup.nets["classifier"], splits["val"])
+            summary["test_accuracy"] = domain_of(cfg).clean_accuracy(setup.nets["classifier"], splits["test"])
         if stage == "joint":
             write_pipeline(cfg, output)
         summary["wall_seconds"] = round(time.time() - started, 1)

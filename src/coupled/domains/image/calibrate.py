@@ -40,14 +40,14 @@ def _targets_and_top(name: str, cfg: dict, classifier, val, seed: int) -> tuple[
     return targets, top
 
 
-def calibrate(cfg: dict, iterations: int = 14, seed: int = 777) -> dict:
+def calibrate(cfg: dict, domain, iterations: int = 14, seed: int = 777) -> dict:
     """{corruption: {level: severity}} for every corruption the config names (in `severities` or
-    `train_severity`), and the validation accuracy measured at each, by bisection."""
+    `train_severity`), and the validation accuracy measured at each, by bisection. `domain`: the image domain
+    (its validation split and the classifier it builds)."""
     from ...bundle import load_net
-    from .domain import IMAGE
 
-    classifier, _ = load_net(cfg["output"], "classifier", "classifier", IMAGE.name)
-    val = IMAGE.load_splits(cfg)["val"]
+    classifier, _ = load_net(cfg["output"], "classifier", "classifier", domain.name)
+    val = domain.load_splits(cfg)["val"]
     names = list(dict.fromkeys([*cfg["corruptions"]["severities"], *cfg["corruptions"]["train_severity"]]))
     severities, measured, all_targets = {}, {}, {}
     for name in names:

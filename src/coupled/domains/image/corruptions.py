@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import CoupledError
-from ..registry import Registry, corrupt_items, import_object
+from ...imports import import_object
+from ..registry import Registry, corrupt_items
 
 __all__ = [
     "Corruption",

@@ -25,11 +25,10 @@ import torch
 
 from coupled.errors import CoupledError
 
-from ..registry import check_num_classes  # noqa: F401 (its home was here)
 
 __all__ = [
+    "DATA_KINDS",
     "ImageSet",
-    "check_num_classes",
     "load_cifar",
     "load_dataset",
     "load_idx",
@@ -38,6 +37,12 @@ __all__ = [
     "load_npz",
     "stratified_split",
 ]
+
+
+# the config's `data` section: kind -> the keys it takes (the first kind is the default)
+DATA_KINDS = {"mnist5k": {"kind", "seed", "fractions"}, "idx": {"kind", "seed", "images_path", "labels_path"},
+              "cifar": {"kind", "seed", "path", "split"}, "npz": {"kind", "seed", "path", "label_offset"},
+              "folder": {"kind", "seed", "root"}}
 
 
 # eq=False: field-wise == on tensors is ambiguous and would raise; identity equality (and hashing) is what works.

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+
+from ...defaults import DEFAULTS
 from ..registry import Domain, register_domain
+
+# the generic defaults with the image experiment's data and corruptions (configs/mnist.yaml starts from these)
+IMAGE_DEFAULTS: dict = {
+    **copy.deepcopy(DEFAULTS),
+    "data": {"kind": "mnist5k", "seed": 0},
+    "corruptions": {
+        # light / medium / heavy, chosen on the validation split (see `coupled calibrate`)
+        "severities": {
+            "pixel_noise": {"light": 0.15, "medium": 0.3, "heavy": 0.5},
+            "gaussian_noise": {"light": 0.3, "medium": 0.5, "heavy": 0.8},
+            "gaussian_blur": {"light": 1.5, "medium": 2.5, "heavy": 3.5},
+        },
+        # training draws a corruption and a severity uniformly in [lo, hi] per item
+        "train_severity": {"pixel_noise": [0.05, 0.6], "gaussian_noise": [0.1, 1.0], "gaussian_blur": [0.5, 4.0]},
+        "calibration": {},
+    },
+}
 
 
 def _builder(net_cls, cfg_cls):
@@ -22,9 +42,12 @@ class ImageDomain(Domain):
     default_arch = {"classifier": "digit_cnn", "signal": "signal_unet", "logits": "logit_net"}
     shape_keys = ("in_channels", "image_size")
 
+    def config_defaults(self) -> dict:
+        return IMAGE_DEFAULTS
+
     @property
     def data_kinds(self) -> dict:
-        from ...schema import DATA_KINDS
+        from .data import DATA_KINDS
 
         return DATA_KINDS
 
@@ -83,7 +106,7 @@ class ImageDomain(Domain):
     # ---- metrics
     @property
     def signal_metrics(self) -> dict:
-        from ...evaluation.metrics import psnr, ssim
+        from .metrics import psnr, ssim
 
         return {"psnr": psnr, "ssim": ssim}
 
@@ -91,22 +114,17 @@ class ImageDomain(Domain):
     def example_panel(self, signal):
         return signal[0].detach().cpu().numpy()  # the first channel
 
-    def read_input(self, path, shape=(1, 28, 28), input_range=None):
-        """A PNG/JPEG or .npy file as [N, C, H, W] in [-1, 1]."""
-        from ...pipeline import read_images
+    def read_input(self, path, shape=(1, 28, 28), input_range=None, polarity="auto", note=print):
+        """A PNG/JPEG or .npy file as [N, C, H, W] in [-1, 1], in the polarity the networks read (`files.py`)."""
+        from .files import read_for_classify
 
-        return read_images(path, shape, input_range)
+        return read_for_classify(path, shape, input_range, polarity, note)
 
     # ---- commands of its own
     def run_calibrate(self, cfg: dict, *, progress=True) -> str:
         from .calibrate import calibrate
 
-        return str(calibrate(cfg))
-
-    def run_classify(self, files, checkpoint, **options) -> int:
-        from ...pipeline import classify_files
-
-        return classify_files(files, checkpoint, **options)
+        return str(calibrate(cfg, self))
 
 
 IMAGE = register_domain(ImageDomain())

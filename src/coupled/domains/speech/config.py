@@ -1,12 +1,19 @@
-"""The speech experiment config: defaults deep-merged with a user's YAML (`domain: speech`), unknown keys
-rejected with the valid ones named, as for the image configs."""
+"""The speech experiment config: its defaults, merged with a user's YAML (`domain: speech`) and checked by the
+generic config path (`coupled.config.make_config`: unknown keys rejected with the valid ones named, values
+checked against the schema the defaults imply), then by `check_speech_config`."""
 
 from __future__ import annotations
 
 import copy
 
 from ...errors import CoupledError
-from .train import TRAIN_DEFAULTS
+from .corpus import CorpusConfig
+from .degrade import DEGRADATIONS
+
+# the recogniser's training (train.py): the frozen classifier of this domain
+TRAIN_DEFAULTS = {"net": {}, "steps": 3000, "batch_size": 32, "lr": 3e-3, "lr_min": 1e-5, "warmup": 150,
+                  "weight_decay": 1e-2, "noise_snr": [30.0, 50.0], "noise_prob": 0.8, "max_shift": 0.2,
+                  "speed": [0.9, 1.1], "speed_prob": 0.0, "eval_every": 500, "num_threads": 1, "seed": 0}
 
 SNRS = [-5, 0, 5, 10, 15, 20]
 
@@ -35,30 +42,26 @@ SPEECH_DEFAULTS: dict = {
     "evaluation": {"split": "test", "seed": 0, "max_items": None, "signal_metrics_items": 150, "examples": 3,
                    "bootstrap": 1000, "num_threads": 1, "batch_size": 64},
 }
-# free-form sections, checked by their consumers: CorpusConfig and the degradation registry
-FREE_FORM = ("corpus", "degradations", "levels")
+# free-form sections (taken whole from the user), checked by check_speech_config and their consumers
+FREE_FORM = ("corpus", "degradations", "levels", "net")
 
 
-def make_speech_config(user: dict | None = None) -> dict:
-    """SPEECH_DEFAULTS deep-merged with `user`; unknown keys and unknown degradations are one-line errors."""
-    from .corpus import CorpusConfig
-    from .degrade import DEGRADATIONS
-
-    from ...config import _merge
-
-    user = user or {}
-    # a free-form section enters the shared merge as a leaf (taken whole), then gets its default back
-    cfg = _merge({k: (None if k in FREE_FORM else v) for k, v in SPEECH_DEFAULTS.items()}, user, "")
-    for k in FREE_FORM:
-        cfg[k] = copy.deepcopy(user[k] if k in user else SPEECH_DEFAULTS[k])
+def check_speech_config(cfg: dict) -> None:
+    """The speech domain's checks of a merged config (after the schema's): unknown degradations and corpus
+    options are one-line errors naming the valid ones."""
+    for k in ("corpus", "degradations", "levels"):
         if not isinstance(cfg[k], dict):
             raise CoupledError(f"config key '{k}' must be a mapping, got {type(cfg[k]).__name__}")
-    if set(cfg["data"]) - {"root"}:
-        raise CoupledError(f"unknown config key(s) data.{', data.'.join(sorted(set(cfg['data']) - {'root'}))}; "
-                           "valid keys there: root")
     if cfg["domain"] != "speech":
         raise CoupledError(f"a speech config needs domain: speech, got {cfg['domain']!r}")
     for name in list(cfg["degradations"]) + list(cfg["levels"]):
         DEGRADATIONS[name]  # raises, naming the valid degradations
     CorpusConfig.from_dict(cfg["corpus"])  # raises on unknown corpus options
-    return cfg
+
+
+def make_speech_config(user: dict | None = None) -> dict:
+    """SPEECH_DEFAULTS deep-merged with `user` through the generic config path (`coupled.config.make_config`);
+    unknown keys and unknown degradations are one-line errors."""
+    from ...config import make_config
+
+    return make_config(user, "speech")

@@ -286,17 +286,7 @@ def load_split(root, split: str, tasks=TASKS, max_items: int | None = None) -> l
     return out
 
 
-def build_from_config(config_path=None, root=None, workers: int = 2, progress: bool = True) -> Path:
-    """`coupled data speech`: build the corpus a speech config names (defaults when the file does not exist)."""
-    from .config import make_speech_config
-
-    cfg = make_speech_config()
-    if config_path is not None and Path(config_path).is_file():
-        from ...config import load_config
-
-        cfg = load_config(config_path)
-        if cfg.get("domain") != "speech":
-            raise CoupledError(f"{config_path} is not a speech config (domain: speech); pass --config configs/speech.yaml")
+def corpus_root(cfg: dict) -> Path:
+    """The corpus folder of a speech config (built by `coupled data speech`)."""
     ccfg = CorpusConfig.from_dict(cfg["corpus"])
-    root = root or cfg["data"].get("root") or default_root(ccfg)
-    return build_corpus(ccfg, root, workers=workers, progress=progress)
+    return Path(cfg["data"]["root"]) if cfg["data"].get("root") else default_root(ccfg)

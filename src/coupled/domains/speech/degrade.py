@@ -19,7 +19,7 @@ import numpy as np
 
 from ...atomic import atomic_write
 from ...errors import CoupledError
-from ..registry import Registry  # noqa: F401 (Registry was defined here)
+from ..registry import Registry
 from .audio import SAMPLE_RATE
 
 ACTIVE_FRAME = 320  # 20 ms

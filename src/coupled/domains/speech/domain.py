@@ -31,23 +31,23 @@ class SpeechDomain(Domain):
     commands = ("train", "evaluate", "calibrate", "data")
 
     # ---- config
+    @property
+    def free_form(self) -> frozenset:
+        from .config import FREE_FORM
+
+        return frozenset(FREE_FORM)
+
     def config_defaults(self) -> dict:
         from .config import SPEECH_DEFAULTS
 
         return SPEECH_DEFAULTS
 
-    def make_config(self, user: dict) -> dict:
-        from .config import make_speech_config
+    def check_config(self, cfg: dict) -> None:
+        from .config import check_speech_config
 
-        return make_speech_config(user)
+        check_speech_config(cfg)
 
     # ---- data
-    def build_data(self, corpus: dict | None = None, root=None, progress: bool = True) -> Path:
-        """Synthesise (or find cached) the corpus; returns its folder. `corpus`: CorpusConfig fields."""
-        from .corpus import CorpusConfig, build_corpus
-
-        return build_corpus(CorpusConfig.from_dict(corpus or {}), root, progress=progress)
-
     def load_split(self, root, split: str, tasks=None, max_items=None):
         """Utterances of one split of a built corpus."""
         from .corpus import TASKS, load_split
@@ -83,12 +83,6 @@ class SpeechDomain(Domain):
         from .recogniser import RecogniserConfig
 
         return nets[role][arch](RecogniserConfig.from_dict({**(config or {}), **kwargs}))
-
-    def load_classifier(self, folder):
-        """The frozen recogniser of a bundle folder (safetensors + JSON)."""
-        from .recogniser import load_recogniser
-
-        return load_recogniser(folder)
 
     # ---- metrics and readout
     @property
@@ -150,9 +144,19 @@ class SpeechDomain(Domain):
         return json.dumps(calibrate_levels(cfg, progress=progress), indent=1)
 
     def run_data(self, *, config, root=None, workers=2, progress=True) -> str:
-        from .corpus import build_from_config
+        """`coupled data speech`: build the corpus a speech config names (defaults when the file does not exist)."""
+        from ...config import load_config
+        from .config import make_speech_config
+        from .corpus import CorpusConfig, build_corpus, default_root
 
-        return f"speech corpus: {build_from_config(config, root=root, workers=workers, progress=progress)}"
+        cfg = make_speech_config()
+        if config is not None and Path(config).is_file():
+            cfg = load_config(config)
+            if cfg.get("domain") != "speech":
+                raise CoupledError(f"{config} is not a speech config (domain: speech); pass --config configs/speech.yaml")
+        ccfg = CorpusConfig.from_dict(cfg["corpus"])
+        root = root or cfg["data"].get("root") or default_root(ccfg)
+        return f"speech corpus: {build_corpus(ccfg, root, workers=workers, progress=progress)}"
 
 
 SPEECH = register_domain(SpeechDomain())

@@ -19,17 +19,11 @@ import numpy as np
 from ...atomic import atomic_write_json, atomic_write_text
 from ...errors import CoupledError
 from .audio import write_wav
-from .corpus import CorpusConfig, build_corpus, default_root, load_split
+from .corpus import CorpusConfig, corpus_root, load_split
 from .degrade import degrade, room_bank
 from .metrics import edit_distance, estoi, normalise_text, pesq_wb, si_sdr
 
 NOISES = ("white_noise", "pink_noise", "babble_noise")
-
-
-def corpus_root(cfg: dict) -> Path:
-    """The corpus folder of a speech config (built by `coupled data speech`)."""
-    ccfg = CorpusConfig.from_dict(cfg["corpus"])
-    return Path(cfg["data"]["root"]) if cfg["data"].get("root") else default_root(ccfg)
 
 
 def conditions(cfg: dict, rooms) -> list[dict]:

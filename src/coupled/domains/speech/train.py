@@ -16,14 +16,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .corpus import load_split
+from .config import TRAIN_DEFAULTS
+from .corpus import corpus_root, load_split
 from .degrade import scale_noise, white_noise
 from .metrics import keyword_accuracy, wer
 from .recogniser import CTCRecogniser, RecogniserConfig, collate, encode, save_recogniser, transcribe
-
-TRAIN_DEFAULTS = {"net": {}, "steps": 3000, "batch_size": 32, "lr": 3e-3, "lr_min": 1e-5, "warmup": 150,
-                  "weight_decay": 1e-2, "noise_snr": [30.0, 50.0], "noise_prob": 0.8, "max_shift": 0.2,
-                  "speed": [0.9, 1.1], "speed_prob": 0.0, "eval_every": 500, "num_threads": 1, "seed": 0}
 
 
 def evaluate_clean(model: CTCRecogniser, utts) -> dict:
@@ -142,7 +139,6 @@ def train_recogniser(corpus_root, out, settings: dict | None = None, progress: b
 def train_from_config(cfg: dict, progress: bool = True) -> dict:
     """`coupled train configs/speech.yaml`: train the recogniser of a speech config into its `output`."""
     from ...errors import CoupledError
-    from .evaluate import corpus_root
 
     root = corpus_root(cfg)
     if not (root / "manifest.json").is_file():

@@ -7,7 +7,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from ..errors import CoupledError
+from ...errors import CoupledError
 
 __all__ = ["psnr", "ssim"]
 
