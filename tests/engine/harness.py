@@ -23,7 +23,7 @@ class LinearClassifier(nn.Module):
 
 
 class SpySignal:
-    """x0_hat = 0.5 x_t + 0.5 d + 0.1 mean(logits); records (kind, t, logits, output)."""
+    """x0_hat = 0.5 x_t + 0.5 d + 0.1 mean(logits); records (kind, t, state, logits, output)."""
 
     def __init__(self, log):
         self.log = log
@@ -31,7 +31,7 @@ class SpySignal:
     def __call__(self, x, t, center=None, observation=None, logits=None):
         shift = 0 if logits is None else 0.1 * logits.flatten(1).mean(1, keepdim=True)
         out = 0.5 * x + 0.5 * observation + shift
-        self.log.append({"kind": "signal", "t": float(t[0]), "logits": logits, "out": out})
+        self.log.append({"kind": "signal", "t": float(t[0]), "x": x, "logits": logits, "out": out})
         return out
 
 

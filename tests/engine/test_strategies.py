@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from coupled.engine import (
     METHODS, CentredProcess, Chain, expected_calls, item_generators, parallel_schedule,
-    refresh_steps, run_method, standardise,
+    randn, refresh_steps, run_method, standardise,
 )
 from coupled.errors import CoupledError
 
@@ -104,9 +104,15 @@ def test_one_step_is_sequential_with_one_step_and_ensemble_of_one_is_sequential(
 
 def test_purification_starts_part_way_from_the_degraded_input():
     coupling, log = make_coupling()
-    run_method("purification", coupling, degraded(), item_generators(range(4)), noise_fraction=0.3, signal_steps=3)
+    d = degraded()
+    run_method("purification", coupling, d, item_generators(range(4)), noise_fraction=0.3, signal_steps=3)
     ts = [e["t"] for e in log]
     assert len(ts) == 3 and ts[0] == 299.0 and ts == sorted(ts, reverse=True)
+    # its first state is d noised to that time by the forward marginal (the items' first noise draws), so the
+    # trajectory starts from the degraded input, not from the prior nor from zeros
+    noise = randn(tuple(d.shape), item_generators(range(4)))
+    start = coupling.signal_chain.process.add_noise(d, torch.full((4,), 299.0), noise)
+    torch.testing.assert_close(log[0]["x"], start, rtol=0, atol=1e-6, msg="purification does not start from d noised to t")
     # the whole range is plain sequential
     full = run_method("purification", coupling, degraded(), item_generators(range(4)), noise_fraction=1.0)
     seq = run_method("sequential", coupling, degraded(), item_generators(range(4)))

@@ -123,15 +123,16 @@ def test_bad_config_values_are_rejected(make):
 
 
 def test_wrong_input_shapes_and_kwargs_are_rejected():
+    """Each bad input is refused by its own check, with the one line that names it (not by another check)."""
     x, obs, t, logits = _inputs()
     net = SignalUNet(SMALL_UNET)
-    with pytest.raises(CoupledError):
+    with pytest.raises(CoupledError, match=r"^observation must have shape \[5, 1, 28, 28\], got \[5, 1, 14, 28\]$"):
         net(x, t, obs[:, :, :14], logits)
-    with pytest.raises(CoupledError):
+    with pytest.raises(CoupledError, match=r"^logits must have shape \[5, 10\], got \[5, 3\]$"):
         net(x, t, obs, logits[:, :3])
-    with pytest.raises(CoupledError):
+    with pytest.raises(CoupledError, match=r"^logits_mask must be a bool tensor \(True = use the logits\), got torch\.float32$"):
         net(x, t, obs, logits, logits_mask=torch.ones(B))  # not bool
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'observation'$"):
         LogitNet(SMALL_LOGIT)(logits, t, logits, x, observation=x)
 
 

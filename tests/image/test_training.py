@@ -350,13 +350,16 @@ def test_joint_training_plans_its_grids_and_records_them(trained, tmp_path):
 
     _, ckpt = trained
     runs = []
-    for name in ("a", "b"):
+    # run c differs from a and b in joint.grids alone (its grid is the sampling steps': what training falls back to)
+    for name, grids in (("a", [[1, 3], [2, 2]]), ("b", [[1, 3], [2, 2]]), ("c", [[2, 2]])):
         folder = tmp_path / name
         shutil.copytree(ckpt, folder / "ckpt")
-        cfg = write_config(folder, joint={**TINY["joint"], "grids": [[1, 3], [2, 2]], "methods": {"alternating": {"rounds": 2}}})
+        cfg = write_config(folder, joint={**TINY["joint"], "grids": grids, "methods": {"alternating": {"rounds": 2}}})
         run_cli("train", cfg, "--stages", "joint", "--quiet", "--accelerator", "cpu")
         runs.append(_sha(folder / "ckpt" / "signal.safetensors"))
-    assert runs[0] == runs[1] and runs[0] != _sha(ckpt / "signal.safetensors")
+    assert runs[0] == runs[1], "the same config trained other weights"
+    assert runs[0] != _sha(ckpt / "signal.safetensors"), "joint training left the weights as they were"
+    assert runs[0] != runs[2], "joint.grids changed nothing: training does not draw from the planned grids"
     record = json.loads((tmp_path / "a" / "ckpt" / "signal.json").read_text())["conditioning"]
     assert record == {"rule": "engine.plan", "methods": {"alternating": {"rounds": 2}}, "grids": [[1, 3], [2, 2]],
                       "null_dropout": 0.2}

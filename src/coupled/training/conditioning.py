@@ -22,6 +22,7 @@ import torch
 
 from ..engine import Coupling, Visit, item_generators, logit_trajectory, plan, randn, signal_trajectory
 from ..engine.classifier import eval_mode
+from ..engine.processes import _bcast
 from ..errors import CoupledError
 
 __all__ = ["PlannedRun", "planned_runs", "JointInputs", "joint_inputs"]
@@ -129,6 +130,6 @@ def joint_inputs(coupling: Coupling, runs: list[PlannedRun], s: torch.Tensor, d:
                                                  steps=steps, samples=samples)
     center = None
     if coupling.logit_chain.process.kind == "centred":
-        from_d = torch.tensor([v.center == "observation" for v in lv], device=device)[:, None]
-        center = torch.where(from_d, c_d, c_z)
+        from_d = torch.tensor([v.center == "observation" for v in lv], device=device)
+        center = torch.where(_bcast(from_d, c_d, torch.bool), c_d, c_z)  # per item, all its frames
     return JointInputs(which, sv, lv, t_x, t_y, z, center, final_logits)

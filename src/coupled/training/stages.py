@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import Denoiser, randn
+from ..engine.processes import _bcast
 from ..errors import CoupledError
 from ..atomic import atomic_write_text
 from ..checkpoint import STAGE_OUTPUTS, load_state, save_weights
@@ -321,14 +322,9 @@ def finetuned_loss(m, batch, g):
     batch stays clean), drawn from the same corruption distribution the denoisers train on."""
     x, y = batch
     d = _corrupted(m, x, g)
-    keep = _per_item((torch.rand(x.shape[0], generator=g) < m.setup_.hp["clean_fraction"]).to(x.device), x)
+    keep = _bcast((torch.rand(x.shape[0], generator=g) < m.setup_.hp["clean_fraction"]).to(x.device), x, torch.bool)
     logits = m.nets["classifier"](torch.where(keep, x, d))
     return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
-
-
-def _per_item(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-item [B] tensor shaped to broadcast over items `like` [B, ...]."""
-    return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _corrupted(m, s, g):
@@ -367,9 +363,10 @@ def _logit_branch(m, name, s, d, z, g, prediction=None):
     The chain is the stage's `logit_process`; `prediction` defaults to the logits section's."""
     f, proc = m.frozen["classifier"], m.frozen["logit_process"]
     y0, c, c_d = f(s), f(z), f(d)
-    # the chain's center is the opinion at the trajectory's start: c(d) in Parallel, the evidence elsewhere
+    # the chain's center is the opinion at the trajectory's start: c(d) in Parallel, the evidence elsewhere; chosen
+    # per item, over all its logits ([B, K], or [B, T, K] frame logits)
     use_d = torch.rand(s.shape[0], generator=g).to(s.device) < 0.5
-    center = torch.where(use_d[:, None], c_d, c)
+    center = torch.where(_bcast(use_d, c_d, torch.bool), c_d, c)
     t = proc.sample_time(s.shape[0], g).to(s.device)
     den = _denoiser(m, name, proc, prediction or m.setup_.cfg["logits"]["prediction"])
     loss, y0_hat = den.loss(y0, t, randn(y0.shape, g, device=s.device), center=center, evidence=c, signal=z)
@@ -394,7 +391,7 @@ def logit_loss(m, batch, g):
     x_t, t, _ = _noised(sig.process, s, g, center=d)
     with torch.no_grad():
         x0 = sig(x_t, t, center=d, observation=d, logits=None)
-    which = _per_item(torch.randint(0, 3, (s.shape[0],), generator=g).to(s.device), s)
+    which = _bcast(torch.randint(0, 3, (s.shape[0],), generator=g).to(s.device), s, torch.long)
     z = torch.where(which == 0, d, torch.where(which == 1, x0, s))
     loss, y0_hat, y0 = _logit_branch(m, "logits", s, d, z, g)
     return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
@@ -414,7 +411,7 @@ def joint_loss(m, batch, g):
     y0, c = f(s), f(inp.z)
     loss_y, y0_hat = m.frozen["logit_denoiser"].loss(y0, inp.t_y, randn(tuple(y0.shape), g, device=s.device),
                                                      center=inp.center, evidence=c, signal=inp.z)
-    estimate = inp.signal_sees("estimate").to(s.device)[:, None]
+    estimate = _bcast(inp.signal_sees("estimate").to(s.device), y0_hat, torch.bool)  # per item, all its frames
     logits = torch.where(estimate, y0_hat, inp.final_logits)
     keep = (torch.rand(s.shape[0], generator=g).to(s.device) >= m.setup_.hp["null_dropout"]) & ~inp.signal_sees("null").to(s.device)
     px = coupling.signal_chain.process
