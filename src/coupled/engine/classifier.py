@@ -70,14 +70,15 @@ class FrozenClassifier(nn.Module):
         return self
 
     @torch.no_grad()
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
-        """The module's logits on `x`, with shape and value checks."""
+    def raw(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The module's logits on `x`, with shape and value checks. `lengths` [B] (a zero-padded batch of
+        signals of different lengths) is passed on as `module(x, lengths)`; None calls `module(x)`."""
         check_finite(x, "classifier input")
         if x.dim() < 2:
             raise CoupledError(f"classifier input must be a batch [B, ...], got shape {tuple(x.shape)}")
         try:
             with eval_mode(self.module):
-                out = self.module(x)
+                out = self.module(x) if lengths is None else self.module(x, lengths)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CoupledError(
@@ -98,6 +99,24 @@ class FrozenClassifier(nn.Module):
                                "probably damaged (check them, or re-create the checkpoint)")
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Standardised logits norm(f(x))."""
-        return standardise(self.raw(x), self.logit_scale, self.eps)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Standardised logits norm(f(x)) (per frame for [B, T, K]); `lengths` as in `raw`."""
+        return standardise(self.raw(x, lengths), self.logit_scale, self.eps)
+
+    def frame_lengths(self, lengths: torch.Tensor, frames: int) -> torch.Tensor:
+        """The valid frames of the [B, T, K] logits of signals with `lengths`: the module's own
+        `output_lengths(lengths)` when it has one, else `lengths` themselves when the logits have as many
+        frames as the signal has samples (`frames`: T of the padded batch's logits)."""
+        fn = getattr(self.module, "output_lengths", None)
+        if fn is not None:
+            out = torch.as_tensor(fn(lengths), device=lengths.device).long()
+        elif int(lengths.max()) == frames:
+            out = lengths
+        else:
+            raise CoupledError(
+                f"the classifier gives {frames} frames for signals of up to {int(lengths.max())} samples; give it an "
+                "output_lengths(lengths) method returning each item's valid frames"
+            )
+        if tuple(out.shape) != tuple(lengths.shape) or int(out.min()) < 1 or int(out.max()) > frames:
+            raise CoupledError(f"the classifier's output_lengths gave {out.tolist()} for {frames} frames; each must lie in [1, {frames}]")
+        return out

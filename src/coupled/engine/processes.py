@@ -21,16 +21,57 @@ import torch
 
 from ..errors import CoupledError
 
-__all__ = ["VPProcess", "CentredProcess", "Process", "process_from_dict", "randn"]
+__all__ = ["VPProcess", "CentredProcess", "Process", "process_from_dict", "randn", "MaskedNoise", "check_lengths", "length_mask"]
+
+
+def check_lengths(lengths, batch: int, longest: int, device=None) -> torch.Tensor:
+    """`lengths` as int64 [batch] on `device`, each in [1, longest]; a one-line error otherwise."""
+    try:
+        n = torch.as_tensor(lengths, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise CoupledError(f"lengths must be a sequence of {batch} integers, got {type(lengths).__name__}") from None
+    if n.is_floating_point() or n.is_complex() or n.dtype == torch.bool or tuple(n.shape) != (batch,):
+        raise CoupledError(f"lengths must be {batch} integers (one per item), got {n.dtype} of shape {tuple(n.shape)}")
+    if batch and (int(n.min()) < 1 or int(n.max()) > longest):
+        raise CoupledError(f"lengths must lie in [1, {longest}] (the padded batch's last axis), got "
+                           f"[{int(n.min())}, {int(n.max())}]; pass each item's own length")
+    return n.long()
+
+
+def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """Bool [B, size]: True at the first lengths[i] positions of item i."""
+    return torch.arange(size, device=lengths.device)[None] < lengths[:, None]
+
+
+class MaskedNoise:
+    """Per-item generators of a zero-padded batch, with the valid elements of each item (`mask`, bool
+    [B, ...], broadcastable to the state's shape): `randn` draws for item i exactly as many numbers as it has
+    valid elements, in their row-major order, and leaves the padding at 0. An item whose valid region is the
+    leading box of its padded shape (padding at the end of one axis) gets the very draws it gets alone."""
+
+    def __init__(self, generators, mask: torch.Tensor):
+        self.generators, self.mask = list(generators), mask.bool()
+
+    def __len__(self) -> int:
+        return len(self.generators)
 
 
 def randn(shape, generator, *, device=None, dtype=torch.float32) -> torch.Tensor:
     """Standard normal draws of `shape` = [B, ...] from `generator`.
 
-    `generator` is either one `torch.Generator` (one draw for the whole batch) or a list of B generators,
+    `generator` is either one `torch.Generator` (one draw for the whole batch), a list of B generators,
     one per item, so that an item's noise does not depend on the batch it was processed in (as EDM's
-    per-seed generators).
+    per-seed generators), or a `MaskedNoise` (per-item generators of a padded batch: noise on the valid
+    elements only, zero on the padding).
     """
+    if isinstance(generator, MaskedNoise):
+        if len(generator) != shape[0]:
+            raise CoupledError(f"got {len(generator)} per-item generators for a batch of {shape[0]}; pass one generator per item")
+        mask = generator.mask.to(device if device is not None else generator.mask.device).expand(tuple(shape))
+        out = torch.zeros(tuple(shape), device=mask.device, dtype=dtype)
+        for i, g in enumerate(generator.generators):
+            out[i][mask[i]] = torch.randn(int(mask[i].sum()), generator=g, device=g.device, dtype=dtype).to(out.device)
+        return out
     if isinstance(generator, (list, tuple)):
         if len(generator) != shape[0]:
             raise CoupledError(

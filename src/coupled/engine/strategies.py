@@ -38,6 +38,7 @@ import torch
 from ..errors import CoupledError
 from .chains import Chain
 from .classifier import FrozenClassifier, check_finite
+from .processes import MaskedNoise, check_lengths, length_mask
 
 __all__ = [
     "Coupling", "StrategyResult", "METHODS", "COUPLED", "BASELINES", "PAPER_METHODS", "run_method", "noisy", "sequential",
@@ -67,6 +68,8 @@ class StrategyResult:
     x_hat: torch.Tensor | None
     classifier_logits: torch.Tensor
     calls: dict = field(default_factory=dict)
+    lengths: torch.Tensor | None = None  # a padded batch's valid extent per item along the signal's last axis
+    frame_lengths: torch.Tensor | None = None  # and along the frames of [B, T, K] logits
 
     def prediction(self, readout: str = "classifier") -> torch.Tensor:
         """argmax over classes of `y_hat` (readout 'logits') or of f(x_hat) (readout 'classifier')."""
@@ -111,10 +114,17 @@ def refresh_steps(steps: int, refresh_every: int, refresh_window=(0.5, 1.0)) -> 
 
 
 class _Run:
-    """One strategy call: counts calls and binds conditioning, so each method reads like the spec."""
+    """One strategy call: counts calls and binds conditioning, so each method reads like the spec.
+
+    With `lengths` [B] (valid extent of each item along the signal's last axis; a padded batch of signals of
+    different lengths), every network is told its items' lengths (`lengths=` to the signal denoiser and the
+    classifier; the logit denoiser gets the frame lengths of the classifier's [B, T, K] logits and the signal's
+    as `signal_lengths=`), estimates are zeroed past each item's end, and the chains draw each item's noise
+    for its valid elements only (`MaskedNoise`), so a padded item gets what it gets alone.
+    """
 
     def __init__(self, coupling: Coupling, degraded: torch.Tensor, generator, needs: str, method: str,
-                 callback: Callable | None):
+                 callback: Callable | None, lengths=None):
         if not isinstance(coupling, Coupling):
             raise CoupledError(f"expected a Coupling, got {type(coupling).__name__}")
         check_finite(degraded, "degraded input")
@@ -129,13 +139,34 @@ class _Run:
             name = {"x": "signal", "y": "logit"}[part]
             if getattr(coupling, f"{name}_denoiser") is None or getattr(coupling, f"{name}_chain") is None:
                 raise CoupledError(f"this method needs a {name} denoiser and a {name} chain in the Coupling")
+        self.lengths, self.frame_lengths, self.signal_mask, self.frame_mask = None, None, None, None
+        self.sgen = self.ygen = generator
+        if lengths is not None:
+            self.lengths = check_lengths(lengths, batch, degraded.shape[-1], degraded.device)
+            if not isinstance(generator, (list, tuple)):
+                raise CoupledError("a padded batch (lengths given) needs one generator per item "
+                                   "(engine.item_generators), so that each item's noise does not depend on its batch")
+            self.signal_mask = length_mask(self.lengths, degraded.shape[-1]).view(batch, *[1] * (degraded.dim() - 2), -1)
+            self.sgen = MaskedNoise(generator, self.signal_mask)
+            degraded = degraded * self.signal_mask
         self.c, self.d, self.gen = coupling, degraded, generator
         self.method, self.callback = method, callback
         self.calls = {"signal": 0, "logits": 0, "classifier": 0, "signal_passes": 0, "logits_passes": 0}
 
+    def _frames(self, logits: torch.Tensor) -> torch.Tensor:
+        """Frame logits [B, T, K] of a padded batch with the frames past each item's end set to 0 (the
+        classifier's own frame lengths: `FrozenClassifier.frame_lengths`)."""
+        if self.lengths is None or logits.dim() != 3:
+            return logits
+        if self.frame_lengths is None:
+            self.frame_lengths = self.c.classifier.frame_lengths(self.lengths, logits.shape[1])
+            self.frame_mask = length_mask(self.frame_lengths, logits.shape[1])[..., None]
+            self.ygen = MaskedNoise(self.gen, self.frame_mask)
+        return logits * self.frame_mask
+
     def classify(self, z: torch.Tensor) -> torch.Tensor:
         self.calls["classifier"] += 1
-        c = self.c.classifier(z)
+        c = self._frames(self.c.classifier(z, lengths=self.lengths))
         width = getattr(self.c.logit_denoiser, "num_classes", None)
         if self.c.logit_denoiser is not None and width is not None and c.shape[-1] != width:
             raise CoupledError(
@@ -147,15 +178,21 @@ class _Run:
     def classify_probabilities(self, z: torch.Tensor) -> torch.Tensor:
         """softmax of the classifier's own logits f(z) (not standardised): what an ensemble averages."""
         self.calls["classifier"] += 1
-        return self.c.classifier.raw(z).softmax(dim=-1)
+        return self.c.classifier.raw(z, lengths=self.lengths).softmax(dim=-1)
 
     def _counted(self, fn, key, **conditioning):
         passes = fn.passes(**conditioning) if hasattr(fn, "passes") else 1
+        mask = self.signal_mask if key == "signal" else self.frame_mask
+        if self.lengths is not None:  # only then: networks of fixed-shape signals take no lengths
+            conditioning["lengths"] = self.lengths if key == "signal" else self.frame_lengths
+            if key == "logits":
+                conditioning["signal_lengths"] = self.lengths
 
         def call(x, t, center=None):
             self.calls[key] += 1
             self.calls[f"{key}_passes"] += passes
-            return fn(x, t, center=center, **conditioning)
+            x0 = fn(x, t, center=center, **conditioning)
+            return x0 if mask is None else x0 * mask
 
         return call
 
@@ -169,13 +206,13 @@ class _Run:
     def signal_step(self, state, logits):
         chain = self.c.signal_chain
         state = chain.step(
-            state, self._counted(self.c.signal_denoiser, "signal", observation=self.d, logits=logits), self.gen
+            state, self._counted(self.c.signal_denoiser, "signal", observation=self.d, logits=logits), self.sgen
         )
         return self._report("signal", chain, state)
 
     def logit_step(self, state, evidence, z):
         chain = self.c.logit_chain
-        state = chain.step(state, self._counted(self.c.logit_denoiser, "logits", evidence=evidence, signal=z), self.gen)
+        state = chain.step(state, self._counted(self.c.logit_denoiser, "logits", evidence=evidence, signal=z), self.ygen)
         return self._report("logits", chain, state)
 
     def start_signal(self, steps=None, start_fraction=1.0, start_from=None):
@@ -184,12 +221,12 @@ class _Run:
         chain = self.c.signal_chain.with_start(start_fraction)
         self.c = replace(self.c, signal_chain=chain)
         if start_fraction == 1.0:
-            return chain.start(self.d.shape, self.gen, center=self.d, device=self.d.device)
-        return chain.start_from(start_from, self.gen, center=self.d)
+            return chain.start(self.d.shape, self.sgen, center=self.d, device=self.d.device)
+        return chain.start_from(start_from, self.sgen, center=self.d)
 
     def start_logits(self, center, steps=None):
         self.c = _replace_chain(self.c, "logit_chain", steps)
-        return self.c.logit_chain.start(center.shape, self.gen, center=center, device=self.d.device)
+        return self.c.logit_chain.start(center.shape, self.ygen, center=center, device=self.d.device)
 
     def signal_trajectory(self, logits, steps=None, start_fraction=1.0, start_from=None) -> torch.Tensor:
         state = self.start_signal(steps, start_fraction, start_from)
@@ -208,7 +245,8 @@ class _Run:
         return total / samples
 
     def result(self, method, y_hat, x_hat, classifier_logits):
-        return StrategyResult(method, y_hat, x_hat, classifier_logits, dict(self.calls))
+        return StrategyResult(method, y_hat, x_hat, classifier_logits, dict(self.calls), self.lengths,
+                              self.frame_lengths)
 
 
 def _replace_chain(coupling: Coupling, name: str, steps):
@@ -228,7 +266,7 @@ def _check_count(name, value, minimum=1):
 @torch.no_grad()
 def signal_trajectory(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logits=None,
                       steps: int | None = None, start_fraction: float = 1.0, start_from=None,
-                      callback: Callable | None = None) -> torch.Tensor:
+                      callback: Callable | None = None, lengths=None) -> torch.Tensor:
     """One signal trajectory, run as the methods run it; returns its final state x_hat.
 
     Args:
@@ -240,17 +278,18 @@ def signal_trajectory(coupling: Coupling, degraded: torch.Tensor, generator=None
         start_fraction: < 1 starts from `start_from` (default: `degraded`) noised to that fraction of the
             time range, as `purification` and warm refreshes do; 1 starts from the prior.
         callback: called with a `StepEvent` (method 'signal_trajectory') after each step.
+        lengths: [B] valid extent of each item of a zero-padded batch (see `run_method`).
     """
     _check_fraction("start_fraction", start_fraction, low_open=True)
     if steps is not None:
         _check_count("steps", steps)
-    run = _Run(coupling, degraded, generator, "x", "signal_trajectory", callback)
+    run = _Run(coupling, degraded, generator, "x", "signal_trajectory", callback, lengths)
     return run.signal_trajectory(logits, steps, start_fraction, degraded if start_from is None else start_from)
 
 
 @torch.no_grad()
 def logit_trajectory(coupling: Coupling, signal: torch.Tensor, generator=None, *, evidence=None,
-                     steps: int | None = None, samples: int = 1, callback: Callable | None = None) -> torch.Tensor:
+                     steps: int | None = None, samples: int = 1, callback: Callable | None = None, lengths=None) -> torch.Tensor:
     """One logit trajectory, run as the methods run it; returns its final state y_hat.
 
     Args:
@@ -262,53 +301,54 @@ def logit_trajectory(coupling: Coupling, signal: torch.Tensor, generator=None, *
         steps: grid steps (None: the chain's own).
         samples: > 1 runs that many independent trajectories and returns the mean of their y_hat.
         callback: called with a `StepEvent` (method 'logit_trajectory') after each step.
+        lengths: [B] valid extent of each item of a zero-padded batch of signals (see `run_method`).
     """
     _check_count("samples", samples)
     if steps is not None:
         _check_count("steps", steps)
-    run = _Run(coupling, signal, generator, "y", "logit_trajectory", callback)
-    c = run.classify(signal) if evidence is None else evidence
+    run = _Run(coupling, signal, generator, "y", "logit_trajectory", callback, lengths)
+    c = run.classify(signal) if evidence is None else run._frames(evidence)
     return run.logit_trajectory(c, signal, steps, samples)
 
 
 @torch.no_grad()
 def noisy(coupling: Coupling, degraded: torch.Tensor, generator=None, *,
-          callback: Callable | None = None) -> StrategyResult:
+          callback: Callable | None = None, lengths=None) -> StrategyResult:
     """Baseline: the classifier on the degraded input, argmax f(d) (no chain runs: `callback` is never called)."""
-    run = _Run(coupling, degraded, generator, "", "noisy", callback)
+    run = _Run(coupling, degraded, generator, "", "noisy", callback, lengths)
     return run.result("noisy", None, None, run.classify(degraded))
 
 
 @torch.no_grad()
 def sequential(coupling: Coupling, degraded: torch.Tensor, generator=None, *, signal_steps: int | None = None,
-               callback: Callable | None = None):
+               callback: Callable | None = None, lengths=None):
     """Baseline "enhance then classify": one signal trajectory with the null logit token, then f(x_hat)."""
-    run = _Run(coupling, degraded, generator, "x", "sequential", callback)
+    run = _Run(coupling, degraded, generator, "x", "sequential", callback, lengths)
     x_hat = run.signal_trajectory(None, signal_steps)
     return run.result("sequential", None, x_hat, run.classify(x_hat))
 
 
 @torch.no_grad()
 def logits_only(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logit_steps: int | None = None,
-                logit_samples: int = 1, callback: Callable | None = None):
+                logit_samples: int = 1, callback: Callable | None = None, lengths=None):
     """Baseline, CARD-like: one logit trajectory with z = d throughout (`logit_samples` of them, averaged).
 
     Its `classifier_logits` are norm(f(d)), the `noisy` baseline's: only its `logits` readout is its own.
     """
-    return _logit_baseline("logits_only", coupling, degraded, generator, logit_steps, logit_samples, callback)
+    return _logit_baseline("logits_only", coupling, degraded, generator, logit_steps, logit_samples, callback, lengths)
 
 
 @torch.no_grad()
 def card(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logit_steps: int | None = None,
-         logit_samples: int = 1, callback: Callable | None = None):
+         logit_samples: int = 1, callback: Callable | None = None, lengths=None):
     """CARD for a frozen classifier: `logits_only` run with a logit net trained only on the degraded input
     (its features and f(d)); the caller puts that net in the Coupling."""
-    return _logit_baseline("card", coupling, degraded, generator, logit_steps, logit_samples, callback)
+    return _logit_baseline("card", coupling, degraded, generator, logit_steps, logit_samples, callback, lengths)
 
 
-def _logit_baseline(method, coupling, degraded, generator, logit_steps, logit_samples, callback):
+def _logit_baseline(method, coupling, degraded, generator, logit_steps, logit_samples, callback, lengths):
     _check_count("logit_samples", logit_samples)
-    run = _Run(coupling, degraded, generator, "y", method, callback)
+    run = _Run(coupling, degraded, generator, "y", method, callback, lengths)
     c = run.classify(degraded)
     y_hat = run.logit_trajectory(c, degraded, logit_steps, logit_samples)
     return run.result(method, y_hat, None, c)
@@ -316,14 +356,14 @@ def _logit_baseline(method, coupling, degraded, generator, logit_steps, logit_sa
 
 @torch.no_grad()
 def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=None, *, k: int = 3,
-                        signal_steps: int | None = None, callback: Callable | None = None):
+                        signal_steps: int | None = None, callback: Callable | None = None, lengths=None):
     """Equal-cost baseline: K independent sequential trajectories; the classifier's probabilities averaged.
 
     `classifier_logits` are log(mean_k softmax f(x_hat_k)); `x_hat` is the last trajectory's.
     Calls: K N_x D_x, K f.
     """
     _check_count("k", k)
-    run = _Run(coupling, degraded, generator, "x", "sequential_ensemble", callback)
+    run = _Run(coupling, degraded, generator, "x", "sequential_ensemble", callback, lengths)
     probs = 0
     for _ in range(k):
         x_hat = run.signal_trajectory(None, signal_steps)
@@ -332,21 +372,21 @@ def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=No
 
 
 @torch.no_grad()
-def one_step(coupling: Coupling, degraded: torch.Tensor, generator=None, *, callback: Callable | None = None):
+def one_step(coupling: Coupling, degraded: torch.Tensor, generator=None, *, callback: Callable | None = None, lengths=None):
     """Cheapest diffusion baseline: one x0_hat of the signal denoiser at the prior (close to an MMSE
     estimate of s given d), then f. Equals `sequential` with one step. Calls: 1 D_x, 1 f."""
-    run = _Run(coupling, degraded, generator, "x", "one_step", callback)
+    run = _Run(coupling, degraded, generator, "x", "one_step", callback, lengths)
     state = run.signal_step(run.start_signal(1), None)
     return run.result("one_step", None, state.x0_hat, run.classify(state.x0_hat))
 
 
 @torch.no_grad()
 def purification(coupling: Coupling, degraded: torch.Tensor, generator=None, *, noise_fraction: float = 0.5,
-                 signal_steps: int | None = None, callback: Callable | None = None):
+                 signal_steps: int | None = None, callback: Callable | None = None, lengths=None):
     """DiffPure-style baseline: noise d to the time at `noise_fraction` of the signal process's range, then
     `signal_steps` denoising steps from there (null logit token), then f. Calls: N_x D_x, 1 f."""
     _check_fraction("noise_fraction", noise_fraction, low_open=True)
-    run = _Run(coupling, degraded, generator, "x", "purification", callback)
+    run = _Run(coupling, degraded, generator, "x", "purification", callback, lengths)
     x_hat = run.signal_trajectory(None, signal_steps, start_fraction=noise_fraction, start_from=degraded)
     return run.result("purification", None, x_hat, run.classify(x_hat))
 
@@ -366,6 +406,7 @@ def parallel_schedule(signal_steps: int, logit_steps: int) -> list[int]:
 def parallel(
     coupling: Coupling, degraded: torch.Tensor, generator=None, *, signal_steps: int | None = None,
     logit_steps: int | None = None, switch_fraction: float = 0.5, callback: Callable | None = None,
+    lengths=None,
 ):
     """Interleaved scheduler: per logit step, the logit step (evidence from z), then the signal steps that
     `parallel_schedule` puts after it, each conditioned on that y0_hat.
@@ -375,7 +416,7 @@ def parallel(
     refreshes + 1 (f(x_hat)) classifier calls (`expected_calls` counts them).
     """
     _check_fraction("switch_fraction", switch_fraction)
-    run = _Run(coupling, degraded, generator, "xy", "parallel", callback)
+    run = _Run(coupling, degraded, generator, "xy", "parallel", callback, lengths)
     c_d = run.classify(degraded)
     x_state = run.start_signal(signal_steps)
     y_state = run.start_logits(c_d, logit_steps)
@@ -397,6 +438,7 @@ def parallel(
 def alternating(
     coupling: Coupling, degraded: torch.Tensor, generator=None, *, rounds: int = 2,
     signal_steps: int | None = None, logit_steps: int | None = None, logit_samples: int = 1, callback: Callable | None = None,
+    lengths=None,
 ):
     """Block scheduler: R rounds of a full signal trajectory (conditioned on l) then a full logit trajectory.
 
@@ -405,7 +447,7 @@ def alternating(
     """
     _check_count("rounds", rounds)
     _check_count("logit_samples", logit_samples)
-    run = _Run(coupling, degraded, generator, "xy", "alternating", callback)
+    run = _Run(coupling, degraded, generator, "xy", "alternating", callback, lengths)
     logits = None
     for _ in range(rounds):
         x_hat = run.signal_trajectory(logits, signal_steps)
@@ -419,6 +461,7 @@ def nested(
     coupling: Coupling, degraded: torch.Tensor, generator=None, *, signal_steps: int | None = None,
     logit_steps: int | None = None, refresh_every: int = 2, refresh_window: tuple[float, float] = (0.5, 1.0),
     refresh_from: float = 1.0, refresh_signal_steps: int | None = None, callback: Callable | None = None,
+    lengths=None,
 ):
     """Hierarchical scheduler: one logit trajectory; a full signal trajectory before it and at each refresh step.
 
@@ -435,7 +478,7 @@ def nested(
         _check_fraction("refresh_window", v)
     if refresh_window[0] > refresh_window[1]:
         raise CoupledError(f"refresh_window start must not exceed its end, got {tuple(refresh_window)}")
-    run = _Run(coupling, degraded, generator, "xy", "nested", callback)
+    run = _Run(coupling, degraded, generator, "xy", "nested", callback, lengths)
     x_hat = run.signal_trajectory(None, signal_steps)
     c = run.classify(x_hat)
     y_state = run.start_logits(c, logit_steps)
@@ -476,14 +519,16 @@ def method_options(method: str) -> list[str]:
     if method not in METHODS:
         raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     params = inspect.signature(METHODS[method]).parameters.values()
-    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "callback"]
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("callback", "lengths")]
 
 
 def run_method(method: str, coupling: Coupling, degraded: torch.Tensor, generator=None, *,
-               callback: Callable | None = None, **options) -> StrategyResult:
+               callback: Callable | None = None, lengths=None, **options) -> StrategyResult:
     """Run a method by name; unknown methods and options are errors that list the valid ones.
 
     `callback(event)` is called with a `StepEvent` after every signal and logit step (None: not at all).
+    `lengths` [B]: each item's valid extent along the signal's last axis in a zero-padded batch (None: every
+    item is whole); with it every item's result is the one it gets alone (see `_Run`).
     """
     if method not in METHODS:
         raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -496,7 +541,7 @@ def run_method(method: str, coupling: Coupling, degraded: torch.Tensor, generato
     for name in ("signal_steps", "logit_steps", "refresh_signal_steps"):
         if options.get(name) is not None:
             _check_count(name, options[name])
-    return METHODS[method](coupling, degraded, generator, callback=callback, **options)
+    return METHODS[method](coupling, degraded, generator, callback=callback, lengths=lengths, **options)
 
 
 def expected_calls(method: str, coupling: Coupling, **options) -> dict:
