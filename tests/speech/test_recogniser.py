@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +12,16 @@ from coupled.domains.speech.train import train_recogniser
 from coupled.errors import CoupledError
 
 TINY_NET = {"channels": 24, "dilations": [1, 2], "n_mels": 32}
+BUNDLED = Path(__file__).parents[2] / "checkpoints" / "speech"
 
 
 def test_shapes_and_batch_independence():
     torch.manual_seed(0)
     m = CTCRecogniser(RecogniserConfig(**{**TINY_NET, "dilations": (1, 2)})).eval()
+    with torch.no_grad():  # LayerNorm starts with bias 0, which hides padding that leaks through a norm (issue 21)
+        for p in m.parameters():
+            if p.dim() == 1:
+                p.normal_(0, 1)
     g = torch.Generator().manual_seed(0)
     waves = [0.1 * torch.randn(n, generator=g).numpy() for n in (16000, 9000, 30000)]
     x, n = collate(waves)
@@ -27,6 +33,21 @@ def test_shapes_and_batch_independence():
             torch.testing.assert_close(logits[i, : alone.shape[1]], alone[0], atol=1e-4, rtol=1e-4)
         # scale-invariant front end
         torch.testing.assert_close(m(x[:1] * 0.1, n[:1]), m(x[:1], n[:1]), atol=1e-3, rtol=1e-3)
+
+
+def test_bundled_recogniser_logits_do_not_depend_on_the_batch(tiny_corpus):
+    """Issue 21: every test utterance gives the same logits alone and batched beside a much longer one."""
+    m = load_recogniser(BUNDLED)
+    waves = [u.wave for u in load_split(tiny_corpus, "test")]
+    longer = np.concatenate(sorted(waves, key=len)[-4:])  # real speech, longer than twice any one utterance
+    assert len(longer) > 2 * max(len(w) for w in waves)
+    texts, logits = transcribe(m, waves, return_logits=True)  # all in one batch too, padded to the longest
+    for w, text, in_batch in zip(waves, texts, logits):
+        [alone_text], [alone] = transcribe(m, [w], return_logits=True)
+        _, [beside_longer, _] = transcribe(m, [w, longer], return_logits=True)
+        assert text == alone_text and beside_longer.shape == in_batch.shape == alone.shape
+        torch.testing.assert_close(beside_longer, alone, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(in_batch, alone, atol=1e-4, rtol=1e-4)
 
 
 def test_config_round_trip_and_unknown_option(tmp_path):

@@ -2,8 +2,10 @@
 
 Front end: per-utterance RMS normalisation (so the recogniser is scale-invariant, spec 7.8), log-mel from
 `torch.stft` with an energy floor, 4x subsampling by two strided convolutions, then dilated residual
-convolution blocks. Frames beyond an utterance's length are masked after every layer, so an utterance's
-logits do not depend on what it is batched with. Token 0 is the CTC blank; token i + 1 is WORDS[i].
+convolution blocks. Frames beyond an utterance's length are zeroed before every convolution (after each
+block's LayerNorm too), so the frames an utterance can read are the ones it reads alone, where the
+convolutions pad with zeros: its logits do not depend on what it is batched with. Token 0 is the CTC
+blank; token i + 1 is WORDS[i].
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ class Block(nn.Module):
         self.conv2 = nn.Conv1d(c, c, 1)
 
     def forward(self, x, mask):
-        h = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        # LayerNorm maps a zeroed padded frame to its bias; masked again so the dilated convolution sees zeros
+        # there, as it does past the end of an utterance run alone (issue 21)
+        h = self.norm(x.transpose(1, 2)).transpose(1, 2) * mask
         h = F.dropout(F.gelu(self.conv1(h)), self.dropout, self.training)
         return (x + self.conv2(h)) * mask
 
