@@ -40,10 +40,10 @@ def main() -> None:
     bundle = load_bundle(cfg["output"])
     splits = domain_of(cfg).load_splits(cfg)
     val = splits["val"].subset(np.sort(np.random.default_rng(0).permutation(len(splits["val"]))[:500]))
-    s, y = val.images, torch.as_tensor(val.labels)
+    s, y = val.signals, torch.as_tensor(val.labels)
     f = bundle.coupling.classifier
     train = splits["train"]
-    logits = torch.cat([f(train.images[i:i + 500]) for i in range(0, len(train.images), 500)])
+    logits = torch.cat([f(train.signals[i:i + 500]) for i in range(0, len(train.signals), 500)])
     labels = torch.as_tensor(train.labels)
     prototype = torch.stack([logits[labels == c].mean(0) for c in range(logits.shape[1])])
     rows = []

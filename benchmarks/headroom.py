@@ -35,17 +35,17 @@ def main() -> None:
     bundle = load_bundle(cfg["output"], sampling=cfg["sampling"])
     data = domain_of(cfg).load_splits(cfg)[args.split]
     torch.set_grad_enabled(False)
-    clean_right = (bundle.coupling.classifier.raw(data.images).argmax(-1) == data.labels).numpy()
+    clean_right = (bundle.coupling.classifier.raw(data.signals).argmax(-1) == data.labels).numpy()
     n = len(data)
     print(f"{args.split} split, {n} items, {args.level} severity; f(s) right on {clean_right.sum()} ({clean_right.mean():.3f})\n")
     print("| corruption | severity | sequential f(x_hat) | f(s) right, f(x_hat) wrong | f(s) wrong, f(x_hat) right | ceiling if all of the first are won |")
     print("|---|---|---|---|---|---|")
     for name, levels in cfg["corruptions"]["severities"].items():
         sev = levels[args.level]
-        degraded = corrupt(data.images, name, sev, CORRUPTION_SEED)
+        degraded = corrupt(data.signals, name, sev, CORRUPTION_SEED)
         spec = MethodSpec("sequential", "sequential", picks[name]["per_method"]["sequential"]["settings"])
-        seq = run_specs(bundle, data.images, data.labels, degraded, [spec], 0, cfg["evaluation"]["batch_size"],
-                        torch.device("cpu"))["sequential"]["correct_classifier"]
+        seq = run_specs(bundle, data.signals, data.labels, degraded, [spec], 0, cfg["evaluation"]["batch_size"],
+                        torch.device("cpu"))["sequential"]["score_classifier"]
         lost, won = int((clean_right & ~seq).sum()), int((~clean_right & seq).sum())
         print(f"| {name} | {sev:g} | {seq.mean():.3f} | {lost} ({lost / n:.1%}) | {won} ({won / n:.1%}) | "
               f"{(seq.sum() + lost) / n:.3f} |")

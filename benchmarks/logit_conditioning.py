@@ -49,7 +49,7 @@ def main() -> None:
     data = domain_of(cfg).load_splits(cfg)["val"]
     idx = np.sort(np.random.default_rng(0).permutation(len(data))[: args.max_items])
     data = data.subset(idx)
-    s, y = data.images, torch.as_tensor(data.labels)
+    s, y = data.signals, torch.as_tensor(data.labels)
     f = bundle.coupling.classifier
     other = torch.as_tensor(np.random.default_rng(1).permutation(len(s)))
     other = torch.where(y[other] == y, torch.roll(other, 1), other)  # best effort: mostly another class

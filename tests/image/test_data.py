@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from coupled.domains.image.data import (
-    ImageSet,
     load_cifar,
     load_dataset,
     load_idx,
@@ -20,7 +19,7 @@ from coupled.domains.image.data import (
     load_npz,
     stratified_split,
 )
-from coupled.domains.registry import check_num_classes
+from coupled.domains.registry import LabelledSignals, check_num_classes
 from coupled.errors import CoupledError
 
 RNG = np.random.default_rng(0)
@@ -35,10 +34,10 @@ def one_line_error(fn, *args, match=None, **kwargs) -> str:
     return msg
 
 
-def check_pixels(data: ImageSet, shape):
-    assert tuple(data.images.shape) == shape
-    assert data.images.dtype == torch.float32 and data.labels.dtype == torch.int64
-    assert data.images.min() >= -1 and data.images.max() <= 1
+def check_pixels(data: LabelledSignals, shape):
+    assert tuple(data.signals.shape) == shape
+    assert data.signals.dtype == torch.float32 and data.labels.dtype == torch.int64
+    assert data.signals.min() >= -1 and data.signals.max() <= 1
     assert len(data) == shape[0]
 
 
@@ -73,8 +72,8 @@ def test_idx_plain_and_gz(tmp_path, gz):
     data = load_idx(write_idx(tmp_path / f"train-images-idx3-ubyte{sfx}", pixels, 2051, gz),
                     write_idx(tmp_path / f"train-labels-idx1-ubyte{sfx}", labels, 2049, gz))
     check_pixels(data, (6, 1, 28, 28))
-    assert data.images[0, 0, 0, 0] == -1 and data.images[0, 0, 0, 1] == 1
-    torch.testing.assert_close(data.images[:, 0], torch.from_numpy(pixels).float() / 127.5 - 1)
+    assert data.signals[0, 0, 0, 0] == -1 and data.signals[0, 0, 0, 1] == 1
+    torch.testing.assert_close(data.signals[:, 0], torch.from_numpy(pixels).float() / 127.5 - 1)
     assert data.labels.tolist() == labels.tolist() and data.num_classes == 10
     assert data.name == "train-images-idx3-ubyte"
 
@@ -88,7 +87,7 @@ def test_cifar10_single_batch(tmp_path, protocol):
     data[0, :1024], data[0, 1024:2048], data[0, 2048:] = 0, 255, 0  # image 0 is pure green: planar R, G, B
     got = load_cifar(write_cifar(tmp_path / "data_batch_1", data, [3, 1, 4, 1, 5], protocol=protocol))
     check_pixels(got, (5, 3, 32, 32))
-    assert got.images[0, 0].eq(-1).all() and got.images[0, 1].eq(1).all() and got.images[0, 2].eq(-1).all()
+    assert got.signals[0, 0].eq(-1).all() and got.signals[0, 1].eq(1).all() and got.signals[0, 2].eq(-1).all()
     assert got.labels.tolist() == [3, 1, 4, 1, 5] and got.num_classes == 10 and got.name == "cifar10"
 
 
@@ -162,10 +161,10 @@ def test_folder_mixed_png_jpeg_becomes_rgb(tmp_path):
     got = load_image_folder(tmp_path)
     check_pixels(got, (3, 3, 5, 6))
     assert got.labels.tolist() == [0, 0, 1]
-    gray = got.images[1]
+    gray = got.signals[1]
     assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])  # grey replicated into R, G, B
     png = np.array(Image.open(tmp_path / "cat" / "a.png")).transpose(2, 0, 1)
-    torch.testing.assert_close(got.images[0], torch.from_numpy(png).float() / 127.5 - 1)  # PNG is lossless
+    torch.testing.assert_close(got.signals[0], torch.from_numpy(png).float() / 127.5 - 1)  # PNG is lossless
 
 
 # ------------------------------------------------------------------------------------------------ MNIST-5k, splits
@@ -181,7 +180,7 @@ def test_mnist5k_sizes_and_format(mnist):
     assert sum(len(s) for s in mnist.values()) == 5000
     assert [len(mnist[k]) for k in ("train", "val", "test")] == [3500, 500, 1000]
     check_pixels(mnist["train"], (3500, 1, 28, 28))
-    assert mnist["train"].images.min() == -1 and mnist["train"].images.max() == 1
+    assert mnist["train"].signals.min() == -1 and mnist["train"].signals.max() == 1
     assert all(s.num_classes == 10 and s.name == "mnist5k" for s in mnist.values())
 
 
@@ -194,8 +193,8 @@ def test_mnist5k_stratified(mnist):
 def test_mnist5k_deterministic_and_disjoint(mnist):
     again, other = load_mnist5k(seed=0), load_mnist5k(seed=1)
     for key in mnist:
-        assert torch.equal(mnist[key].images, again[key].images) and torch.equal(mnist[key].labels, again[key].labels)
-    assert not torch.equal(mnist["test"].images, other["test"].images)
+        assert torch.equal(mnist[key].signals, again[key].signals) and torch.equal(mnist[key].labels, again[key].labels)
+    assert not torch.equal(mnist["test"].signals, other["test"].signals)
     # The splits are index sets of the full 5,000 (cached, so no second CSV parse): disjoint and covering.
     from coupled.domains.image.data import _mnist5k_all
 
@@ -203,7 +202,7 @@ def test_mnist5k_deterministic_and_disjoint(mnist):
     parts = stratified_split(full.labels, (0.7, 0.1, 0.2), seed=0)
     assert len(np.unique(np.concatenate(parts))) == 5000
     for key, idx in zip(("train", "val", "test"), parts):
-        assert torch.equal(mnist[key].images, full.images[idx]) and torch.equal(mnist[key].labels, full.labels[idx])
+        assert torch.equal(mnist[key].signals, full.signals[idx]) and torch.equal(mnist[key].labels, full.labels[idx])
 
 
 def test_stratified_split_indices(mnist):
@@ -218,7 +217,7 @@ def test_stratified_split_indices(mnist):
 
 def test_subset_and_dispatch(tmp_path, mnist):
     part = mnist["val"].subset([0, 2])
-    assert torch.equal(part.images[1], mnist["val"].images[2]) and part.num_classes == 10
+    assert torch.equal(part.signals[1], mnist["val"].signals[2]) and part.num_classes == 10
     one_line_error(mnist["val"].subset, [10_000], match="subset indices")
     np.savez(tmp_path / "b.npz", data=planar(2, side=4), labels=np.array([0, 1]))
     assert len(load_dataset("npz", path=tmp_path / "b.npz")) == 2
@@ -314,7 +313,7 @@ def test_unknown_kind():
 
 
 def test_class_count_mismatch():
-    data = ImageSet(torch.zeros(2, 3, 4, 4), torch.tensor([0, 99]), 100, "cifar100")
+    data = LabelledSignals(torch.zeros(2, 3, 4, 4), torch.tensor([0, 99]), 100, "cifar100")
     check_num_classes(data, 100)
     msg = one_line_error(check_num_classes, data, 10)
     assert "has 100 classes but the classifier outputs 10" in msg and "100 outputs" in msg

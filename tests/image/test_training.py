@@ -105,7 +105,7 @@ def test_equal_cost_baselines_and_reference_rows_through_the_runner(trained):
     for r in records:
         by.setdefault(r["method"], []).append(r)
     assert [len(by[s.label]) for s in specs] == [1, 1, 2, 2, 2, 2, 2, 2]  # deterministic rows run one seed
-    assert by["card"][0]["correct_classifier"] is None and by["card"][0]["correct_logits"].shape == (20,)
+    assert by["card"][0]["score_classifier"] is None and by["card"][0]["score_logits"].shape == (20,)
     assert by["sequential_ensemble"][0]["calls"]["classifier"] == 3
     # round 1 of Alternating has no logits to guide by; round 2 runs the conditional and the null pass
     assert by["alternating"][0]["calls"]["signal"] == 2 and by["alternating"][0]["calls"]["signal_passes"] == 3
@@ -232,9 +232,9 @@ def test_classify_files_reports_bad_files_and_goes_on(trained, tmp_path):
     _, ckpt = trained
     test = load_mnist5k()["test"]
     good = tmp_path / "digit.png"
-    Image.fromarray(((test.images[0, 0].numpy() + 1) * 127.5).astype(np.uint8)).save(good)
+    Image.fromarray(((test.signals[0, 0].numpy() + 1) * 127.5).astype(np.uint8)).save(good)
     arr = tmp_path / "digit.npy"
-    np.save(arr, ((test.images[1, 0].numpy() + 1) / 2).astype(np.float32))
+    np.save(arr, ((test.signals[1, 0].numpy() + 1) / 2).astype(np.float32))
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(big)
     junk = tmp_path / "junk.jpg"
@@ -258,7 +258,7 @@ def test_pipeline_from_pretrained(trained):
 
     _, ckpt = trained
     pipe = CoupledPipeline.from_pretrained(ckpt, device="cpu")
-    x = load_mnist5k()["test"].images[:5]
+    x = load_mnist5k()["test"].signals[:5]
     out = pipe(x, "parallel", seed=3)
     assert out["predictions"].shape == (5,) and out["enhanced"].shape == x.shape
     torch.testing.assert_close(out["probabilities"].sum(-1), torch.ones(5))
@@ -282,7 +282,7 @@ def test_signal_logits_off_makes_parallel_enhance_like_sequential(trained):
 
     cfg_path, ckpt = trained
     sampling = load_config(cfg_path)["sampling"]
-    d = load_mnist5k()["val"].images[:6] * 0.5
+    d = load_mnist5k()["val"].signals[:6] * 0.5
     run = lambda b, m: run_method(m, b.coupling, d, item_generators(range(6))).x_hat  # noqa: E731
     off = load_bundle(ckpt, sampling={**sampling, "signal_logits": False})
     on = load_bundle(ckpt, sampling=sampling)

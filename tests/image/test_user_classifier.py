@@ -108,7 +108,7 @@ def test_evaluate_classify_and_from_pretrained_rebuild_the_user_classifier(user_
     run_cli("evaluate", user_bundle["cfg"], "--quiet", "--out", out, "--max-items", "8", "--levels", "heavy",
             "--methods", "noisy", "parallel", "--corruptions", "pixel_noise")
     results = json.loads((out / "results.json").read_text())
-    x = load_mnist5k()["test"].images
+    x = load_mnist5k()["test"].signals
     mine = user_bundle["module"].make_mlp(hidden=12)
     mine.load_state_dict(load_file(user_bundle["weights"]))
     assert {r["method"] for r in results["rows"]} == {"noisy", "parallel"}

@@ -15,7 +15,7 @@ def digits():
     from coupled.domains.image.data import load_mnist5k
 
     test = load_mnist5k()["test"]
-    return ((test.images[:5, 0].numpy() + 1) * 127.5).round().astype(np.uint8)  # light ink on black, 0..255
+    return ((test.signals[:5, 0].numpy() + 1) * 127.5).round().astype(np.uint8)  # light ink on black, 0..255
 
 
 def _classify(cli, *argv):

@@ -282,7 +282,7 @@ def test_bad_file_to_classify_is_refused_before_decoding(cli, tmp_path, row):
 def test_float_0_255_npy_classifies_with_input_range(cli, tmp_path):
     from coupled.domains.image.data import load_mnist5k
 
-    digit = load_mnist5k()["test"].images[0, 0].numpy()
+    digit = load_mnist5k()["test"].signals[0, 0].numpy()
     np.save(tmp_path / "d255.npy", ((digit + 1) * 127.5).astype(np.float32))
     np.save(tmp_path / "d01.npy", ((digit + 1) / 2).astype(np.float32))
     code, out, err = cli("classify", tmp_path / "d255.npy", "--checkpoint", BUNDLE, "--method", "noisy",

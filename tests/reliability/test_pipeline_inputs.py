@@ -20,7 +20,7 @@ def pipe():
 def digits():
     from coupled.domains.image.data import load_mnist5k
 
-    return load_mnist5k()["test"].images[:4]
+    return load_mnist5k()["test"].signals[:4]
 
 
 BAD_CALLS = {

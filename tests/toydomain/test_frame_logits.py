@@ -10,6 +10,8 @@ draw (and, in the joint stage, its planned visits of `engine.plan`) says it must
 import pytest
 import torch
 
+from coupled.config import make_config
+
 import coupled.training.conditioning as conditioning
 import coupled.training.stages as stages
 from coupled.checkpoint import save_weights
@@ -22,7 +24,7 @@ WIDTH, CLASSES = 16, 4
 
 def _config(tmp_path, batch, frames):
     net = {"width": WIDTH, "frames": frames, "num_classes": CLASSES}
-    return FRAMES.make_config({
+    return make_config({
         "name": "frames", "output": str(tmp_path / "ckpt"), "classifier": {"net": net},
         "signal": {"net": net, "steps": 2, "batch_size": batch},
         "logits": {"net": net, "steps": 3, "batch_size": batch},
@@ -32,7 +34,7 @@ def _config(tmp_path, batch, frames):
         "train": {"checkpoint_every": 100, "log_every": 1},
         "sampling": {"signal": {"steps": 2, "sampler": "ddim", "eta": 0.0},
                      "logits": {"steps": 2, "sampler": "pc", "corrector_steps": 0}},
-    })
+    }, FRAMES)
 
 
 def _install_classifier(folder, frames):

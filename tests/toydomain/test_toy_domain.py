@@ -86,4 +86,4 @@ def test_the_runner_reads_answers_with_the_domains_readout(monkeypatch):
     labels = coupling.classifier(d).argmin(dim=-1)
     out = run_specs(Folder(), d, labels, d, [MethodSpec("noisy", "noisy", {})], seed=0, batch_size=4,
                     device=torch.device("cpu"))
-    assert out["noisy"]["correct_classifier"].all() and (out["noisy"]["pred"] == labels.numpy()).all()
+    assert out["noisy"]["score_classifier"].all() and (out["noisy"]["pred"] == labels.numpy()).all()

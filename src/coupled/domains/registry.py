@@ -27,6 +27,7 @@ import numpy as np
 from ..defaults import DEFAULT_DOMAIN, DEFAULTS, FREE_FORM
 from ..errors import CoupledError
 from ..imports import import_object
+from ..scores import get_metric
 
 __all__ = ["Domain", "Registry", "LabelledSignals", "register_domain", "get_domain", "domain_names", "domain_of",
            "check_num_classes", "corrupt_items"]
@@ -68,23 +69,33 @@ class Registry(dict):
 
 @dataclass(frozen=True)
 class LabelledSignals:
-    """A labelled split of a domain's signals: `signals` float32 [N, ...], `labels` int64 [N], the data set's
-    `num_classes` (not only those present here) and a short `name` for logs and reports."""
+    """A labelled split of a domain's signals: `signals` float32 [N, ...], `labels` (int64 [N] class indices,
+    or a list of N answers of any kind, e.g. transcripts), the data set's `num_classes` (not only those
+    present here) and a short `name` for logs and reports. Signals of different lengths are zero-padded along
+    their last axis, with `lengths` [N] their valid extent there; `task` names what the labels are when the
+    domain has several tasks (its `task_metric` and `item_scores` read it)."""
 
     signals: "torch.Tensor"  # noqa: F821
-    labels: "torch.Tensor"  # noqa: F821
+    labels: object
     num_classes: int
     name: str
+    lengths: "torch.Tensor | None" = None  # noqa: F821
+    task: str | None = None
 
     def __len__(self) -> int:
-        return int(self.labels.shape[0])
+        return len(self.labels)
 
     def subset(self, indices) -> "LabelledSignals":
         """The items at `indices` (ints) as a new split."""
         import torch
 
-        idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64).reshape(-1)
-        return LabelledSignals(self.signals[idx], self.labels[idx], self.num_classes, self.name)
+        idx = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices).reshape(-1)
+        if idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < -len(self) or idx.max() >= len(self)):
+            raise CoupledError(f"subset indices must be integers in [0, {len(self)}) for {self.name}; pass valid indices")
+        idx = torch.from_numpy(idx.astype(np.int64))
+        labels = self.labels[idx] if torch.is_tensor(self.labels) else [self.labels[int(i)] for i in idx]
+        lengths = None if self.lengths is None else self.lengths[idx]
+        return LabelledSignals(self.signals[idx], labels, self.num_classes, self.name, lengths, self.task)
 
 
 def check_num_classes(data, num_classes: int) -> None:
@@ -92,6 +103,10 @@ def check_num_classes(data, num_classes: int) -> None:
     with `labels`, `num_classes` and `name`)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise CoupledError(f"num_classes must be a positive integer, got {num_classes!r}; pass the classifier's output count")
+    import torch
+
+    if not torch.is_tensor(data.labels):  # answers that are not class indices (transcripts): nothing to check
+        return
     needed = max(data.num_classes, int(data.labels.max()) + 1 if len(data) else 0)
     if needed > num_classes:
         raise CoupledError(f"data set {data.name} has {needed} classes but the classifier outputs {num_classes}; "
@@ -106,9 +121,10 @@ def _item_generator(seed: int, index: int, device) -> "torch.Generator":  # noqa
     return torch.Generator(device=device).manual_seed(state)
 
 
-def corrupt_items(fn: Callable, x, name: str, severity: float, seed: int, first_index: int = 0):
+def corrupt_items(fn: Callable, x, name: str, severity: float, seed: int, first_index: int = 0, lengths=None):
     """Apply corruption `fn` (signals, severity, generator) -> Tensor to each item of `x` [N, ...] with its own
-    generator seeded from (`seed`, `first_index` + i): the result does not depend on batching. Float32 out."""
+    generator seeded from (`seed`, `first_index` + i): the result does not depend on batching. With `lengths`
+    [N] (a zero-padded split), each item is corrupted over its valid extent only and padded again. Float32 out."""
     import torch
 
     for label, v in (("seed", seed), ("first_index", first_index)):
@@ -116,11 +132,15 @@ def corrupt_items(fn: Callable, x, name: str, severity: float, seed: int, first_
             raise CoupledError(f"{label} must be a non-negative integer, got {v!r}; pass e.g. {label}=0")
     out = []
     for i in range(x.shape[0]):
-        y = fn(x[i : i + 1], severity, _item_generator(int(seed), int(first_index) + i, x.device))
-        if not isinstance(y, torch.Tensor) or y.shape != x[i : i + 1].shape:
+        item = x[i : i + 1] if lengths is None else x[i : i + 1, ..., : int(lengths[i])]
+        y = fn(item, severity, _item_generator(int(seed), int(first_index) + i, x.device))
+        if not isinstance(y, torch.Tensor) or y.shape != item.shape:
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise CoupledError(f"corruption {name!r} returned {got} for input shape {tuple(x[i : i + 1].shape)}; return a tensor of the input's shape")
-        out.append(y.to(torch.float32))
+            raise CoupledError(f"corruption {name!r} returned {got} for input shape {tuple(item.shape)}; return a tensor of the input's shape")
+        y = y.to(torch.float32)
+        if lengths is not None:
+            y = torch.nn.functional.pad(y, (0, x.shape[-1] - y.shape[-1]))
+        out.append(y)
     return torch.cat(out) if out else x.clone()
 
 
@@ -184,9 +204,10 @@ class Domain:
             return fn
         return self.corruptions[spec]
 
-    def corrupt_set(self, signals, name: str, severity: float, seed: int, *, first_index: int = 0):
-        """A whole split corrupted with `name` at `severity`, one generator per item from (seed, index)."""
-        return corrupt_items(self.corruption(name), signals, name, severity, seed, first_index)
+    def corrupt_set(self, signals, name: str, severity: float, seed: int, *, first_index: int = 0, lengths=None):
+        """A whole split corrupted with `name` at `severity`, one generator per item from (seed, index); with
+        `lengths`, each item over its valid extent (a zero-padded split)."""
+        return corrupt_items(self.corruption(name), signals, name, severity, seed, first_index, lengths)
 
     # ---- networks
     @property
@@ -225,26 +246,47 @@ class Domain:
         return {}
 
     def readout(self, logits, lengths=None):
-        """The answers of classifier logits: argmax over classes of [B, K]."""
+        """The answers of classifier logits: argmax over classes of [B, K] (`lengths`: the valid frames of
+        [B, T, K] frame logits, for a domain whose answers are sequences)."""
         return logits.argmax(dim=-1)
 
-    def task_score(self, task: str, refs, hyps) -> float:
-        """Accuracy of answers `hyps` against `refs`."""
-        refs, hyps = np.asarray(refs), np.asarray(hyps)
-        return float((refs == hyps).mean()) if len(refs) else 0.0
-
-    def task_metric(self, task: str) -> str:
+    def task_metric(self, task: str | None = None) -> str:
+        """The name of the metric (`coupled.evaluation.stats.METRICS`) that scores answers of `task`."""
         return "accuracy"
 
-    def clean_accuracy(self, classifier, data, batch: int = 500) -> float:
-        """A classifier's accuracy on a clean labelled split, its logits read out by `readout`."""
+    def item_scores(self, task: str | None, refs, hyps) -> np.ndarray:
+        """Per-item scores of answers `hyps` against `refs` under `task_metric(task)`: [N] (1.0 right, 0.0
+        wrong, for accuracy) or [N, 2] (numerator, denominator) for a ratio metric such as corpus WER."""
+        refs = np.asarray(refs.cpu() if hasattr(refs, "cpu") else refs)
+        hyps = np.asarray(hyps.cpu() if hasattr(hyps, "cpu") else hyps)
+        return (refs == hyps).astype(np.float64)
+
+    def task_score(self, task: str | None, refs, hyps) -> float:
+        """The score of answers `hyps` against `refs` (accuracy unless the domain says otherwise)."""
+        metric = get_metric(self.task_metric(task))
+        scores = self.item_scores(task, refs, hyps)
+        return metric.value(scores) if len(scores) else 0.0
+
+    def clean_score(self, classifier, data, batch: int = 500) -> float:
+        """A classifier's score on a clean labelled split (its `task_metric`: accuracy, or e.g. WER): its
+        logits read out by `readout`, scored by `item_scores`; a padded split runs with its lengths."""
         import torch
 
         classifier.eval()
+        scores = []
         with torch.no_grad():
-            hits = sum((self.readout(classifier(data.signals[i:i + batch])) == data.labels[i:i + batch]).sum().item()
-                       for i in range(0, len(data), batch))
-        return hits / len(data)
+            for i in range(0, len(data), batch):
+                x, lens = data.signals[i:i + batch], None
+                if data.lengths is not None:
+                    lens = data.lengths[i:i + batch]
+                    x = x[..., : int(lens.max())]
+                logits = classifier(x) if lens is None else classifier(x, lens)
+                frames = None
+                if lens is not None and logits.dim() == 3:
+                    fn = getattr(classifier, "output_lengths", None)
+                    frames = fn(lens) if fn is not None else lens
+                scores.append(self.item_scores(data.task, data.labels[i:i + batch], self.readout(logits, frames)))
+        return get_metric(self.task_metric(data.task)).value(np.concatenate(scores))
 
     # ---- report
     def example_panel(self, signal) -> np.ndarray:

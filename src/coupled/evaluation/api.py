@@ -94,7 +94,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
         runs = [(severities, specs_from_methods(methods, cfg["sampling"]["methods"]))]
     else:  # each corruption runs its own picks
         runs = [({k: v}, fair.test_specs(val["picks"], k, headline_only)) for k, v in severities.items()]
-    clean = domain.clean_accuracy(bundle.coupling.classifier.module, data)
+    clean = domain.clean_score(bundle.coupling.classifier.module, data)
     started = time.time()
     records, examples = [], []
     with torch.no_grad():

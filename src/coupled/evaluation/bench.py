@@ -200,10 +200,10 @@ def accuracy_run(bundle, data, corruption: str, severity: float, specs, batch_si
             a["seconds"] += r["seconds_per_item"] * len(data.signals[sl])
             a["calls"] = r["calls"]
             for ro in ("classifier", "logits"):
-                if r[f"correct_{ro}"] is not None:
-                    a[ro].append(r[f"correct_{ro}"])
+                if r[f"score_{ro}"] is not None:
+                    a[ro].append(r[f"score_{ro}"])
     outcomes = {s.label: {"seconds_per_item": acc[s.label]["seconds"] / len(data), "calls": acc[s.label]["calls"],
-                          **{f"correct_{ro}": np.concatenate(acc[s.label][ro]) if acc[s.label][ro] else None
+                          **{f"score_{ro}": np.concatenate(acc[s.label][ro]) if acc[s.label][ro] else None
                              for ro in ("classifier", "logits")}} for s in specs}
     rows = []
     for spec in specs:
@@ -211,8 +211,8 @@ def accuracy_run(bundle, data, corruption: str, severity: float, specs, batch_si
         wall = r["seconds_per_item"] * len(data)
         network = sum(clock.values())
         steps = next((spec.options[o] for o in STEP_OPTIONS if o in spec.options), None)
-        accuracy = {ro: float(r[f"correct_{ro}"].mean()) for ro in ("classifier", "logits")
-                    if r[f"correct_{ro}"] is not None}
+        accuracy = {ro: float(r[f"score_{ro}"].mean()) for ro in ("classifier", "logits")
+                    if r[f"score_{ro}"] is not None}
         rows.append({
             "label": spec.label, "method": spec.method, "steps": steps, "options": spec.options,
             "readouts": list(accuracy), "accuracy": accuracy, "calls": r["calls"], "passes": _passes(r["calls"]),

@@ -10,8 +10,9 @@ more, both chosen on validation.
 3. `test_specs` turns the picks into labelled `MethodSpec`s for the test run; `headline` computes the
    cost-matched comparison on test with its paired 95% interval and per-seed differences.
 
-Selection rule: the highest validation accuracy (over the readouts the method has); ties go to the cheaper
-configuration. The test split is read for the selected configurations only.
+Selection rule: the best validation score (over the readouts the method has; the highest accuracy, or the
+lowest WER: the metric's direction travels with it); ties go to the cheaper configuration. The test split is
+read for the selected configurations only.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 from ..methods import REFERENCE_METHODS, SIGNAL_NETS
 from ..engine import BASELINES, COUPLED
 from ..errors import CoupledError
+from .report import record_metric, scores_of
 from .runner import MethodSpec
-from .stats import paired_bootstrap
+from .stats import get_metric, paired_bootstrap
 
 
 def _label(method: str, options: dict) -> str:
@@ -92,29 +94,41 @@ def _by(records, corruption):
     return out
 
 
-def _accuracy(recs, readout) -> float | None:
-    vals = [r[f"correct_{readout}"] for r in recs]
-    return None if any(v is None for v in vals) else float(np.mean([np.mean(v) for v in vals]))
+def _score(recs, readout) -> float | None:
+    """The records' score of one readout (seeds averaged per item), None where a record lacks the readout."""
+    vals = [scores_of(r, readout) for r in recs]
+    return None if any(v is None for v in vals) else record_metric(recs[0]).value(np.stack(vals))
 
 
 def candidate_table(records) -> list[dict]:
-    """One entry per (corruption, candidate, readout): validation accuracy, measured seconds, calls."""
+    """One entry per (corruption, candidate, readout): validation score (`value`, its `metric`; accuracy
+    tables also keep it as `accuracy`), measured seconds, calls."""
     rows = []
     for corruption in dict.fromkeys(r["corruption"] for r in records):
         for label, recs in _by(records, corruption).items():
             for readout in ("logits", "classifier"):
-                acc = _accuracy(recs, readout)
-                if acc is None:
+                value = _score(recs, readout)
+                if value is None:
                     continue
+                metric = record_metric(recs[0]).name
                 rows.append({"corruption": corruption, "severity": recs[0]["severity"], "label": label,
                              "method": recs[0]["base_method"], "settings": recs[0]["settings"], "readout": readout,
-                             "accuracy": acc, "seconds_per_item": float(np.mean([r["seconds_per_item"] for r in recs])),
+                             "metric": metric, "value": value, **({"accuracy": value} if metric == "accuracy" else {}),
+                             "seconds_per_item": float(np.mean([r["seconds_per_item"] for r in recs])),
                              "calls": recs[0]["calls"], "seeds": [r["seed"] for r in recs]})
     return rows
 
 
+def row_value(r: dict) -> float:
+    """A candidate row's validation score (picks written before `value` existed hold `accuracy`)."""
+    return r["value"] if "value" in r else r["accuracy"]
+
+
 def _best(rows):
-    return max(rows, key=lambda r: (round(r["accuracy"], 6), -r["seconds_per_item"])) if rows else None
+    if not rows:
+        return None
+    metric = get_metric(rows[0].get("metric", "accuracy"))
+    return max(rows, key=lambda r: (round(metric.key(row_value(r)), 6), -r["seconds_per_item"]))
 
 
 def select(table: list[dict]) -> dict:
@@ -170,21 +184,23 @@ def headline(records, picks: dict, n_boot: int = 2000) -> list[dict]:
             b = sorted((r for r in at if r["method"] == base_label), key=lambda r: r["seed"])
             if not c or not b:
                 continue
-            cs = np.stack([r[f"correct_{cp['readout']}"] for r in c]).astype(float)
-            bro = p["baseline"]["readout"]
-            bs = np.stack([r[f"correct_{bro}"] for r in b]).astype(float)
-            delta, lo, hi = paired_bootstrap(cs, bs, n_boot=n_boot)
-            per_seed = [float(cs[i].mean() - bs[min(i, len(bs) - 1)].mean()) for i in range(len(cs))]
-            side = lambda rec, pick, acc: {"method": pick["method"], "label": rec[0]["method"], "readout": pick["readout"],  # noqa: E731
-                                           "settings": pick["settings"], "value": float(acc.mean()),
-                                           "seconds_per_item": float(np.mean([r["seconds_per_item"] for r in rec])),
-                                           "calls": rec[0]["calls"], "val_accuracy": pick["accuracy"],
-                                           "val_seconds_per_item": pick["seconds_per_item"]}
-            out.append({"corruption": corruption, "severity": severity, "level": c[0]["level"],
+            metric = record_metric(c[0])
+            cs = np.stack([scores_of(r, cp["readout"]) for r in c]).astype(float)
+            bs = np.stack([scores_of(r, p["baseline"]["readout"]) for r in b]).astype(float)
+            delta, lo, hi = paired_bootstrap(cs, bs, n_boot=n_boot, metric=metric)
+            per_seed = [metric.value(cs[i]) - metric.value(bs[min(i, len(bs) - 1)]) for i in range(len(cs))]
+            side = lambda rec, pick, sc: {"method": pick["method"], "label": rec[0]["method"], "readout": pick["readout"],  # noqa: E731
+                                          "settings": pick["settings"], "value": metric.value(sc),
+                                          "seconds_per_item": float(np.mean([r["seconds_per_item"] for r in rec])),
+                                          "calls": rec[0]["calls"], f"val_{metric.name}": row_value(pick),
+                                          "val_seconds_per_item": pick["seconds_per_item"]}
+            out.append({"corruption": corruption, "severity": severity, "level": c[0]["level"], "metric": metric.name,
                         "coupled": side(c, cp, cs), "baseline": side(b, p["baseline"], bs),
                         "delta": delta, "delta_ci95": [lo, hi], "per_seed_delta": per_seed,
                         "seeds_agree": all(d > 0 for d in per_seed) or all(d < 0 for d in per_seed),
-                        "above_zero": lo > 0})
+                        "above_zero": lo > 0,
+                        # coupling wins: the interval excludes zero on the metric's good side
+                        "coupled_better": lo > 0 if metric.higher_is_better else hi < 0})
     return out
 
 
@@ -207,20 +223,23 @@ def tuning_table(val: dict) -> str:
     coupled pick and the cost-matched baseline."""
     lines = []
     for corruption, p in val["picks"].items():
+        metric = get_metric(p["coupled"].get("metric", "accuracy"))
         lines += [f"**{corruption}** (validation, {val['n_items']} items, seed {val['seeds']})", "",
-                  "| method | readout | val accuracy | s/item | settings |", "|---|---|---:|---:|---|"]
-        for m, r in sorted(p["per_method"].items(), key=lambda kv: -kv[1]["accuracy"]):
-            lines.append(f"| {m} | {r['readout']} | {r['accuracy']:.3f} | {r['seconds_per_item']:.4f} | {_settings(r['settings'])} |")
+                  f"| method | readout | val {metric.name} | s/item | settings |", "|---|---|---:|---:|---|"]
+        for m, r in sorted(p["per_method"].items(), key=lambda kv: -metric.key(row_value(kv[1]))):
+            lines.append(f"| {m} | {r['readout']} | {row_value(r):.3f} | {r['seconds_per_item']:.4f} | {_settings(r['settings'])} |")
         c, b = p["coupled"], p["baseline"]
-        lines += ["", f"Coupled pick: {c['method']} ({c['readout']}) {c['accuracy']:.3f} at {c['seconds_per_item']:.4f} s/item; "
+        lines += ["", f"Coupled pick: {c['method']} ({c['readout']}) {row_value(c):.3f} at {c['seconds_per_item']:.4f} s/item; "
                       f"cost-matched baseline: " + ("none" if b is None else
-                      f"{b['method']} ({_settings(b['settings'])}) {b['accuracy']:.3f} at {b['seconds_per_item']:.4f} s/item") + ".", ""]
+                      f"{b['method']} ({_settings(b['settings'])}) {row_value(b):.3f} at {b['seconds_per_item']:.4f} s/item") + ".", ""]
     return "\n".join(lines)
 
 
 def headline_table(results: dict) -> str:
     """Markdown: the cost-matched headline of a test results dict."""
-    lines = ["| corruption | level | coupled pick (readout) | acc | s/item | cost-matched baseline | acc | s/item | Δ [95%] | per-seed Δ | above 0 |",
+    name = results.get("clean", {}).get("metric", "accuracy")
+    short = "acc" if name == "accuracy" else name.upper()
+    lines = [f"| corruption | level | coupled pick (readout) | {short} | s/item | cost-matched baseline | {short} | s/item | Δ [95%] | per-seed Δ | coupling better |",
              "|---|---|---|---:|---:|---|---:|---:|---|---|---|"]
     for h in results.get("headline", []):
         c, b = h["coupled"], h["baseline"]
@@ -228,7 +247,7 @@ def headline_table(results: dict) -> str:
         lines.append(f"| {h['corruption']} | {h['level']} | {c['method']} ({c['readout']}; {_settings(c['settings'])}) | {c['value']:.3f} | "
                      f"{c['seconds_per_item']:.4f} | {b['method']} ({_settings(b['settings'])}) | {b['value']:.3f} | {b['seconds_per_item']:.4f} | "
                      f"{h['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {', '.join(f'{d:+.3f}' for d in h['per_seed_delta'])} | "
-                     f"{'yes' if h['above_zero'] else 'no'} |")
+                     f"{'yes' if h.get('coupled_better', h['above_zero']) else 'no'} |")
     return "\n".join(lines)
 
 
@@ -239,21 +258,23 @@ def picks_table(results: dict, val: dict, level: str = "heavy") -> str:
              "|---|---|---|---:|---|---|---:|---|"]
     for corruption, p in val["picks"].items():
         rows = {(r["method"], r["readout"]): r for r in results["rows"] if r["corruption"] == corruption and r["level"] == level}
-        for m, pick in sorted(p["per_method"].items(), key=lambda kv: -rows.get((kv[0], kv[1]["readout"]), {"value": 0})["value"]):
+        metric = get_metric(p["coupled"].get("metric", "accuracy"))
+        for m, pick in sorted(p["per_method"].items(), key=lambda kv: -metric.key(rows.get((kv[0], kv[1]["readout"]), {"value": 0})["value"])):
             r = rows.get((m, pick["readout"]))
             if r is None:
                 continue
             d = "-" if r.get("delta_vs_sequential") is None or m == "sequential" else \
                 f"{r['delta_vs_sequential']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]"
             c = r["calls"]
-            lines.append(f"| {corruption} | {m} ({pick['readout']}) | {_settings(pick['settings'])} | {pick['accuracy']:.3f} | "
+            lines.append(f"| {corruption} | {m} ({pick['readout']}) | {_settings(pick['settings'])} | {row_value(pick):.3f} | "
                          f"{r['value']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {d} | {r['seconds_per_item']:.4f} | "
                          f"{c.get('signal_passes', c['signal'])}/{c.get('logits_passes', c['logits'])}/{c['classifier']} |")
     return "\n".join(lines)
 
 
 def _pareto(points):
-    """Indices of the points on the upper-left frontier (no other point is both cheaper and more accurate)."""
+    """Indices of the points on the upper-left frontier (no other point is both cheaper and better; the
+    points' second coordinate is a larger-is-better key)."""
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
     front, best = [], -1.0
     for i in order:
@@ -278,20 +299,22 @@ def plot_pareto(val: dict, results: dict, path):
     colour = {m: matplotlib.colormaps["tab20"](i % 20) for i, m in enumerate(methods)}
     handles = {}
     for ax, corruption in zip(axes, corruptions):
+        metric = get_metric(val["picks"][corruption]["coupled"].get("metric", "accuracy"))
         rows = {}
         for r in val["candidates"]:
-            if r["corruption"] == corruption and (r["label"] not in rows or r["accuracy"] > rows[r["label"]]["accuracy"]):
+            if r["corruption"] == corruption and (r["label"] not in rows or
+                                                  metric.key(row_value(r)) > metric.key(row_value(rows[r["label"]]))):
                 rows[r["label"]] = r
         rows = list(rows.values())
         for m in methods:
-            pts = [(r["seconds_per_item"], r["accuracy"]) for r in rows if r["method"] == m]
+            pts = [(r["seconds_per_item"], row_value(r)) for r in rows if r["method"] == m]
             if not pts:
                 continue
-            front = [pts[i] for i in _pareto(pts)]
+            front = [pts[i] for i in _pareto([(s, metric.key(v)) for s, v in pts])]
             ax.scatter(*zip(*pts), color=colour[m], s=14, alpha=0.6)
             handles[m] = ax.plot(*zip(*front), color=colour[m], lw=1.2, marker="o", ms=3)[0]
-        allpts = [(r["seconds_per_item"], r["accuracy"]) for r in rows]
-        front = [allpts[i] for i in _pareto(allpts)]
+        allpts = [(r["seconds_per_item"], row_value(r)) for r in rows]
+        front = [allpts[i] for i in _pareto([(s, metric.key(v)) for s, v in allpts])]
         handles["Pareto frontier (validation)"] = ax.plot(*zip(*front), color="k", lw=2, ls="--", alpha=0.7)[0]
         for h in results.get("headline", []):
             if h["corruption"] == corruption and h["level"] == "heavy":
@@ -299,7 +322,7 @@ def plot_pareto(val: dict, results: dict, path):
                     s = h[side]
                     handles[f"test: {side} pick"] = ax.plot([s["seconds_per_item"]], [s["value"]], mk, color=colour.get(s["method"], "k"),
                                                             ms=13, mec="k")[0]
-        ax.set(xscale="log", title=f"{corruption} (heavy)", xlabel="measured seconds per item (log)", ylabel="accuracy")
+        ax.set(xscale="log", title=f"{corruption} (heavy)", xlabel="measured seconds per item (log)", ylabel=metric.name)
         ax.grid(alpha=0.3, which="both")
     fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small")
     return _save(fig, path)

@@ -3,9 +3,14 @@
 A record is one (method, corruption, severity, sampling seed) run over the test items:
 
     {"method": str, "corruption": str, "severity": float, "level": "light" | "medium" | "heavy", "seed": int,
-     "correct_logits": bool [N] or None, "correct_classifier": bool [N], "psnr": [N] or None,
-     "ssim": [N] or None, "calls": {"signal": int, "logits": int, "classifier": int},
+     "metric": "accuracy" | "wer" | ...,  (default accuracy)
+     "score_logits": [N] (or [N, 2] for a ratio metric) or None, "score_classifier": the same,
+     "psnr": [N] or None, "ssim": [N] or None, "calls": {"signal": int, "logits": int, "classifier": int},
      "seconds_per_item": float}
+
+`correct_logits` / `correct_classifier` (bool [N]) are read as accuracy scores. The metric's direction travels
+with it: `delta_vs_sequential` is the raw difference (for WER, negative is better), and `gap_recovered`
+measures the way from noisy to clean in either direction.
 
 Every record of one (corruption, severity) must score the same items in the same order: the corrupted test
 set is generated once per (corruption, severity, seed), so comparisons between methods are paired.
@@ -25,7 +30,7 @@ from ..atomic import atomic_write_text
 from ..methods import REFERENCE_METHODS
 from ..engine import BASELINES, COUPLED
 from ..errors import CoupledError
-from .stats import bootstrap_ci, gap_recovered, paired_bootstrap
+from .stats import bootstrap_ci, gap_recovered, get_metric, paired_bootstrap
 
 __all__ = ["SCHEMA", "METHOD_ORDER", "READOUTS", "summarise", "write_results", "markdown_report", "plot_accuracy_vs_severity", "plot_examples"]
 
@@ -36,7 +41,7 @@ METHOD_ORDER = tuple(n for m in (*BASELINES, *COUPLED) for n in (m, *(r for r, e
 READOUTS = ("logits", "classifier")
 _CALLS = ("signal", "logits", "classifier")
 _PASSES = ("signal_passes", "logits_passes")  # network passes (a guided call runs two), where counted
-_RECORD_KEYS = ("method", "corruption", "severity", "level", "seed", "correct_logits", "correct_classifier", "calls", "seconds_per_item")
+_RECORD_KEYS = ("method", "corruption", "severity", "level", "seed", "score_logits", "score_classifier", "calls", "seconds_per_item")
 IMAGE_METRICS = ("psnr", "ssim")  # the signal metrics of records that name none (the image domain's)
 _METRIC_FORMAT = {"psnr": ".2f", "ssim": ".3f"}  # others: ".3g"
 
@@ -46,12 +51,24 @@ def _metric_head(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- summarise
+def scores_of(r: dict, readout: str):
+    """A record's per-item scores of one readout (`score_<readout>`, or the accuracy record's `correct_<readout>`)."""
+    return r.get(f"score_{readout}", r.get(f"correct_{readout}"))
+
+
+def record_metric(r: dict):
+    """The Metric a record's scores are in (accuracy when it names none)."""
+    return get_metric(r.get("metric", "accuracy"))
+
+
 def _check_record(i: int, r, signal_metrics=IMAGE_METRICS) -> None:
     if not isinstance(r, dict):
         raise CoupledError(f"record {i} must be a dict, got {type(r).__name__}; see coupled.evaluation.report for its keys")
+    if isinstance(r, dict):
+        r = {**{f"score_{ro}": scores_of(r, ro) for ro in READOUTS if f"score_{ro}" in r or f"correct_{ro}" in r}, **r}
     missing = [k for k in (*_RECORD_KEYS, *signal_metrics) if k not in r]
     if missing:
-        raise CoupledError(f"record {i} lacks keys {missing}; add them (use None for correct_logits, psnr, ssim a method does not produce)")
+        raise CoupledError(f"record {i} lacks keys {missing}; add them (use None for score_logits, psnr, ssim a method does not produce)")
     for k in ("method", "corruption", "level"):
         if not isinstance(r[k], str) or not r[k]:
             raise CoupledError(f"record {i} field '{k}' must be a non-empty string, got {r[k]!r}")
@@ -64,16 +81,17 @@ def _check_record(i: int, r, signal_metrics=IMAGE_METRICS) -> None:
         raise CoupledError(f"record {i} field 'calls' must be a dict with numeric keys {list(_CALLS)}, got {r['calls']!r}")
 
 
-def _stack(recs: list[dict], key: str, n: int, where: str) -> np.ndarray | None:
-    """Per-seed arrays of one field -> [S, N] float64, or None when no seed has it."""
-    vals = [r[key] for r in recs]
+def _stack(recs: list[dict], key: str, n: int, where: str, ratio: bool = False) -> np.ndarray | None:
+    """Per-seed arrays of one field -> [S, N] float64 ([S, N, 2] for a ratio metric's scores), or None when no
+    seed has it."""
+    vals = [scores_of(r, key[6:]) if key.startswith("score_") else r[key] for r in recs]
     if all(v is None for v in vals):
         return None
     if any(v is None for v in vals):
         raise CoupledError(f"'{key}' is None for some seeds of {where} but not others; give it for every seed or for none")
     arrs = [np.asarray(v, dtype=np.float64) for v in vals]
-    if any(a.shape != (n,) for a in arrs):
-        raise CoupledError(f"'{key}' of {where} must be 1-D with {n} items like every record of that corruption and severity, got shapes {[a.shape for a in arrs]}; score the same test items")
+    if any(a.shape != ((n, 2) if ratio else (n,)) for a in arrs):
+        raise CoupledError(f"'{key}' of {where} must have {n} items ({'[N, 2] pairs' if ratio else '1-D'}) like every record of that corruption and severity, got shapes {[a.shape for a in arrs]}; score the same test items")
     return np.stack(arrs)
 
 
@@ -83,8 +101,8 @@ def _item_count(by_method: dict[str, list[dict]]) -> int:
     for recs in by_method.values():
         for r in recs:
             for ro in READOUTS:
-                if r[f"correct_{ro}"] is not None:
-                    return len(np.asarray(r[f"correct_{ro}"]).reshape(-1))
+                if scores_of(r, ro) is not None:
+                    return len(np.asarray(scores_of(r, ro)))
     return 0
 
 
@@ -105,8 +123,8 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
               signal_metrics=IMAGE_METRICS) -> dict:
     """Build the `results.json` dict (method.md section 6) from per-seed `records` (see the module docstring).
 
-    `domain`, `dataset`, `split`: names stored at the top; `clean_accuracy`: the classifier's accuracy on
-    clean test items; `n_boot`, `seed`: bootstrap resamples and their seed (deterministic output);
+    `domain`, `dataset`, `split`: names stored at the top; `clean_accuracy`: the classifier's score on
+    clean test items, in the records' metric (accuracy, or e.g. WER); `n_boot`, `seed`: bootstrap resamples and their seed (deterministic output);
     `extra`: settings stored under "settings"; `signal_metrics`: the names of the records' per-item signal
     metrics (the domain's; PSNR and SSIM for images), each row's mean of them. One row per (method, corruption, severity, readout): readout
     "logits" where `correct_logits` is given, "classifier" always. `value` is the mean over seeds and items,
@@ -116,8 +134,13 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
     """
     if not isinstance(records, (list, tuple)) or not records:
         raise CoupledError("records must be a non-empty list of per-seed result dicts; run at least one method")
-    if isinstance(clean_accuracy, bool) or not isinstance(clean_accuracy, numbers.Real) or not 0 <= clean_accuracy <= 1:
-        raise CoupledError(f"clean_accuracy must be a number in [0, 1], got {clean_accuracy!r}")
+    metrics = {record_metric(r).name for r in records if isinstance(r, dict)}
+    if len(metrics) > 1:
+        raise CoupledError(f"records mix metrics {sorted(metrics)}; summarise one task's records at a time")
+    metric = get_metric(metrics.pop() if metrics else "accuracy")
+    top = 1 if metric.name == "accuracy" else math.inf
+    if isinstance(clean_accuracy, bool) or not isinstance(clean_accuracy, numbers.Real) or not 0 <= clean_accuracy <= top:
+        raise CoupledError(f"clean_accuracy must be a number in [0, {top:g}] (the clean {metric.name}), got {clean_accuracy!r}")
     for k, v in (("domain", domain), ("dataset", dataset), ("split", split)):
         if not isinstance(v, str) or not v:
             raise CoupledError(f"{k} must be a non-empty string, got {v!r}")
@@ -144,28 +167,28 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
         for m, recs in by_method.items():
             recs.sort(key=lambda r: int(r["seed"]))
             where = f"method '{m}' at {corruption} {severity:g}"
-            scores[m] = {ro: _stack(recs, f"correct_{ro}", n, where) for ro in READOUTS}
+            scores[m] = {ro: _stack(recs, f"score_{ro}", n, where, metric.ratio) for ro in READOUTS}
             scores[m].update({q: _stack(recs, q, n, where) for q in signal_metrics})
             if scores[m]["classifier"] is None and scores[m]["logits"] is None:
-                raise CoupledError(f"both 'correct_classifier' and 'correct_logits' are None for {where}; give at least one readout")
+                raise CoupledError(f"both 'score_classifier' and 'score_logits' are None for {where}; give at least one readout")
             if len({r["level"] for r in recs}) > 1:
                 raise CoupledError(f"seeds of {where} disagree on its level {sorted({r['level'] for r in recs})}; use one level name per severity")
         seq = scores.get("sequential", {}).get("classifier")
-        noisy_acc = float(scores["noisy"]["classifier"].mean()) if "noisy" in scores else None
+        noisy_acc = metric.value(scores["noisy"]["classifier"]) if "noisy" in scores else None
         for m in sorted(by_method, key=_method_key(seen_method)):
             recs, s = by_method[m], scores[m]
             for readout in READOUTS:
                 if s[readout] is None:
                     continue
-                value = float(s[readout].mean())
-                delta = paired_bootstrap(s[readout], seq, n_boot=n_boot, seed=seed) if seq is not None else None
+                value = metric.value(s[readout])
+                delta = paired_bootstrap(s[readout], seq, n_boot=n_boot, seed=seed, metric=metric) if seq is not None else None
                 gap = gap_recovered(value, noisy_acc, clean_accuracy) if noisy_acc is not None else None
                 rows.append({
                     "method": m, **({"base_method": recs[0]["base_method"], "settings": recs[0].get("settings", {})}
                                     if recs[0].get("base_method", m) != m or recs[0].get("settings") else {}),
                     "corruption": corruption, "severity": severity, "level": recs[0]["level"],
-                    "metric": "accuracy", "readout": readout, "value": value,
-                    "ci95": list(bootstrap_ci(s[readout], n_boot=n_boot, seed=seed)),
+                    "metric": metric.name, "readout": readout, "value": value,
+                    "ci95": list(bootstrap_ci(s[readout], n_boot=n_boot, seed=seed, metric=metric)),
                     "delta_vs_sequential": None if delta is None else delta[0],
                     "delta_ci95": None if delta is None else list(delta[1:]),
                     "calls": {k: _num(np.mean([r["calls"][k] for r in recs])) for k in (*_CALLS, *_PASSES)
@@ -176,7 +199,7 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
                     "gap_recovered": _finite(gap),
                 })
     results = {"schema": SCHEMA, "domain": domain, "dataset": dataset, "split": split,
-               "clean": {"metric": "accuracy", "value": float(clean_accuracy)}, "rows": rows}
+               "clean": {"metric": metric.name, "value": float(clean_accuracy)}, "rows": rows}
     if tuple(signal_metrics) != IMAGE_METRICS:  # image results keep their shape of before the domain registry
         results["signal_metrics"] = list(signal_metrics)
     if extra is not None:
@@ -243,7 +266,9 @@ def markdown_report(results: dict) -> str:
     rows = _check_results(results)
     metrics = tuple(results.get("signal_metrics", IMAGE_METRICS))
     title = " / ".join(str(results.get(k, "?")) for k in ("domain", "dataset", "split"))
-    out = [f"# Results: {title}", "", f"Clean accuracy: {results['clean']['value']:.3f}", ""]
+    metric = get_metric(results["clean"].get("metric", "accuracy"))
+    short = "acc" if metric.name == "accuracy" else metric.name.upper()
+    out = [f"# Results: {title}", "", f"Clean {metric.name}: {results['clean']['value']:.3f}", ""]
     if not rows:
         out += ["No result rows.", ""]
     for corruption in _ordered(rows, "corruption"):
@@ -254,7 +279,7 @@ def markdown_report(results: dict) -> str:
         heavy = [r for r in rs if r["severity"] == sevs[-1]]
         header = ["method", "readout"]
         for s in sevs:
-            header += [f"acc {s:g} ({level[s]})", f"Δ vs sequential {s:g} [95%]"]
+            header += [f"{short} {s:g} ({level[s]})", f"Δ vs sequential {s:g} [95%]"]
         header += [*map(_metric_head, metrics), "calls s/l/c", "s/item"]
         body = []
         for m, ro in _series(rs):
@@ -268,7 +293,8 @@ def markdown_report(results: dict) -> str:
             body.append(cells)
         seeds = sorted({s for r in heavy for s in r["seeds"]})
         out += [f"## {corruption}", "",
-                f"{heavy[0]['n_items']} items, seeds {seeds}. Accuracy ± half-width of its 95% bootstrap interval; "
+                f"{heavy[0]['n_items']} items, seeds {seeds}. {metric.name.capitalize()} "
+                f"({'higher' if metric.higher_is_better else 'lower'} is better) ± half-width of its 95% bootstrap interval; "
                 f"Δ is the paired difference to sequential (classifier readout). {', '.join(map(_metric_head, metrics))}{', ' if metrics else ''}calls (signal/logits/classifier) "
                 f"and seconds per item at severity {sevs[-1]:g} ({level[sevs[-1]]}).", "", _table(header, body), ""]
     if results.get("settings"):
@@ -340,7 +366,7 @@ def plot_accuracy_vs_severity(results: dict, path) -> Path:
         ax.set(title=corruption, xlabel="severity", xticks=sevs)
         ax.grid(alpha=0.3)
     for ax in grid[:, 0]:
-        ax.set_ylabel("accuracy")
+        ax.set_ylabel(results["clean"].get("metric", "accuracy"))
     fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small", title="method (readout)")
     return _save(fig, path)
 

@@ -50,23 +50,48 @@ def _readouts(method: str) -> tuple[str, ...]:
     return ("classifier",) if method in DETERMINISTIC else readouts(method)
 
 
+def _batch(signals, lengths, i: int, n: int):
+    """Items i .. i + n of a split, trimmed to the longest valid length among them (with their lengths)."""
+    if lengths is None:
+        return signals[i:i + n], None
+    lens = lengths[i:i + n]
+    return signals[i:i + n, ..., : int(lens.max())], lens
+
+
+def _item_metrics(metrics: dict, x: torch.Tensor, ref: torch.Tensor, lens) -> dict:
+    """Per-item signal metrics of estimates `x` against `ref`; each item over its own length when given."""
+    if lens is None:
+        return {k: fn(x, ref).numpy() for k, fn in metrics.items()}
+    out = {k: [] for k in metrics}
+    for j, n in enumerate(lens.tolist()):
+        for k, fn in metrics.items():
+            out[k].append(np.asarray(fn(x[j:j + 1, ..., :n], ref[j:j + 1, ..., :n])).reshape(-1))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
 @torch.no_grad()
-def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch.Tensor, specs, seed: int,
-              batch_size: int, device, keep_x_hat: bool = False) -> dict:
+def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs, seed: int,
+              batch_size: int, device, keep_x_hat: bool = False, lengths=None, task=None) -> dict:
     """Every spec over a whole (already degraded) split under one sampling seed, interleaved batch by batch.
 
-    Returns {label: per-item outcomes, calls per item and measured seconds per item}.
+    `labels`: int64 [N] class indices or a list of N answers (transcripts); `lengths` [N]: valid extents of a
+    zero-padded split (each batch is trimmed to its longest item and run with per-item lengths, so an item's
+    result does not depend on its batch); `task`: what the labels are (the domain's `task_metric` and
+    `item_scores` score the answers). Returns {label: per-item scores per readout (`score_logits`,
+    `score_classifier`: [N], or [N, 2] for a ratio metric), answers, signal metrics, calls per item and
+    measured seconds per item}.
     """
     if not specs:
         return {}
     prepared = {s.label: bundle.prepare(s.method, s.options) for s in specs}
     domain = get_domain(getattr(bundle, "domain", None))
     metrics = domain.signal_metrics  # per-item quality of x_hat
-    out = {s.label: {"correct_logits": [], "pred": [], **{k: [] for k in metrics}, "x_hat": [], "calls": None,
+    out = {s.label: {"score_logits": [], "pred": [], **{k: [] for k in metrics}, "x_hat": [], "calls": None,
                      "seconds": 0.0} for s in specs}
     for b, i in enumerate(range(0, len(degraded), batch_size)):
-        d = degraded[i:i + batch_size].to(device)
-        y = labels[i:i + batch_size]
+        d, lens = _batch(degraded, lengths, i, batch_size)
+        d = d.to(device)
+        y = labels[i:i + len(d)]
         seeds = item_seeds(seed, i, len(d))
         order = specs[b % len(specs):] + specs[:b % len(specs)]  # rotate, so no method always runs first
         for spec in order:
@@ -75,34 +100,46 @@ def run_specs(bundle, clean: torch.Tensor, labels: torch.Tensor, degraded: torch
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             started = time.perf_counter()
-            res = run_method(method, coupling, d, item_generators(seeds), **options)
+            res = run_method(method, coupling, d, item_generators(seeds), lengths=None if lens is None else lens.to(device),
+                             **options)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             o["seconds"] += time.perf_counter() - started
-            o["pred"].append(domain.readout(res.classifier_logits).cpu().numpy())  # the domain's answers
+            answers = domain.readout(res.classifier_logits.cpu(), _cpu(res.frame_lengths))  # the domain's answers
+            o["pred"].extend(answers.tolist() if torch.is_tensor(answers) else answers)
             if res.y_hat is not None:
-                o["correct_logits"].append((domain.readout(res.y_hat).cpu() == y).numpy())
+                o["score_logits"].append(domain.item_scores(task, y, domain.readout(res.y_hat.cpu(), _cpu(res.frame_lengths))))
             if res.x_hat is not None:
                 x = res.x_hat.cpu()
-                for k, metric in metrics.items():
-                    o[k].append(metric(x, clean[i:i + batch_size]).numpy())
+                ref, _ = _batch(clean, lengths, i, batch_size)
+                for k, v in _item_metrics(metrics, x, ref, lens).items():
+                    o[k].append(v)
                 if keep_x_hat:
-                    o["x_hat"].append(x)
+                    o["x_hat"].append(x if lens is None else list(x))
             o["calls"] = dict(res.calls)  # per item: one batched call of a network serves every item once
     results = {}
     for spec in specs:
         o = out[spec.label]
         cat = lambda k: np.concatenate(o[k]) if o[k] else None  # noqa: E731
-        pred = cat("pred")
+        pred = np.asarray(o["pred"])
         ro = _readouts(spec.method)
+        if lengths is None:
+            x_hat = torch.cat(o["x_hat"]) if o["x_hat"] else None
+        else:
+            x_hat = [item for part in o["x_hat"] for item in part] or None
         results[spec.label] = {
-            "correct_logits": cat("correct_logits") if "logits" in ro else None,
-            "correct_classifier": pred == labels.numpy() if "classifier" in ro else None,
+            "score_logits": cat("score_logits") if "logits" in ro else None,
+            "score_classifier": domain.item_scores(task, labels, pred) if "classifier" in ro else None,
+            "metric": domain.task_metric(task),
             "pred": pred, **{k: cat(k) for k in metrics}, "calls": o["calls"],
             "seconds_per_item": o["seconds"] / len(degraded),
-            "x_hat": torch.cat(o["x_hat"]) if o["x_hat"] else None,
+            "x_hat": x_hat,
         }
     return results
+
+
+def _cpu(t):
+    return None if t is None else t.cpu()
 
 
 def specs_from_methods(methods, method_options: dict | None = None) -> list[MethodSpec]:
@@ -134,11 +171,12 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
     for name, level, sev, seed in bar:
         bar.set_postfix_str(f"{name}/{level} seed {seed}")
         if key != (name, level):
-            key, degraded = (name, level), domain.corrupt_set(data.signals, name, sev, corruption_seed)
+            key, degraded = (name, level), domain.corrupt_set(data.signals, name, sev, corruption_seed,
+                                                              lengths=data.lengths)
         first = seed == seeds_for_level(level)[0]
         todo = [s for s in specs if first or s.method not in DETERMINISTIC]
         outcomes = run_specs(bundle, data.signals, data.labels, degraded, todo, seed, batch_size, device,
-                             keep_x_hat=first and level == "heavy")
+                             keep_x_hat=first and level == "heavy", lengths=data.lengths, task=data.task)
         if first and level == "heavy":
             examples += _example_rows(name, sev, data, degraded, outcomes, {s.label: s.method for s in todo}, n_examples,
                                       domain.example_panel)
@@ -165,11 +203,12 @@ def _example_rows(name, sev, data, degraded, outcomes, methods: dict, n, panel):
     if len(idx) > n:  # evenly spread over the split (stored class by class), not the first n items
         idx = idx[np.linspace(0, len(idx) - 1, n).round().astype(int)]
     for i in idx:
-        label = int(data.labels[i])
-        panels = [(f"clean ({label})", panel(data.signals[i])), (f"{name} {sev:g}", panel(degraded[i]))]
+        label = data.labels[i].item() if torch.is_tensor(data.labels) else data.labels[i]
+        n_i = None if data.lengths is None else int(data.lengths[i])
+        panels = [(f"clean ({label})", panel(data.signals[i, ..., :n_i])), (f"{name} {sev:g}", panel(degraded[i, ..., :n_i]))]
         for m in ("sequential", *coupled):
             if outcomes[m]["x_hat"] is not None:
-                pred = int(outcomes[m]["pred"][i])
-                panels.append((f"{m}: {pred}{'' if pred == label else ' (wrong)'}", panel(outcomes[m]["x_hat"][i])))
+                pred = outcomes[m]["pred"][i].item()
+                panels.append((f"{m}: {pred}{'' if pred == label else ' (wrong)'}", panel(outcomes[m]["x_hat"][i][..., :n_i])))
         rows.append({"title": f"item {i}, label {label}", "panels": panels})
     return rows

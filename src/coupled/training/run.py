@@ -247,7 +247,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
     for stage in stages:
         if stage == "classifier" and user is not None:
             summaries.append({"stage": "classifier", "skipped": True, "frozen": user.factory,
-                              **{f"{split}_accuracy": domain_of(cfg).clean_accuracy(user.net, splits[split])
+                              **{f"{split}_accuracy": domain_of(cfg).clean_score(user.net, splits[split])
                                  for split in ("val", "test")}})
             continue
         done_marker = output / "train_state" / f"{stage}.done.json"
@@ -265,8 +265,8 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         if summary["rank"] != 0:
             continue
         if stage == "classifier":
-            summary["val_accuracy"] = domain_of(cfg).clean_accuracy(setup.nets["classifier"], splits["val"])
-            summary["test_accuracy"] = domain_of(cfg).clean_accuracy(setup.nets["classifier"], splits["test"])
+            summary["val_accuracy"] = domain_of(cfg).clean_score(setup.nets["classifier"], splits["val"])
+            summary["test_accuracy"] = domain_of(cfg).clean_score(setup.nets["classifier"], splits["test"])
         if stage == "joint":
             write_pipeline(cfg, output)
         summary["wall_seconds"] = round(time.time() - started, 1)

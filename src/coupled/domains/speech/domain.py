@@ -98,17 +98,21 @@ class SpeechDomain(Domain):
 
         return greedy_decode(logits, lengths)
 
-    def task_score(self, task: str, refs: list[str], hyps: list[str]) -> float:
-        """digits: corpus-level WER (lower is better); keywords: accuracy."""
-        from .metrics import keyword_accuracy, wer
+    def item_scores(self, task: str, refs: list[str], hyps: list[str]):
+        """digits: per-utterance (edits, reference words) [N, 2], whose ratio of sums is the corpus WER (lower
+        is better); keywords: 1.0 per exactly recognised word (accuracy)."""
+        from .metrics import keyword_hits, word_errors
 
-        scores = {"digits": wer, "keywords": keyword_accuracy}
+        scores = {"digits": word_errors, "keywords": keyword_hits}
         if task not in scores:
             raise CoupledError(f"unknown speech task '{task}'; valid: {', '.join(scores)}")
-        return scores[task](refs, hyps)
+        return scores[task](list(refs), list(hyps))
 
     def task_metric(self, task: str) -> str:
-        return {"digits": "wer", "keywords": "accuracy"}[task]
+        metrics = {"digits": "wer", "keywords": "accuracy"}
+        if task not in metrics:
+            raise CoupledError(f"unknown speech task '{task}'; valid: {', '.join(metrics)}")
+        return metrics[task]
 
     # ---- user input
     def read_input(self, path):

@@ -66,6 +66,23 @@ def wer(refs: list[str], hyps: list[str], backend: str = "auto") -> float:
     return sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps)) / n_words
 
 
+def word_errors(refs: list[str], hyps: list[str]) -> np.ndarray:
+    """Per-utterance (edits, reference words) [N, 2] after `normalise_text`: their column sums' ratio is the
+    corpus WER (what a ratio bootstrap resamples)."""
+    if len(refs) != len(hyps):
+        raise CoupledError(f"WER needs as many hypotheses as references, got {len(hyps)} and {len(refs)}")
+    out = np.zeros((len(refs), 2))
+    for i, (r, h) in enumerate(zip(refs, hyps)):
+        r, h = normalise_text(r).split(), normalise_text(h).split()
+        out[i] = edit_distance(r, h), len(r)
+    return out
+
+
+def keyword_hits(refs: list[str], hyps: list[str]) -> np.ndarray:
+    """Per-utterance 1.0 where the normalised transcript is exactly the reference word, else 0.0."""
+    return np.array([float(normalise_text(r) == normalise_text(h)) for r, h in zip(refs, hyps)])
+
+
 def keyword_accuracy(refs: list[str], hyps: list[str]) -> float:
     """Fraction of utterances whose normalised transcript is exactly the reference word."""
     if not refs:
