@@ -224,6 +224,16 @@ def test_signal_unet_padding_invariance(kind):
             assert _max_abs(batched[b, ..., n:]) == 0.0
 
 
+def test_the_stft_unet_folds_adjacent_bins_into_channels():
+    net = SpeechSignalUNet(signal_unet_config(REPS["stft"], "tiny"))
+    assert (net.cfg.freq_patch, net.cfg.bins) == (4, 256)
+    x = torch.randn(2, 4, 256, 9)
+    folded = net._fold(x)
+    assert folded.shape == (2, 16, 64, 9)
+    torch.testing.assert_close(folded[:, 1 * 4 + 3, 10], x[:, 1, 4 * 10 + 3], atol=0, rtol=0)  # channel 1, bin 43
+    torch.testing.assert_close(net._unfold(folded), x, atol=0, rtol=0)
+
+
 def test_signal_unet_gradients_ignore_padding():
     rep = REPS["mel"]
     torch.manual_seed(0)

@@ -74,7 +74,8 @@ def centred_stft(wave: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor)
     return torch.stft(wave, n_fft, hop, window=window, center=False, return_complex=True)
 
 
-def centred_istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def centred_istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor,
+                  lengths: torch.Tensor) -> torch.Tensor:
     """The inverse of `centred_stft`: waveforms [B, max(lengths)] from a complex STFT [B, F, T].
 
     Overlap-add of the windowed inverse FFTs divided by the summed squared window of the item's own frames

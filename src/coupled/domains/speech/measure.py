@@ -6,7 +6,8 @@ prints (1) the mean and standard deviation of each representation over training 
 white noise at 10 and 0 dB (valid frames only, silence included), and (2) the time of one forward pass of
 each signal U-Net preset and of the logit net on one 2-second utterance on one CPU thread (batch 1, no
 gradient, median of `repeats` runs), beside a reference 3x3 convolution (32 channels, 64 x 251) timed in the
-same run, so a figure taken on a busy machine can be scaled to an idle one.
+same run, interleaved with each network's runs (a figure taken on a busy machine scales to an idle one by
+the ratio of the reference convolution's times).
 """
 
 from __future__ import annotations
@@ -45,16 +46,44 @@ def representation_statistics(root, items: int = 400, seed: int = 0, snrs=(10.0,
     return rows
 
 
-def _median_ms(fn, repeats: int) -> float:
+def multiply_adds(net: torch.nn.Module, *args, **kwargs) -> int:
+    """Multiply-adds of the convolutions and linear layers in one `net(*args, **kwargs)` call (a machine-independent
+    cost: the rest, norms and activations, is memory traffic)."""
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, torch.nn.Linear):
+            total += output.numel() * module.in_features
+        else:  # a convolution: each output value costs in_channels / groups x kernel size
+            total += output.numel() * module.weight[0].numel()
+
+    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            net(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def _interleaved_ms(fn, reference, repeats: int) -> tuple[float, float]:
+    """Median ms of `fn` and of `reference`, run alternately, so both see the same load on a shared machine."""
     with torch.no_grad():
         for _ in range(2):
             fn()
-        times = []
+            reference()
+        a, b = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+            t1 = time.perf_counter()
+            reference()
+            a.append(t1 - t0)
+            b.append(time.perf_counter() - t1)
+    return 1e3 * statistics.median(a), 1e3 * statistics.median(b)
 
 
 def network_costs(seconds: float = 2.0, repeats: int = 20) -> list[dict]:
@@ -78,15 +107,17 @@ def network_costs(seconds: float = 2.0, repeats: int = 20) -> list[dict]:
         for size in SIGNAL_UNET_PRESETS:
             cfg = signal_unet_config(rep, size)
             net = SpeechSignalUNet(cfg).eval()
-            ms = _median_ms(lambda: net(x, t, x, logits=logits), repeats)
+            ms, ref = _interleaved_ms(lambda: net(x, t, x, logits=logits), lambda: conv(probe), repeats)
             rows.append({"network": "signal_unet", "representation": rep.kind, "size": size,
                          "channels": list(cfg.channels), "parameters": count_parameters(net), "ms": ms,
-                         "reference_conv_ms": _median_ms(lambda: conv(probe), repeats)})
+                         "gmacs": multiply_adds(net, x, t, x, logits=logits) / 1e9,
+                         "reference_conv_ms": ref})
         net = SpeechLogitNet(logit_net_config(rep)).eval()
-        ms = _median_ms(lambda: net(logits, t, logits, signal=x), repeats)
+        ms, ref = _interleaved_ms(lambda: net(logits, t, logits, signal=x), lambda: conv(probe), repeats)
         rows.append({"network": "logit_net", "representation": rep.kind, "size": "default",
                      "parameters": count_parameters(net), "ms": ms,
-                     "reference_conv_ms": _median_ms(lambda: conv(probe), repeats)})
+                     "gmacs": multiply_adds(net, logits, t, logits, signal=x) / 1e9,
+                     "reference_conv_ms": ref})
     return rows
 
 
@@ -107,7 +138,8 @@ def main(argv=None) -> None:
                   f"|max| {r['abs_max']:.2f}  ({r['seconds']:.0f} s of audio)")
     for r in network_costs(repeats=args.repeats):
         print(f"{r['network']:11s} {r['representation']:5s} {r['size']:7s} {r.get('channels', '')!s:15s} "
-              f"{r['parameters']:>9,d} parameters  {r['ms']:6.1f} ms  (reference conv {r['reference_conv_ms']:.2f} ms)")
+              f"{r['parameters']:>9,d} parameters  {r['gmacs']:.2f} GMAC  {r['ms']:6.1f} ms  "
+              f"(reference conv {r['reference_conv_ms']:.2f} ms)")
 
 
 if __name__ == "__main__":

@@ -33,8 +33,28 @@ embeddings over each middle-level frame's window (its time stride is 4: 32 ms fo
 logit frame for the mel); the logit net averages signal features over the signal frames that map to each
 logit frame.
 
-**Cost** (one forward pass on one 2 s utterance, batch 1, one CPU thread of the 2-core machine, median of
-runs, `python -m coupled.domains.speech.measure`): see `SIGNAL_UNET_PRESETS` and the table there.
+**Cost** of one forward pass on one 2 s utterance (STFT 256 x 251, mel 64 x 201, logits 51 x 22), batch 1,
+one thread of the 2-core machine, no gradient, median of 30 runs (`python -m coupled.domains.speech.measure
+--corpus none --repeats 30`, run twice while other developers' jobs kept the load near 4: the reference
+3x3 convolution timed in between took 2.1-3.2 ms, against 1.8 ms on an idle core, so idle figures are about
+15-30% lower). Multiply-adds count the convolutions and linear layers.
+
+| network (`signal_unet_config(rep, size)`) | channels | parameters (STFT / mel) | GMAC (STFT / mel) | ms (STFT / mel) |
+|---|---|---|---|---|
+| U-Net tiny | 16, 32, 64 | 466 k / 463 k | 0.59 / 0.43 | 23-35 / 26 |
+| **U-Net small (default)** | 24, 48, 96 | 967 k / 962 k | 1.28 / 0.97 | 41-57 / 47-50 |
+| U-Net base | 32, 64, 128 | 1.66 M / 1.65 M | 2.23 / 1.72 | 59-86 / 70-71 |
+| logit net (default, with signal features) | hidden 128 | 626 k / 626 k | 0.09 / 0.04 | 11-12 / 7-9 |
+
+Why "small" is the default: about 1 M parameters at about 45 ms per 2 s of audio, i.e. about 22 ms per second.
+The 480 test digit strings are 629 s of audio (mean 1.3 s), so one U-Net call over all of them costs about
+14 s of one core, and a 20-step signal trajectory about 5 minutes per method and seed: hundreds of utterances
+x many methods x 3 seeds within 2 hours on 2 cores leaves room for tens of calls per item, not hundreds.
+"tiny" halves the cost for the strategies that pay most calls (nested); "base" is the capacity step up.
+Both representations run the U-Net on a 64 x T grid (the STFT's bins folded 4 to a channel), so the mel's
+saving is its 20% fewer frames and, more, needing no resynthesis before the recogniser
+(`CTCRecogniser.forward_features`). Cost grows linearly with the utterance's length. The logit net's time is
+mostly per-layer overhead at 51 frames (its dilated 1-D convolutions take PyTorch's slow dilated path).
 """
 
 from __future__ import annotations
@@ -202,8 +222,8 @@ class SpeechLogitNetConfig(JSONConfig):
             raise CoupledError(f"SpeechLogitNetConfig.dropout must be in [0, 1), got {self.dropout}")
 
 
-# Widths chosen for the CPU budget (module docstring, `python -m coupled.domains.speech.measure`): "small" is
-# the default; "tiny" halves the cost for step-hungry strategies (nested); "base" is the capacity step up.
+# Widths chosen for the CPU budget (the module docstring's table): "small" is the default (about 1 M parameters,
+# 45 ms per 2 s); "tiny" halves the cost for step-hungry strategies (nested); "base" is the capacity step up.
 SIGNAL_UNET_PRESETS = {
     "tiny": {"channels": (16, 32, 64)},
     "small": {"channels": (24, 48, 96)},
