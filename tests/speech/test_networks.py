@@ -11,8 +11,9 @@ from coupled.domains.speech.networks import (SIGNAL_UNET_PRESETS, SpeechLogitNet
                                              SpeechSignalUNet, SpeechSignalUNetConfig, align_logits, count_parameters,
                                              logit_frame_index, logit_net_config, signal_unet_config)
 from coupled.domains.speech.recogniser import CTCRecogniser, RecogniserConfig, collate
-from coupled.domains.speech.representation import (CompressedSTFT, LogMel, representation_from_dict,
-                                                   representation_to_dict)
+from coupled.domains.speech.representation import (CompressedSTFT, LogMel, RecogniserOnRepresentation,
+                                                   representation_from_dict, representation_to_dict)
+from coupled.engine.classifier import FrozenClassifier
 from coupled.errors import CoupledError
 
 REPS = {"stft": CompressedSTFT(), "mel": LogMel()}
@@ -115,6 +116,30 @@ def test_log_mel_resynthesis_applies_a_known_gain():
     assert _rel_err(loud, rep.max_gain * x) < 1e-4
     # a gain of 1 in every band is exactly 1 in every bin
     torch.testing.assert_close(mel_to_linear(fb).sum(1), torch.ones(fb.shape[1]))
+
+
+@pytest.mark.parametrize("kind", ["stft", "mel"])
+def test_the_recogniser_reads_a_representation_as_it_hears_the_audio(kind):
+    """RecogniserOnRepresentation is f for the engine when the signals are representations with frame lengths."""
+    torch.manual_seed(0)
+    m = CTCRecogniser(RecogniserConfig(channels=16, dilations=(1, 2))).eval()
+    rep = REPS[kind]
+    f = RecogniserOnRepresentation(m, rep)
+    x, n = _signals([16000, 5000, 9999])
+    r, frames = rep.analyse(x, n)
+    with torch.no_grad():
+        logits = f(r, frames)
+    valid = FrozenClassifier(f).frame_lengths(frames, logits.shape[1])
+    assert valid.tolist() == f.output_lengths(frames).tolist()
+    for b in range(3):
+        # the mel is read as is; the STFT is heard as its resynthesis, hop * (T - 1) samples long
+        heard = int(n[b]) if kind == "mel" else int(f.samples(frames[b]))
+        with torch.no_grad():
+            alone = m(x[b:b + 1, :heard])
+        assert alone.shape[1] == valid[b]
+        torch.testing.assert_close(logits[b, : valid[b]], alone[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(CoupledError, match="not the recogniser's front end; use LogMel.for_recogniser"):
+        RecogniserOnRepresentation(m, LogMel(n_mels=40))
 
 
 def test_representation_configs_round_trip_through_json():

@@ -67,7 +67,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import CoupledError
-from ..image.networks import count_parameters, timestep_embedding
 from .corpus import JSONConfig
 from .frontend import valid_mask
 
@@ -254,6 +253,21 @@ def logit_net_config(representation=None, **options) -> SpeechLogitNetConfig:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+# count_parameters and timestep_embedding are the image domain's (coupled.domains.image.networks) too: no domain
+# imports another (tests/test_layering.py), and neither has a shared home below the domains yet.
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters of `module` (only those with requires_grad when `trainable_only`)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
+    """Sinusoidal embedding [B, dim] of times `t` [B] (transformer / DDPM style, after multiplying by `scale`)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (t.float() * scale)[:, None] * freqs[None]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
 
 def _times(t, batch: int, device) -> torch.Tensor:

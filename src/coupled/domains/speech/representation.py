@@ -31,6 +31,10 @@ unbounded, so the signal denoiser's estimate must not be clipped (`Denoiser(clip
   adding (x_hat + a (d - x_hat)) does. A band's gain is only as precise as its float32 log: far below the
   floor (energy under 1e-4 x floor, about 70 dB under the utterance's power) it carries round-off of 1% or
   more, where it cannot be heard.
+
+`RecogniserOnRepresentation(recogniser, representation)` is the frozen recogniser as the engine's classifier
+of representations: `forward(x [B, C, F, T], lengths=frames)` and `output_lengths(frames)`, the contract of
+`engine.FrozenClassifier` for padded batches.
 """
 
 from __future__ import annotations
@@ -39,14 +43,17 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from ...errors import CoupledError
 from .audio import SAMPLE_RATE
 from .corpus import JSONConfig
 from .frontend import (centred_istft, centred_stft, frame_count, full_lengths, mel_filterbank, mel_power,
                        mel_to_linear, rms_normalise, valid_mask)
+from .recogniser import CTCRecogniser
 
-__all__ = ["CompressedSTFT", "LogMel", "REPRESENTATIONS", "representation_from_dict", "representation_to_dict"]
+__all__ = ["CompressedSTFT", "LogMel", "REPRESENTATIONS", "RecogniserOnRepresentation", "representation_from_dict",
+           "representation_to_dict"]
 
 
 def _wave(wave, lengths, name: str = "wave") -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,3 +265,54 @@ def representation_from_dict(d: dict):
     if kind not in REPRESENTATIONS:
         raise CoupledError(f"unknown speech representation kind {kind!r}; valid: {', '.join(REPRESENTATIONS)}")
     return REPRESENTATIONS[kind].from_dict(d)
+
+
+class RecogniserOnRepresentation(nn.Module):
+    """The frozen recogniser f reading a representation: what the engine's `FrozenClassifier` wraps when the
+    signal chain's signals are representations [B, C, F, T] with valid frames `lengths` [B] (not waveforms).
+
+    `forward(x, lengths=None) -> logits [B, T_l, K]` and `output_lengths(lengths) -> T_l per item` (the
+    engine's `FrozenClassifier.frame_lengths` asks for it). A `LogMel` is read directly
+    (`recogniser.forward_features(representation.log_mel(x), lengths)`: no resynthesis); a `CompressedSTFT` is
+    resynthesised to hop * (T - 1) samples (the shortest waveform with T frames: at most hop - 1 samples, 8 ms,
+    of the original end are not heard) and recognised. Either way an item's logits do not depend on its batch.
+
+    Args:
+        recogniser: the frozen `CTCRecogniser`; representation: `CompressedSTFT` or `LogMel` (a LogMel must be
+            the recogniser's own front end, `LogMel.for_recogniser(recogniser.cfg)`).
+    """
+
+    def __init__(self, recogniser: CTCRecogniser, representation):
+        super().__init__()
+        if isinstance(representation, LogMel):
+            own = LogMel.for_recogniser(recogniser.cfg, max_gain=representation.max_gain)
+            if representation != own:
+                raise CoupledError(f"this log-mel ({representation.to_dict()}) is not the recogniser's front end; "
+                                   "use LogMel.for_recogniser(recogniser.cfg)")
+        elif not isinstance(representation, CompressedSTFT):
+            raise CoupledError(f"unknown speech representation {type(representation).__name__}; valid: "
+                               "CompressedSTFT, LogMel")
+        self.recogniser, self.representation = recogniser, representation
+
+    def samples(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Waveform samples resynthesised for representations of `lengths` frames (hop * (frames - 1))."""
+        return self.representation.hop * (lengths - 1)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid logit frames [B] for representations of `lengths` valid frames [B]."""
+        lengths = torch.as_tensor(lengths).long()
+        t = lengths if isinstance(self.representation, LogMel) else frame_count(self.samples(lengths),
+                                                                                 self.recogniser.cfg.hop)
+        for _ in range(2):  # the recogniser's two stride-2 subsamplings
+            t = (t - 1) // 2 + 1
+        return t
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Frame logits [B, T_l, K] of representations `x` [B, C, F, T] (valid frames `lengths`, default all)."""
+        rep = self.representation
+        _check_rep(x, rep.channels, rep.bins, f"{'log-mel' if rep.kind == 'mel' else 'compressed STFT'} representation")
+        lengths = full_lengths(x, lengths)
+        if isinstance(rep, LogMel):
+            return self.recogniser.forward_features(rep.log_mel(x), lengths)
+        n = self.samples(lengths).clamp(min=1)
+        return self.recogniser(rep.synthesise(x, n), n)
