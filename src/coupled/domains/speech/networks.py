@@ -35,25 +35,27 @@ logit frame.
 
 **Cost** of one forward pass on one 2 s utterance (STFT 256 x 251, mel 64 x 201, logits 51 x 22), batch 1,
 one thread of the 2-core machine, no gradient, median of 30 runs (`python -m coupled.domains.speech.measure
---corpus none --repeats 30`, run twice while other developers' jobs kept the load near 4: the reference
-3x3 convolution timed in between took 2.1-3.2 ms, against 1.8 ms on an idle core, so idle figures are about
-15-30% lower). Multiply-adds count the convolutions and linear layers.
+--corpus none --repeats 30`, run three times while other developers' jobs kept the load at 3-5: the
+reference 3x3 convolution timed in between took 2.1-5.7 ms, against 1.8 ms on an idle core, so idle figures
+are lower, by 15-30% at the typical 2.2 ms). The ranges are the three runs' medians. Multiply-adds count the
+convolutions and linear layers.
 
 | network (`signal_unet_config(rep, size)`) | channels | parameters (STFT / mel) | GMAC (STFT / mel) | ms (STFT / mel) |
 |---|---|---|---|---|
-| U-Net tiny | 16, 32, 64 | 466 k / 463 k | 0.59 / 0.43 | 23-35 / 26 |
-| **U-Net small (default)** | 24, 48, 96 | 967 k / 962 k | 1.28 / 0.97 | 41-57 / 47-50 |
-| U-Net base | 32, 64, 128 | 1.66 M / 1.65 M | 2.23 / 1.72 | 59-86 / 70-71 |
-| logit net (default, with signal features) | hidden 128 | 626 k / 626 k | 0.09 / 0.04 | 11-12 / 7-9 |
+| U-Net tiny | 16, 32, 64 | 466 k / 463 k | 0.59 / 0.43 | 23-35 / 26-34 |
+| **U-Net small (default)** | 24, 48, 96 | 967 k / 962 k | 1.28 / 0.97 | 41-57 / 47-60 |
+| U-Net base | 32, 64, 128 | 1.66 M / 1.65 M | 2.23 / 1.72 | 59-86 / 70-92 |
+| logit net (default, with signal features) | hidden 128 | 626 k / 626 k | 0.09 / 0.04 | 11-12 / 7-10 |
 
 Why "small" is the default: about 1 M parameters at about 45 ms per 2 s of audio, i.e. about 22 ms per second.
 The 480 test digit strings are 629 s of audio (mean 1.3 s), so one U-Net call over all of them costs about
 14 s of one core, and a 20-step signal trajectory about 5 minutes per method and seed: hundreds of utterances
 x many methods x 3 seeds within 2 hours on 2 cores leaves room for tens of calls per item, not hundreds.
 "tiny" halves the cost for the strategies that pay most calls (nested); "base" is the capacity step up.
-Both representations run the U-Net on a 64 x T grid (the STFT's bins folded 4 to a channel), so the mel's
-saving is its 20% fewer frames and, more, needing no resynthesis before the recogniser
-(`CTCRecogniser.forward_features`). Cost grows linearly with the utterance's length. The logit net's time is
+Both representations run the U-Net on a 64 x T grid (the STFT's bins folded 4 to a channel): the mel's 20%
+fewer frames give 25% fewer multiply-adds, yet its U-Net was not measurably faster here (its 2-channel input
+and 1-channel output convolutions run less efficiently); the mel's saving is elsewhere, in needing no
+resynthesis before the recogniser (`RecogniserOnRepresentation`). Cost grows linearly with the length. The logit net's time is
 mostly per-layer overhead at 51 frames (its dilated 1-D convolutions take PyTorch's slow dilated path).
 """
 
