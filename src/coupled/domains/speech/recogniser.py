@@ -24,6 +24,7 @@ from ...atomic import atomic_write, atomic_write_json
 from ...errors import CoupledError
 from .audio import SAMPLE_RATE
 from .corpus import WORDS, JSONConfig
+from .frontend import frame_count, log_mel, mel_filterbank, valid_mask
 
 BLANK = 0
 
@@ -56,17 +57,6 @@ class RecogniserConfig(JSONConfig):
     @property
     def num_classes(self) -> int:
         return len(self.vocab) + 1
-
-
-def mel_filterbank(n_mels: int, n_fft: int, rate: int) -> torch.Tensor:
-    """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1]."""
-    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
-    inv = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
-    edges = inv(np.linspace(mel(20.0), mel(rate / 2), n_mels + 2))
-    freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    fb = np.maximum(0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
-    return torch.tensor(fb, dtype=torch.float32)
 
 
 class Block(nn.Module):
@@ -109,34 +99,36 @@ class CTCRecogniser(nn.Module):
 
     def features(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Log-mel [B, n_mels, frames] of RMS-normalised audio (statistics over each utterance's own samples)."""
-        n = wave.shape[-1]
-        valid = (torch.arange(n, device=wave.device)[None] < lengths[:, None]).to(wave.dtype)
-        wave = wave * valid
-        rms = ((wave ** 2).sum(-1) / lengths.clamp(min=1)).sqrt().clamp(min=1e-5)
-        wave = wave / rms[:, None]
-        # zero padding (not stft's reflect padding), so frames past the end look the same batched or alone
-        wave = F.pad(wave, (self.cfg.n_fft // 2, self.cfg.n_fft // 2))
-        spec = torch.stft(wave, self.cfg.n_fft, self.cfg.hop, window=self.window, center=False, return_complex=True)
-        power = spec.real ** 2 + spec.imag ** 2
-        mel = torch.einsum("mf,bft->bmt", self.mel_fb, power) / self.cfg.n_fft
-        return torch.log(mel + self.cfg.mel_floor)
+        c = self.cfg
+        return log_mel(wave, lengths, self.mel_fb, self.window, c.n_fft, c.hop, c.mel_floor)
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if wave.dim() == 3 and wave.shape[1] == 1:
             wave = wave[:, 0]
         if lengths is None:
             lengths = torch.full((wave.shape[0],), wave.shape[-1], device=wave.device, dtype=torch.long)
-        feats = self.features(wave, lengths)
+        return self.forward_features(self.features(wave, lengths), frame_count(lengths, self.cfg.hop))
+
+    def forward_features(self, feats: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Frame logits [B, T, K] from log-mel features [B, n_mels, T0] (what `features` returns).
+
+        Args:
+            feats: log(mel energy + mel_floor) of RMS-normalised audio, e.g. a `LogMel` representation's
+                `log_mel(rep)`: the recogniser then reads a mel estimate without resynthesising audio.
+            frames: valid feature frames [B] (default all T0); logits past frames(...) are computed from zeros.
+        """
+        frames = torch.full((feats.shape[0],), feats.shape[-1], device=feats.device, dtype=torch.long) \
+            if frames is None else frames
         # a fixed affine instead of batch statistics: log(mel_floor) maps near -1, loud speech near +1
         feats = (feats - math.log(self.cfg.mel_floor) / 2) / (-math.log(self.cfg.mel_floor) / 2)
-        t0 = lengths // self.cfg.hop + 1
-        feats = feats * (torch.arange(feats.shape[-1], device=wave.device)[None] < t0[:, None])[:, None]
+        t0 = frames
+        feats = feats * valid_mask(t0, feats.shape[-1])[:, None]
         h = F.gelu(self.sub1(feats))
         t1 = (t0 - 1) // 2 + 1
-        h = h * (torch.arange(h.shape[-1], device=wave.device)[None] < t1[:, None])[:, None]
+        h = h * valid_mask(t1, h.shape[-1])[:, None]
         h = F.gelu(self.sub2(h))
         t2 = (t1 - 1) // 2 + 1
-        mask = (torch.arange(h.shape[-1], device=wave.device)[None] < t2[:, None])[:, None].to(h.dtype)
+        mask = valid_mask(t2, h.shape[-1])[:, None].to(h.dtype)
         h = h * mask
         for b in self.blocks:
             h = b(h, mask)
