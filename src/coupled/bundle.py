@@ -140,6 +140,9 @@ class Bundle:
         `card` runs with the CARD logit net, `finetuned_classifier` is `noisy` with the fine-tuned classifier.
         """
         options = dict(options)
+        if self.coupling.signal_denoiser is None and method not in REFERENCE_METHODS and method != "card":
+            # a classifier alone (no denoisers): the methods that need one fail in the engine, in one line
+            return self.coupling, REFERENCE_METHODS.get(method, method), options
         check_sampling(self.meta["signal"].get("conditioning"), method, options, f"options of {method!r}")
         coupling = self.coupling
         net_name = options.pop("signal_net", "joint")
@@ -168,11 +171,6 @@ class Bundle:
             coupling = replace(coupling, classifier=FrozenClassifier(net, c.num_classes, c.logit_scale))
             method = REFERENCE_METHODS[method]
         return coupling, method, options
-
-    def for_method(self, options: dict) -> tuple[Coupling, dict]:
-        """`prepare` for a strategy of the engine: (its coupling, its options)."""
-        coupling, _, options = self.prepare("", options)
-        return coupling, options
 
 
 def signal_guidance(sampling: dict) -> float:
@@ -209,8 +207,6 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
         raise CoupledError(f"no such checkpoint folder: {folder}; pass a folder written by `coupled train`")
     pipeline = read_json(folder / "pipeline.json") if (folder / "pipeline.json").is_file() else {}
     sampling = sampling or pipeline.get("sampling")
-    if sampling is None:
-        raise CoupledError(f"{folder} has no pipeline.json with sampling settings; run `coupled train` to completion")
     domain = get_domain(domain).name
     own = classifier is None
     if own:
@@ -220,6 +216,13 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
         num_classes = cmeta.get("num_classes") or cmeta["net"].get("num_classes", num_classes)
     else:
         scale = pipeline.get("logit_scale", 0.8)
+    if not (folder / "signal.json").is_file() and not (folder / "logits.json").is_file():
+        # a classifier alone (no denoisers trained yet): the methods that need none (noisy) run on it
+        frozen = FrozenClassifier(classifier, num_classes, scale)
+        return Bundle(Coupling(frozen), sampling or {}, {"pipeline": pipeline, "signal": {}, "logits": {}}, None, folder,
+                      domain)
+    if sampling is None:
+        raise CoupledError(f"{folder} has no pipeline.json with sampling settings; run `coupled train` to completion")
     # the user's module (passed in, or built by the factory the folder records) has no config declaring its shape
     users = not own or cmeta.get("factory") is not None
     sig_net, smeta = load_net(folder, "signal", "signal", domain)

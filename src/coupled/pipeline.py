@@ -100,13 +100,6 @@ class CoupledPipeline:
 
         return get_domain(self.bundle.domain).signal_shape(self.bundle.coupling.signal_denoiser.net)
 
-    def _prepare(self, method: str, options: dict):
-        # the bundle's method preparation (`prepare` in newer bundles, `for_method` before)
-        if hasattr(self.bundle, "prepare"):
-            return self.bundle.prepare(method, options)
-        coupling, opts = self.bundle.for_method(options)
-        return coupling, method, opts
-
     @torch.no_grad()
     def __call__(self, images, method: str = "parallel", *, seed: int = 0, readout: str | None = None,
                  input_range=None, batch_size: int = 256, item_seeds=None, **options):
@@ -149,7 +142,7 @@ class CoupledPipeline:
             seeds = [check_seed(s, "each of item_seeds") for s in item_seeds]
             if len(seeds) != n:
                 raise CoupledError(f"item_seeds has {len(seeds)} seeds for {n} images; pass one per image")
-        coupling, engine_method, opts = self._prepare(method, {**self.bundle.sampling.get("methods", {}).get(method, {}), **options})
+        coupling, engine_method, opts = self.bundle.prepare(method, {**self.bundle.sampling.get("methods", {}).get(method, {}), **options})
         preds, probs, enhanced, calls = [], [], [], None
         for start in range(0, n, int(batch_size)):
             chunk = images[start:start + batch_size].to(self.device)

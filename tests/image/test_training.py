@@ -293,12 +293,12 @@ def test_signal_logits_off_makes_parallel_enhance_like_sequential(trained):
     assert not torch.equal(run(guided, "parallel"), run(on, "parallel"))
     assert torch.equal(run(guided, "sequential"), run(on, "sequential"))  # no logits, nothing to guide
     # a method's own weight (sampling.methods.NAME.signal_guidance) overrides the global one for that method
-    coupling, opts = guided.for_method({"signal_guidance": 1.0, "switch_fraction": 0.5})
+    coupling, _, opts = guided.prepare("parallel", {"signal_guidance": 1.0, "switch_fraction": 0.5})
     assert opts == {"switch_fraction": 0.5}
     plain = run_method("parallel", coupling, d, item_generators(range(6)), **opts).x_hat
     assert torch.equal(plain, run_method("parallel", on.coupling, d, item_generators(range(6)), switch_fraction=0.5).x_hat)
-    assert guided.for_method({"rounds": 2}) == (guided.coupling, {"rounds": 2})
-    coupling, opts = off.for_method({"signal_guidance": 3.0, "switch_fraction": 0.5})  # the ablation holds
+    assert guided.prepare("alternating", {"rounds": 2}) == (guided.coupling, "alternating", {"rounds": 2})
+    coupling, _, opts = off.prepare("parallel", {"signal_guidance": 3.0, "switch_fraction": 0.5})  # the ablation holds
     assert torch.equal(run_method("parallel", coupling, d, item_generators(range(6)), **opts).x_hat,
                        run(off, "sequential"))
 

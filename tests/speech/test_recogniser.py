@@ -54,8 +54,8 @@ def test_config_round_trip_and_unknown_option(tmp_path):
     cfg = RecogniserConfig(channels=16, dilations=(1,))
     m = CTCRecogniser(cfg)
     save_recogniser(m, tmp_path, extra={"note": "x"})
-    meta = json.loads((tmp_path / "recogniser.json").read_text())
-    assert meta["config"]["channels"] == 16 and meta["note"] == "x"
+    meta = json.loads((tmp_path / "classifier.json").read_text())
+    assert meta["net"]["channels"] == 16 and meta["note"] == "x" and meta["domain"] == "speech"
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
     back = load_recogniser(tmp_path)
     assert back.cfg == cfg and not any(p.requires_grad for p in back.parameters())
@@ -75,7 +75,7 @@ def test_a_short_training_learns_and_bundles(tiny_corpus, tmp_path):
     assert log[0]["step"] == 1 and log[-1]["loss"] < 0.5 * log[0]["loss"]
     assert {"digit_wer", "keyword_accuracy", "train_seconds"} <= set(res)
     m = load_recogniser(tmp_path)
-    assert json.loads((tmp_path / "recogniser.json").read_text())["training"]["steps"] == 40
+    assert json.loads((tmp_path / "classifier.json").read_text())["training"]["steps"] == 40
     hyps = transcribe(m, [u.wave for u in load_split(tiny_corpus, "test", max_items=3)])
     assert len(hyps) == 6 and all(isinstance(h, str) for h in hyps)
     with pytest.raises(CoupledError, match="valid:.*noise_snr"):

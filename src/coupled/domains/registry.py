@@ -73,7 +73,8 @@ class LabelledSignals:
     or a list of N answers of any kind, e.g. transcripts), the data set's `num_classes` (not only those
     present here) and a short `name` for logs and reports. Signals of different lengths are zero-padded along
     their last axis, with `lengths` [N] their valid extent there; `task` names what the labels are when the
-    domain has several tasks (its `task_metric` and `item_scores` read it)."""
+    domain has several tasks (its `task_metric` and `item_scores` read it); `ids` seed each item's corruption
+    when they are not its position."""
 
     signals: "torch.Tensor"  # noqa: F821
     labels: object
@@ -81,6 +82,9 @@ class LabelledSignals:
     name: str
     lengths: "torch.Tensor | None" = None  # noqa: F821
     task: str | None = None
+    # each item's index for seeding its corruption (None: its position): a split drawn from a larger list
+    # (one task of a mixed corpus) keeps the degraded items of the whole
+    ids: "torch.Tensor | None" = None  # noqa: F821
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -95,7 +99,8 @@ class LabelledSignals:
         idx = torch.from_numpy(idx.astype(np.int64))
         labels = self.labels[idx] if torch.is_tensor(self.labels) else [self.labels[int(i)] for i in idx]
         lengths = None if self.lengths is None else self.lengths[idx]
-        return LabelledSignals(self.signals[idx], labels, self.num_classes, self.name, lengths, self.task)
+        ids = None if self.ids is None else self.ids[idx]
+        return LabelledSignals(self.signals[idx], labels, self.num_classes, self.name, lengths, self.task, ids)
 
 
 def check_num_classes(data, num_classes: int) -> None:
@@ -121,10 +126,12 @@ def _item_generator(seed: int, index: int, device) -> "torch.Generator":  # noqa
     return torch.Generator(device=device).manual_seed(state)
 
 
-def corrupt_items(fn: Callable, x, name: str, severity: float, seed: int, first_index: int = 0, lengths=None):
+def corrupt_items(fn: Callable, x, name: str, severity: float, seed: int, first_index: int = 0, lengths=None,
+                  indices=None):
     """Apply corruption `fn` (signals, severity, generator) -> Tensor to each item of `x` [N, ...] with its own
-    generator seeded from (`seed`, `first_index` + i): the result does not depend on batching. With `lengths`
-    [N] (a zero-padded split), each item is corrupted over its valid extent only and padded again. Float32 out."""
+    generator seeded from (`seed`, `first_index` + i), or (`seed`, `indices`[i]) when given: the result does not
+    depend on batching. With `lengths` [N] (a zero-padded split), each item is corrupted over its valid extent
+    only and padded again. Float32 out."""
     import torch
 
     for label, v in (("seed", seed), ("first_index", first_index)):
@@ -133,7 +140,8 @@ def corrupt_items(fn: Callable, x, name: str, severity: float, seed: int, first_
     out = []
     for i in range(x.shape[0]):
         item = x[i : i + 1] if lengths is None else x[i : i + 1, ..., : int(lengths[i])]
-        y = fn(item, severity, _item_generator(int(seed), int(first_index) + i, x.device))
+        index = int(first_index) + i if indices is None else int(indices[i])
+        y = fn(item, severity, _item_generator(int(seed), index, x.device))
         if not isinstance(y, torch.Tensor) or y.shape != item.shape:
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise CoupledError(f"corruption {name!r} returned {got} for input shape {tuple(item.shape)}; return a tensor of the input's shape")
@@ -204,10 +212,23 @@ class Domain:
             return fn
         return self.corruptions[spec]
 
-    def corrupt_set(self, signals, name: str, severity: float, seed: int, *, first_index: int = 0, lengths=None):
-        """A whole split corrupted with `name` at `severity`, one generator per item from (seed, index); with
-        `lengths`, each item over its valid extent (a zero-padded split)."""
-        return corrupt_items(self.corruption(name), signals, name, severity, seed, first_index, lengths)
+    def corrupt_set(self, signals, name: str, severity, seed: int, *, first_index: int = 0, lengths=None, indices=None):
+        """A whole split corrupted with `name` at `severity`, one generator per item from (seed, index) (the
+        split's `ids` as `indices` when it has them); with `lengths`, each item over its valid extent."""
+        return corrupt_items(self.corruption(name), signals, name, severity, seed, first_index, lengths, indices)
+
+    def conditions(self, cfg: dict, split: str) -> dict:
+        """What an evaluation sweeps: {corruption: {level label: severity}}; the config's severities (a
+        severity is a number, or anything `corrupt_set` takes: a domain may sweep labelled conditions)."""
+        return cfg["corruptions"]["severities"]
+
+    def severity_value(self, severity) -> float:
+        """The number a results row stores as `severity` (its plots' x axis)."""
+        return float(severity)
+
+    def condition_fields(self, severity) -> dict:
+        """Extra fields of a results row that say what the condition was (speech: snr_db, rt60)."""
+        return {}
 
     # ---- networks
     @property

@@ -56,7 +56,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     from ..engine import METHODS
     from . import fair
     from .report import markdown_report, plot_accuracy_vs_severity, plot_examples, summarise, write_results
-    from .runner import evaluate, specs_from_methods
+    from .runner import CORRUPTION_SEED, evaluate, specs_from_methods
 
     domain = domain_of(cfg)
     ev = cfg["evaluation"]
@@ -75,7 +75,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
         import numpy as np
 
         data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:n]))
-    severities = cfg["corruptions"]["severities"]
+    severities = domain.conditions(cfg, split)
     if val is not None:
         severities = {k: v for k, v in severities.items() if k in val["picks"]}
     if corruptions:
@@ -100,7 +100,8 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     with torch.no_grad():
         for sev, specs in runs:
             recs, ex = evaluate(bundle, data, sev, specs=specs, seeds_for_level=seeds_for_level or _level_seeds(ev),
-                                batch_size=ev["batch_size"], device=device, progress=progress)
+                                batch_size=ev["batch_size"], device=device, progress=progress,
+                                corruption_seed=ev.get("corruption_seed", CORRUPTION_SEED))
             records += recs
             examples += ex
     settings = {"sampling": cfg["sampling"], "checkpoint": str(checkpoint or cfg["output"]), "split": split,

@@ -147,12 +147,13 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
     if extra is not None and not isinstance(extra, dict):
         raise CoupledError(f"extra must be a dict of settings or None, got {type(extra).__name__}")
 
-    groups: dict[tuple[str, float], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    # one group per condition: (corruption, severity, level); two labelled conditions may share a severity
+    groups: dict[tuple[str, float, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     seen_corruption: dict[str, int] = {}
     seen_method: dict[str, int] = {}
     for i, r in enumerate(records):
         _check_record(i, r, signal_metrics)
-        runs = groups[(r["corruption"], float(r["severity"]))][r["method"]]
+        runs = groups[(r["corruption"], float(r["severity"]), r["level"])][r["method"]]
         if any(int(q["seed"]) == int(r["seed"]) for q in runs):
             raise CoupledError(f"record {i} repeats seed {r['seed']} of method '{r['method']}' at {r['corruption']} {r['severity']:g}; keep one record per seed")
         runs.append(r)
@@ -160,8 +161,8 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
         seen_method.setdefault(r["method"], i)
 
     rows = []
-    for corruption, severity in sorted(groups, key=lambda g: (seen_corruption[g[0]], g[1])):
-        by_method = groups[(corruption, severity)]
+    for key in sorted(groups, key=lambda g: (seen_corruption[g[0]], g[1], g[2])):
+        (corruption, severity, _), by_method = key, groups[key]
         n = _item_count(by_method)
         scores = {}
         for m, recs in by_method.items():
@@ -187,6 +188,7 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
                     "method": m, **({"base_method": recs[0]["base_method"], "settings": recs[0].get("settings", {})}
                                     if recs[0].get("base_method", m) != m or recs[0].get("settings") else {}),
                     "corruption": corruption, "severity": severity, "level": recs[0]["level"],
+                    **recs[0].get("condition", {}),
                     "metric": metric.name, "readout": readout, "value": value,
                     "ci95": list(bootstrap_ci(s[readout], n_boot=n_boot, seed=seed, metric=metric)),
                     "delta_vs_sequential": None if delta is None else delta[0],

@@ -172,18 +172,19 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
         bar.set_postfix_str(f"{name}/{level} seed {seed}")
         if key != (name, level):
             key, degraded = (name, level), domain.corrupt_set(data.signals, name, sev, corruption_seed,
-                                                              lengths=data.lengths)
+                                                              lengths=data.lengths, indices=data.ids)
         first = seed == seeds_for_level(level)[0]
         todo = [s for s in specs if first or s.method not in DETERMINISTIC]
         outcomes = run_specs(bundle, data.signals, data.labels, degraded, todo, seed, batch_size, device,
                              keep_x_hat=first and level == "heavy", lengths=data.lengths, task=data.task)
         if first and level == "heavy":
-            examples += _example_rows(name, sev, data, degraded, outcomes, {s.label: s.method for s in todo}, n_examples,
+            examples += _example_rows(name, domain.severity_value(sev), data, degraded, outcomes, {s.label: s.method for s in todo}, n_examples,
                                       domain.example_panel)
         for spec in todo:
             r = outcomes[spec.label]
             records.append({"method": spec.label, "base_method": spec.method, "settings": dict(spec.options),
-                            "corruption": name, "severity": float(sev), "level": level, "seed": seed,
+                            "corruption": name, "severity": domain.severity_value(sev), "level": level, "seed": seed,
+                            "condition": domain.condition_fields(sev),
                             **{k: v for k, v in r.items() if k not in ("x_hat", "pred")}})
     return records, examples
 

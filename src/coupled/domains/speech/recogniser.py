@@ -10,7 +10,6 @@ blank; token i + 1 is WORDS[i].
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +19,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...atomic import atomic_write, atomic_write_json
 from ...errors import CoupledError
 from .audio import SAMPLE_RATE
 from .corpus import WORDS, JSONConfig
 from .frontend import frame_count, log_mel, mel_filterbank, valid_mask
 
 BLANK = 0
+LOGIT_SCALE = 0.8  # sigma_l of the per-frame standardisation the logit chain models (method.md section 1)
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,10 @@ class CTCRecogniser(nn.Module):
         self.blocks = nn.ModuleList(Block(c, cfg.kernel, d, cfg.dropout) for d in cfg.dilations)
         self.norm = nn.LayerNorm(c)
         self.out = nn.Conv1d(c, cfg.num_classes, 1)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid logit frames of waveforms of `lengths` samples (what `FrozenClassifier.frame_lengths` asks)."""
+        return self.frames(lengths)
 
     def frames(self, n_samples: torch.Tensor | int):
         """Number of output frames for a waveform of n_samples."""
@@ -197,27 +200,31 @@ def transcribe(model: CTCRecogniser, waves: list[np.ndarray], batch_size: int = 
 
 
 def save_recogniser(model: CTCRecogniser, folder, extra: dict | None = None) -> None:
-    """Write recogniser.safetensors and recogniser.json (architecture + `extra`, e.g. training settings)."""
-    from safetensors.torch import save_file
+    """Write the recogniser as the bundle's classifier: classifier.safetensors and classifier.json (its
+    architecture as `net`, the domain, `extra` such as training settings), sealed in the folder's manifest,
+    so that `coupled.bundle.load_bundle` and `load_recogniser` read it as any domain's classifier."""
+    from ...checkpoint import save_weights
 
-    folder = Path(folder)
-    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    atomic_write(folder / "recogniser.safetensors", lambda tmp: save_file(tensors, tmp))
-    atomic_write_json(folder / "recogniser.json",
-                      {"format": "coupled-speech-recogniser/1", "config": model.cfg.to_dict(), **(extra or {})})
+    meta = {"kind": "classifier", "domain": "speech", "arch": "ctc_conv", "net": model.cfg.to_dict(),
+            "num_classes": model.cfg.num_classes, "logit_scale": LOGIT_SCALE, "frozen": True, **(extra or {})}
+    save_weights(folder, "classifier", model.state_dict(), meta)
 
 
 def load_recogniser(folder) -> CTCRecogniser:
-    """The frozen recogniser of a bundle folder (safetensors + JSON; no pickles), in eval mode."""
-    from safetensors.torch import load_file
+    """The frozen recogniser of a bundle folder (classifier.safetensors + classifier.json, checked against the
+    folder's manifest; no pickles), in eval mode."""
+    from ...checkpoint import load_state, load_weights
 
     folder = Path(folder)
-    w, j = folder / "recogniser.safetensors", folder / "recogniser.json"
-    if not w.is_file() or not j.is_file():
-        raise CoupledError(f"no speech recogniser in {folder} (recogniser.safetensors + recogniser.json); train one with "
+    if not (folder / "classifier.json").is_file():
+        raise CoupledError(f"no speech recogniser in {folder} (classifier.safetensors + classifier.json); train one with "
                            "coupled train configs/speech.yaml, or pass --checkpoint checkpoints/speech")
-    model = CTCRecogniser(RecogniserConfig.from_dict(json.loads(j.read_text())["config"]))
-    model.load_state_dict(load_file(str(w)))
+    tensors, meta = load_weights(folder, "classifier")
+    if meta.get("domain") != "speech" or "net" not in meta:
+        raise CoupledError(f"{folder / 'classifier.json'} is not a speech recogniser (domain {meta.get('domain')!r}); "
+                           "pass a speech bundle such as checkpoints/speech")
+    model = CTCRecogniser(RecogniserConfig.from_dict(meta["net"]))
+    load_state(model, tensors, str(folder / "classifier.safetensors"))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
