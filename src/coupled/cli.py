@@ -8,21 +8,28 @@ import sys
 from .errors import CoupledError
 
 
+def _overrides(args) -> list:
+    """`--set` overrides, then `--device` (the config's `device` key) where the command has it."""
+    return [*args.set, *([("device", args.device)] if getattr(args, "device", None) else [])]
+
+
 def cmd_demo(args) -> None:
     from .commands import run
     from .domains.registry import get_domain
 
-    print(run(get_domain(args.domain), "demo", config=args.config, overrides=args.set, items=args.items, seed=args.seed,
-              steps=args.steps, out=args.out, progress=not args.quiet))
+    print(run(get_domain(args.domain), "demo", config=args.config, overrides=_overrides(args), items=args.items,
+              seed=args.seed, steps=args.steps, out=args.out, progress=not args.quiet))
 
 
 def _config(args) -> dict:
-    """The command's config: its file, `--set` overrides, then `--output`."""
+    """The command's config: its file, `--set` overrides and `--device`, then the checkpoint folder (`--output`
+    of train and reproduce, `--checkpoint` of evaluate and calibrate) as its `output`."""
     from .config import load_config
 
-    cfg = load_config(args.config, args.set)
-    if getattr(args, "output", None):
-        cfg["output"] = args.output
+    cfg = load_config(args.config, _overrides(args))
+    folder = getattr(args, "output", None) or getattr(args, "checkpoint", None)
+    if folder:
+        cfg["output"] = folder
     return cfg
 
 
@@ -92,8 +99,8 @@ def cmd_classify(args) -> None:
     domain = checkpoint_domain(args.checkpoint)
     domain.check_command("classify")
     failures = run(domain, "classify", args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
-                                   method=args.method, seed=args.seed, input_range=args.input_range,
-                                   polarity=args.polarity)
+                   method=args.method, seed=args.seed, input_range=args.input_range, polarity=args.polarity,
+                   device=args.device)
     if failures == len(args.files):  # nothing to show: a bad input, one line and exit 2 (each file's problem is on stdout)
         raise CoupledError(f"none of the {len(args.files)} file(s) could be classified; see each file's problem above")
     print(f"{len(args.files) - failures} of {len(args.files)} files classified", file=sys.stderr)
@@ -115,19 +122,36 @@ def cmd_data(args) -> None:
                                            progress=not args.quiet))
 
 
+# where `coupled bench` writes: runs/bench/ by default, the published figures with --publish
+BENCH_OUT = {False: ("runs/bench/bench.json", "runs/bench/performance.md"),
+             True: ("benchmarks/results/bench.json", "docs/performance.md")}
+
+
 def cmd_bench(args) -> None:
     from .config import load_config
-    from .evaluation.bench import run_bench
+    from .evaluation import bench
 
     cfg = load_config(args.config, args.set)
     _domain(cfg, "bench")
     command = " ".join(["coupled bench", *([args.config] if args.config != "configs/mnist.yaml" else []),
                         *(["--quick"] if args.quick else []), *(f"--set {k}={v}" for k, v in args.set),
                         *(f"--{k} {getattr(args, k)}" for k in ("checkpoint", "threads") if getattr(args, k)),
-                        *([f"--batch-sizes {' '.join(map(str, args.batch_sizes))}"] if args.batch_sizes else [])])
-    results = run_bench(cfg, quick=args.quick, checkpoint=args.checkpoint, out=args.out, doc=args.doc,
-                        threads=args.threads, batch_sizes=args.batch_sizes, command=command, progress=not args.quiet)
-    print(f"wrote {args.out} and {args.doc} in {results['bench_seconds']:.0f} s")
+                        *([f"--batch-sizes {' '.join(map(str, args.batch_sizes))}"] if args.batch_sizes else []),
+                        *(["--publish"] if args.publish else [])])
+    out, doc = args.out or BENCH_OUT[args.publish][0], args.doc or BENCH_OUT[args.publish][1]
+    results = bench.run_bench(cfg, quick=args.quick, checkpoint=args.checkpoint, out=out, doc=doc,
+                              threads=args.threads, batch_sizes=args.batch_sizes, command=command,
+                              progress=not args.quiet)
+    print(f"wrote {out} and {doc} in {results['bench_seconds']:.0f} s")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("coupled-diffusion")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,33 +159,49 @@ def build_parser() -> argparse.ArgumentParser:
     from .domains.registry import domain_names
     from .engine import METHODS
 
-    from .cli_checks import OneLineParser, accelerator, count, folder, output_file, override, seed, severity
+    from .cli_checks import OneLineParser, accelerator, count, device, folder, output_file, override, seed, severity
 
     p = OneLineParser(prog="coupled", description="Coupled diffusion of signals and logits for a frozen classifier.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"coupled {_version()}",
+                   help="print the installed package's version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_set(sp):
         sp.add_argument("--set", type=override, action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set signal.steps=100 (repeatable; the value is YAML)")
 
-    def add(name, func, help_text, config=True):
-        sp = sub.add_parser(name, help=help_text)
+    def add_device(sp):
+        sp.add_argument("--device", type=device, default=None,
+                        help="where the networks run: auto, cpu, cuda, cuda:N or mps (default: the config's `device`)")
+
+    def add(name, func, help_text, config=True, reads_checkpoint=False):
+        sp = sub.add_parser(name, help=help_text, description=help_text)
         if config:
             sp.add_argument("config", help="experiment YAML, e.g. configs/mnist.yaml")
-            sp.add_argument("--output", type=folder, help="checkpoint folder (default: the config's `output`)")
+            if reads_checkpoint:  # one name per folder: --checkpoint reads a bundle, --output is where train writes
+                sp.add_argument("--checkpoint", type=folder, help="checkpoint folder to read (default: the config's "
+                                                                   "`output`)")
+                sp.add_argument("--output", type=folder, dest="output_alias", help=argparse.SUPPRESS)  # its old name
+            else:
+                sp.add_argument("--output", type=folder, help="checkpoint folder to write (default: the config's "
+                                                               "`output`)")
             add_set(sp)
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         sp.set_defaults(func=func)
         return sp
 
     demo = add("demo", cmd_demo, "evaluate the bundled models on a fixed subset and print the table", config=False)
-    demo.add_argument("--domain", choices=domain_names("demo"), default="image")
-    demo.add_argument("--config", default="configs/mnist.yaml")
+    demo.add_argument("--domain", choices=domain_names("demo"), default="image",
+                      help="image: the bundled MNIST models; gaussian: the engine alone with exact denoisers "
+                           "(default: image)")
+    demo.add_argument("--config", default="configs/mnist.yaml", help="experiment YAML (default: configs/mnist.yaml)")
     add_set(demo)
-    demo.add_argument("--items", type=count(), default=None)
+    demo.add_argument("--items", type=count(), default=None,
+                      help="test items to run (default: the config's demo.items)")
     demo.add_argument("--steps", type=count(1, 10_000), default=20, help="(gaussian) steps per chain")
     demo.add_argument("--seed", type=seed, default=None, help="sampling seed (default: the config's demo.seed)")
-    demo.add_argument("--out", type=folder, default="runs/demo")
+    demo.add_argument("--out", type=folder, default="runs/demo", help="results folder (default: runs/demo)")
+    add_device(demo)
 
     for name, func, text in (("train", cmd_train, "train the stages of a config"),
                              ("reproduce", cmd_reproduce, "train every stage from scratch, then evaluate")):
@@ -172,42 +212,53 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             from .training.stages import STAGES
 
-            sp.add_argument("--stages", nargs="+", choices=list(STAGES))
+            sp.add_argument("--stages", nargs="+", choices=list(STAGES), metavar="STAGE",
+                            help=f"the stages to run, in order (default: all: {' '.join(STAGES)})")
             sp.add_argument("--max-steps", type=count(), default=None, help="override every stage's step count")
         else:
-            sp.add_argument("--out", type=folder, default="runs/reproduce")
+            sp.add_argument("--out", type=folder, default="runs/reproduce",
+                            help="evaluation results folder (default: runs/reproduce)")
 
-    ev = add("evaluate", cmd_evaluate, "evaluate every method over corruptions and severities")
-    ev.add_argument("--checkpoint", help="checkpoint folder (default: the config's `output`)")
-    ev.add_argument("--split", choices=["train", "val", "test"], default=None)
-    ev.add_argument("--out", type=folder, default="runs/eval")
-    ev.add_argument("--max-items", type=count(), default=None)
+    ev = add("evaluate", cmd_evaluate, "evaluate every method over corruptions and severities", reads_checkpoint=True)
+    ev.add_argument("--split", choices=["train", "val", "test"], default=None,
+                    help="data split (default: the config's evaluation.split)")
+    ev.add_argument("--out", type=folder, default="runs/eval",
+                    help="results folder: results.json, report.md, plots (default: runs/eval)")
+    ev.add_argument("--max-items", type=count(), default=None,
+                    help="evaluate a fixed random subset of this many items (default: the config's, else all)")
     ev.add_argument("--results", type=output_file, help="also write results.json to this path")
-    ev.add_argument("--corruptions", nargs="+")
-    ev.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"])
-    ev.add_argument("--methods", nargs="+", choices=[*METHODS, *REFERENCE_METHODS])
+    ev.add_argument("--corruptions", nargs="+", metavar="CORRUPTION",
+                    help="only these corruptions of the config (default: all of them)")
+    ev.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"],
+                    help="only these severity levels (default: all three)")
+    ev.add_argument("--methods", nargs="+", choices=[*METHODS, *REFERENCE_METHODS], metavar="METHOD",
+                    help=f"methods to run (default: the paper's six); any of: {', '.join((*METHODS, *REFERENCE_METHODS))}")
     ev.add_argument("--seeds", nargs="+", type=seed, help="sampling seeds at every level (default: the config's)")
     ev.add_argument("--picks", help="validation picks (docs/results/fair_val.json): run each method as tuned, "
                                     "add the cost-matched headline")
+    add_device(ev)
 
-    add("calibrate", cmd_calibrate, "choose light/medium/heavy severities on the validation split")
+    add("calibrate", cmd_calibrate, "choose light/medium/heavy severities on the validation split",
+        reads_checkpoint=True)
 
     cl = add("classify", cmd_classify, "classify PNG, JPEG or .npy files (a .npy may hold a batch [N, ...]) with a "
              "checkpoint", config=False)
-    cl.add_argument("files", nargs="+")
-    cl.add_argument("--checkpoint", required=True)
+    cl.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG or .npy files")
+    cl.add_argument("--checkpoint", required=True, help="checkpoint folder, e.g. checkpoints/mnist")
     cl.add_argument("--corruption", default=None,
                     help="corrupt the inputs first (to try the method): a registered name or module.path:function")
-    cl.add_argument("--severity", type=severity, default=None)
-    cl.add_argument("--method", default="parallel", choices=list(METHODS))
-    cl.add_argument("--seed", type=seed, default=0)
+    cl.add_argument("--severity", type=severity, default=None, help="the corruption's severity (with --corruption)")
+    cl.add_argument("--method", default="parallel", choices=list(METHODS),
+                    help="how to classify (default: parallel); noisy is the classifier alone")
+    cl.add_argument("--seed", type=seed, default=0, help="sampling seed (default: 0)")
     cl.add_argument("--input-range", default=None, metavar="LO..HI",
                     help=".npy value range: 0..255, 0..1 or -1..1 (default: uint8 is 0..255, floats 0..1 or -1..1)")
     cl.add_argument("--polarity", choices=["auto", "as-is", "invert"], default="auto",
                     help="the models read light digits on a dark background (MNIST); auto inverts a grey image whose "
                          "border is light (and says so), invert flips every image, as-is none")
+    add_device(cl)
     da = add("data", cmd_data, "build a domain's data: the synthetic speech corpus (eSpeak NG)", config=False)
-    da.add_argument("domain", choices=domain_names("data"))
+    da.add_argument("domain", choices=domain_names("data"), help="the domain whose data to build: speech")
     da.add_argument("--config", default="configs/speech.yaml", help="its `corpus` and `data.root` keys (if the file exists)")
     da.add_argument("--root", default=None, help="output folder (default: data.root, else ~/.cache/coupled-diffusion)")
     da.add_argument("--workers", type=count(1, 256), default=2, help="synthesis processes")
@@ -220,8 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_set(be)
     be.add_argument("--quick", action="store_true", help="a small validation subset and fewer settings (under 5 min)")
     be.add_argument("--checkpoint", type=folder, default=None, help="checkpoint folder (default: the config's `output`)")
-    be.add_argument("--out", type=output_file, default="benchmarks/results/bench.json", help="results JSON")
-    be.add_argument("--doc", type=output_file, default="docs/performance.md", help="generated page (PNG beside it)")
+    be.add_argument("--out", type=output_file, default=None,
+                    help=f"results JSON (default: {BENCH_OUT[False][0]}; with --publish {BENCH_OUT[True][0]})")
+    be.add_argument("--doc", type=output_file, default=None,
+                    help=f"generated page, PNG beside it (default: {BENCH_OUT[False][1]}; with --publish {BENCH_OUT[True][1]})")
+    be.add_argument("--publish", action="store_true",
+                    help=f"write the published figures, {BENCH_OUT[True][0]} and {BENCH_OUT[True][1]} (from a checkout)")
     be.add_argument("--threads", type=count(1, 1024), default=None, help="torch threads (default: torch's)")
     be.add_argument("--batch-sizes", type=count(1, 100_000), nargs="+", default=None,
                     help="throughput batch sizes (default: 1 16 64 with --quick, else 1 8 32 128 250)")

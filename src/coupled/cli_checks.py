@@ -104,8 +104,41 @@ def accelerator(text: str) -> str:
     return text
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def device(text: str) -> str:
+    """`--device`: auto, cpu, cuda, cuda:N or mps (check_args checks that the machine has it)."""
+    if text not in DEVICES and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(DEVICES)} or cuda:N, got {text!r}")
+    return text
+
+
+def _check_device(parser, name: str) -> None:
+    import torch
+
+    if name.startswith("cuda"):
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name[5:]) if ":" in name else 0
+        if index >= have:
+            parser.error(f"argument --device: {name!r} but this machine has {have} CUDA device(s); use cpu or auto")
+    elif name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        parser.error("argument --device: 'mps' but this machine has no MPS device; use cpu or auto")
+
+
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checks that need the machine or several options; a failure is one line and exit 2."""
+    if getattr(args, "device", None):
+        _check_device(parser, args.device)
+    alias = getattr(args, "output_alias", None)  # evaluate's and calibrate's old name of --checkpoint
+    if alias:
+        if args.checkpoint and args.checkpoint != alias:
+            parser.error(f"argument --output: the old name of --checkpoint, which says {args.checkpoint!r}; pass "
+                         "--checkpoint alone")
+        args.checkpoint = alias
+    if getattr(args, "publish", False) and (args.out or args.doc):
+        parser.error("argument --publish: it writes the published paths (benchmarks/results/bench.json, "
+                     "docs/performance.md); drop --out and --doc, or --publish")
     acc = getattr(args, "accelerator", None)
     if acc in ("gpu", "cuda", "mps"):
         import torch

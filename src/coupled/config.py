@@ -74,9 +74,12 @@ def _read_yaml(path: Path) -> dict:
         raise CoupledError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
                            "save it as UTF-8") from None
     try:
-        user = yaml.safe_load(text) or {}
+        user = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise CoupledError(f"cannot parse {path} as YAML ({str(e).splitlines()[0]}); fix the file's syntax") from None
+    if user is None:  # an empty file (or comments only) is more likely the wrong file than a wish for the defaults
+        raise CoupledError(f"{path} is empty: it sets no config key; write the keys to change (docs/configs.md), "
+                           "or `{}` for every default")
     if not isinstance(user, dict):
         raise CoupledError(f"{path} must hold a mapping of config keys, got {type(user).__name__}")
     return user
@@ -188,9 +191,12 @@ def checkpoint_sampling(cfg: dict, overrides=(), folder=None, warn=print) -> dic
     if not path.is_file():
         return cfg["sampling"]
     pipeline = read_json(path)
-    stored = check_sampling(pipeline.get("sampling") if isinstance(pipeline, dict) else None, str(path))
+    stored = pipeline.get("sampling") if isinstance(pipeline, dict) else None
     explicit = [(k, v) for k, v in overrides or () if k.split(".")[0] == "sampling"]
-    sampling = make_config(apply_overrides({"sampling": stored}, explicit, DEFAULTS), cfg.get("domain"))["sampling"]
+    if isinstance(stored, dict):  # the --set values were checked with the config; what fails below is the file's
+        stored = apply_overrides({"sampling": stored}, explicit, DEFAULTS)["sampling"]
+    check_sampling(stored, str(path))  # every value, method options included, as a config's are
+    sampling = make_config({"sampling": stored}, cfg.get("domain"))["sampling"]
     found = _first_difference(cfg["sampling"], sampling)
     if found:
         key, mine, theirs = found

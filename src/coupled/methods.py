@@ -7,7 +7,10 @@ engine's `METHODS`.
 
 from __future__ import annotations
 
-from .engine import METHODS, method_options
+import math
+import numbers
+
+from .engine import METHODS, check_method_options, method_options
 from .errors import CoupledError
 
 # Networks of the baselines (stages card, finetuned, sequential), loaded on first use when the folder has them.
@@ -26,3 +29,35 @@ def method_settings(method: str) -> list[str]:
     if engine_method not in METHODS:
         raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join((*METHODS, *REFERENCE_METHODS))}")
     return [*method_options(engine_method), *BUNDLE_OPTIONS]
+
+
+def _finite_at_least_0(name, value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value < math.inf:
+        raise CoupledError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _signal_net(name, value):
+    if value not in SIGNAL_NETS:
+        raise CoupledError(f"{name} must be one of {', '.join(SIGNAL_NETS)}, got {value!r}")
+
+
+def _eta(name, value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise CoupledError(f"{name} must lie in [0, 1], got {value!r}")
+
+
+# the values of BUNDLE_OPTIONS (the bundle applies them: coupled.bundle.Bundle.prepare)
+BUNDLE_CHECKS = {"signal_guidance": _finite_at_least_0, "signal_net": _signal_net, "signal_eta": _eta,
+                 "classifier_gradient": _finite_at_least_0}
+
+
+def check_method_settings(method: str, options: dict, prefix: str = "") -> None:
+    """The options of `sampling.methods.METHOD` (a config's, or those a bundle's pipeline.json stores) checked
+    before anything runs: an unknown option or a value out of range is one CoupledError, the option's name
+    preceded by `prefix`."""
+    method_settings(method)  # an unknown method: one line naming the valid ones
+    engine_method = REFERENCE_METHODS.get(method, method)
+    check_method_options(engine_method, {k: v for k, v in options.items() if k not in BUNDLE_CHECKS}, prefix)
+    for name, value in options.items():
+        if name in BUNDLE_CHECKS:
+            BUNDLE_CHECKS[name](prefix + name, value)

@@ -164,11 +164,12 @@ class CoupledPipeline:
 
 
 def classify_files(files, checkpoint, *, corruption=None, severity=None, method="parallel", seed=0, input_range=None,
-                   polarity="auto", out=print, note=None) -> int:
+                   polarity="auto", out=print, note=None, device=None) -> int:
     """Print one line per input item (prediction and confidence, or the file's problem); returns the number of
     failures. Files are read by the bundle's domain (`Domain.read_input`: for images a PNG/JPEG, or a .npy batch
     giving one line per item, named `file[i]`, and the `polarity` the networks expect; notes go to `note`,
-    default stderr)."""
+    default stderr). `device`: where the networks run ('cpu', 'cuda', 'cuda:N', 'mps'; None or 'auto': CUDA when
+    present)."""
     import sys
 
     from .bundle import checkpoint_domain
@@ -181,7 +182,7 @@ def classify_files(files, checkpoint, *, corruption=None, severity=None, method=
         domain.corruption(corruption)
     check_seed(seed, "--seed")
     parse_input_range(input_range)
-    pipe = CoupledPipeline.from_pretrained(checkpoint)
+    pipe = CoupledPipeline.from_pretrained(checkpoint, device=None if device in (None, "auto") else device)
     items, names, failures = [], [], 0
     for f in files:
         try:

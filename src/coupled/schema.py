@@ -124,7 +124,7 @@ def _check_free_form(key: str, name: str, value, data_kinds=None) -> None:
         if not isinstance(value, dict):
             _fail(key, "be a mapping", value)
         if name == "methods":
-            from .methods import REFERENCE_METHODS, method_settings
+            from .methods import REFERENCE_METHODS, check_method_settings, method_settings
             from .engine import METHODS
 
             for method, opts in value.items():
@@ -138,6 +138,10 @@ def _check_free_form(key: str, name: str, value, data_kinds=None) -> None:
                 if unknown:
                     raise CoupledError(f"unknown config key '{key}.{method}.{unknown[0]}' (an option method {method!r} "
                                        f"does not take); valid keys there: {', '.join(valid)}")
+                try:  # the values too, as the method would check them when it runs
+                    check_method_settings(method, opts, prefix=f"config key {key}.{method}.")
+                except CoupledError as e:
+                    raise CoupledError(f"{e}; fix it in the config file") from None
     elif name == "severities":
         if not isinstance(value, dict) or not value:
             _fail(key, "be a mapping corruption -> {light, medium, heavy}", value)
@@ -212,6 +216,8 @@ def check_sampling(sampling, where: str) -> dict:
                                "re-create it with `coupled train`")
     try:
         validate(sampling, DEFAULTS["sampling"], FREE_FORM, "sampling.")
-    except CoupledError as e:
-        raise CoupledError(f"{where}: {e}") from None
+    except CoupledError as e:  # a stored file, not the user's config: say how to replace the value
+        message = str(e).removesuffix("; fix it in the config file").replace("config key sampling.", "sampling.")
+        raise CoupledError(f"{where}: {message}; re-create it with `coupled train`, or override the value with "
+                           "--set KEY=VALUE (sampling= in Python)") from None
     return sampling

@@ -150,3 +150,6 @@ def test_errors():
     _one_line_error(C.corrupt, x[0], "gaussian_noise", 0.1, seed=0)
     _one_line_error(C.corrupt, x, "gaussian_noise", 0.1, seed=-1)
     _one_line_error(C.gaussian_blur, torch.zeros(1, 1, 8, 8), 3.0, None)  # radius 9 > image
+    # a huge sigma (--set corruptions.severities.gaussian_blur.heavy=1e308) is the same one line, not an OverflowError
+    assert "at most 2.33" in _one_line_error(C.gaussian_blur, torch.zeros(1, 1, 8, 8), 1e308, None)
+    assert torch.isfinite(C.gaussian_blur(torch.zeros(1, 1, 8, 8), 7 / 3, None)).all()  # radius 7: the largest an 8x8 image takes

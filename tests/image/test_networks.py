@@ -115,6 +115,11 @@ def test_config_round_trip_keeps_non_defaults():
         lambda: SignalUNetConfig(image_size=3, channels=(8, 8)),
         lambda: LogitNetConfig(dropout=1.0),
         lambda: ClassifierConfig(width=0),
+        # a field of the wrong type fails when the config is made, not at the first forward pass (issue 17)
+        lambda: SignalUNetConfig(time_scale="abc"),
+        lambda: LogitNetConfig(use_center="maybe"),
+        lambda: LogitNetConfig(time_scale=float("inf")),
+        lambda: SignalUNetConfig(dropout="0.1"),
     ],
 )
 def test_bad_config_values_are_rejected(make):

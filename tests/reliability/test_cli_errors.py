@@ -69,6 +69,21 @@ CONFIG_ROWS = {  # config override -> what the message must name
                                    "not a logits network"),
     "card_init_other_net": ({"card": {**TINY["card"], "init": str(BUNDLE / "card.safetensors")}},
                             "card.init: " + str(BUNDLE / "card.safetensors") + " does not match"),
+    # network configs are built before anything is written (issue 17): one line, no folder left behind
+    "signal_net_unknown_key": ({"signal": {**TINY["signal"], "net": {**TINY["signal"]["net"], "depth": 3}}},
+                               "config key signal.net: unknown SignalUNetConfig option(s) ['depth']"),
+    "signal_net_time_scale_string": ({"signal": {**TINY["signal"], "net": {**TINY["signal"]["net"], "time_scale": "abc"}}},
+                                     "config key signal.net: SignalUNetConfig.time_scale must be a finite number"),
+    "logits_net_use_center_string": ({"logits": {**TINY["logits"], "net": {**TINY["logits"]["net"], "use_center": "maybe"}}},
+                                     "config key logits.net: LogitNetConfig.use_center must be true or false"),
+    "card_net_hidden_0": ({"card": {**TINY["card"], "net": {**TINY["card"]["net"], "hidden": 0}}}, "config key card.net"),
+    "classifier_net_width_0": ({"classifier": {**TINY["classifier"], "steps": 8, "net": {"width": 0}}},
+                               "config key classifier.net: ClassifierConfig.width"),
+    # method option values are checked with the config, not when the method first runs
+    "method_option_negative": ({"sampling": {"methods": {"alternating": {"rounds": -3}}}},
+                               "sampling.methods.alternating.rounds must be an integer >= 1"),
+    "method_window_reversed": ({"sampling": {"methods": {"nested": {"refresh_window": [0.9, 0.1]}}}},
+                               "sampling.methods.nested.refresh_window"),
 }
 
 
@@ -149,6 +164,8 @@ def test_bad_user_classifier_is_one_line_and_writes_nothing(cli, tmp_path, monke
     (b"seed: 0\nname: caf\xe9\n", "not UTF-8"),
     (b"signal: {steps: [\n", "cannot parse"),
     (b"- a\n- b\n", "must hold a mapping"),
+    (b"", "is empty"),  # issue 17: an empty file was every default, silently
+    (b"# only a comment\n", "is empty"),
 ])
 def test_unreadable_config_file_is_one_line(cli, tmp_path, text, message):
     path = tmp_path / "bad.yaml"
@@ -211,6 +228,24 @@ OPTION_ROWS = [
     (["demo", "--domain", "tpu"], "--domain"),
     (["demo", "--no-such-option"], "unrecognized"),
     (["manifest", "{dir}/none"], "no such checkpoint folder"),
+    # issue 17: --device, one name per folder flag, bench --publish, a blur severity too large to build
+    (["evaluate", "{cfg}", "--device", "tpu"], "--device"),
+    (["evaluate", "{cfg}", "--device", "cuda"], "--device"),
+    (["demo", "--device", "cuda:x"], "--device"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--device", "mps"], "--device"),
+    (["evaluate", "{cfg}", "--checkpoint", "{dir}/a", "--output", "{dir}/b"], "--output"),
+    (["calibrate", "{cfg}", "--checkpoint", "{dir}/none"], "none/classifier.json; pass a checkpoint folder"),
+    (["bench", "--publish", "--out", "{dir}/bench.json"], "--publish"),
+    (["bench", "--publish", "--doc", "{dir}/performance.md"], "--publish"),
+    (["evaluate", "configs/mnist.yaml", "--out", "{dir}/ev", "--set",
+      "corruptions.severities.gaussian_blur.heavy=1e308", "--corruptions", "gaussian_blur", "--levels", "heavy",
+      "--methods", "noisy", "--max-items", "4", "--seeds", "0", "--quiet"], "gaussian_blur"),
+    # a speech evaluation on a user's folder of WAVs (data.wav_folder, data.transcripts)
+    (["evaluate", "configs/speech.yaml", "--set", "data.wav_folder={dir}/none", "--out", "{dir}/ev"], "no such folder"),
+    (["evaluate", "configs/speech.yaml", "--set", "data.wav_folder=5", "--out", "{dir}/ev"], "data.wav_folder"),
+    (["evaluate", "configs/speech.yaml", "--set", "data.wav_folder={dir}", "--split", "val", "--out", "{dir}/ev"],
+     "drop --split"),
+    (["evaluate", "configs/speech.yaml", "--set", "data.transcripts=", "--out", "{dir}/ev"], "data.transcripts"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
 ]

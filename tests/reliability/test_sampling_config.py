@@ -20,6 +20,13 @@ ROWS = {  # sampling override -> what the one line must say
                  "sampling.signal.eta is not an option of sampler 'ddpm'; its options: none"),
     "pc_eta": ({"logits": {"steps": 2, "sampler": "pc", "eta": 0.0}}, "sampling.logits.eta is not an option of sampler 'pc'"),
     "pc_snr_negative": ({"logits": {"steps": 2, "sampler": "pc", "snr": -3}}, "sampling.logits.snr must lie in (0, 100]"),
+    # option values too, not only option names (issue 17): checked before any method runs
+    "rounds_negative": ({"methods": {"alternating": {"rounds": -3}}}, "sampling.methods.alternating.rounds must be an integer >= 1"),
+    "switch_fraction_2": ({"methods": {"parallel": {"switch_fraction": 2}}}, "sampling.methods.parallel.switch_fraction must lie in [0, 1]"),
+    "signal_steps_string": ({"methods": {"sequential": {"signal_steps": "five"}}}, "sampling.methods.sequential.signal_steps"),
+    "signal_net_unknown": ({"methods": {"sequential": {"signal_net": "mine"}}}, "sampling.methods.sequential.signal_net"),
+    "classifier_gradient_negative": ({"methods": {"parallel": {"classifier_gradient": -1}}},
+                                     "sampling.methods.parallel.classifier_gradient"),
 }
 
 
@@ -64,3 +71,38 @@ def test_a_pc_chain_takes_its_corrector_options():
         assert signal.options == {"eta": sampling["signal"]["eta"]}
         assert logits.options == {k: sampling["logits"][k] for k in ("corrector_steps", "snr")}
     assert DEFAULTS["sampling"]["signal"] == {"steps": 5, "sampler": "ddim", "eta": 0.0}
+
+
+def _bundle_with_stored(tmp_path, method, option, value):
+    """A copy of the bundle whose pipeline.json stores `option: value` for `method`, re-sealed."""
+    import json
+    import shutil
+
+    from coupled.checkpoint import seal
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(BUNDLE, folder, ignore=shutil.ignore_patterns("logs"))
+    pipeline = json.loads((folder / "pipeline.json").read_text())
+    pipeline["sampling"]["methods"].setdefault(method, {})[option] = value
+    (folder / "pipeline.json").write_text(json.dumps(pipeline))
+    seal(folder)
+    return folder
+
+
+def test_a_bad_method_option_stored_in_pipeline_json_is_one_line(cli, tmp_path):
+    """pipeline.json overrides the config's sampling: its method options are checked when it is read (issue 17)."""
+    from coupled import CoupledPipeline
+    from coupled.errors import CoupledError
+
+    folder = _bundle_with_stored(tmp_path, "alternating", "rounds", -3)
+    cfg = tiny_config(tmp_path)
+    code, _, err = cli("evaluate", cfg, "--checkpoint", folder, "--out", tmp_path / "ev", "--quiet", *SMALL)
+    line = one_line_error(code, err.replace(next((x for x in err.splitlines() if "coupled: note:" in x), ""), ""))
+    assert str(folder / "pipeline.json") in line and "sampling.methods.alternating.rounds must be an integer >= 1" in line
+    assert not (tmp_path / "ev").exists()
+    with pytest.raises(CoupledError, match="pipeline.json: .*sampling.methods.alternating.rounds"):
+        CoupledPipeline.from_pretrained(folder)
+    # an explicit --set on top of the stored value is what runs: no error
+    code, _, err = cli("evaluate", cfg, "--checkpoint", folder, "--out", tmp_path / "ev", "--quiet", *SMALL,
+                       "--set", "sampling.methods.alternating.rounds=2")
+    assert code == 0, err

@@ -86,3 +86,41 @@ def test_missing_synthesiser_is_one_line_with_the_install_command(tmp_path, monk
     with pytest.raises(CoupledError) as e:
         build_corpus(TINY, tmp_path / "c", progress=False)
     assert "pip install espeakng-loader" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_coupled_data_never_deletes_a_folder_it_did_not_create(tmp_path, capsys):
+    """Issue 17: `coupled data speech` with data.root at a user's folder ran shutil.rmtree on it."""
+    import yaml
+
+    from coupled.cli import main
+
+    user = tmp_path / "my_recordings"
+    (user / "sub").mkdir(parents=True)
+    (user / "thesis.txt").write_text("years of work")
+    (user / "sub" / "take1.wav").write_bytes(b"RIFF")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"domain": "speech", "data": {"root": str(user)},
+                                   "corpus": {"speakers": {"train": 1, "val": 1, "test": 1}, "digit_strings": 1}}))
+    code = main(["evaluate", str(cfg), "--methods", "noisy", "--checkpoint", "checkpoints/speech", "--quiet",
+                 "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "no speech corpus manifest" in err
+    assert f"coupled data speech --config {cfg}" in err  # the command that builds this config's corpus
+    code = main(["data", "speech", "--config", str(cfg), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert (user / "thesis.txt").read_text() == "years of work" and (user / "sub" / "take1.wav").is_file()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "2 files" in err and "manifest.json" in err and "--root" in err
+    assert not (tmp_path / "my_recordings.partial").exists()
+
+
+def test_an_empty_folder_is_built_into_and_a_foreign_partial_folder_is_left_alone(tmp_path):
+    small = CorpusConfig(speakers={"train": 1, "val": 1, "test": 1}, digit_strings=1)
+    (tmp_path / "empty").mkdir()
+    assert (build_corpus(small, tmp_path / "empty", progress=False) / "manifest.json").is_file()
+    # a leftover <root>.partial the build did not start (no marker) is someone else's: refused, untouched
+    (tmp_path / "new.partial").mkdir()
+    (tmp_path / "new.partial" / "notes.txt").write_text("mine")
+    with pytest.raises(CoupledError, match="new.partial"):
+        build_corpus(small, tmp_path / "new", progress=False)
+    assert (tmp_path / "new.partial" / "notes.txt").read_text() == "mine" and not (tmp_path / "new").exists()

@@ -149,3 +149,38 @@ def test_published_noisy_rows_are_reproduced(tmp_path):
     assert res["clean"]["accuracy"] == pytest.approx(published["clean"]["accuracy"])
     pub = {(r["snr_db"], r["metric"]): r["value"] for r in published["rows"] if r["corruption"] == "white_noise"}
     assert {(r["snr_db"], r["metric"]): r["value"] for r in res["rows"]} == pytest.approx(pub)
+
+
+def test_evaluate_a_users_wav_folder(tmp_path, monkeypatch, capsys):
+    """`coupled evaluate configs/speech.yaml --set data.wav_folder=DIR`: the recogniser on a user's own WAVs,
+    no synthetic corpus needed; babble talkers are the folder's other recordings (issue 17)."""
+    import torch
+    from scipy.io import wavfile
+
+    from .conftest import tone
+
+    monkeypatch.setenv("COUPLED_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    ckpt = tmp_path / "ckpt"
+    save_recogniser(CTCRecogniser(RecogniserConfig(channels=16, dilations=(1,), n_mels=32)), ckpt)
+    wavs = tmp_path / "my_wavs"
+    lines = []
+    for i, (spk, text) in enumerate([("ann", "one two"), ("ann", "yes"), ("bob", "three oh seven"), ("bob", "no")]):
+        path = wavs / spk / f"take{i}.WAV"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        wavfile.write(path, 22050, (tone(0.6, 22050, 200.0 + 50 * i, 0.3) * 32767).astype(np.int16))
+        lines.append(f"{spk}/take{i}.WAV {text}")
+    (wavs / "said.txt").write_text("\n".join(lines) + "\n")
+    cfg = tmp_path / "speech.yaml"
+    cfg.write_text(yaml.safe_dump({"domain": "speech", "output": str(ckpt),
+                                   "degradations": {"white_noise": {"snr": [10]}, "babble_noise": {"snr": [5]},
+                                                    "reverb": {"rt60": [0.7]}},
+                                   "rooms": {"per_rt60": 1, "seed": 0}, "evaluation": {"bootstrap": 20}}))
+    assert main(["evaluate", str(cfg), "--methods", "noisy", "--out", str(tmp_path / "ev"), "--quiet",
+                 "--set", f"data.wav_folder={wavs}", "--set", "data.transcripts=said.txt"]) == 0
+    res = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert res["dataset"] == f"wav_folder {wavs}" and res["split"] == "all"
+    assert res["clean"]["n_items"] == {"digits": 2, "keywords": 2}
+    assert {r["corruption"] for r in res["rows"]} == {"white_noise", "babble_noise", "reverb"}
+    assert "Speech evaluation (wav_folder" in capsys.readouterr().out
+    assert list((tmp_path / "ev" / "examples").glob("ann_take0_*.wav"))

@@ -87,3 +87,40 @@ def test_plain_wav_folder(tmp_path):
     (tmp_path / "transcripts.txt").write_text("take1 one\ntake2 two\ntake3 three\n")
     with pytest.raises(CoupledError, match="take3.wav is all zeros"):
         wav_folder(tmp_path)
+
+
+def test_wav_folder_reads_subfolders_any_case_of_wav_and_a_bom(tmp_path):
+    """Issue 17: .WAV files and subfolders were skipped silently, and a byte-order mark hid the first line's file."""
+    _wav(tmp_path / "alice" / "a1.WAV")
+    _wav(tmp_path / "bob" / "b1.wav")
+    _wav(tmp_path / "c.Wav")
+    (tmp_path / "transcripts.txt").write_bytes("\ufeffalice/a1.WAV one two\nbob/b1 yes\nc.wav digits: seven\n".encode())
+    items = wav_folder(tmp_path)
+    assert [(u.id, u.speaker, u.text, u.task) for u in items] == [
+        ("alice/a1", "alice", "one two", "digits"),  # several words: a string, scored by WER
+        ("bob/b1", "bob", "yes", "keywords"),  # one word: a keyword, scored by accuracy
+        ("c", "", "seven", "digits")]  # the line's own task wins over the inference
+    assert all(u.wave.shape == (8000,) for u in items)
+    assert [u.task for u in wav_folder(tmp_path, task="keywords")] == ["keywords", "keywords", "digits"]
+
+
+@pytest.mark.parametrize("lines, message", [
+    ("a.wav one\nb.wav two\na three\n", "transcripts.txt line 3: a.wav already has a transcript on line 1"),
+    ("a.wav one\nb.wav two\nsub/z.wav nine\n", "transcripts.txt line 3: no WAV file sub/z.wav"),
+    ("a.wav digitz: one\nb.wav two\n", "transcripts.txt line 1: unknown task 'digitz'"),
+    ("a.wav\nb.wav two\n", "transcripts.txt line 1: expected '<file> <words>'"),
+])
+def test_wav_folder_refuses_duplicate_and_orphaned_lines(tmp_path, lines, message):
+    _wav(tmp_path / "a.wav")
+    _wav(tmp_path / "b.wav")
+    (tmp_path / "transcripts.txt").write_text(lines)
+    with pytest.raises(CoupledError) as e:
+        wav_folder(tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_wav_folder_transcript_that_is_not_utf8(tmp_path):
+    _wav(tmp_path / "a.wav")
+    (tmp_path / "transcripts.txt").write_bytes(b"a.wav caf\xe9\n")
+    with pytest.raises(CoupledError, match="not UTF-8"):
+        wav_folder(tmp_path)

@@ -93,3 +93,14 @@ def test_bundled_recogniser_meets_the_clean_targets():
     root = build_corpus(CorpusConfig.from_dict(cfg["corpus"]), corpus_root(cfg), progress=False)
     scores = evaluate_clean(load_recogniser("checkpoints/speech"), load_split(root, "test"))
     assert scores["digit_wer"] <= 0.03 and scores["keyword_accuracy"] >= 0.97, scores
+
+
+def test_a_bad_recogniser_net_is_refused_with_the_config():
+    """Issue 17: a recogniser.net value is checked when the config is read, not deep in training."""
+    from coupled.domains.speech.config import make_speech_config
+
+    for net, message in (({"channels": 0}, "RecogniserConfig.channels"), ({"dilations": [1, -2]}, "dilations"),
+                         ({"dropout": 1.5}, "dropout"), ({"mel_floor": "x"}, "mel_floor"), ({"depth": 3}, "depth")):
+        with pytest.raises(CoupledError, match="config key recogniser.net") as e:
+            make_speech_config({"recogniser": {"net": net}})
+        assert message in str(e.value)

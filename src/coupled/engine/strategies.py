@@ -263,6 +263,35 @@ def _check_count(name, value, minimum=1):
         raise CoupledError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _check_optional_count(name, value):
+    if value is not None:
+        _check_count(name, value)
+
+
+def _check_window(name, value):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise CoupledError(f"{name} must be (start, end) fractions, got {value!r}")
+    for v in value:
+        _check_fraction(name, v)
+    if value[0] > value[1]:
+        raise CoupledError(f"{name} start must not exceed its end, got {tuple(value)}")
+
+
+# the values of every strategy option (a method's options are its keyword-only parameters), one check per name:
+# the strategies check their arguments with it, and configs and pipeline.json before anything runs
+OPTION_CHECKS: dict[str, Callable] = {
+    "signal_steps": _check_optional_count, "logit_steps": _check_optional_count,
+    "refresh_signal_steps": _check_optional_count, "rounds": _check_count, "logit_samples": _check_count,
+    "k": _check_count, "refresh_every": lambda name, v: _check_count(name, v, minimum=0),
+    "switch_fraction": _check_fraction, "refresh_from": lambda name, v: _check_fraction(name, v, low_open=True),
+    "noise_fraction": lambda name, v: _check_fraction(name, v, low_open=True), "refresh_window": _check_window,
+}
+
+
+def _check_option(name, value):
+    OPTION_CHECKS[name](name, value)
+
+
 @torch.no_grad()
 def signal_trajectory(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logits=None,
                       steps: int | None = None, start_fraction: float = 1.0, start_from=None,
@@ -347,7 +376,7 @@ def card(coupling: Coupling, degraded: torch.Tensor, generator=None, *, logit_st
 
 
 def _logit_baseline(method, coupling, degraded, generator, logit_steps, logit_samples, callback, lengths):
-    _check_count("logit_samples", logit_samples)
+    _check_option("logit_samples", logit_samples)
     run = _Run(coupling, degraded, generator, "y", method, callback, lengths)
     c = run.classify(degraded)
     y_hat = run.logit_trajectory(c, degraded, logit_steps, logit_samples)
@@ -362,7 +391,7 @@ def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=No
     `classifier_logits` are log(mean_k softmax f(x_hat_k)); `x_hat` is the last trajectory's.
     Calls: K N_x D_x, K f.
     """
-    _check_count("k", k)
+    _check_option("k", k)
     run = _Run(coupling, degraded, generator, "x", "sequential_ensemble", callback, lengths)
     probs = 0
     for _ in range(k):
@@ -385,7 +414,7 @@ def purification(coupling: Coupling, degraded: torch.Tensor, generator=None, *, 
                  signal_steps: int | None = None, callback: Callable | None = None, lengths=None):
     """DiffPure-style baseline: noise d to the time at `noise_fraction` of the signal process's range, then
     `signal_steps` denoising steps from there (null logit token), then f. Calls: N_x D_x, 1 f."""
-    _check_fraction("noise_fraction", noise_fraction, low_open=True)
+    _check_option("noise_fraction", noise_fraction)
     run = _Run(coupling, degraded, generator, "x", "purification", callback, lengths)
     x_hat = run.signal_trajectory(None, signal_steps, start_fraction=noise_fraction, start_from=degraded)
     return run.result("purification", None, x_hat, run.classify(x_hat))
@@ -415,7 +444,7 @@ def parallel(
     it; f is called again only when x0_hat changed. Calls: N_x D_x, N_y D_y, 1 (f(d)) + the evidence
     refreshes + 1 (f(x_hat)) classifier calls (`expected_calls` counts them).
     """
-    _check_fraction("switch_fraction", switch_fraction)
+    _check_option("switch_fraction", switch_fraction)
     run = _Run(coupling, degraded, generator, "xy", "parallel", callback, lengths)
     c_d = run.classify(degraded)
     x_state = run.start_signal(signal_steps)
@@ -445,8 +474,8 @@ def alternating(
     l starts as the null token and becomes each round's y_hat (with `logit_samples` > 1, the mean of that
     many logit trajectories). Calls: R N_x D_x, R M N_y D_y, R f.
     """
-    _check_count("rounds", rounds)
-    _check_count("logit_samples", logit_samples)
+    _check_option("rounds", rounds)
+    _check_option("logit_samples", logit_samples)
     run = _Run(coupling, degraded, generator, "xy", "alternating", callback, lengths)
     logits = None
     for _ in range(rounds):
@@ -470,14 +499,9 @@ def nested(
     time range and runs `refresh_signal_steps` (default: signal_steps) steps from there.
     Calls: N_x + refreshes x N_r D_x, N_y D_y, (1 + refreshes) f.
     """
-    _check_count("refresh_every", refresh_every, minimum=0)
-    _check_fraction("refresh_from", refresh_from, low_open=True)
-    if len(refresh_window) != 2:
-        raise CoupledError(f"refresh_window must be (start, end) fractions, got {refresh_window!r}")
-    for v in refresh_window:
-        _check_fraction("refresh_window", v)
-    if refresh_window[0] > refresh_window[1]:
-        raise CoupledError(f"refresh_window start must not exceed its end, got {tuple(refresh_window)}")
+    _check_option("refresh_every", refresh_every)
+    _check_option("refresh_from", refresh_from)
+    _check_option("refresh_window", refresh_window)
     run = _Run(coupling, degraded, generator, "xy", "nested", callback, lengths)
     x_hat = run.signal_trajectory(None, signal_steps)
     c = run.classify(x_hat)
@@ -522,6 +546,19 @@ def method_options(method: str) -> list[str]:
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("callback", "lengths")]
 
 
+def check_method_options(method: str, options: dict, prefix: str = "") -> None:
+    """`options` of `method` checked without running it: an unknown option or a value out of range is one
+    CoupledError (an option's name in it is preceded by `prefix`, e.g. 'config key sampling.methods.nested.')."""
+    valid = method_options(method)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise CoupledError(
+            f"unknown option(s) {unknown} for method {method!r}; valid: {', '.join(valid) or 'none'}"
+        )
+    for name, value in options.items():
+        OPTION_CHECKS[name](prefix + name, value)
+
+
 def run_method(method: str, coupling: Coupling, degraded: torch.Tensor, generator=None, *,
                callback: Callable | None = None, lengths=None, **options) -> StrategyResult:
     """Run a method by name; unknown methods and options are errors that list the valid ones.
@@ -530,17 +567,7 @@ def run_method(method: str, coupling: Coupling, degraded: torch.Tensor, generato
     `lengths` [B]: each item's valid extent along the signal's last axis in a zero-padded batch (None: every
     item is whole); with it every item's result is the one it gets alone (see `_Run`).
     """
-    if method not in METHODS:
-        raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
-    valid = method_options(method)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise CoupledError(
-            f"unknown option(s) {unknown} for method {method!r}; valid: {', '.join(valid) or 'none'}"
-        )
-    for name in ("signal_steps", "logit_steps", "refresh_signal_steps"):
-        if options.get(name) is not None:
-            _check_count(name, options[name])
+    check_method_options(method, options)
     return METHODS[method](coupling, degraded, generator, callback=callback, lengths=lengths, **options)
 
 

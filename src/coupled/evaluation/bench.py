@@ -1,4 +1,5 @@
-"""`coupled bench`: what sampling costs, measured on the bundled models, and `docs/performance.md` from it.
+"""`coupled bench`: what sampling costs, measured on the bundled models, and a page from it (`runs/bench/`; with
+`--publish`, `docs/performance.md`).
 
 Four measurements, all in one command so their figures share one machine state:
   - engine overhead: every network call (signal denoiser, logit denoiser, classifier) is timed by a wrapper
@@ -332,8 +333,8 @@ def throughput(checkpoint, sampling: dict, degraded, profile: dict, threads: int
 # ------------------------------------------------------------------------------------------------- the bench
 
 
-def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="benchmarks/results/bench.json",
-              doc="docs/performance.md", threads: int | None = None, batch_sizes=None,
+def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="runs/bench/bench.json",
+              doc="runs/bench/performance.md", threads: int | None = None, batch_sizes=None,
               command: str | None = None, progress: bool = True) -> dict:
     """Run the bench for config `cfg`, write the JSON to `out` and the generated page to `doc` (with a PNG
     beside it), and return the results. `threads`: torch threads (None: torch's default); `batch_sizes`:

@@ -94,11 +94,27 @@ def apply_init(cfg: dict, section: str, net) -> str | None:
     return str(p)
 
 
-def check_inits(cfg: dict, stages, num_classes: int) -> None:
-    """Every `init` of the stages about to run, loaded into a network of its section (before anything is written)."""
-    for stage in stages:
-        if stage in INIT_SECTIONS and cfg[stage].get("init"):
-            apply_init(cfg, stage, _denoiser(cfg, stage, INIT_SECTIONS[stage], num_classes))
+def check_networks(cfg: dict, stages, num_classes: int, user_classifier: bool = False) -> None:
+    """Build the network of every stage about to run from its config section, and load its `init`, before anything
+    is written: a bad `net` value (an unknown option, a wrong type, a size the network cannot take) is one
+    CoupledError naming the section, not a traceback from a later stage after config.json was written."""
+    from ..bundle import build_net
+
+    for section in stages:
+        if section not in INIT_SECTIONS and (section != "classifier" or user_classifier):
+            continue  # the other stages continue networks an earlier stage wrote
+        try:
+            if section == "classifier":
+                net = build_net("classifier", cfg["classifier"]["net"], domain_of(cfg).name)
+            else:
+                net = _denoiser(cfg, section, INIT_SECTIONS[section], num_classes)
+        except CoupledError as e:
+            raise CoupledError(f"config key {section}.net: {e}") from None
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise CoupledError(f"config key {section}.net: the network cannot be built from it "
+                               f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); fix {section}.net") from None
+        if section in INIT_SECTIONS and cfg[section].get("init"):
+            apply_init(cfg, section, net)
 
 
 def build_setup(stage: str, cfg: dict, output: Path, fingerprint_shape=None) -> StageSetup:
@@ -230,9 +246,10 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
     user = is_user_classifier(cfg)
     check_stages(stages, output, provided=("classifier",) if user else ())
     splits = domain_of(cfg).load_splits(cfg)  # data problems surface before anything is written
-    # a user's classifier and every `init` are checked before anything is written too
+    # a user's classifier, every stage's network and every `init` are checked before anything is written too
     user = prepare_user_classifier(cfg, splits["train"]) if user else None
-    check_inits(cfg, stages, user.num_classes if user else cfg["classifier"]["net"].get("num_classes", 10))
+    check_networks(cfg, stages, user.num_classes if user else cfg["classifier"]["net"].get("num_classes", 10),
+                   user_classifier=user is not None)
     shape = tuple(splits["train"].signals.shape[1:])
     if cfg["train"]["num_threads"]:
         torch.set_num_threads(cfg["train"]["num_threads"])

@@ -95,11 +95,12 @@ def gaussian_blur(images: torch.Tensor, sigma: float, generator: torch.Generator
     x, sigma = _check_images(images), _check_severity(sigma, "gaussian_blur")
     if sigma == 0:
         return x.clone()
-    r = math.ceil(3 * sigma)
     n, c, h, w = x.shape
-    if r >= min(h, w):
+    if 3 * sigma > min(h, w) - 1:  # checked before ceil: a huge sigma (1e308) makes 3 * sigma infinite
         # Reflect padding cannot pad by more than the image size minus one.
-        raise CoupledError(f"gaussian_blur radius {r} (= ceil(3 * sigma {sigma:g})) needs images larger than {r} pixels, got {h}x{w}; lower sigma below {min(h, w) / 3:.2f}")
+        raise CoupledError(f"gaussian_blur sigma {sigma:g} needs a kernel radius ceil(3 * sigma) of at least "
+                           f"{min(h, w)} pixels, more than {h}x{w} images allow; use sigma at most {(min(h, w) - 1) / 3:.2f}")
+    r = math.ceil(3 * sigma)
     t = torch.arange(-r, r + 1, dtype=torch.float64, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = (k / k.sum()).to(torch.float32)

@@ -79,6 +79,17 @@ class _Config:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v < 1.0:
             raise CoupledError(f"{type(self).__name__}.{name} must be a number in [0, 1), got {v!r}")
 
+    def _number(self, *names: str) -> None:
+        for name in names:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                raise CoupledError(f"{type(self).__name__}.{name} must be a finite number > 0, got {v!r}")
+
+    def _bool(self, *names: str) -> None:
+        for name in names:
+            if not isinstance(getattr(self, name), bool):
+                raise CoupledError(f"{type(self).__name__}.{name} must be true or false, got {getattr(self, name)!r}")
+
     def _even(self, name: str) -> None:
         self._positive(name)
         if getattr(self, name) % 2:
@@ -130,6 +141,7 @@ class SignalUNetConfig(_Config):
         self._even("time_dim")
         self._int_tuple("channels")
         self._fraction("dropout")
+        self._number("time_scale")
         if self.image_size < 2 ** len(self.channels):
             raise CoupledError(
                 f"SignalUNetConfig.image_size={self.image_size} is too small for {len(self.channels)} downsamplings; "
@@ -163,8 +175,8 @@ class LogitNetConfig(_Config):
         self._even("time_dim")
         self._int_tuple("encoder_channels")
         self._fraction("dropout")
-        if not isinstance(self.use_features, bool):
-            raise CoupledError(f"LogitNetConfig.use_features must be true or false, got {self.use_features!r}")
+        self._number("time_scale")
+        self._bool("use_features", "use_center")
 
 
 # ----------------------------------------------------------------------------------------------- helpers

@@ -46,13 +46,13 @@ def calibrate_levels(cfg: dict, checkpoint=None, targets: dict = TARGETS, grid=G
     import torch
     from tqdm import tqdm
 
-    from .corpus import load_split
-    from .evaluate import NOISES, corpus_root, degrade_item, score
+    from .corpus import built_corpus, load_split
+    from .evaluate import NOISES, degrade_item, score
     from .recogniser import load_recogniser, transcribe
 
     if cfg["evaluation"].get("num_threads"):
         torch.set_num_threads(int(cfg["evaluation"]["num_threads"]))
-    root = corpus_root(cfg)
+    root = built_corpus(cfg)
     model = load_recogniser(checkpoint or cfg["output"])
     items = load_split(root, "val", tasks=("digits",), max_items=max_items)
     babble = [u.wave for u in load_split(root, "test", tasks=("digits",), max_items=60)]

@@ -9,6 +9,7 @@ import copy
 from ...errors import CoupledError
 from .corpus import CorpusConfig
 from .degrade import DEGRADATIONS
+from .recogniser import RecogniserConfig
 
 # the recogniser's training (train.py): the frozen classifier of this domain
 TRAIN_DEFAULTS = {"net": {}, "steps": 3000, "batch_size": 32, "lr": 3e-3, "lr_min": 1e-5, "warmup": 150,
@@ -23,9 +24,11 @@ SPEECH_DEFAULTS: dict = {
     "seed": 0,
     "output": "checkpoints/speech",
     "device": "cpu",
-    # the synthetic corpus (CorpusConfig fields; {} = its defaults) and where it is cached (null: ~/.cache)
+    # the synthetic corpus (CorpusConfig fields; {} = its defaults) and where it is cached (null: ~/.cache);
+    # wav_folder: evaluate on a folder of your own WAVs instead of the corpus's split (every file under it, each
+    # with its line in `transcripts`, a file in that folder unless absolute; loaders.wav_folder)
     "corpus": {},
-    "data": {"root": None},
+    "data": {"root": None, "wav_folder": None, "transcripts": "transcripts.txt"},
     "recogniser": copy.deepcopy(TRAIN_DEFAULTS),
     # what the evaluation sweeps: additive noise at these SNRs (dB, against active speech), rooms of these
     # requested RT60s (each row reports the rooms' measured RT60), and both together
@@ -54,6 +57,18 @@ def check_speech_config(cfg: dict) -> None:
             raise CoupledError(f"config key '{k}' must be a mapping, got {type(cfg[k]).__name__}")
     if cfg["domain"] != "speech":
         raise CoupledError(f"a speech config needs domain: speech, got {cfg['domain']!r}")
+    for key in ("root", "wav_folder"):
+        value = cfg["data"].get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise CoupledError(f"config key data.{key} must be null or a folder path, got {value!r}; fix it in the "
+                               "config file")
+    net = cfg["recogniser"]["net"]
+    if not isinstance(net, dict):
+        raise CoupledError(f"config key recogniser.net must be a mapping of RecogniserConfig fields, got {net!r}")
+    try:
+        RecogniserConfig.from_dict(net)  # checked now, not after the corpus is read for training
+    except CoupledError as e:
+        raise CoupledError(f"config key recogniser.net: {e}") from None
     for name in list(cfg["degradations"]) + list(cfg["levels"]):
         DEGRADATIONS[name]  # raises, naming the valid degradations
     CorpusConfig.from_dict(cfg["corpus"])  # raises on unknown corpus options

@@ -182,13 +182,18 @@ def build_corpus(cfg: CorpusConfig | None = None, root=None, workers: int = 2, p
 
     cfg = cfg or CorpusConfig()
     root = Path(root) if root is not None else default_root(cfg)
-    manifest_path = root / "manifest.json"
-    if manifest_path.is_file():
-        m = json.loads(manifest_path.read_text())
+    if is_corpus(root):
+        m = json.loads((root / "manifest.json").read_text())
         if m.get("generator") == GENERATOR_VERSION and m.get("config") == cfg.to_dict():
             return root
         raise CoupledError(f"{root} holds a different speech corpus (generator or config differ); "
                            "pass another folder or delete that one")
+    check_corpus_folder(root)
+    tmp = root.with_name(root.name + ".partial")
+    ours = (tmp / PARTIAL_MARKER).is_file() or is_corpus(tmp)  # marked when started, a manifest when finished
+    if tmp.exists() and not ours and (not tmp.is_dir() or any(tmp.iterdir())):
+        raise CoupledError(f"{tmp} exists and was not started by `coupled data` (no {PARTIAL_MARKER} in it); the "
+                           "corpus is built there before it is renamed to its folder: move it away or pass another --root")
     try:
         import espeakng_loader  # noqa: F401
     except ImportError:
@@ -210,7 +215,12 @@ def build_corpus(cfg: CorpusConfig | None = None, root=None, workers: int = 2, p
     method = "fork" if (synth._ENGINE is None and "fork" in multiprocessing.get_all_start_methods()) else "spawn"
     ctx = multiprocessing.get_context(method)
     items = []
-    tmp = root.with_name(root.name + ".partial")
+    if tmp.exists():  # an interrupted build of ours (marked) or an empty folder: nothing of anyone else's
+        import shutil
+
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    (tmp / PARTIAL_MARKER).write_text("a speech corpus being built by `coupled data`; deleted when it is done\n")
     from tqdm import tqdm
 
     with ctx.Pool(max(1, workers), maxtasksperchild=1) as pool:
@@ -225,12 +235,43 @@ def build_corpus(cfg: CorpusConfig | None = None, root=None, workers: int = 2, p
     manifest = {"generator": GENERATOR_VERSION, "config": cfg.to_dict(), "sample_rate": SAMPLE_RATE,
                 "speakers": [dataclasses.asdict(s) for s in spks], "items": items}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    if root.exists():
-        import shutil
-
-        shutil.rmtree(root)
+    (tmp / PARTIAL_MARKER).unlink()
+    if root.exists():  # an empty folder (check_corpus_folder refused anything else): never a tree of someone's files
+        root.rmdir()
     tmp.rename(root)
     return root
+
+
+PARTIAL_MARKER = ".coupled-partial"
+
+
+def is_corpus(root) -> bool:
+    """True when `root` holds a corpus written by `build_corpus` (its manifest.json names the generator)."""
+    path = Path(root) / "manifest.json"
+    try:
+        return path.is_file() and str(json.loads(path.read_text()).get("generator", "")).startswith("coupled-speech-corpus/")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_corpus_folder(root) -> None:
+    """A folder `coupled data` may build a corpus in: a new one, an empty one, or a corpus of its own; a folder
+    of anything else is a one-line CoupledError (the build replaces the folder, so it would lose those files)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise CoupledError(f"{root} is a file, not a folder; pass --root a new or empty folder for the speech corpus")
+    if not root.is_dir() or is_corpus(root):
+        return
+    import itertools
+
+    limit = 1000  # a data.root at someone's home folder: count no further
+    seen = list(itertools.islice(root.rglob("*"), limit))
+    found = sum(1 for p in seen if not p.is_dir())
+    if seen:
+        count = f"{found}{'+' if len(seen) == limit else ''}"
+        raise CoupledError(f"{root} holds {count} files but no speech corpus manifest.json, so it is not a corpus "
+                           "`coupled data` built; it will not write into or delete it: pass --root (or set data.root "
+                           "to) a new or empty folder")
 
 
 @dataclass
@@ -290,3 +331,16 @@ def corpus_root(cfg: dict) -> Path:
     """The corpus folder of a speech config (built by `coupled data speech`)."""
     ccfg = CorpusConfig.from_dict(cfg["corpus"])
     return Path(cfg["data"]["root"]) if cfg["data"].get("root") else default_root(ccfg)
+
+
+def built_corpus(cfg: dict) -> Path:
+    """The corpus folder of a speech config, checked to hold a built corpus: otherwise a one-line CoupledError
+    with the command that builds this config's corpus (and, for a folder of other files, that it will not)."""
+    root = corpus_root(cfg)
+    if is_corpus(root):
+        return root
+    build = "coupled data speech" + (f" --config {cfg['config_path']}" if cfg.get("config_path") else "")
+    if root.is_dir() and any(root.iterdir()):
+        raise CoupledError(f"{root} (data.root) holds files but no speech corpus manifest, and `coupled data` builds "
+                           f"only into a new or empty folder: set data.root to one, then run: {build}")
+    raise CoupledError(f"the speech corpus is not built yet ({root}); build it with: {build}")

@@ -19,7 +19,7 @@ import numpy as np
 from ...atomic import atomic_write_json, atomic_write_text
 from ...errors import CoupledError
 from .audio import write_wav
-from .corpus import CorpusConfig, corpus_root, load_split
+from .corpus import CorpusConfig, built_corpus, load_split
 from .degrade import degrade, room_bank
 from .metrics import edit_distance, estoi, normalise_text, pesq_wb, si_sdr
 
@@ -123,6 +123,8 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
     import torch
     from tqdm import tqdm
 
+    from ...bundle import default_device
+    from .loaders import wav_folder
     from .recogniser import load_recogniser, transcribe
 
     methods = list(methods or ["noisy"])
@@ -132,15 +134,26 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
     ev = cfg["evaluation"]
     if ev.get("num_threads"):
         torch.set_num_threads(int(ev["num_threads"]))
-    split = split or ev["split"]
     max_items = max_items if max_items is not None else ev.get("max_items")
-    root = corpus_root(cfg)
-    if not (root / "manifest.json").is_file():
-        raise CoupledError(f"the speech corpus is not built yet ({root}); build it with: coupled data speech")
-    model = load_recogniser(checkpoint or cfg["output"])
-    items = load_split(root, split, max_items=max_items)
-    babble_split = "val" if split != "val" else "test"
-    babble = [u.wave for u in load_split(root, babble_split, tasks=("digits",), max_items=60)]
+    folder = cfg["data"].get("wav_folder")
+    if folder:  # a user's own recordings: all of them, no split; babble talkers are the folder's other files
+        if split:
+            raise CoupledError(f"data.wav_folder ({folder}) is one set of recordings, not split; drop --split")
+        items = _first_per_task(wav_folder(folder, cfg["data"]["transcripts"]), max_items)
+        split, dataset, babble_from = "all", f"wav_folder {folder}", "the folder's other recordings"
+        babble_for = _babble_from_others(items, cfg)
+    else:
+        split = split or ev["split"]
+        root = built_corpus(cfg)
+        items = load_split(root, split, max_items=max_items)
+        babble_split = "val" if split != "val" else "test"
+        babble = [u.wave for u in load_split(root, babble_split, tasks=("digits",), max_items=60)]
+        dataset = f"espeak-digits-{CorpusConfig.from_dict(cfg['corpus']).digest()}"
+        babble_from = f"the {babble_split} split's digit strings"
+
+        def babble_for(index):
+            return babble
+    model = load_recogniser(checkpoint or cfg["output"]).to(default_device(cfg["device"]))
     rt60s = sorted({float(r) for n in ("reverb", "reverb_noise") if n in cfg["degradations"]
                     for r in cfg["degradations"][n]["rt60"]})
     rooms = room_bank(rt60s, cfg["rooms"]["per_rt60"], cfg["rooms"]["seed"]) if rt60s else []
@@ -170,9 +183,10 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
     ex_idx = sig_idx[:: max(1, len(sig_idx) // max(n_ex, 1))][:n_ex]  # spread over speakers
     ex_conds = _example_conditions(conds)
     for ex in ex_idx:
-        write_wav(out / "examples" / f"{items[ex].id}_clean.wav", clean[ex])
+        write_wav(out / "examples" / f"{_file_id(items[ex])}_clean.wav", clean[ex])
     for cond in tqdm(conds, desc="speech conditions", disable=not progress):
-        degraded = [degrade_item(cond, w, seed, i, babble) for i, w in enumerate(clean)]
+        degraded = [degrade_item(cond, w, seed, i, babble_for(i) if cond["corruption"] == "babble_noise" else None)
+                    for i, w in enumerate(clean)]
         t0 = time.perf_counter()
         hyps = transcribe(model, degraded, bs)
         seconds = (time.perf_counter() - t0) / len(items)
@@ -200,20 +214,20 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
                 row["level"] = cond["level"]
             rows.append(row)
         for ex in ex_idx if id(cond) in ex_conds else []:
-            fname = f"{items[ex].id}_{label}.wav"
+            fname = f"{_file_id(items[ex])}_{label}.wav"
             write_wav(out / "examples" / fname, np.clip(degraded[ex], -1, 1))
             examples.append({"condition": label, "file": f"examples/{fname}", "reference": refs[ex], "heard": hyps[ex]})
+    wer, acc = clean_scores.get("wer", {}), clean_scores.get("accuracy", {})  # a user's folder may lack a task
     results = {
-        "schema": "coupled-results/1", "domain": "speech",
-        "dataset": f"espeak-digits-{CorpusConfig.from_dict(cfg['corpus']).digest()}", "split": split,
-        "clean": {"metric": "wer", "value": clean_scores["wer"]["value"], "ci95": clean_scores["wer"]["ci95"],
-                  "accuracy": clean_scores["accuracy"]["value"], "accuracy_ci95": clean_scores["accuracy"]["ci95"],
-                  "n_items": {"digits": clean_scores["wer"]["n_items"], "keywords": clean_scores["accuracy"]["n_items"]},
-                  "n_words": clean_scores["wer"]["n_words"], "seconds_per_item": clean_seconds},
+        "schema": "coupled-results/1", "domain": "speech", "dataset": dataset, "split": split,
+        "clean": {"metric": "wer", "value": wer.get("value"), "ci95": wer.get("ci95"),
+                  "accuracy": acc.get("value"), "accuracy_ci95": acc.get("ci95"),
+                  "n_items": {"digits": wer.get("n_items", 0), "keywords": acc.get("n_items", 0)},
+                  "n_words": wer.get("n_words", 0), "seconds_per_item": clean_seconds},
         "rows": rows, "headline": [],
         "rooms": [{"rt60_target": r.rt60_target, "rt60": round(r.rt60, 3)} for r in rooms],
         "recogniser": str(checkpoint or cfg["output"]), "examples": examples,
-        "babble": f"{cfg['degradations'].get('babble_noise', {}).get('talkers', 6)} talkers from the {babble_split} split's digit strings",
+        "babble": f"{cfg['degradations'].get('babble_noise', {}).get('talkers', 6)} talkers from {babble_from}",
     }
     write_speech_results(results, out / "results.json")
     if results_path:
@@ -221,6 +235,35 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
     plot_wer_vs_snr(results, out / "wer_vs_snr.png")
     atomic_write_text(out / "report.md", speech_report(results, plots=["wer_vs_snr.png"]))
     return results
+
+
+def _first_per_task(items: list, max_items) -> list:
+    """The first `max_items` items of each task (all of them for None), in their order."""
+    if max_items is None:
+        return items
+    seen: dict = {}
+    return [u for u in items if seen.setdefault(u.task, []).append(u) or len(seen[u.task]) <= max_items]
+
+
+def _babble_from_others(items: list, cfg: dict):
+    """Babble talkers for a user's folder: item i's pool is the folder's other recordings (of other speakers
+    where the subfolders name them), so a talker is never the target."""
+    waves = [u.wave for u in items]
+    if "babble_noise" in cfg["degradations"] and len(items) < 2:
+        raise CoupledError("babble_noise needs other recordings as talkers, but the WAV folder holds one; add "
+                           "recordings or leave it out with --corruptions white_noise pink_noise reverb reverb_noise")
+
+    def pool(index):
+        others = [w for j, w in enumerate(waves) if j != index and (not items[index].speaker
+                                                                     or items[j].speaker != items[index].speaker)]
+        return others or [w for j, w in enumerate(waves) if j != index]
+
+    return pool
+
+
+def _file_id(item) -> str:
+    """An item's id as one file name (a user's folder has subfolders)."""
+    return item.id.replace("/", "_")
 
 
 def _example_conditions(conds: list[dict]) -> set:
@@ -263,9 +306,10 @@ def speech_report(results: dict, plots=()) -> str:
     """report.md: clean figures, one table per degradation (WER and keyword accuracy with 95% intervals)."""
     c = results["clean"]
     lines = [f"# Speech evaluation ({results['dataset']}, {results['split']} split)", "",
-             f"Clean: digit WER {_pct(c['value'])}% [{_pct(c['ci95'][0])}, {_pct(c['ci95'][1])}] over "
-             f"{c['n_items']['digits']} strings ({c['n_words']} words); keyword accuracy {_pct(c['accuracy'])}% "
-             f"[{_pct(c['accuracy_ci95'][0])}, {_pct(c['accuracy_ci95'][1])}] over {c['n_items']['keywords']} words.", ""]
+             f"Clean: digit WER {_pct(c['value'])}% [{_pct((c['ci95'] or [None])[0])}, {_pct((c['ci95'] or [None, None])[1])}] "
+             f"over {c['n_items']['digits']} strings ({c['n_words']} words); keyword accuracy {_pct(c['accuracy'])}% "
+             f"[{_pct((c['accuracy_ci95'] or [None])[0])}, {_pct((c['accuracy_ci95'] or [None, None])[1])}] over "
+             f"{c['n_items']['keywords']} words.", ""]
     lines += [f"![WER vs SNR]({p})" for p in plots] + [""]
     by = {}
     for r in results["rows"]:
@@ -305,14 +349,15 @@ def plot_wer_vs_snr(results: dict, path) -> Path:
         label = r["corruption"] if r.get("rt60_target") is None else f"{r['corruption']} (RT60 {r['rt60']:.2f} s)"
         groups.setdefault(r["corruption"], {}).setdefault(label, []).append(r)
     fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(4 * max(len(groups), 1), 3.4), sharey=True, squeeze=False)
-    clean = results["clean"]["value"]
+    clean = results["clean"]["value"]  # None when no item is a digit string (a user's folder of keywords)
     for ax, (name, series) in zip(axes[0], groups.items()):
         for label, rs in series.items():
             rs = sorted(rs, key=lambda r: r["snr_db"])
             x = [r["snr_db"] for r in rs]
             ax.plot(x, [100 * r["value"] for r in rs], marker="o", label=label if len(series) > 1 else "noisy input")
             ax.fill_between(x, [100 * r["ci95"][0] for r in rs], [100 * r["ci95"][1] for r in rs], alpha=0.2)
-        ax.axhline(100 * clean, color="k", ls="--", lw=1, label=f"clean ({100 * clean:.1f}%)")
+        if clean is not None:
+            ax.axhline(100 * clean, color="k", ls="--", lw=1, label=f"clean ({100 * clean:.1f}%)")
         ax.set_title(name.replace("_", " "))
         ax.set_xlabel("SNR (dB, against active speech)")
         ax.grid(alpha=0.3)

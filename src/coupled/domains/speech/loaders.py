@@ -6,8 +6,8 @@
   `<root>/{trainset_28spk,testset}_txt/<spk>_<k>.txt`.
 - EARS-WHAM / EARS-Reverb: `<root>/{train,valid,test}/{clean,noisy}/<speaker>/<utterance>.wav`, transcripts
   in `<root>/transcripts.json` keyed by `<utterance>` (or `<speaker>/<utterance>`).
-- A plain folder of WAVs with a transcript file: one line per file, `<file name or stem> <words...>`
-  (a tab, comma or spaces after the name).
+- A plain folder of WAVs (subfolders too; a subfolder's name is its files' speaker) with a transcript file:
+  one line per file, `<file> <words...>` or `<file> <task>: <words...>` (a tab, comma or spaces after the name).
 
 Every file is read through `read_audio`: resampled to 16 kHz and checked (stereo, empty, clipped ... are
 one-line errors naming the file).
@@ -125,24 +125,68 @@ def ears(root, split: str = "test") -> list[PairedUtterance]:
     return _read_pairs(base / "clean", base / "noisy", text_of, lambda rel: rel.parts[0] if len(rel.parts) > 1 else "")
 
 
-def wav_folder(root, transcripts: str | Path = "transcripts.txt", task: str = "digits") -> list[Utterance]:
-    """Every WAV named in a transcript file, each line `<file> <words...>`; files without a line are refused."""
+def wav_folder(root, transcripts: str | Path = "transcripts.txt", task: str | None = None) -> list[Utterance]:
+    """Every WAV under `root` (subfolders too, `.wav` in any case) with its line in a transcript file.
+
+    Args:
+        root: the folder; a file in a subfolder gets that subfolder's name as its speaker.
+        transcripts: the transcript file (relative to `root` unless absolute), UTF-8 (a byte-order mark is
+            skipped), one line per WAV: `<file> <words...>` or `<file> <task>: <words...>` (task digits or
+            keywords), `<file>` the path under `root` with or without `.wav`, then a tab, comma or spaces; blank
+            lines and lines starting with `#` are skipped.
+        task: the task of lines that name none; None infers it from the words: one word is a keyword (scored by
+            accuracy), more are a string (scored by WER, as the digit strings are).
+    Returns the utterances in path order, each with id `<path without .wav>`. A WAV without a line, a line
+    without a WAV, a file named on two lines and an unknown task are one-line CoupledErrors naming the line.
+    """
+    from .corpus import TASKS
+
     root = _folder(root)
+    if task is not None and task not in TASKS:
+        raise CoupledError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     tpath = Path(transcripts) if Path(transcripts).is_absolute() else root / transcripts
     if not tpath.is_file():
         raise CoupledError(f"transcript file {tpath} is missing; write one line per WAV: '<file name> <words>'")
-    texts = {}
-    for i, line in enumerate(tpath.read_text().splitlines(), 1):
+    try:
+        text = tpath.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CoupledError(f"{tpath} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                           "save it as UTF-8") from None
+    wavs = {}
+    for w in sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file()):
+        key = w.relative_to(root).with_suffix("").as_posix()
+        if key in wavs:
+            raise CoupledError(f"{wavs[key].relative_to(root)} and {w.relative_to(root)} in {root} differ only in the "
+                               "case of .wav, so a transcript line cannot tell them apart; rename one")
+        wavs[key] = w
+    if not wavs:
+        raise CoupledError(f"no .wav files in {root} or its subfolders")
+    lines: dict[str, tuple] = {}  # file key -> (line number, task, words)
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
+        where = f"{tpath.name} line {i}"
         parts = re.split(r"[\t,]|\s+", line.strip(), maxsplit=1)
-        if len(parts) < 2:
-            raise CoupledError(f"{tpath} line {i}: expected '<file name> <words>', got {line.strip()!r}")
-        texts[Path(parts[0]).stem] = parts[1].strip()
-    wavs = sorted(root.glob("*.wav"))
-    if not wavs:
-        raise CoupledError(f"no .wav files in {root}")
-    missing = [w.name for w in wavs if w.stem not in texts]
+        words = parts[1].strip() if len(parts) == 2 else ""
+        line_task = task
+        tag = re.match(r"(\w+):\s*", words)
+        if tag:
+            if tag.group(1) not in TASKS:
+                raise CoupledError(f"{where}: unknown task {tag.group(1)!r}; valid: {', '.join(TASKS)} "
+                                   "(as '<file> digits: <words>')")
+            line_task, words = tag.group(1), words[tag.end():].strip()
+        if not words:
+            raise CoupledError(f"{where}: expected '<file> <words>', got {line.strip()!r}")
+        name = Path(parts[0].replace("\\", "/"))
+        key = (name.with_suffix("") if name.suffix.lower() == ".wav" else name).as_posix()
+        if key not in wavs:
+            raise CoupledError(f"{where}: no WAV file {parts[0]} under {root}; remove the line or add the file")
+        if key in lines:
+            raise CoupledError(f"{where}: {wavs[key].relative_to(root).as_posix()} already has a transcript on line "
+                               f"{lines[key][0]}; keep one of the two lines")
+        lines[key] = (i, line_task or ("keywords" if len(words.split()) == 1 else "digits"), words)
+    missing = [wavs[k].relative_to(root).as_posix() for k in wavs if k not in lines]
     if missing:
         raise CoupledError(f"{len(missing)} WAV file(s) have no line in {tpath.name} (first: {missing[0]}); add them")
-    return [Utterance(read_audio(w), texts[w.stem], task, "", w.stem) for w in wavs]
+    return [Utterance(read_audio(w), lines[k][2], lines[k][1], k.split("/")[0] if "/" in k else "", k)
+            for k, w in wavs.items()]

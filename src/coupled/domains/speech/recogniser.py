@@ -53,6 +53,29 @@ class RecogniserConfig(JSONConfig):
     vocab: tuple = WORDS
     sample_rate: int = SAMPLE_RATE
 
+    def __post_init__(self):
+        def bad(name, want):
+            raise CoupledError(f"RecogniserConfig.{name} must be {want}, got {getattr(self, name)!r}")
+
+        def positive(v):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+        for name in ("dilations", "vocab"):  # frozen: JSON and YAML hand back lists
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("n_mels", "n_fft", "hop", "channels", "kernel", "sample_rate"):
+            if not positive(getattr(self, name)):
+                bad(name, "a positive integer")
+        if (isinstance(self.mel_floor, bool) or not isinstance(self.mel_floor, (int, float))
+                or not 0 < self.mel_floor < math.inf):
+            bad("mel_floor", "a finite number > 0")
+        if not isinstance(self.dilations, tuple) or not self.dilations or not all(map(positive, self.dilations)):
+            bad("dilations", "a non-empty list of positive integers")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            bad("dropout", "a number in [0, 1)")
+        if not isinstance(self.vocab, tuple) or not self.vocab or not all(isinstance(w, str) and w for w in self.vocab):
+            bad("vocab", "a non-empty list of words")
+
     @property
     def num_classes(self) -> int:
         return len(self.vocab) + 1
@@ -190,7 +213,8 @@ def transcribe(model: CTCRecogniser, waves: list[np.ndarray], batch_size: int = 
     for s in range(0, len(waves), batch_size):
         idx = order[s: s + batch_size]
         x, n = collate([waves[i] for i in idx])
-        logits = model(x, n)
+        device = next(model.parameters()).device  # the model may sit on a GPU (--device); the readout runs on the CPU
+        logits = model(x.to(device), n.to(device)).cpu()
         frames = model.frames(n)
         for i, t, L, f in zip(idx, greedy_decode(logits, frames, model.cfg.vocab), logits, frames):
             texts[i] = t

@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from .config import TRAIN_DEFAULTS
-from .corpus import corpus_root, load_split
+from .corpus import built_corpus, load_split
 from .degrade import scale_noise, white_noise
 from .metrics import keyword_accuracy, wer
 from .recogniser import CTCRecogniser, RecogniserConfig, collate, encode, save_recogniser, transcribe
@@ -138,9 +138,5 @@ def train_recogniser(corpus_root, out, settings: dict | None = None, progress: b
 
 def train_from_config(cfg: dict, progress: bool = True) -> dict:
     """`coupled train configs/speech.yaml`: train the recogniser of a speech config into its `output`."""
-    from ...errors import CoupledError
-
-    root = corpus_root(cfg)
-    if not (root / "manifest.json").is_file():
-        raise CoupledError(f"the speech corpus is not built yet ({root}); build it with: coupled data speech")
+    root = built_corpus(cfg)
     return train_recogniser(root, cfg["output"], cfg["recogniser"], progress=progress)
