@@ -38,12 +38,12 @@ def test_score_hand_case():
     assert s["accuracy"]["value"] == 0.5 and s["accuracy"]["ci95"][0] <= 0.5 <= s["accuracy"]["ci95"][1]
 
 
-def test_noisy_evaluation_writes_spec_shaped_results(speech_cfg, tmp_path, monkeypatch):
+def test_noisy_sweep_writes_spec_shaped_results(speech_cfg, tmp_path, monkeypatch):
+    """The noisy sweep part 1 published (evaluate_speech: both tasks, SI-SDR and ESTOI of the degraded input,
+    example WAVs)."""
     monkeypatch.setenv("COUPLED_CACHE", str(tmp_path / "cache"))
-    assert main(["evaluate", str(speech_cfg), "--methods", "noisy", "--out", str(tmp_path / "ev"), "--quiet",
-                 "--results", str(tmp_path / "copy.json")]) == 0
-    res = json.loads((tmp_path / "ev" / "results.json").read_text())
-    assert res == json.loads((tmp_path / "copy.json").read_text())
+    res = evaluate_speech(load_config(speech_cfg), out=tmp_path / "ev", progress=False, results_path=tmp_path / "copy.json")
+    assert json.loads((tmp_path / "ev" / "results.json").read_text()) == json.loads((tmp_path / "copy.json").read_text())
     assert res["schema"] == "coupled-results/1" and res["domain"] == "speech" and res["split"] == "test"
     assert res["clean"]["metric"] == "wer" and 0 <= res["clean"]["accuracy"] <= 1
     rows = res["rows"]
@@ -179,8 +179,36 @@ def test_evaluate_a_users_wav_folder(tmp_path, monkeypatch, capsys):
     assert main(["evaluate", str(cfg), "--methods", "noisy", "--out", str(tmp_path / "ev"), "--quiet",
                  "--set", f"data.wav_folder={wavs}", "--set", "data.transcripts=said.txt"]) == 0
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
-    assert res["dataset"] == f"wav_folder {wavs}" and res["split"] == "all"
-    assert res["clean"]["n_items"] == {"digits": 2, "keywords": 2}
+    assert res["dataset"] == f"wav_folder {wavs}" and res["split"] == "all" and res["clean"]["metric"] == "wer"
     assert {r["corruption"] for r in res["rows"]} == {"white_noise", "babble_noise", "reverb"}
-    assert "Speech evaluation (wav_folder" in capsys.readouterr().out
-    assert list((tmp_path / "ev" / "examples").glob("ann_take0_*.wav"))
+    assert {r["n_items"] for r in res["rows"]} == {2}  # the folder's two digit strings (evaluation.task: digits)
+    assert "## white_noise" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("task,metric", [("digits", "wer"), ("keywords", "accuracy")])
+def test_coupled_evaluate_runs_the_generic_runner_and_reproduces_the_noisy_sweep(speech_cfg, tmp_path, task, metric):
+    """`coupled evaluate configs/speech.yaml --methods noisy` goes through the generic runner (padded waveforms
+    with their lengths, the recogniser as the bundle's classifier, labelled conditions) and gives the noisy
+    sweep's figures: the same degraded items, the same transcripts, the same WER and accuracy."""
+    assert main(["evaluate", str(speech_cfg), "--methods", "noisy", "--out", str(tmp_path / "g"), "--quiet",
+                 "--set", f"evaluation.task={task}", "--set", "evaluation.batch_size=3"]) == 0
+    generic = json.loads((tmp_path / "g" / "results.json").read_text())
+    sweep = evaluate_speech(load_config(speech_cfg), out=tmp_path / "s", progress=False)
+    assert generic["clean"]["metric"] == metric and generic["domain"] == "speech"
+    assert generic["clean"]["value"] == pytest.approx(sweep["clean"]["value" if metric == "wer" else "accuracy"])
+    want = {(r["corruption"], r["snr_db"], r.get("rt60_target")): r["value"] for r in sweep["rows"] if r["metric"] == metric}
+    got = {(r["corruption"], r["snr_db"], r.get("rt60_target")): r["value"] for r in generic["rows"]}
+    assert got == pytest.approx(want) and len(got) == 5
+    assert all(r["metric"] == metric and r["method"] == "noisy" for r in generic["rows"])
+
+
+@pytest.mark.slow
+def test_generic_runner_reproduces_the_published_noisy_rows(tmp_path):
+    """docs/results/speech_noisy.json's white-noise WER rows and clean WER, through `coupled evaluate`."""
+    published = json.loads(open("docs/results/speech_noisy.json").read())
+    assert main(["evaluate", "configs/speech.yaml", "--methods", "noisy", "--corruptions", "white_noise",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["clean"]["value"] == pytest.approx(published["clean"]["value"])
+    pub = {r["snr_db"]: r["value"] for r in published["rows"] if r["corruption"] == "white_noise" and r["metric"] == "wer"}
+    assert {r["snr_db"]: r["value"] for r in res["rows"]} == pytest.approx(pub)

@@ -56,7 +56,7 @@ def calibrate_levels(cfg: dict, checkpoint=None, targets: dict = TARGETS, grid=G
     model = load_recogniser(checkpoint or cfg["output"])
     items = load_split(root, "val", tasks=("digits",), max_items=max_items)
     babble = [u.wave for u in load_split(root, "test", tasks=("digits",), max_items=60)]
-    seed = cfg["evaluation"]["seed"] + 1000  # not the evaluation's degraded items
+    seed = cfg["evaluation"]["corruption_seed"] + 1000  # not the evaluation's degraded items
     levels, curves = {}, {}
     for name in [n for n in NOISES if n in cfg["degradations"]]:
         talkers = cfg["degradations"][name].get("talkers", 6)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+from ...defaults import DEFAULTS
 from ...errors import CoupledError
 from .corpus import CorpusConfig
 from .degrade import DEGRADATIONS
@@ -42,9 +43,18 @@ SPEECH_DEFAULTS: dict = {
     "rooms": {"per_rt60": 4, "seed": 0},
     # light / medium / heavy per degradation, chosen on the validation split (see docs/speech.md)
     "levels": {},
-    "evaluation": {"split": "test", "seed": 0, "max_items": None, "signal_metrics_items": 150, "examples": 3,
+    # the generic evaluator's keys (seeds: sampling seeds; corruption_seed seeds the degraded items, 0 as part 1
+    # published them), one task at a time (digits: WER, keywords: accuracy), and the noisy sweep's own keys
+    "evaluation": {"split": "test", "task": "digits", "corruption_seed": 0, "seeds": [0, 1, 2], "heavy_seeds": 3,
+                   "other_seeds": 1, "max_items": None, "signal_metrics_items": 150, "examples": 3,
                    "bootstrap": 1000, "num_threads": 1, "batch_size": 64},
 }
+# the generic pipeline's sections the stages and the evaluator read (classifier, signal, logits, joint, card,
+# finetuned, sequential, train, sampling, demo), with no corruption levels of their own: the speech sweep is
+# `degradations`, its calibrated levels `levels`
+for _key, _value in DEFAULTS.items():
+    if _key not in SPEECH_DEFAULTS:
+        SPEECH_DEFAULTS[_key] = copy.deepcopy(_value)
 # free-form sections (taken whole from the user), checked by check_speech_config and their consumers
 FREE_FORM = ("corpus", "degradations", "levels", "net")
 
@@ -69,6 +79,10 @@ def check_speech_config(cfg: dict) -> None:
         RecogniserConfig.from_dict(net)  # checked now, not after the corpus is read for training
     except CoupledError as e:
         raise CoupledError(f"config key recogniser.net: {e}") from None
+    if cfg["data"].get("wav_folder"):  # a user's folder is one set of recordings
+        cfg["evaluation"]["split"] = "all"
+    if cfg["evaluation"]["task"] not in ("digits", "keywords"):
+        raise CoupledError(f"config key evaluation.task must be digits or keywords, got {cfg['evaluation']['task']!r}")
     for name in list(cfg["degradations"]) + list(cfg["levels"]):
         DEGRADATIONS[name]  # raises, naming the valid degradations
     CorpusConfig.from_dict(cfg["corpus"])  # raises on unknown corpus options

@@ -20,7 +20,8 @@ class SpeechDomain(Domain):
     """The speech domain's interface, registered as "speech".
 
     name: "speech"; tasks: digits (WER) and keywords (accuracy); sample_rate: 16 kHz. Its commands are its
-    own (the frozen recogniser is its only trained network so far): train, evaluate, calibrate, data.
+    own for training the recogniser, calibrating levels and building the corpus; `coupled evaluate` runs the
+    generic evaluator on `load_splits` (one task at a time: `evaluation.task`), `conditions` and `corrupt_set`.
     """
 
     name: str = "speech"
@@ -47,7 +48,50 @@ class SpeechDomain(Domain):
 
         check_speech_config(cfg)
 
-    # ---- data
+    # ---- data (the generic path: `coupled evaluate` runs its methods on these)
+    def load_splits(self, cfg: dict):
+        """{split: LabelledSignals} of the config's `evaluation.task` (digits or keywords): zero-padded waveforms
+        [N, T] with their lengths, transcripts as labels; loaded when a split is first asked for. With
+        `data.wav_folder`, one split "all" of the user's recordings."""
+        return _Splits(cfg)
+
+    def dataset_name(self, cfg: dict) -> str:
+        from .corpus import CorpusConfig
+
+        folder = cfg["data"].get("wav_folder")
+        return f"wav_folder {folder}" if folder else f"espeak-digits-{CorpusConfig.from_dict(cfg['corpus']).digest()}"
+
+    def conditions(self, cfg: dict, split: str) -> dict:
+        """The sweep of `degradations` (each SNR and RT60; calibrated levels named light / medium / heavy), as
+        labelled conditions that `corrupt_set` degrades with."""
+        from .evaluate import condition_sweep, speech_items
+
+        return condition_sweep(cfg, speech_items(cfg, split)[2])
+
+    def severity_value(self, severity) -> float:
+        return round(float(severity["severity"]), 4) if isinstance(severity, dict) else float(severity)
+
+    def condition_fields(self, severity) -> dict:
+        if not isinstance(severity, dict):
+            return {}
+        rt60 = severity.get("rt60")
+        return {"snr_db": severity["snr_db"], "rt60": None if rt60 is None else round(rt60, 3),
+                **({"rt60_target": severity["rt60_target"]} if "rt60_target" in severity else {})}
+
+    def corrupt_set(self, signals, name, severity, seed, *, first_index=0, lengths=None, indices=None):
+        """A padded batch of waveforms degraded by a condition of `conditions` (each item over its length,
+        seeded by its index in the corpus's mixed list, as part 1's noisy table was)."""
+        import torch
+
+        if not isinstance(severity, dict):
+            raise CoupledError(f"a speech condition comes from the config's degradations sweep, got {severity!r}")
+        n = signals.shape[0]
+        lengths = torch.full((n,), signals.shape[-1]) if lengths is None else lengths
+        indices = torch.arange(first_index, first_index + n) if indices is None else indices
+        from .evaluate import degrade_split
+
+        return degrade_split(signals, severity, seed, lengths, indices)
+
     def load_split(self, root, split: str, tasks=None, max_items=None):
         """Utterances of one split of a built corpus."""
         from .corpus import TASKS, load_split
@@ -129,17 +173,6 @@ class SpeechDomain(Domain):
 
         return [train_from_config(cfg, progress=progress)]
 
-    def run_evaluate(self, cfg: dict, *, checkpoint=None, split=None, out="runs/eval", max_items=None,
-                     corruptions=None, levels=None, methods=None, seeds=None, picks=None, results_path=None,
-                     progress=True) -> str:
-        from .evaluate import evaluate_speech, speech_report
-
-        if levels:
-            raise CoupledError("speech rows are per SNR and RT60, not per level; drop --levels")
-        results = evaluate_speech(cfg, checkpoint=checkpoint, split=split, out=out, max_items=max_items,
-                                  corruptions=corruptions, methods=methods, progress=progress, results_path=results_path)
-        return speech_report(results)
-
     def run_calibrate(self, cfg: dict, *, progress=True) -> str:
         import json
 
@@ -164,3 +197,34 @@ class SpeechDomain(Domain):
 
 
 SPEECH = register_domain(SpeechDomain())
+
+
+class _Splits(dict):
+    """The speech splits of a config, each loaded (and padded) when first asked for."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.cfg = cfg
+        self.names = ("all",) if cfg["data"].get("wav_folder") else ("train", "val", "test")
+
+    def __contains__(self, split) -> bool:
+        return split in self.names
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def keys(self):
+        return list(self.names)
+
+    def __getitem__(self, split):
+        if split not in self.names:
+            raise KeyError(split)
+        if not dict.__contains__(self, split):
+            from .evaluate import labelled_split, speech_items
+
+            items, name, _ = speech_items(self.cfg, split)
+            dict.__setitem__(self, split, labelled_split(items, self.cfg["evaluation"]["task"], f"speech/{name}"))
+        return dict.__getitem__(self, split)

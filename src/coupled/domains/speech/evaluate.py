@@ -170,7 +170,7 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
     bs = ev["batch_size"]
     n_sig = ev["signal_metrics_items"]
     sig_idx = [i for i, t in enumerate(tasks) if t == "digits"][:n_sig]
-    seed = ev["seed"]
+    seed = ev["corruption_seed"]
     out = Path(out)
     (out / "examples").mkdir(parents=True, exist_ok=True)
 
@@ -368,3 +368,68 @@ def plot_wer_vs_snr(results: dict, path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------------------------------------ generic path
+def speech_items(cfg: dict, split: str | None):
+    """(utterances in corpus order, the split's name, babble_for(index) -> talkers) of a speech config: the
+    corpus's split, or a user's WAV folder (`data.wav_folder`: one set named "all")."""
+    from .loaders import wav_folder
+
+    folder = cfg["data"].get("wav_folder")
+    if folder:
+        if split not in (None, "all"):
+            raise CoupledError(f"data.wav_folder ({folder}) is one set of recordings, not split; drop --split")
+        items = wav_folder(folder, cfg["data"]["transcripts"])
+        return items, "all", _babble_from_others(items, cfg)
+    root = built_corpus(cfg)
+    items = load_split(root, split)
+    babble = [u.wave for u in load_split(root, "val" if split != "val" else "test", tasks=("digits",), max_items=60)]
+    return items, split, lambda index: babble
+
+
+def labelled_split(items: list, task: str, name: str):
+    """The utterances of one task as a LabelledSignals: zero-padded waveforms [N, T] with their lengths, the
+    transcripts as labels, and `ids` their indices in `items` (which seed their degradations, so a task's
+    degraded items are those of the mixed list the speech evaluation published)."""
+    import torch
+
+    from ..registry import LabelledSignals
+    from .recogniser import collate
+    from .corpus import WORDS
+
+    keep = [i for i, u in enumerate(items) if u.task == task]
+    if not keep:
+        raise CoupledError(f"no {task} utterances in {name}; set evaluation.task to one of: "
+                           f"{', '.join(sorted({u.task for u in items}))}")
+    waves, lengths = collate([items[i].wave for i in keep])
+    return LabelledSignals(waves, [items[i].text for i in keep], len(WORDS) + 1, name, lengths, task,
+                           torch.tensor(keep, dtype=torch.long))
+
+
+def condition_sweep(cfg: dict, babble_for) -> dict:
+    """{degradation: {label: condition}} of the config's sweep: the calibrated level's name where a condition is
+    one ("heavy"), else what it is ("snr 10", "rt60 0.7", "rt60 0.7 snr 0"). A condition is the dict
+    `degrade_item` takes, with `babble_for`."""
+    rt60s = sorted({float(r) for n in ("reverb", "reverb_noise") if n in cfg["degradations"]
+                    for r in cfg["degradations"][n]["rt60"]})
+    rooms = room_bank(rt60s, cfg["rooms"]["per_rt60"], cfg["rooms"]["seed"]) if rt60s else []
+    out: dict = {}
+    for c in conditions(cfg, rooms):
+        parts = ([f"rt60 {c['rt60_target']:g}"] if c.get("rt60_target") is not None else []) + \
+                ([f"snr {c['snr_db']:g}"] if c["snr_db"] is not None else [])
+        out.setdefault(c["corruption"], {})[c.get("level") or " ".join(parts)] = {**c, "babble_for": babble_for}
+    return out
+
+
+def degrade_split(signals, cond: dict, seed: int, lengths, indices):
+    """Every item of a zero-padded batch of waveforms degraded over its own length by `degrade_item` (item i
+    seeded by `indices[i]`), padded again."""
+    import torch
+
+    out = torch.zeros_like(signals)
+    for i in range(signals.shape[0]):
+        n, index = int(lengths[i]), int(indices[i])
+        babble = cond["babble_for"](index) if cond["corruption"] == "babble_noise" else None
+        out[i, :n] = torch.from_numpy(degrade_item(cond, signals[i, :n].numpy(), seed, index, babble))
+    return out
