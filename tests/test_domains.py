@@ -44,3 +44,18 @@ def test_image_domain_answers_the_interface():
 
 def test_the_speech_domain_is_registered():
     assert isinstance(get_domain("speech"), Domain) and get_domain("speech").task_metric("digits") == "wer"
+
+def test_a_signal_net_is_clipped_to_the_range_its_training_recorded():
+    from torch import nn
+
+    from coupled.bundle import wrap_denoiser
+
+    class Echo(nn.Module):  # predicts x0 = x_t
+        def forward(self, x_t, t):
+            return x_t
+
+    meta = {"process": {"kind": "vp", "num_train_steps": 10, "schedule": "cosine"}, "prediction": "x0"}
+    x = torch.full((1, 4), 3.0)
+    assert wrap_denoiser("signal", Echo(), meta)(x, torch.tensor(0.5)).max() == 1.0  # bundles that record none
+    assert wrap_denoiser("signal", Echo(), {**meta, "clip": None})(x, torch.tensor(0.5)).max() == 3.0
+    assert get_domain("speech").signal_range is None and get_domain("image").signal_range == (-1.0, 1.0)

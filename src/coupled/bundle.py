@@ -37,8 +37,9 @@ def build_net(kind: str, net_cfg: dict, domain=None, arch: str | None = None):
 def wrap_denoiser(kind: str, net, meta: dict) -> Denoiser:
     """The x0_hat denoiser of a trained network, from the JSON metadata saved beside its weights."""
     process = process_from_dict(meta["process"])
-    if kind == "signal":
-        return Denoiser(net, process, meta["prediction"], clip=(-1.0, 1.0))
+    if kind == "signal":  # clipped to the data range its training recorded ([-1, 1] for bundles that record none)
+        clip = meta.get("clip", [-1.0, 1.0])
+        return Denoiser(net, process, meta["prediction"], clip=None if clip is None else tuple(clip))
     return Denoiser(net, process, meta["prediction"], pass_center=process.kind == "centred")
 
 

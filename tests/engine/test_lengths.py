@@ -146,3 +146,13 @@ def test_bad_lengths_are_one_line_errors():
         run_method("sequential", coupling, padded, gens, lengths=torch.tensor([5.0, 12.0, 9.0]))
     with pytest.raises(CoupledError, match="one generator per item"):
         run_method("sequential", coupling, padded, torch.Generator(), lengths=torch.tensor(LENGTHS))
+
+
+def test_a_complex_state_is_refused_in_one_line():
+    """float64 conversions would drop a complex state's imaginary part: the denoiser refuses it instead."""
+    den = Denoiser(nn.Identity(), VPProcess(num_train_steps=100), "x0")
+    x = torch.randn(2, 3, dtype=torch.complex64)
+    with pytest.raises(CoupledError, match="real and imaginary parts of a spectrogram as two channels"):
+        den(x, torch.tensor(0.5))
+    with pytest.raises(CoupledError, match="diffusion state is complex"):
+        den.loss(x, torch.tensor(0.5), torch.randn(2, 3))

@@ -200,6 +200,7 @@ def test_coupled_evaluate_runs_the_generic_runner_and_reproduces_the_noisy_sweep
     got = {(r["corruption"], r["snr_db"], r.get("rt60_target")): r["value"] for r in generic["rows"]}
     assert got == pytest.approx(want) and len(got) == 5
     assert all(r["metric"] == metric and r["method"] == "noisy" for r in generic["rows"])
+    assert all(0 < r["seconds_per_signal_second"] < 10 * r["seconds_per_item"] + 1 for r in generic["rows"])
 
 
 @pytest.mark.slow

@@ -172,6 +172,12 @@ class Domain:
     default_arch: dict = {}
     # the network-config keys that fix the shape of a signal: every network of a bundle must agree on them
     shape_keys: tuple = ()
+    # the range signals lie in: a signal denoiser's estimate is clipped to it (None: unbounded, e.g. a
+    # spectrogram); recorded in the signal network's JSON by training
+    signal_range: tuple | None = (-1.0, 1.0)
+    # samples per second along a signal's last axis (None: not a time signal): costs are also reported per
+    # second of signal
+    samples_per_second: float | None = None
 
     # ---- config
     # config sections taken whole from the user (not merged key by key), checked by `check_config` or their consumers
@@ -356,11 +362,6 @@ def register_domain(domain: Domain) -> Domain:
         raise CoupledError(f"a domain named '{domain.name}' is already registered; pick another name")
     _DOMAINS[domain.name] = domain
     return domain
-
-
-def unregister_domain(name: str) -> None:
-    """Remove a registered domain (tests register toy domains and remove them)."""
-    _DOMAINS.pop(name, None)
 
 
 def domain_names(command: str | None = None) -> list[str]:

@@ -28,9 +28,8 @@ from ..errors import CoupledError
 from .chains import Chain
 from .strategies import COUPLED, parallel_schedule, refresh_steps, switch_step
 
-__all__ = ["Visit", "plan", "PLANNED", "conditioning_record", "check_sampling"]
+__all__ = ["Visit", "plan", "conditioning_record", "check_sampling"]
 
-PLANNED = COUPLED  # the methods whose two networks see each other's estimates
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,8 @@ def plan(method: str, signal_chain: Chain, logit_chain: Chain, *, signal_steps: 
          logit_steps: int | None = None, **options) -> list[Visit]:
     """The denoiser calls `method` makes with these chains and options, in order (one per chain step; a
     pc corrector's extra calls share their step's visit)."""
-    if method not in PLANNED:
-        raise CoupledError(f"no conditioning plan for {method!r}; plans exist for: {', '.join(PLANNED)}")
+    if method not in COUPLED:
+        raise CoupledError(f"no conditioning plan for {method!r}; plans exist for: {', '.join(COUPLED)}")
     gx, gy = _grid(signal_chain, signal_steps), _grid(logit_chain, logit_steps)
     return {"parallel": _parallel, "alternating": _alternating, "nested": _nested}[method](
         gx, gy, signal_chain, signal_steps, **options)

@@ -78,6 +78,12 @@ def training_target(prediction: str, x0, noise, t, process) -> torch.Tensor:
     return -noise / s
 
 
+def _check_real(x: torch.Tensor) -> None:
+    if x.is_complex():  # the conversions run in float64, which would silently drop the imaginary part
+        raise CoupledError(f"the diffusion state is complex ({x.dtype}); give the engine real tensors, e.g. the real "
+                           "and imaginary parts of a spectrogram as two channels")
+
+
 class Denoiser(nn.Module):
     """Wraps a network `net(x_t, network_time, **conditioning)` of any prediction type into an x0_hat denoiser.
 
@@ -105,6 +111,7 @@ class Denoiser(nn.Module):
         return passes(logits=conditioning.get("logits")) if passes is not None else 1
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, center: torch.Tensor | None = None, **conditioning):
+        _check_real(x_t)
         t = torch.as_tensor(t, device=x_t.device).float().expand(x_t.shape[0])
         if self.pass_center:
             conditioning["center"] = center
@@ -117,6 +124,7 @@ class Denoiser(nn.Module):
         """Denoising score matching at times `t` [B], the training side of `forward`: x_t is the forward
         marginal of `x0` with `noise`, the loss the MSE in the network's own output space; returns (loss,
         x0_hat), x0_hat detached and clipped as `forward` returns it."""
+        _check_real(x0)
         t = torch.as_tensor(t, device=x0.device).float().expand(x0.shape[0])
         x_t = self.process.add_noise(x0, t, noise, center)
         if self.pass_center:

@@ -10,11 +10,6 @@ from ..engine import PAPER_METHODS
 from ..errors import CoupledError
 
 
-# what `coupled evaluate` runs without --methods: the paper's six (the equal-cost baselines take settings
-# chosen on validation: benchmarks/fair_comparison.py runs them)
-DEFAULT_METHODS = PAPER_METHODS
-
-
 def _level_seeds(ev: dict):
     seeds = list(ev["seeds"])
     return lambda level: seeds[: ev["heavy_seeds"]] if level == "heavy" else seeds[: ev["other_seeds"]]
@@ -87,7 +82,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
         severities = {k: {lv: s for lv, s in v.items() if lv in levels} for k, v in severities.items()}
     if val is None:
         valid = (*METHODS, *REFERENCE_METHODS)
-        methods = tuple(methods or DEFAULT_METHODS)
+        methods = tuple(methods or PAPER_METHODS)  # the paper's six; the equal-cost baselines run from picks
         bad = sorted(set(methods) - set(valid))
         if bad:
             raise CoupledError(f"unknown method(s) {bad}; choose from: {', '.join(valid)}")

@@ -196,6 +196,8 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
                     "calls": {k: _num(np.mean([r["calls"][k] for r in recs])) for k in (*_CALLS, *_PASSES)
                               if all(k in r["calls"] for r in recs)},
                     "seconds_per_item": float(np.mean([r["seconds_per_item"] for r in recs])),
+                    **({"seconds_per_signal_second": float(np.mean([r["seconds_per_signal_second"] for r in recs]))}
+                       if all("seconds_per_signal_second" in r for r in recs) else {}),
                     "n_items": n, "seeds": [int(r["seed"]) for r in recs],
                     **{q: None if s[q] is None else _finite(s[q].mean()) for q in signal_metrics},
                     "gap_recovered": _finite(gap),

@@ -133,6 +133,8 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
             "metric": domain.task_metric(task),
             "pred": pred, **{k: cat(k) for k in metrics}, "calls": o["calls"],
             "seconds_per_item": o["seconds"] / len(degraded),
+            **({"seconds_per_signal_second": o["seconds"] / (float(lengths.sum()) / domain.samples_per_second)}
+               if lengths is not None and domain.samples_per_second else {}),
             "x_hat": x_hat,
         }
     return results

@@ -192,10 +192,10 @@ def joint_conditioning(cfg: dict) -> tuple[dict, list]:
     """The coupled methods (with their options) and [signal_steps, logit_steps] grids joint training plans
     for: `joint.methods` / `joint.grids`, else the coupled methods of `sampling.methods` on the sampling steps."""
     from ..methods import BUNDLE_OPTIONS
-    from ..engine.conditioning import PLANNED
+    from ..engine import COUPLED
 
     joint, sampling = cfg["joint"], cfg["sampling"]
-    methods = joint["methods"] or {k: v for k, v in sampling["methods"].items() if k in PLANNED}
+    methods = joint["methods"] or {k: v for k, v in sampling["methods"].items() if k in COUPLED}
     methods = {k: {o: v for o, v in opts.items() if o not in BUNDLE_OPTIONS} for k, opts in methods.items()}
     grids = joint["grids"] or [[sampling["signal"]["steps"], sampling["logits"]["steps"]]]
     return methods, grids

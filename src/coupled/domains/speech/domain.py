@@ -30,6 +30,8 @@ class SpeechDomain(Domain):
     sample_rate: int = 16000
     input_suffixes: tuple = field(default=(".wav", ".flac", ".ogg"))
     commands = ("train", "evaluate", "calibrate", "data")
+    samples_per_second = 16000.0  # the waveforms' rate (the generic runner reports seconds per second of speech)
+    signal_range = None  # waveforms and spectrograms are not clipped
 
     # ---- config
     @property
