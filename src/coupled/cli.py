@@ -100,7 +100,7 @@ def cmd_classify(args) -> None:
     domain.check_command("classify")
     failures = run(domain, "classify", args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
                    method=args.method, seed=args.seed, input_range=args.input_range, polarity=args.polarity,
-                   device=args.device)
+                   device=args.device, **({"allow_clipped": True} if args.allow_clipped else {}))
     if failures == len(args.files):  # nothing to show: a bad input, one line and exit 2 (each file's problem is on stdout)
         raise CoupledError(f"none of the {len(args.files)} file(s) could be classified; see each file's problem above")
     print(f"{len(args.files) - failures} of {len(args.files)} files classified", file=sys.stderr)
@@ -241,15 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("calibrate", cmd_calibrate, "choose light/medium/heavy severities on the validation split",
         reads_checkpoint=True)
 
-    cl = add("classify", cmd_classify, "classify PNG, JPEG or .npy files (a .npy may hold a batch [N, ...]) with a "
-             "checkpoint", config=False)
-    cl.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG or .npy files")
+    cl = add("classify", cmd_classify, "classify files with a checkpoint: PNG, JPEG or .npy images (a .npy may hold a "
+             "batch [N, ...]) for an image bundle, WAV (FLAC, OGG) for a speech bundle", config=False)
+    cl.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG or .npy files, or WAV files for a speech bundle")
     cl.add_argument("--checkpoint", required=True, help="checkpoint folder, e.g. checkpoints/mnist")
     cl.add_argument("--corruption", default=None,
                     help="corrupt the inputs first (to try the method): a registered name or module.path:function")
     cl.add_argument("--severity", type=severity, default=None, help="the corruption's severity (with --corruption)")
-    cl.add_argument("--method", default="parallel", choices=list(METHODS),
-                    help="how to classify (default: parallel); noisy is the classifier alone")
+    cl.add_argument("--method", default=None, choices=list(METHODS),
+                    help="how to classify (default: parallel; noisy for a bundle with a classifier alone); noisy is the "
+                         "classifier alone")
+    cl.add_argument("--allow-clipped", action="store_true",
+                    help="audio: take clipped recordings as they are instead of refusing them")
     cl.add_argument("--seed", type=seed, default=0, help="sampling seed (default: 0)")
     cl.add_argument("--input-range", default=None, metavar="LO..HI",
                     help=".npy value range: 0..255, 0..1 or -1..1 (default: uint8 is 0..255, floats 0..1 or -1..1)")

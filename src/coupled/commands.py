@@ -68,11 +68,14 @@ def demo(domain, *, config, overrides=(), items=None, seed=None, steps=20, out="
     return text + f"wrote {out}/results.json, report.md and plots"
 
 
-def classify(domain, files, checkpoint, **options) -> int:
-    """Print one line per input item of `files` (the bundle's domain reads them); returns the number of failures."""
+def classify(domain, files, checkpoint, *, method=None, allow_clipped=False, **options) -> int:
+    """Print one line per input item of `files` (the bundle's domain reads them); returns the number of failures.
+    `method` None runs Parallel."""
     from .pipeline import classify_files
 
-    return classify_files(files, checkpoint, **options)
+    if allow_clipped:
+        raise CoupledError(f"--allow-clipped applies to audio files; the {domain.name} domain's inputs are not audio: drop it")
+    return classify_files(files, checkpoint, method=method or "parallel", **options)
 
 
 GENERIC = {"train": train, "evaluate": evaluate, "demo": demo, "classify": classify}

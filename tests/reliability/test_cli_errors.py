@@ -218,6 +218,7 @@ OPTION_ROWS = [
     (["classify", "x.png", "--checkpoint", "{bundle}", "--input-range", "0..x"], "input_range"),
     (["classify", "x.png", "--checkpoint", "{bundle}", "--method", "magic"], "--method"),
     (["classify", "x.png", "--checkpoint", "{dir}/none"], "no such checkpoint folder"),
+    (["classify", "x.png", "--checkpoint", "{bundle}", "--allow-clipped"], "--allow-clipped applies to audio files"),
     (["classify", "{dir}/missing.png", "--checkpoint", "{bundle}"], "none of the 1 file"),
     (["demo", "--out", "{file}"], "--out"),
     (["demo", "--items", "-995"], "--items"),

@@ -28,7 +28,8 @@ def resample(x: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
     return resample_poly(np.asarray(x, dtype=np.float64), target // g, rate // g).astype(np.float32)
 
 
-def check_audio(x, rate: int = SAMPLE_RATE, name: str = "audio", resample_to: int | None = None) -> np.ndarray:
+def check_audio(x, rate: int = SAMPLE_RATE, name: str = "audio", resample_to: int | None = None,
+                allow_clipped: bool = False) -> np.ndarray:
     """Validate one waveform and return it as float32 mono.
 
     Args:
@@ -36,6 +37,8 @@ def check_audio(x, rate: int = SAMPLE_RATE, name: str = "audio", resample_to: in
         rate: its sample rate in Hz.
         name: how to call it in an error message (e.g. the file name).
         resample_to: if given, a waveform at another rate is resampled to it instead of refused.
+        allow_clipped: take clipped audio as it is (float samples beyond full scale are limited to [-1, 1])
+            instead of refusing it.
     """
     x = np.asarray(x)
     if x.ndim == 2 and 1 in x.shape:
@@ -58,13 +61,16 @@ def check_audio(x, rate: int = SAMPLE_RATE, name: str = "audio", resample_to: in
                                f"(coupled.domains.speech.audio.resample(x, {rate}))")
         x = resample(x, rate, resample_to)
     clipped = float(np.mean(np.abs(x) >= CLIP_LEVEL))
+    if allow_clipped:
+        return np.clip(x, -1.0, 1.0)
     if clipped > MAX_CLIPPED_FRACTION or np.abs(x).max() > 1.0:
         raise CoupledError(f"{name} is clipped ({100 * clipped:.2f}% of samples at full scale, peak "
-                           f"{np.abs(x).max():.2f}); record at a lower gain, or scale it into [-1, 1] if it is float audio")
+                           f"{np.abs(x).max():.2f}); record at a lower gain, scale it into [-1, 1] if it is float audio, "
+                           "or pass --allow-clipped to take it as it is")
     return x
 
 
-def read_audio(path, resample_to: int | None = SAMPLE_RATE) -> np.ndarray:
+def read_audio(path, resample_to: int | None = SAMPLE_RATE, allow_clipped: bool = False) -> np.ndarray:
     """Read a WAV (or, with `soundfile` installed, FLAC/OGG) file as checked 16 kHz mono float32."""
     path = Path(path)
     if not path.is_file():
@@ -83,7 +89,7 @@ def read_audio(path, resample_to: int | None = SAMPLE_RATE) -> np.ndarray:
             raise CoupledError(f"reading {path.suffix} files needs soundfile: pip install soundfile "
                                "(or convert the file to WAV)") from None
         x, rate = soundfile.read(str(path), dtype="float32")
-    return check_audio(x, rate, name=str(path), resample_to=resample_to)
+    return check_audio(x, rate, name=str(path), resample_to=resample_to, allow_clipped=allow_clipped)
 
 
 def write_wav(path, x: np.ndarray, rate: int = SAMPLE_RATE) -> None:

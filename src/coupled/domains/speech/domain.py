@@ -29,7 +29,7 @@ class SpeechDomain(Domain):
     splits: tuple = ("train", "val", "test")
     sample_rate: int = 16000
     input_suffixes: tuple = field(default=(".wav", ".flac", ".ogg"))
-    commands = ("train", "evaluate", "calibrate", "data")
+    commands = ("train", "evaluate", "calibrate", "data", "classify")
     samples_per_second = 16000.0  # the waveforms' rate (the generic runner reports seconds per second of speech)
     signal_range = None  # waveforms and spectrograms are not clipped
 
@@ -174,6 +174,48 @@ class SpeechDomain(Domain):
         from .train import train_from_config
 
         return [train_from_config(cfg, progress=progress)]
+
+    def run_classify(self, files, checkpoint, *, corruption=None, severity=None, method=None, seed=0,
+                     input_range=None, polarity="auto", device=None, allow_clipped=False, out=print) -> int:
+        """`coupled classify FILE.wav ... --checkpoint checkpoints/speech`: one line per file with what the frozen
+        recogniser hears (its greedy CTC transcript; `keyword=` when it is one word of the keyword task), or
+        the file's problem; returns the number of failures. `--corruption` adds a registered noise at
+        `--severity` dB SNR first (seeded by --seed)."""
+        from ...bundle import default_device, load_bundle
+        from .audio import read_audio
+        from .corpus import WORDS
+        from .degrade import degrade
+        from .recogniser import collate, greedy_decode
+
+        if input_range is not None or polarity != "auto":
+            raise CoupledError("--input-range and --polarity are options of image files; drop them for audio")
+        if (corruption is None) != (severity is None):
+            raise CoupledError("pass --corruption and --severity together (or neither)")
+        if corruption is not None and corruption not in ("white_noise", "pink_noise"):
+            raise CoupledError(f"coupled classify adds white_noise or pink_noise to audio (at --severity dB SNR), "
+                               f"got {corruption!r}; evaluate the other degradations with coupled evaluate")
+        bundle = load_bundle(checkpoint, domain=self.name).to(default_device(device or "cpu"))
+        method = method or "noisy"
+        if method != "noisy":
+            raise CoupledError(f"{checkpoint} holds the frozen recogniser alone (no speech denoisers yet, speech "
+                               f"part 2); --method {method} needs them: use --method noisy")
+        out("# file\ttranscript (greedy CTC decode of the frozen recogniser's logits on the audio; method noisy)")
+        failures = 0
+        for i, f in enumerate(files):
+            try:
+                wave = read_audio(f, allow_clipped=allow_clipped)
+                if corruption is not None:
+                    wave = degrade(corruption, wave, float(severity), [int(seed), i])
+            except CoupledError as e:
+                out(f"{f}\terror: {e}")
+                failures += 1
+                continue
+            x, n = collate([wave])
+            logits = bundle.coupling.classifier(x.to(bundle.device), lengths=n.to(bundle.device))
+            text = greedy_decode(logits.cpu(), bundle.coupling.classifier.module.output_lengths(n))[0]
+            word = text if text in WORDS else None  # one word: the keyword task's answer
+            out(f"{f}\t{text or '(nothing)'}" + (f"\tkeyword={word}" if word else ""))
+        return failures
 
     def run_calibrate(self, cfg: dict, *, progress=True) -> str:
         import json
