@@ -23,7 +23,7 @@ import torch
 
 from coupled.config import load_config
 from coupled.domains.image.corruptions import corrupt
-from coupled.domains.image.models import load_bundle
+from coupled.bundle import load_bundle
 from coupled.engine import item_generators, signal_trajectory
 from coupled.evaluation.runner import CORRUPTION_SEED
 from coupled.seeds import item_seeds

@@ -25,8 +25,9 @@ import torch
 
 from coupled.methods import SIGNAL_NETS
 from coupled.config import load_config
-from coupled.domains.image.models import default_device, load_bundle
+from coupled.bundle import default_device, load_bundle
 from coupled.evaluation import fair
+from coupled.evaluation.report import headline_table
 from coupled.evaluation.api import evaluate_config
 from coupled.evaluation.runner import evaluate
 from coupled.domains.registry import domain_of
@@ -91,7 +92,7 @@ def run_val(cfg, args):
 def run_test(cfg, args):
     results = evaluate_config(cfg, split="test", out=OUT, results_path=TEST, levels=args.levels, picks=Path(args.val_file),
                               seeds_for_level=lambda lv: cfg["evaluation"]["seeds"])
-    print(fair.headline_table(results))
+    print(headline_table(results))
 
 
 _SW = "switch_fraction=0.5"
@@ -153,7 +154,7 @@ def tables(cfg, args):
     if TEST.is_file():
         test = json.loads(TEST.read_text())
         print()
-        print(fair.headline_table(test))
+        print(headline_table(test))
         print()
         print(fair.picks_table(test, val))
 

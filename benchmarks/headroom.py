@@ -18,7 +18,7 @@ import torch
 
 from coupled.config import load_config
 from coupled.domains.image.corruptions import corrupt
-from coupled.domains.image.models import load_bundle
+from coupled.bundle import load_bundle
 from coupled.evaluation.runner import CORRUPTION_SEED, MethodSpec, run_specs
 from coupled.domains.registry import domain_of
 

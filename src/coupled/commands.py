@@ -34,7 +34,6 @@ def evaluate(domain, cfg: dict, *, checkpoint=None, split=None, out="runs/eval",
              progress=True) -> str:
     """Evaluate the config's checkpoint (results.json, report.md and plots in `out`); returns the report."""
     from .evaluation.api import evaluate_config
-    from .evaluation.fair import headline_table
     from .evaluation.report import markdown_report
 
     if picks and methods:
@@ -43,17 +42,13 @@ def evaluate(domain, cfg: dict, *, checkpoint=None, split=None, out="runs/eval",
                               corruptions=corruptions, levels=levels, methods=methods, progress=progress,
                               results_path=results_path, picks=picks,
                               seeds_for_level=(lambda level: seeds) if seeds else None)
-    text = markdown_report(results)
-    if results.get("headline"):
-        text += "\n## Cost-matched headline\n\n" + headline_table(results)
-    return text
+    return markdown_report(results)  # with the cost-matched headline, its verdicts and a glossary when picks ran
 
 
 def demo(domain, *, config, overrides=(), items=None, seed=None, steps=20, out="runs/demo", progress=True) -> str:
     """The demo table: the config's bundled checkpoint on a fixed subset at the heavy level."""
     from .config import checkpoint_sampling, load_config
     from .evaluation.api import evaluate_config
-    from .evaluation.fair import headline_table
     from .evaluation.report import markdown_report
 
     cfg = load_config(config, overrides)
@@ -62,10 +57,7 @@ def demo(domain, *, config, overrides=(), items=None, seed=None, steps=20, out="
     results = evaluate_config(cfg, out=out, max_items=items or cfg["demo"]["items"], levels=["heavy"],
                               seeds_for_level=lambda level: [cfg["demo"]["seed"] if seed is None else seed],
                               progress=progress, picks=picks, headline_only=True)
-    text = markdown_report(results) + "\n"
-    if results.get("headline"):
-        text += "## Cost-matched headline (one seed)\n\n" + headline_table(results) + "\n\n"
-    return text + f"wrote {out}/results.json, report.md and plots"
+    return markdown_report(results) + f"\n(one sampling seed)\nwrote {out}/results.json, report.md and plots"
 
 
 def classify(domain, files, checkpoint, *, method=None, allow_clipped=False, **options) -> int:

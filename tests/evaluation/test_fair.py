@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from coupled.evaluation import fair
+from coupled.evaluation.report import headline_table
 from coupled.evaluation.runner import MethodSpec
 
 
@@ -76,7 +77,13 @@ def test_headline_paired_interval_and_per_seed_deltas():
     assert h["delta"] > 0.05 and h["delta_ci95"][0] > 0 and h["above_zero"] and h["seeds_agree"]
     assert len(h["per_seed_delta"]) == 3 and all(d > 0 for d in h["per_seed_delta"])
     assert h["coupled"]["seconds_per_item"] == pytest.approx(0.01)
-    assert "| pixel_noise | heavy | nested (logits" in fair.headline_table({"headline": [h]})
+    table = headline_table({"headline": [h]})
+    assert "| pixel_noise | heavy | nested (logits" in table
+    assert "pixel_noise (heavy): coupling (nested) is better than the best baseline of no greater cost (sequential)" in table
+    h_tie = {**h, "delta_ci95": [-0.01, 0.02]}
+    assert "is not distinguishable from" in headline_table({"headline": [h_tie]})
+    wer = {**h, "metric": "wer", "delta": -0.05, "delta_ci95": [-0.08, -0.02]}
+    assert "coupling (nested) is better than" in headline_table({"headline": [wer]})
     # every method's pick on test, at the readout validation chose, beside its validation figure
     from coupled.evaluation.report import summarise
 

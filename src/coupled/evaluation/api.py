@@ -31,6 +31,15 @@ def load_picks(path) -> dict:
     return val
 
 
+def _ran_text(runs, val) -> dict:
+    """{label: its settings in the tables' short names}, per corruption when each runs its own picks."""
+    from .report import settings_text
+
+    if val is None:
+        return {s.label: settings_text(s.options) for s in runs[0][1]} if runs else {}
+    return {next(iter(sev)): {s.label: settings_text(s.options) for s in specs} for sev, specs in runs}
+
+
 def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out="runs/eval", max_items=None,
                     corruptions=None, levels=None, methods=None, seeds_for_level=None, progress=True,
                     title_extra: dict | None = None, results_path=None, picks=None, headline_only=False) -> dict:
@@ -99,7 +108,9 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
                                 corruption_seed=ev.get("corruption_seed", CORRUPTION_SEED))
             records += recs
             examples += ex
-    settings = {"sampling": cfg["sampling"], "checkpoint": str(checkpoint or cfg["output"]), "split": split,
+    # what ran: each label's own options (they override the sampling section's step counts and method options)
+    settings = {"methods run (their options override sampling)": _ran_text(runs, val),
+                "sampling": cfg["sampling"], "checkpoint": str(checkpoint or cfg["output"]), "split": split,
                 "n_items": len(data), "eval_seconds": round(time.time() - started, 1), **(title_extra or {})}
     if val is not None:
         settings["picks"] = str(picks)

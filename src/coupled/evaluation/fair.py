@@ -25,7 +25,7 @@ import numpy as np
 from ..methods import REFERENCE_METHODS, SIGNAL_NETS
 from ..engine import BASELINES, COUPLED
 from ..errors import CoupledError
-from .report import record_metric, scores_of
+from .report import record_metric, scores_of, settings_text
 from .runner import MethodSpec
 from .stats import get_metric, paired_bootstrap
 
@@ -211,13 +211,6 @@ def dump(obj, path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- tables, plots
-def _settings(s: dict) -> str:
-    short = {"signal_steps": "Nx", "logit_steps": "Ny", "signal_net": "net", "signal_eta": "eta", "noise_fraction": "t*",
-             "logit_samples": "M", "signal_guidance": "w", "switch_fraction": "switch", "refresh_every": "every",
-             "refresh_from": "warm", "refresh_signal_steps": "Nr", "rounds": "R", "k": "K", "classifier_gradient": "grad"}
-    return ", ".join(f"{short.get(k, k)}={v}" for k, v in s.items() if k != "refresh_window") or "-"
-
-
 def tuning_table(val: dict) -> str:
     """Markdown: per corruption, each method's validation pick (accuracy, readout, settings, seconds), the
     coupled pick and the cost-matched baseline."""
@@ -227,27 +220,11 @@ def tuning_table(val: dict) -> str:
         lines += [f"**{corruption}** (validation, {val['n_items']} items, seed {val['seeds']})", "",
                   f"| method | readout | val {metric.name} | s/item | settings |", "|---|---|---:|---:|---|"]
         for m, r in sorted(p["per_method"].items(), key=lambda kv: -metric.key(row_value(kv[1]))):
-            lines.append(f"| {m} | {r['readout']} | {row_value(r):.3f} | {r['seconds_per_item']:.4f} | {_settings(r['settings'])} |")
+            lines.append(f"| {m} | {r['readout']} | {row_value(r):.3f} | {r['seconds_per_item']:.4f} | {settings_text(r['settings'])} |")
         c, b = p["coupled"], p["baseline"]
         lines += ["", f"Coupled pick: {c['method']} ({c['readout']}) {row_value(c):.3f} at {c['seconds_per_item']:.4f} s/item; "
                       f"cost-matched baseline: " + ("none" if b is None else
-                      f"{b['method']} ({_settings(b['settings'])}) {row_value(b):.3f} at {b['seconds_per_item']:.4f} s/item") + ".", ""]
-    return "\n".join(lines)
-
-
-def headline_table(results: dict) -> str:
-    """Markdown: the cost-matched headline of a test results dict."""
-    name = results.get("clean", {}).get("metric", "accuracy")
-    short = "acc" if name == "accuracy" else name.upper()
-    lines = [f"| corruption | level | coupled pick (readout) | {short} | s/item | cost-matched baseline | {short} | s/item | Δ [95%] | per-seed Δ | coupling better |",
-             "|---|---|---|---:|---:|---|---:|---:|---|---|---|"]
-    for h in results.get("headline", []):
-        c, b = h["coupled"], h["baseline"]
-        lo, hi = h["delta_ci95"]
-        lines.append(f"| {h['corruption']} | {h['level']} | {c['method']} ({c['readout']}; {_settings(c['settings'])}) | {c['value']:.3f} | "
-                     f"{c['seconds_per_item']:.4f} | {b['method']} ({_settings(b['settings'])}) | {b['value']:.3f} | {b['seconds_per_item']:.4f} | "
-                     f"{h['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {', '.join(f'{d:+.3f}' for d in h['per_seed_delta'])} | "
-                     f"{'yes' if h.get('coupled_better', h['above_zero']) else 'no'} |")
+                      f"{b['method']} ({settings_text(b['settings'])}) {row_value(b):.3f} at {b['seconds_per_item']:.4f} s/item") + ".", ""]
     return "\n".join(lines)
 
 
@@ -266,7 +243,7 @@ def picks_table(results: dict, val: dict, level: str = "heavy") -> str:
             d = "-" if r.get("delta_vs_sequential") is None or m == "sequential" else \
                 f"{r['delta_vs_sequential']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]"
             c = r["calls"]
-            lines.append(f"| {corruption} | {m} ({pick['readout']}) | {_settings(pick['settings'])} | {row_value(pick):.3f} | "
+            lines.append(f"| {corruption} | {m} ({pick['readout']}) | {settings_text(pick['settings'])} | {row_value(pick):.3f} | "
                          f"{r['value']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {d} | {r['seconds_per_item']:.4f} | "
                          f"{c.get('signal_passes', c['signal'])}/{c.get('logits_passes', c['logits'])}/{c['classifier']} |")
     return "\n".join(lines)

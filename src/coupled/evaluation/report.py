@@ -222,6 +222,59 @@ def write_results(results: dict, path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- markdown
+def settings_text(s: dict) -> str:
+    """A method's settings in the short names the tables use (GLOSSARY says what they are)."""
+    short = {"signal_steps": "Nx", "logit_steps": "Ny", "signal_net": "net", "signal_eta": "eta", "noise_fraction": "t*",
+             "logit_samples": "M", "signal_guidance": "w", "switch_fraction": "switch", "refresh_every": "every",
+             "refresh_from": "warm", "refresh_signal_steps": "Nr", "rounds": "R", "k": "K", "classifier_gradient": "grad"}
+    return ", ".join(f"{short.get(k, k)}={v}" for k, v in s.items() if k != "refresh_window") or "-"
+
+
+
+GLOSSARY = (
+    "Columns: **value** is the task score on the test items (accuracy: higher is better; WER: lower is better), "
+    "**s/item** the measured seconds per item in this run, **Δ [95%]** the coupled pick minus the cost-matched "
+    "baseline with its paired bootstrap interval over items, **per-seed Δ** the same difference per sampling seed. "
+    "Readouts: *logits* reads the logit chain's final estimate y_hat, *classifier* the frozen classifier on the "
+    "enhanced signal f(x_hat). Settings: Nx / Ny signal / logit steps, net which signal denoiser (joint: the "
+    "coupled one; pretrained; sequential: the baseline's own), eta the DDIM noise, w the guidance weight on the "
+    "logit conditioning, switch Parallel's switch fraction, R Alternating's rounds, M logit samples, every / warm / "
+    "Nr Nested's refresh period, warm-start fraction and steps, K ensemble members, t* purification's noising "
+    "time, grad gradient-guidance step. Calls s/l/c: signal denoiser, logit denoiser and classifier calls per item.")
+
+
+def verdict(h: dict) -> str:
+    """One sentence saying what a cost-matched headline entry shows, e.g. "pixel_noise (heavy): coupling is not
+    better than one_step here: -0.005 [-0.015, +0.005] at 1.3x its cost." """
+    metric = get_metric(h.get("metric", "accuracy"))
+    c, b = h["coupled"], h["baseline"]
+    lo, hi = h["delta_ci95"]
+    better = lo > 0 if metric.higher_is_better else hi < 0
+    worse = hi < 0 if metric.higher_is_better else lo > 0
+    word = "better than" if better else ("worse than" if worse else "not distinguishable from")
+    ratio = c["seconds_per_item"] / b["seconds_per_item"] if b["seconds_per_item"] > 0 else float("inf")
+    return (f"{h['corruption']} ({h['level']}): coupling ({c['method']}) is {word} the best baseline of no greater "
+            f"cost ({b['method']}) here: {h['delta']:+.3f} {metric.name} [{lo:+.3f}, {hi:+.3f}] at {ratio:.1f}x its "
+            f"cost{'' if better or worse else ' (the interval includes zero)'}.")
+
+
+def headline_table(results: dict) -> str:
+    """Markdown: the cost-matched headline of a test results dict, one verdict sentence per entry, then the table."""
+    name = results.get("clean", {}).get("metric", "accuracy")
+    short = "acc" if name == "accuracy" else name.upper()
+    lines = [f"| corruption | level | coupled pick (readout; settings) | {short} | s/item | cost-matched baseline | {short} | s/item | Δ [95%] | per-seed Δ | coupling better |",
+             "|---|---|---|---:|---:|---|---:|---:|---|---|---|"]
+    for h in results.get("headline", []):
+        c, b = h["coupled"], h["baseline"]
+        lo, hi = h["delta_ci95"]
+        lines.append(f"| {h['corruption']} | {h['level']} | {c['method']} ({c['readout']}; {settings_text(c['settings'])}) | {c['value']:.3f} | "
+                     f"{c['seconds_per_item']:.4f} | {b['method']} ({settings_text(b['settings'])}) | {b['value']:.3f} | {b['seconds_per_item']:.4f} | "
+                     f"{h['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {', '.join(f'{d:+.3f}' for d in h['per_seed_delta'])} | "
+                     f"{'yes' if h.get('coupled_better', h['above_zero']) else 'no'} |")
+    sentences = [f"- {verdict(h)}" for h in results.get("headline", [])]
+    return "\n".join([*sentences, "", *lines])
+
+
 def _check_results(results) -> list[dict]:
     if not isinstance(results, dict) or "rows" not in results or "clean" not in results:
         raise CoupledError("results must be the dict returned by summarise (with 'clean' and 'rows'); build it with summarise(records, ...)")
@@ -301,6 +354,8 @@ def markdown_report(results: dict) -> str:
                 f"({'higher' if metric.higher_is_better else 'lower'} is better) ± half-width of its 95% bootstrap interval; "
                 f"Δ is the paired difference to sequential (classifier readout). {', '.join(map(_metric_head, metrics))}{', ' if metrics else ''}calls (signal/logits/classifier) "
                 f"and seconds per item at severity {sevs[-1]:g} ({level[sevs[-1]]}).", "", _table(header, body), ""]
+    if results.get("headline"):
+        out += ["## Cost-matched headline", "", headline_table(results), "", GLOSSARY, ""]
     if results.get("settings"):
         out += ["## Settings", "", *(f"- {k}: {json.dumps(v, default=str)}" for k, v in results["settings"].items()), ""]
     return "\n".join(out)

@@ -79,10 +79,11 @@ class ImageDomain(Domain):
 
         return corruption_from_config(spec)
 
-    def corrupt_set(self, signals, name, severity, seed, *, first_index=0, lengths=None):
+    def corrupt_set(self, signals, name, severity, seed, *, first_index=0, lengths=None, indices=None):
         """`corruptions.corrupt` (its image shape and severity checks), one generator per item."""
-        if lengths is not None:  # images have one size; a padded split goes the generic way
-            return super().corrupt_set(signals, name, severity, seed, first_index=first_index, lengths=lengths)
+        if lengths is not None or indices is not None:  # a padded split, or seeds by index: the generic way
+            return super().corrupt_set(signals, name, severity, seed, first_index=first_index, lengths=lengths,
+                                       indices=indices)
         from .corruptions import corrupt
 
         return corrupt(signals, name, severity, seed, first_index=first_index)
