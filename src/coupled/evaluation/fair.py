@@ -272,8 +272,11 @@ def plot_pareto(val: dict, results: dict, path):
     corruptions = list(val["picks"])
     fig = _figure(figsize=(5.2 * len(corruptions) + 2.4, 4.4), layout="constrained")
     axes = fig.subplots(1, len(corruptions), squeeze=False)[0]
-    methods = list(dict.fromkeys(r["method"] for r in val["candidates"]))
-    colour = {m: matplotlib.colormaps["tab20"](i % 20) for i, m in enumerate(methods)}
+    ran = {r.get("base_method", r["method"]) for r in results.get("rows", [])} | \
+        {h[side]["method"] for h in results.get("headline", []) for side in ("coupled", "baseline")}
+    # what this run evaluated gets a colour and a legend entry; the other candidates stay as grey points
+    methods = [m for m in dict.fromkeys(r["method"] for r in val["candidates"]) if m in ran]
+    colour = {m: matplotlib.colormaps["tab10"](i % 10) for i, m in enumerate(methods)}
     handles = {}
     for ax, corruption in zip(axes, corruptions):
         metric = get_metric(val["picks"][corruption]["coupled"].get("metric", "accuracy"))
@@ -283,6 +286,9 @@ def plot_pareto(val: dict, results: dict, path):
                                                   metric.key(row_value(r)) > metric.key(row_value(rows[r["label"]]))):
                 rows[r["label"]] = r
         rows = list(rows.values())
+        others = [(r["seconds_per_item"], row_value(r)) for r in rows if r["method"] not in methods]
+        if others:
+            handles["other validation candidates"] = ax.scatter(*zip(*others), color="0.7", s=10, alpha=0.6)
         for m in methods:
             pts = [(r["seconds_per_item"], row_value(r)) for r in rows if r["method"] == m]
             if not pts:
@@ -318,6 +324,8 @@ def plot_deltas(results: dict, path, span: float = 0.08):
     corruptions = list(dict.fromkeys(r["corruption"] for r in rows))
     span = max([span] + [abs(v) * 1.1 for h in results.get("headline", []) for v in h["delta_ci95"]])
     fig = _figure(figsize=(6.0 * len(corruptions), 5.6), layout="constrained")
+    fig.suptitle("Paired differences on test: the headline (coupled pick minus the cost-matched baseline), then each "
+                 "method's pick minus tuned sequential, at the heavy level", fontsize="medium")
     axes = fig.subplots(1, len(corruptions), squeeze=False, sharex=True)[0]
     for ax, corruption in zip(axes, corruptions):
         heavy = max((r["severity"] for r in rows if r["corruption"] == corruption))
@@ -342,6 +350,6 @@ def plot_deltas(results: dict, path, span: float = 0.08):
         ax.set_xlim(-span, span)
         ax.invert_yaxis()
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
-        ax.set(title=corruption, xlabel="paired Δ accuracy on test, 95% CI (rows below HEADLINE: heavy)")
+        ax.set(title=corruption, xlabel=f"paired Δ {results['clean'].get('metric', 'accuracy')}, 95% CI")
         ax.grid(alpha=0.3, axis="x")
     return _save(fig, path)

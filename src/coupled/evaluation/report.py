@@ -386,47 +386,66 @@ def _message_figure(text: str):
 
 
 def plot_accuracy_vs_severity(results: dict, path) -> Path:
-    """Plot accuracy against severity from `results` (from `summarise`) into the PNG `path`: one panel per
-    corruption, one line per (method, readout) (classifier readout solid, logits dashed, one colour per
-    method) with 95% CI error bars, the clean accuracy as a dotted line, the legend outside on the right.
-    Returns the path."""
+    """Plot the score against severity from `results` (from `summarise`) into the PNG `path`: one panel per
+    corruption, a colour per method and a line style per readout (classifier solid, logits dashed), 95% CI
+    error bars, the clean score as a dotted line, the legend outside on the right. A panel with a single
+    severity is a bar chart instead (hatched bars are the logits readout). Returns the path."""
     rows = _check_results(results)
     if not rows:
         return _save(_message_figure("no results"), path)
     import matplotlib
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     corruptions, series = _ordered(rows, "corruption"), _series(rows)
     methods = list(dict.fromkeys(m for m, _ in series))
     colour = {m: matplotlib.colormaps["tab10"](i % 10) for i, m in enumerate(methods)}
+    metric = results["clean"].get("metric", "accuracy")
     # At most 3 panels a row, so many corruptions wrap instead of making an unreadably wide strip.
     ncols = min(3, len(corruptions))
     nrows = -(-len(corruptions) // ncols)
-    fig = _figure(figsize=(4.2 * ncols + 2.6, 3.8 * nrows), layout="constrained")
+    fig = _figure(figsize=(4.6 * ncols + 2.8, 4.0 * nrows), layout="constrained")
     grid = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
     for ax in grid.flat[len(corruptions):]:
         ax.set_axis_off()
-    axes = grid.flat[: len(corruptions)]
-    handles = {}
-    for ax, corruption in zip(axes, corruptions):
+    bars = False
+    for ax, corruption in zip(grid.flat[: len(corruptions)], corruptions):
         rs = [r for r in rows if r["corruption"] == corruption]
         sevs = sorted({r["severity"] for r in rs})
-        # Nudge the series sideways so error bars at one severity do not hide each other.
-        step = 0.012 * ((sevs[-1] - sevs[0]) or 1.0)
-        for j, (m, ro) in enumerate(series):
-            pts = sorted((r for r in rs if r["method"] == m and r["readout"] == ro), key=lambda r: r["severity"])
-            if not pts:
-                continue
-            y = np.array([r["value"] for r in pts])
-            ci = np.array([r["ci95"] for r in pts])
-            handles[f"{m} ({ro})"] = ax.errorbar(
-                [r["severity"] + (j - (len(series) - 1) / 2) * step for r in pts], y, yerr=[y - ci[:, 0], ci[:, 1] - y],
-                color=colour[m], ls="--" if ro == "logits" else "-", marker="o", ms=4, lw=1.5, capsize=3)
-        handles["clean"] = ax.axhline(results["clean"]["value"], color="0.35", ls=":", lw=1.3)
-        ax.set(title=corruption, xlabel="severity", xticks=sevs)
-        ax.grid(alpha=0.3)
+        present = [(m, ro) for m, ro in series if any(r["method"] == m and r["readout"] == ro for r in rs)]
+        if len(sevs) == 1:  # one condition: bars, one per (method, readout)
+            bars = True
+            for j, (m, ro) in enumerate(present):
+                r = next(r for r in rs if r["method"] == m and r["readout"] == ro)
+                ax.bar(j, r["value"], color=colour[m], hatch="//" if ro == "logits" else None, edgecolor="k", lw=0.5,
+                       yerr=[[r["value"] - r["ci95"][0]], [r["ci95"][1] - r["value"]]], capsize=3)
+            ax.set_xticks(range(len(present)), [m for m, _ in present], rotation=35, ha="right", fontsize="small")
+            level = rs[0].get("level")
+            ax.set_xlabel(f"severity {sevs[0]:g}" + (f" ({level})" if level else ""))
+        else:
+            step = 0.008 * ((sevs[-1] - sevs[0]) or 1.0)  # a small sideways nudge so error bars stay apart
+            for j, (m, ro) in enumerate(present):
+                pts = sorted((r for r in rs if r["method"] == m and r["readout"] == ro), key=lambda r: r["severity"])
+                y = np.array([r["value"] for r in pts])
+                ci = np.array([r["ci95"] for r in pts])
+                ax.errorbar([r["severity"] + (j - (len(present) - 1) / 2) * step for r in pts], y,
+                            yerr=[y - ci[:, 0], ci[:, 1] - y], color=colour[m], ls="--" if ro == "logits" else "-",
+                            marker="o", ms=4, lw=1.5, capsize=3)
+            ax.set(xlabel="severity", xticks=sevs)
+        ax.axhline(results["clean"]["value"], color="0.35", ls=":", lw=1.3)
+        ax.set_title(corruption)
+        ax.grid(alpha=0.3, axis="y")
     for ax in grid[:, 0]:
-        ax.set_ylabel(results["clean"].get("metric", "accuracy"))
-    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small", title="method (readout)")
+        ax.set_ylabel(metric)
+    handles = [Patch(color=colour[m], label=m) for m in methods]
+    if bars:
+        handles += [Patch(facecolor="white", edgecolor="k", label="classifier readout"),
+                    Patch(facecolor="white", edgecolor="k", hatch="//", label="logits readout")]
+    if not all(len({r["severity"] for r in rows if r["corruption"] == c}) == 1 for c in corruptions):
+        handles += [Line2D([], [], color="k", ls="-", label="classifier readout (line)"),
+                    Line2D([], [], color="k", ls="--", label="logits readout (line)")]
+    handles.append(Line2D([], [], color="0.35", ls=":", label=f"clean {metric}"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize="small", title="colour: method")
     return _save(fig, path)
 
 
