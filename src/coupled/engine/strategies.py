@@ -359,7 +359,8 @@ def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=No
                         signal_steps: int | None = None, callback: Callable | None = None, lengths=None):
     """Equal-cost baseline: K independent sequential trajectories; the classifier's probabilities averaged.
 
-    `classifier_logits` are log(mean_k softmax f(x_hat_k)); `x_hat` is the last trajectory's.
+    `classifier_logits` are log(mean_k softmax f(x_hat_k)) (frame logits of a padded batch: zero past each
+    item's end, with the frame lengths, as every method's); `x_hat` is the last trajectory's.
     Calls: K N_x D_x, K f.
     """
     _check_count("k", k)
@@ -368,7 +369,7 @@ def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=No
     for _ in range(k):
         x_hat = run.signal_trajectory(None, signal_steps)
         probs = probs + run.classify_probabilities(x_hat)
-    return run.result("sequential_ensemble", None, x_hat, (probs / k).log())
+    return run.result("sequential_ensemble", None, x_hat, run._frames((probs / k).log()))
 
 
 @torch.no_grad()
