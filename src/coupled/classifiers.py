@@ -4,7 +4,8 @@ Your own classifier is named in a config by `classifier.factory` ("module.path:f
 section's `net` mapping as keyword arguments, it returns a torch.nn.Module mapping a batch of the domain's
 signals to logits [B, K]) and `classifier.weights` (a safetensors file of that module's state_dict, relative to
 the working directory). `coupled train` does not train it: it checks it before anything is written (module,
-function, weights, output width against the data set's classes), then copies it into the bundle
+function, weights, output width against the data set's classes; frame logits [B, T, K] where the labels are
+answers such as transcripts), then copies it into the bundle
 (`classifier.safetensors`, the factory in `classifier.json`), from which `coupled evaluate`, `coupled classify`
 and `CoupledPipeline.from_pretrained` rebuild it. Naming a factory imports its module, which runs its code: a
 config is code.
@@ -136,28 +137,36 @@ class UserClassifier:
 
 def prepare_user_classifier(cfg: dict, data) -> UserClassifier:
     """Build the config's user classifier, load its weights and check its output on a few items of `data` (a
-    labelled split): [B, K] logits with K the data set's class count. Nothing is written."""
+    labelled split, run with its `lengths` when it is zero-padded): [B, K] logits with K the data set's class
+    count, or frame logits [B, T, K] where the labels are answers rather than class indices (transcripts,
+    read out by the domain's `readout`). Nothing is written."""
     section = cfg["classifier"]
     spec, kwargs, path = section["factory"], dict(section.get("net") or {}), Path(section["weights"])
     net = build_classifier(spec, kwargs)
     tensors = read_weights_file(path)
     load_into(net, tensors, path, spec)
-    x = data.signals[:FINGERPRINT_ITEMS]
+    x, lengths = data.signals[:FINGERPRINT_ITEMS], None
+    if getattr(data, "lengths", None) is not None:
+        lengths = data.lengths[:FINGERPRINT_ITEMS]
+        x = x[..., : int(lengths.max())]
     try:
-        out = FrozenClassifier(net).raw(x)
+        out = FrozenClassifier(net).raw(x, lengths)
     except CoupledError as e:
         raise CoupledError(f"classifier {spec!r}: {e}") from None
     except Exception as e:  # the user's forward may raise anything
         raise CoupledError(f"classifier {spec!r} failed on {len(x)} items of shape {tuple(x.shape[1:])} of data set "
                            f"{data.name} ({type(e).__name__}: {_first_line(e)}); it must take the data set's signals") from None
-    if out.dim() != 2:
+    sequences = not torch.is_tensor(data.labels)  # answers such as transcripts: frame logits may encode them
+    if out.dim() != 2 and not (sequences and out.dim() == 3):
+        want = "logits [B, K] or frame logits [B, T, K]" if sequences else (
+            f"logits [B, K] for the class-index labels of data set {data.name}")
         raise CoupledError(f"classifier {spec!r} returns logits of shape {tuple(out.shape)} for {len(x)} items; "
-                           "coupled train needs logits [B, K]")
-    if out.shape[1] != data.num_classes:
-        raise CoupledError(f"classifier {spec!r} returns {out.shape[1]} logits per item but data set {data.name} has "
+                           f"coupled train needs {want}")
+    if out.shape[-1] != data.num_classes:
+        raise CoupledError(f"classifier {spec!r} returns {out.shape[-1]} logits per {'frame' if out.dim() == 3 else 'item'} but data set {data.name} has "
                            f"{data.num_classes} classes; build it with {data.num_classes} outputs")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return UserClassifier(spec, kwargs, path, net.eval().requires_grad_(False), int(out.shape[1]), sha)
+    return UserClassifier(spec, kwargs, path, net.eval().requires_grad_(False), int(out.shape[-1]), sha)
 
 
 def install_user_classifier(user: UserClassifier, cfg: dict, output: Path, domain: str) -> bool:

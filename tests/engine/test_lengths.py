@@ -115,7 +115,9 @@ def test_a_padded_batch_gives_each_item_its_result_alone(method):
             rest = got[i, ..., n:] if name == "x_hat" else got[i, frames:]
             assert not rest.abs().any(), f"{method} {name}: padding of item {i} is not zero"
         torch.testing.assert_close(batch.classifier_logits[i, :frames], alone.classifier_logits[0], atol=1e-5, rtol=1e-4)
-        assert batch.frame_lengths is None or int(batch.frame_lengths[i]) == frames
+        assert not batch.classifier_logits[i, frames:].any(), f"{method} classifier logits: padding of item {i} is not zero"
+        # the readout decodes each item's own frames: every method reports them
+        assert int(batch.frame_lengths[i]) == frames, f"{method}: no frame lengths"
 
 
 def test_the_padding_changes_results_without_lengths():
@@ -156,3 +158,32 @@ def test_a_complex_state_is_refused_in_one_line():
         den(x, torch.tensor(0.5))
     with pytest.raises(CoupledError, match="diffusion state is complex"):
         den.loss(x, torch.tensor(0.5), torch.randn(2, 3))
+
+
+@torch.no_grad()
+def test_the_masked_training_loss_is_each_items_loss_alone():
+    """`Denoiser.loss(mask=)`: the squared error averaged over valid elements only, x0_hat zero past each item's
+    end; one item padded gives the loss it gives trimmed, and a padded batch the mean over its valid elements."""
+    items, padded = _batch()
+    lengths = torch.tensor(LENGTHS)
+    mask = (torch.arange(padded.shape[-1])[None] < lengths[:, None])[:, None]
+    den = Denoiser(SignalNet(), VPProcess(num_train_steps=100), "eps")
+    t = torch.tensor([10.0, 50.0, 90.0])
+    g = torch.Generator().manual_seed(4)
+    noise = torch.randn(padded.shape, generator=g) * mask
+    loss, x0_hat = den.loss(padded, t, noise, mask=mask, observation=padded, lengths=lengths)
+    errors, count = 0.0, 0
+    for i, n in enumerate(LENGTHS):
+        alone, _ = den.loss(items[i][None], t[i:i + 1], noise[i:i + 1, :, :n], observation=items[i][None],
+                            lengths=torch.tensor([n]))
+        wider, _ = den.loss(F.pad(items[i][None], (0, 4)), t[i:i + 1], F.pad(noise[i:i + 1, :, :n], (0, 4)),
+                            mask=(torch.arange(n + 4) < n).view(1, 1, -1),
+                            observation=F.pad(items[i][None], (0, 4)), lengths=torch.tensor([n]))
+        torch.testing.assert_close(wider, alone)
+        errors, count = errors + alone.item() * items[i].numel(), count + items[i].numel()
+        assert not x0_hat[i, :, n:].any()
+    torch.testing.assert_close(loss.item(), errors / count, rtol=1e-5, atol=1e-7)
+    # without a mask: the plain MSE over every element (images)
+    plain, _ = den.loss(padded, t, noise, observation=padded)
+    want = (den.net(den.process.add_noise(padded, t, noise), den.process.network_time(t), observation=padded) - noise).square().mean()
+    torch.testing.assert_close(plain, want)

@@ -60,10 +60,10 @@ def test_training_stages_choose_per_item_with_frame_logits(tmp_path, monkeypatch
     branches, logit_calls = [], []
     real_branch = stages._logit_branch
 
-    def spy_branch(m, name, s, d, z, g, prediction=None):
+    def spy_branch(m, name, s, d, z, g, prediction=None, lengths=None):
         f = m.frozen["classifier"]
         branches.append((f(d), f(z)))
-        return real_branch(m, name, s, d, z, g, prediction)
+        return real_branch(m, name, s, d, z, g, prediction, lengths)
 
     monkeypatch.setattr(stages, "_logit_branch", spy_branch)
     monkeypatch.setattr(FrameLogitNet, "record", logit_calls)
@@ -87,8 +87,8 @@ def test_training_stages_choose_per_item_with_frame_logits(tmp_path, monkeypatch
     drawn, logit_calls, signal_calls = [], [], []
     real_inputs = conditioning.joint_inputs
 
-    def spy_inputs(coupling, runs, s, d, g):
-        inp = real_inputs(coupling, runs, s, d, g)
+    def spy_inputs(coupling, runs, s, d, g, lengths=None):
+        inp = real_inputs(coupling, runs, s, d, g, lengths)
         drawn.append((inp, coupling.classifier(d), coupling.classifier(inp.z)))
         return inp
 

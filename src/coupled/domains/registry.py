@@ -12,7 +12,10 @@ user's domain registers when its module is imported, which a config may ask for 
 `domain: my_pkg.my_domain:DOMAIN` (the module is imported and the object registered under its `name`).
 
 Signals of a domain that uses the generic pipeline are float tensors [N, ...] in [-1, 1] (the signal
-denoiser's output is clipped to that range), labels are class indices and the classifier gives [B, K] logits.
+denoiser's output is clipped to that range), zero-padded along their last axis with `lengths` when they differ
+in length. Labels are class indices and the classifier gives [B, K] logits, unless the domain says otherwise:
+its `readout` turns logits (e.g. frame logits [B, T, K]) into answers, `item_scores` scores them and
+`classifier_loss` trains the classifier on them.
 """
 
 from __future__ import annotations
@@ -276,6 +279,22 @@ class Domain:
         """The answers of classifier logits: argmax over classes of [B, K] (`lengths`: the valid frames of
         [B, T, K] frame logits, for a domain whose answers are sequences)."""
         return logits.argmax(dim=-1)
+
+    def classifier_loss(self, logits, labels, lengths=None, frame_lengths=None):
+        """The loss the `classifier` and `finetuned` training stages minimise on a batch: `logits` of the classifier
+        being trained ([B, K], or frame logits [B, T, K]), `labels` as the split holds them (class indices, or a
+        list of answers), `lengths` [B] the signals' valid extents and `frame_lengths` [B] the logits' valid
+        frames (None for signals of one shape). Returns (loss, {name: value} logged beside it). The default is
+        cross-entropy on [B, K] logits with class-index labels; a domain whose answers are sequences overrides
+        it (e.g. CTC on its frame logits)."""
+        import torch
+        import torch.nn.functional as F
+
+        if logits.dim() != 2 or not torch.is_tensor(labels):
+            got = "labels that are not class indices" if not torch.is_tensor(labels) else f"logits {tuple(logits.shape)}"
+            raise CoupledError(f"the {self.name} domain's classifier training got {got}; the default classifier_loss "
+                               "takes logits [B, K] with class-index labels: override Domain.classifier_loss (e.g. CTC)")
+        return F.cross_entropy(logits, labels), {"acc": (logits.argmax(1) == labels).float().mean()}
 
     def task_metric(self, task: str | None = None) -> str:
         """The name of the metric (`coupled.evaluation.stats.METRICS`) that scores answers of `task`."""

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import CoupledError
 
-__all__ = ["FrozenClassifier", "standardise", "check_finite", "eval_mode"]
+__all__ = ["FrozenClassifier", "standardise", "check_finite", "eval_mode", "frame_lengths"]
 
 
 @contextmanager
@@ -104,19 +104,25 @@ class FrozenClassifier(nn.Module):
         return standardise(self.raw(x, lengths), self.logit_scale, self.eps)
 
     def frame_lengths(self, lengths: torch.Tensor, frames: int) -> torch.Tensor:
-        """The valid frames of the [B, T, K] logits of signals with `lengths`: the module's own
-        `output_lengths(lengths)` when it has one, else `lengths` themselves when the logits have as many
-        frames as the signal has samples (`frames`: T of the padded batch's logits)."""
-        fn = getattr(self.module, "output_lengths", None)
-        if fn is not None:
-            out = torch.as_tensor(fn(lengths), device=lengths.device).long()
-        elif int(lengths.max()) == frames:
-            out = lengths
-        else:
-            raise CoupledError(
-                f"the classifier gives {frames} frames for signals of up to {int(lengths.max())} samples; give it an "
-                "output_lengths(lengths) method returning each item's valid frames"
-            )
-        if tuple(out.shape) != tuple(lengths.shape) or int(out.min()) < 1 or int(out.max()) > frames:
-            raise CoupledError(f"the classifier's output_lengths gave {out.tolist()} for {frames} frames; each must lie in [1, {frames}]")
-        return out
+        """The valid frames of the [B, T, K] logits of signals with `lengths` (see `frame_lengths`)."""
+        return frame_lengths(self.module, lengths, frames)
+
+
+def frame_lengths(module: nn.Module, lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """The valid frames of classifier `module`'s [B, T, K] logits of signals with `lengths`: the module's own
+    `output_lengths(lengths)` when it has one, else `lengths` themselves when the logits have as many frames
+    as the signal has samples (`frames`: T of the padded batch's logits). Training calls it on the classifier
+    it trains, sampling through `FrozenClassifier.frame_lengths`."""
+    fn = getattr(module, "output_lengths", None)
+    if fn is not None:
+        out = torch.as_tensor(fn(lengths), device=lengths.device).long()
+    elif int(lengths.max()) == frames:
+        out = lengths
+    else:
+        raise CoupledError(
+            f"the classifier gives {frames} frames for signals of up to {int(lengths.max())} samples; give it an "
+            "output_lengths(lengths) method returning each item's valid frames"
+        )
+    if tuple(out.shape) != tuple(lengths.shape) or int(out.min()) < 1 or int(out.max()) > frames:
+        raise CoupledError(f"the classifier's output_lengths gave {out.tolist()} for {frames} frames; each must lie in [1, {frames}]")
+    return out

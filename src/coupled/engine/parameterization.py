@@ -120,16 +120,27 @@ class Denoiser(nn.Module):
         return x0 if self.clip is None else x0.clamp(*self.clip)
 
     def loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, center: torch.Tensor | None = None,
-             **conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+             mask: torch.Tensor | None = None, **conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """Denoising score matching at times `t` [B], the training side of `forward`: x_t is the forward
         marginal of `x0` with `noise`, the loss the MSE in the network's own output space; returns (loss,
-        x0_hat), x0_hat detached and clipped as `forward` returns it."""
+        x0_hat), x0_hat detached and clipped as `forward` returns it.
+
+        `mask` (bool, broadcastable to `x0`; a zero-padded batch of items of different lengths) keeps the
+        valid elements: the loss is the mean squared error over them alone (the MSE of the items' valid
+        parts, whatever padding the batch carries) and x0_hat is zero elsewhere, as the strategies zero it.
+        Without it, the plain MSE over every element."""
         _check_real(x0)
         t = torch.as_tensor(t, device=x0.device).float().expand(x0.shape[0])
         x_t = self.process.add_noise(x0, t, noise, center)
         if self.pass_center:
             conditioning["center"] = center
         out = self.net(x_t, self.process.network_time(t), **conditioning)
-        loss = F.mse_loss(out, training_target(self.prediction, x0, noise, t, self.process))
+        target = training_target(self.prediction, x0, noise, t, self.process)
+        if mask is None:
+            loss = F.mse_loss(out, target)
+        else:
+            keep = mask.to(out.device).bool().expand(out.shape)
+            loss = (out - target)[keep].square().mean()
         x0_hat = x0_from_output(self.prediction, out.detach(), x_t, t, self.process, center)
-        return loss, (x0_hat if self.clip is None else x0_hat.clamp(*self.clip))
+        x0_hat = x0_hat if self.clip is None else x0_hat.clamp(*self.clip)
+        return loss, (x0_hat if mask is None else x0_hat * keep)

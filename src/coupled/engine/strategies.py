@@ -44,7 +44,7 @@ __all__ = [
     "Coupling", "StrategyResult", "METHODS", "COUPLED", "BASELINES", "PAPER_METHODS", "run_method", "noisy", "sequential",
     "logits_only", "sequential_ensemble", "one_step", "purification", "parallel", "alternating", "nested",
     "switch_step", "refresh_steps", "parallel_schedule", "expected_calls", "method_options", "readouts",
-    "StepEvent", "signal_trajectory", "logit_trajectory",
+    "StepEvent", "signal_trajectory", "logit_trajectory", "length_conditioning",
 ]
 
 
@@ -111,6 +111,18 @@ def refresh_steps(steps: int, refresh_every: int, refresh_window=(0.5, 1.0)) -> 
         return []
     lo, hi = math.floor(refresh_window[0] * steps), math.floor(refresh_window[1] * steps)
     return [i for i in range(max(lo, 1), hi) if (i - lo) % refresh_every == 0]
+
+
+def length_conditioning(role: str, lengths, frame_lengths=None) -> dict:
+    """The length keywords a denoiser of `role` ('signal' or 'logits') is called with on a padded batch: the
+    signal denoiser `lengths=` (the signals'), the logit denoiser `lengths=` (the frame lengths of [B, T, K]
+    logits, None for [B, K]) and `signal_lengths=`; nothing without `lengths`, so networks of fixed-shape
+    signals take no length keywords. Sampling (`_Run`) and training both call it."""
+    if lengths is None:
+        return {}
+    if role == "signal":
+        return {"lengths": lengths}
+    return {"lengths": frame_lengths, "signal_lengths": lengths}
 
 
 class _Run:
@@ -183,10 +195,7 @@ class _Run:
     def _counted(self, fn, key, **conditioning):
         passes = fn.passes(**conditioning) if hasattr(fn, "passes") else 1
         mask = self.signal_mask if key == "signal" else self.frame_mask
-        if self.lengths is not None:  # only then: networks of fixed-shape signals take no lengths
-            conditioning["lengths"] = self.lengths if key == "signal" else self.frame_lengths
-            if key == "logits":
-                conditioning["signal_lengths"] = self.lengths
+        conditioning.update(length_conditioning(key, self.lengths, self.frame_lengths))
 
         def call(x, t, center=None):
             self.calls[key] += 1
@@ -388,7 +397,8 @@ def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=No
                         signal_steps: int | None = None, callback: Callable | None = None, lengths=None):
     """Equal-cost baseline: K independent sequential trajectories; the classifier's probabilities averaged.
 
-    `classifier_logits` are log(mean_k softmax f(x_hat_k)); `x_hat` is the last trajectory's.
+    `classifier_logits` are log(mean_k softmax f(x_hat_k)) (frame logits of a padded batch: zero past each
+    item's end, with the frame lengths, as every method's); `x_hat` is the last trajectory's.
     Calls: K N_x D_x, K f.
     """
     _check_option("k", k)
@@ -397,7 +407,7 @@ def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=No
     for _ in range(k):
         x_hat = run.signal_trajectory(None, signal_steps)
         probs = probs + run.classify_probabilities(x_hat)
-    return run.result("sequential_ensemble", None, x_hat, (probs / k).log())
+    return run.result("sequential_ensemble", None, x_hat, run._frames((probs / k).log()))
 
 
 @torch.no_grad()

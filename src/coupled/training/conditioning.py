@@ -12,6 +12,8 @@ training stands in for it, as denoising score matching does:
 - a signal "final" (Alternating's and Nested's z) is a whole null-token signal trajectory of the run's grid,
   run with the current weights; a logit "final" (Alternating's later rounds) is a whole logit trajectory
   (the run's `logit_samples` of them, averaged) on it. Nested's refreshes are null-token trajectories here.
+A padded batch (`lengths`) runs as the strategies run it: every network told the lengths, estimates and frame
+logits zero past each item's end, each item's noise drawn on its valid elements only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import torch
 
 from ..engine import Coupling, Visit, item_generators, logit_trajectory, plan, randn, signal_trajectory
 from ..engine.classifier import eval_mode
-from ..engine.processes import _bcast
+from ..engine.processes import MaskedNoise, _bcast, length_mask
+from ..engine.strategies import length_conditioning
 from ..errors import CoupledError
 
 __all__ = ["PlannedRun", "planned_runs", "JointInputs", "joint_inputs"]
@@ -102,14 +105,18 @@ def _seeds(n: int, g: torch.Generator) -> list[int]:
 
 
 @torch.no_grad()
-def joint_inputs(coupling: Coupling, runs: list[PlannedRun], s: torch.Tensor, d: torch.Tensor, g: torch.Generator) -> JointInputs:
-    """Draw one visit pair per item and build what the two networks are shown there."""
+def joint_inputs(coupling: Coupling, runs: list[PlannedRun], s: torch.Tensor, d: torch.Tensor, g: torch.Generator,
+                 lengths: torch.Tensor | None = None) -> JointInputs:
+    """Draw one visit pair per item and build what the two networks are shown there; `lengths` [B]: the valid
+    extents of a zero-padded batch (None for signals of one shape)."""
     batch, device = s.shape[0], s.device
     which, sv, lv = _draw(runs, batch, g)
     t_x = torch.tensor([v.t for v in sv], device=device)
     t_y = torch.tensor([v.t for v in lv], device=device)
     px = coupling.signal_chain.process
     sig_center = (lambda x: x) if px.kind == "centred" else (lambda x: None)
+    sub = (lambda idx: None) if lengths is None else (lambda idx: lengths[idx])  # the lengths of some items
+    mask = None if lengths is None else length_mask(lengths, s.shape[-1]).view(batch, *[1] * (s.dim() - 2), -1)
     z = d.clone()
     nets = [n for n in (coupling.signal_denoiser, coupling.logit_denoiser) if isinstance(n, torch.nn.Module)]
     with eval_mode(torch.nn.ModuleList(nets)):
@@ -117,17 +124,28 @@ def joint_inputs(coupling: Coupling, runs: list[PlannedRun], s: torch.Tensor, d:
         if estimate:  # the x0_hat of the signal step z comes from, at that step's time
             src = torch.tensor([runs[which[i]].of("signal")[lv[i].source].t for i in estimate], device=device)
             s_e, d_e = s[estimate], d[estimate]
-            x_src = px.add_noise(s_e, src, randn(tuple(s_e.shape), g, device=device), sig_center(d_e))
-            z[estimate] = coupling.signal_denoiser(x_src, src, center=sig_center(d_e), observation=d_e, logits=None)
+            if mask is None:
+                noise = randn(tuple(s_e.shape), g, device=device)
+            else:
+                noise = randn(tuple(s_e.shape), MaskedNoise(item_generators(_seeds(len(estimate), g)), mask[estimate]),
+                              device=device)
+            x_src = px.add_noise(s_e, src, noise, sig_center(d_e))
+            x0 = coupling.signal_denoiser(x_src, src, center=sig_center(d_e), observation=d_e, logits=None,
+                                          **length_conditioning("signal", sub(estimate)))
+            z[estimate] = x0 if mask is None else x0 * mask[estimate]
         final = [i for i in range(batch) if lv[i].sees == "final" or sv[i].sees == "final"]
         for steps, idx in _groups(final, lambda i: runs[which[i]].signal_steps):
-            z[idx] = signal_trajectory(coupling, d[idx], item_generators(_seeds(len(idx), g)), steps=steps)
-        c_z, c_d = coupling.classifier(z), coupling.classifier(d)
+            z[idx] = signal_trajectory(coupling, d[idx], item_generators(_seeds(len(idx), g)), steps=steps,
+                                       lengths=sub(idx))
+        c_z, c_d = coupling.classifier(z, lengths), coupling.classifier(d, lengths)
+        if lengths is not None and c_z.dim() == 3:  # frame logits: zero past each item's end, as the strategies see them
+            frames = length_mask(coupling.classifier.frame_lengths(lengths, c_z.shape[1]), c_z.shape[1])[..., None]
+            c_z, c_d = c_z * frames, c_d * frames
         final_logits = torch.zeros_like(c_z)
         for (steps, samples), idx in _groups([i for i in range(batch) if sv[i].sees == "final"],
                                               lambda i: (runs[which[i]].logit_steps, runs[which[i]].options.get("logit_samples", 1))):
             final_logits[idx] = logit_trajectory(coupling, z[idx], item_generators(_seeds(len(idx), g)), evidence=c_z[idx],
-                                                 steps=steps, samples=samples)
+                                                 steps=steps, samples=samples, lengths=sub(idx))
     center = None
     if coupling.logit_chain.process.kind == "centred":
         from_d = torch.tensor([v.center == "observation" for v in lv], device=device)

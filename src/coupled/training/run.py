@@ -264,8 +264,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
     for stage in stages:
         if stage == "classifier" and user is not None:
             summaries.append({"stage": "classifier", "skipped": True, "frozen": user.factory,
-                              **{f"{split}_accuracy": domain_of(cfg).clean_score(user.net, splits[split])
-                                 for split in ("val", "test")}})
+                              **_clean_scores(cfg, user.net, splits)})
             continue
         done_marker = output / "train_state" / f"{stage}.done.json"
         wanted = max_steps if max_steps is not None else cfg[stage]["steps"]
@@ -282,8 +281,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         if summary["rank"] != 0:
             continue
         if stage == "classifier":
-            summary["val_accuracy"] = domain_of(cfg).clean_score(setup.nets["classifier"], splits["val"])
-            summary["test_accuracy"] = domain_of(cfg).clean_score(setup.nets["classifier"], splits["test"])
+            summary.update(_clean_scores(cfg, setup.nets["classifier"], splits))
         if stage == "joint":
             write_pipeline(cfg, output)
         summary["wall_seconds"] = round(time.time() - started, 1)
@@ -291,6 +289,14 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         _append_log(output, summary)
         summaries.append(summary)
     return summaries
+
+
+def _clean_scores(cfg: dict, classifier, splits) -> dict:
+    """The classifier's clean score on the validation and test splits, named by the domain's metric
+    (`val_accuracy`, or e.g. `val_wer`)."""
+    domain = domain_of(cfg)
+    return {f"{split}_{domain.task_metric(splits[split].task)}": domain.clean_score(classifier, splits[split])
+            for split in ("val", "test")}
 
 
 def _append_log(output: Path, summary: dict) -> None:

@@ -5,6 +5,12 @@ one CPU or on many GPUs with DDP. Targets never use labels, except the classifie
 random draw of a step comes from a generator seeded by (seed, stage, step, rank), so a resumed run draws
 what an uninterrupted one would. State (weights, EMA, optimiser) is saved every `checkpoint_every` steps as
 safetensors + JSON, atomically; `resume=True` continues from it.
+
+A split of signals of different lengths (zero-padded, with `lengths`) trains as the strategies sample it: each
+batch is trimmed to its longest item and carries its lengths; corruptions act on each item's valid extent;
+every network is told the lengths (`engine.length_conditioning`, the classifier `f(s, lengths)`), noise is drawn
+per item on its valid elements only, estimates are zero past each item's end and every loss averages over valid
+elements only, so what an item contributes does not depend on the padding its batch carries.
 """
 
 from __future__ import annotations
@@ -16,14 +22,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..engine import Denoiser, randn
-from ..engine.processes import _bcast
+from ..engine import Denoiser, item_generators, randn
+from ..engine.classifier import frame_lengths
+from ..engine.processes import MaskedNoise, _bcast, length_mask
+from ..engine.strategies import length_conditioning
 from ..errors import CoupledError
 from ..atomic import atomic_write_text
 from ..checkpoint import STAGE_OUTPUTS, load_state, save_weights
@@ -50,20 +58,24 @@ def step_generator(seed: int, stage: str, step: int, rank: int = 0) -> torch.Gen
     return torch.Generator().manual_seed(int(state))
 
 
-def random_corruption(images: torch.Tensor, train_severity: dict, generator: torch.Generator, domain=None) -> torch.Tensor:
+def random_corruption(images: torch.Tensor, train_severity: dict, generator: torch.Generator, domain=None,
+                      lengths: torch.Tensor | None = None) -> torch.Tensor:
     """Each item gets a corruption drawn uniformly from `train_severity` and a severity uniform in its range;
-    corruptions are resolved by `domain` (a name or Domain; default image)."""
+    corruptions are resolved by `domain` (a name or Domain; default image). With `lengths` [B] (a zero-padded
+    batch), each item is corrupted over its valid extent only and stays zero past it."""
     from ..domains.registry import get_domain
 
     corruption_from_config = get_domain(domain).corruption
     names = sorted(train_severity)
     which = torch.randint(0, len(names), (images.shape[0],), generator=generator)
     u = torch.rand(images.shape[0], generator=generator)
-    out = torch.empty_like(images)
+    out = torch.empty_like(images) if lengths is None else torch.zeros_like(images)
     for i in range(images.shape[0]):
         name = names[int(which[i])]
         lo, hi = train_severity[name]
-        out[i : i + 1] = corruption_from_config(name)(images[i : i + 1].cpu(), lo + (hi - lo) * float(u[i]), generator).to(images.device)
+        n = images.shape[-1] if lengths is None else int(lengths[i])
+        out[i : i + 1, ..., :n] = corruption_from_config(name)(images[i : i + 1, ..., :n].cpu(), lo + (hi - lo) * float(u[i]),
+                                                               generator).to(images.device)
     return out
 
 
@@ -238,11 +250,38 @@ class StepBatchSampler:
             yield glob[self.rank::self.world].tolist()
 
 
+class TrainBatch(NamedTuple):
+    """One training batch: `signals` [B, ...], `labels` (a tensor of class indices, or a list of answers such as
+    transcripts) and, for a split of signals of different lengths, `lengths` [B] (the signals trimmed to the
+    batch's longest item); None for signals of one shape."""
+
+    signals: torch.Tensor
+    labels: object
+    lengths: torch.Tensor | None = None
+
+
+class SplitBatches:
+    """The loader's collate function: the items of a split at a batch's indices (`StepBatchSampler`), gathered
+    into a `TrainBatch`; labels may be any list, and a padded split's batch is trimmed to its longest item."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __call__(self, indices) -> TrainBatch:
+        data, idx = self.data, torch.as_tensor(indices, dtype=torch.long)
+        labels = data.labels[idx] if torch.is_tensor(data.labels) else [data.labels[i] for i in idx.tolist()]
+        if data.lengths is None:
+            return TrainBatch(data.signals[idx], labels)
+        lengths = data.lengths[idx]
+        return TrainBatch(data.signals[idx][..., : int(lengths.max())], labels, lengths)
+
+
 def _loader(setup: StageSetup, data, step_offset: int, total: int):
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader
 
     sampler = StepBatchSampler(len(data), setup.hp["batch_size"], setup.cfg["seed"], step_offset, total)
-    return DataLoader(TensorDataset(data.signals, data.labels), batch_sampler=sampler, num_workers=0)
+    # the dataset yields indices; the collate function gathers them (labels need not be a tensor)
+    return DataLoader(range(len(data)), batch_sampler=sampler, collate_fn=SplitBatches(data), num_workers=0)
 
 
 def _quiet_lightning(verbose: bool) -> None:
@@ -311,32 +350,57 @@ def run_stage(setup: StageSetup, loss, data, output: Path, *, resume: bool = Fal
 # ------------------------------------------------------------------------------------------------ losses
 
 
+def _signal_mask(s: torch.Tensor, lengths) -> torch.Tensor | None:
+    """Bool [B, 1, ..., T]: the valid elements of a padded batch `s` (None without lengths)."""
+    return None if lengths is None else length_mask(lengths, s.shape[-1]).view(s.shape[0], *[1] * (s.dim() - 2), -1)
+
+
+def _noise(shape, g: torch.Generator, mask, device) -> torch.Tensor:
+    """Standard normal noise of `shape`: one draw from `g`; for a padded batch (`mask` of its valid elements),
+    each item's from its own generator seeded from `g`, on its valid elements only (zero past its end), so an
+    item's noise does not depend on the padding its batch carries."""
+    if mask is None:
+        return randn(tuple(shape), g, device=device)
+    seeds = torch.randint(0, 2**62, (shape[0],), generator=g).tolist()
+    return randn(tuple(shape), MaskedNoise(item_generators(seeds), mask), device=device)
+
+
+def _train_classifier(m, x, labels, lengths):
+    """The loss of the classifier being trained on inputs `x`: the domain's `classifier_loss`, told the lengths."""
+    from ..domains.registry import domain_of
+
+    net = m.nets["classifier"]
+    logits = net(x) if lengths is None else net(x, lengths)
+    frames = None
+    if lengths is not None and logits.dim() == 3:
+        frames = frame_lengths(net, lengths, logits.shape[1])
+    return domain_of(m.setup_.cfg).classifier_loss(logits, labels, lengths=lengths, frame_lengths=frames)
+
+
 def classifier_loss(m, batch, g):
-    x, y = batch
-    logits = m.nets["classifier"](x)
-    return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
+    x, y, lengths = batch
+    return _train_classifier(m, x, y, lengths)
 
 
 def finetuned_loss(m, batch, g):
     """The reference row's classifier: fine-tuned on labelled corrupted digits (a `clean_fraction` of each
     batch stays clean), drawn from the same corruption distribution the denoisers train on."""
-    x, y = batch
-    d = _corrupted(m, x, g)
+    x, y, lengths = batch
+    d = _corrupted(m, x, g, lengths)
     keep = _bcast((torch.rand(x.shape[0], generator=g) < m.setup_.hp["clean_fraction"]).to(x.device), x, torch.bool)
-    logits = m.nets["classifier"](torch.where(keep, x, d))
-    return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
+    return _train_classifier(m, torch.where(keep, x, d), y, lengths)
 
 
-def _corrupted(m, s, g):
+def _corrupted(m, s, g, lengths=None):
     """The batch `s` degraded as training draws it: the config's train_severity, the config's domain."""
     cfg = m.setup_.cfg
-    return random_corruption(s, cfg["corruptions"]["train_severity"], g, cfg.get("domain"))
+    return random_corruption(s, cfg["corruptions"]["train_severity"], g, cfg.get("domain"), lengths)
 
 
-def _noised(process, x0, g, center=None, t=None):
+def _noised(process, x0, g, center=None, t=None, mask=None):
     B = x0.shape[0]
     t = process.sample_time(B, g).to(x0.device) if t is None else t
-    noise = randn(x0.shape, g, device=x0.device)
+    noise = _noise(x0.shape, g, mask, x0.device)
     return process.add_noise(x0, t, noise, center), t, noise
 
 
@@ -347,21 +411,42 @@ def _denoiser(m, name: str, process, prediction: str) -> Denoiser:
                     pass_center=kind == "logits" and process.kind == "centred")
 
 
+class _Frames:
+    """The frozen classifier's logits on a batch, as the strategies see them: `f(x, lengths)`, and for frame
+    logits [B, T, K] of a padded batch the frames past each item's end set to 0, with their `mask` [B, T, 1] and
+    `lengths` (the first call fixes them)."""
+
+    def __init__(self, f, lengths):
+        self.f, self.signal_lengths, self.lengths, self.mask = f, lengths, None, None
+
+    def __call__(self, x):
+        logits = self.f(x, self.signal_lengths)
+        if self.signal_lengths is None or logits.dim() != 3:
+            return logits
+        if self.mask is None:
+            self.lengths = self.f.frame_lengths(self.signal_lengths, logits.shape[1])
+            self.mask = length_mask(self.lengths, logits.shape[1])[..., None]
+        return logits * self.mask
+
+
 def signal_loss(m, batch, g):
     cfg = m.setup_.cfg
-    s = batch[0]
-    d = _corrupted(m, s, g)
+    s, _, lengths = batch
+    d = _corrupted(m, s, g, lengths)
     proc = m.frozen["signal_process"]
     t = proc.sample_time(s.shape[0], g).to(s.device)
+    mask = _signal_mask(s, lengths)
     loss, _ = _denoiser(m, "signal", proc, cfg["signal"]["prediction"]).loss(
-        s, t, randn(s.shape, g, device=s.device), center=d, observation=d, logits=None)
+        s, t, _noise(s.shape, g, mask, s.device), center=d, mask=mask, observation=d, logits=None,
+        **length_conditioning("signal", lengths))
     return loss, {}
 
 
-def _logit_branch(m, name, s, d, z, g, prediction=None):
-    """Loss of logit net `name` on y0 = norm(f(s)) given evidence c = norm(f(z)); returns (loss, y0_hat, y0).
-    The chain is the stage's `logit_process`; `prediction` defaults to the logits section's."""
-    f, proc = m.frozen["classifier"], m.frozen["logit_process"]
+def _logit_branch(m, name, s, d, z, g, prediction=None, lengths=None):
+    """Loss of logit net `name` on y0 = norm(f(s)) given evidence c = norm(f(z)); returns (loss, logs). The chain
+    is the stage's `logit_process`; `prediction` defaults to the logits section's; `lengths` [B] of a padded
+    batch."""
+    f, proc = _Frames(m.frozen["classifier"], lengths), m.frozen["logit_process"]
     y0, c, c_d = f(s), f(z), f(d)
     # the chain's center is the opinion at the trajectory's start: c(d) in Parallel, the evidence elsewhere; chosen
     # per item, over all its logits ([B, K], or [B, T, K] frame logits)
@@ -369,32 +454,34 @@ def _logit_branch(m, name, s, d, z, g, prediction=None):
     center = torch.where(_bcast(use_d, c_d, torch.bool), c_d, c)
     t = proc.sample_time(s.shape[0], g).to(s.device)
     den = _denoiser(m, name, proc, prediction or m.setup_.cfg["logits"]["prediction"])
-    loss, y0_hat = den.loss(y0, t, randn(y0.shape, g, device=s.device), center=center, evidence=c, signal=z)
-    return loss, y0_hat, y0
+    loss, y0_hat = den.loss(y0, t, _noise(y0.shape, g, f.mask, s.device), center=center, mask=f.mask, evidence=c,
+                            signal=z, **length_conditioning("logits", lengths, f.lengths))
+    same = (y0_hat.argmax(-1) == y0.argmax(-1)).float()  # per item, or per frame of frame logits
+    agree = same.mean() if f.mask is None else same[f.mask[..., 0]].mean()  # valid frames only
+    return loss, {"agree": agree}
 
 
 def card_loss(m, batch, g):
     """CARD for this setting: the logit net learns norm(f(s)) from the degraded input alone (its features and
     the classifier's logits of it), z = d always, as `logits_only` samples it."""
-    s = batch[0]
-    d = _corrupted(m, s, g)
-    loss, y0_hat, y0 = _logit_branch(m, "card", s, d, d, g, prediction=m.setup_.hp["prediction"])
-    return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
+    s, _, lengths = batch
+    d = _corrupted(m, s, g, lengths)
+    return _logit_branch(m, "card", s, d, d, g, prediction=m.setup_.hp["prediction"], lengths=lengths)
 
 
 def logit_loss(m, batch, g):
-    cfg = m.setup_.cfg
-    s = batch[0]
-    d = _corrupted(m, s, g)
+    s, _, lengths = batch
+    d = _corrupted(m, s, g, lengths)
     # z as sampling will show it: the degraded input, signal estimates x0_hat at random times, the clean signal
     sig = m.frozen["signal_denoiser"]
-    x_t, t, _ = _noised(sig.process, s, g, center=d)
+    mask = _signal_mask(s, lengths)
+    x_t, t, _ = _noised(sig.process, s, g, center=d, mask=mask)
     with torch.no_grad():
-        x0 = sig(x_t, t, center=d, observation=d, logits=None)
+        x0 = sig(x_t, t, center=d, observation=d, logits=None, **length_conditioning("signal", lengths))
+    x0 = x0 if mask is None else x0 * mask  # zero past each item's end, as the strategies' estimates
     which = _bcast(torch.randint(0, 3, (s.shape[0],), generator=g).to(s.device), s, torch.long)
     z = torch.where(which == 0, d, torch.where(which == 1, x0, s))
-    loss, y0_hat, y0 = _logit_branch(m, "logits", s, d, z, g)
-    return loss, {"agree": (y0_hat.argmax(-1) == y0.argmax(-1)).float().mean()}
+    return _logit_branch(m, "logits", s, d, z, g, lengths=lengths)
 
 
 def joint_loss(m, batch, g):
@@ -403,21 +490,23 @@ def joint_loss(m, batch, g):
     branch's detached y0_hat, a finished y_hat, or the null token), with `null_dropout` for guidance."""
     from .conditioning import joint_inputs
 
-    s = batch[0]
-    d = _corrupted(m, s, g)
+    s, _, lengths = batch
+    d = _corrupted(m, s, g, lengths)
     coupling = m.frozen["coupling"]
-    inp = joint_inputs(coupling, m.frozen["plans"], s, d, g)
-    f = m.frozen["classifier"]
+    inp = joint_inputs(coupling, m.frozen["plans"], s, d, g, lengths=lengths)
+    f = _Frames(m.frozen["classifier"], lengths)
     y0, c = f(s), f(inp.z)
-    loss_y, y0_hat = m.frozen["logit_denoiser"].loss(y0, inp.t_y, randn(tuple(y0.shape), g, device=s.device),
-                                                     center=inp.center, evidence=c, signal=inp.z)
+    loss_y, y0_hat = m.frozen["logit_denoiser"].loss(y0, inp.t_y, _noise(y0.shape, g, f.mask, s.device),
+                                                     center=inp.center, mask=f.mask, evidence=c, signal=inp.z,
+                                                     **length_conditioning("logits", lengths, f.lengths))
     estimate = _bcast(inp.signal_sees("estimate").to(s.device), y0_hat, torch.bool)  # per item, all its frames
     logits = torch.where(estimate, y0_hat, inp.final_logits)
     keep = (torch.rand(s.shape[0], generator=g).to(s.device) >= m.setup_.hp["null_dropout"]) & ~inp.signal_sees("null").to(s.device)
     px = coupling.signal_chain.process
-    loss_x, _ = m.frozen["signal_denoiser"].loss(s, inp.t_x, randn(tuple(s.shape), g, device=s.device),
-                                                 center=d if px.kind == "centred" else None, observation=d,
-                                                 logits=logits, logits_mask=keep)
+    mask = _signal_mask(s, lengths)
+    loss_x, _ = m.frozen["signal_denoiser"].loss(s, inp.t_x, _noise(s.shape, g, mask, s.device),
+                                                 center=d if px.kind == "centred" else None, mask=mask, observation=d,
+                                                 logits=logits, logits_mask=keep, **length_conditioning("signal", lengths))
     lam = m.setup_.hp["lambda"]
     return (1 - lam) * loss_x + lam * loss_y, {"loss_x": loss_x, "loss_y": loss_y}
 
