@@ -51,40 +51,42 @@ def _twin(spec) -> dict:
 
 
 def run_val(cfg, args):
-    bundle = load_bundle(args.checkpoint or cfg["output"], sampling=cfg["sampling"]).to(default_device(cfg["device"]))
     VAL = Path(args.val_file)
+    if not args.merge:  # the search `coupled tune` runs, on the full grid of the nets asked for
+        val = fair.tune(cfg, checkpoint=args.checkpoint, max_items=args.max_items, nets=args.nets)
+        fair.dump({"domain": "image", **val}, VAL)
+        print(f"wrote {VAL}: {val['runs'][0]['candidates']} candidates, {val['runs'][0]['eval_seconds']:.0f} s")
+        return
+    bundle = load_bundle(args.checkpoint or cfg["output"], sampling=cfg["sampling"]).to(default_device(cfg["device"]))
     data = _subset(domain_of(cfg).load_splits(cfg)["val"], args.max_items)
     sev = {k: {"heavy": v["heavy"]} for k, v in cfg["corruptions"]["severities"].items()}
     grid = fair.candidate_grid(cfg["sampling"].get("signal_guidance", 3.0))
     net = lambda s: s.options.get("signal_net", "joint")  # noqa: E731
     specs = [s for s in grid if net(s) in args.nets]
-    if args.merge:  # only the candidates the file lacks, with the configurations they vary run beside them as timing anchors
-        old = json.loads(VAL.read_text())
-        known = {r["label"] for r in old["candidates"]}
-        new = [s for s in specs if s.label not in known]
-        if not new:
-            raise SystemExit(f"{VAL} already has every candidate of the grid; nothing to merge")
-        anchors = [a for a in grid if a.label in known and any(a.method == s.method and a.options == _twin(s) for s in new)]
-        specs = anchors + new
+    # only the candidates the file lacks, with the configurations they vary run beside them as timing anchors
+    old = json.loads(VAL.read_text())
+    known = {r["label"] for r in old["candidates"]}
+    new = [s for s in specs if s.label not in known]
+    if not new:
+        raise SystemExit(f"{VAL} already has every candidate of the grid; nothing to merge")
+    anchors = [a for a in grid if a.label in known and any(a.method == s.method and a.options == _twin(s) for s in new)]
+    specs = anchors + new
     started = time.time()
     with torch.no_grad():
         records, _ = evaluate(bundle, data, sev, specs=specs, seeds_for_level=lambda lv: [0],
                               batch_size=cfg["evaluation"]["batch_size"], device=default_device(cfg["device"]))
     table = fair.candidate_table(records)
     runs = [{"nets": list(args.nets), "candidates": len(specs), "eval_seconds": round(time.time() - started, 1)}]
-    if args.merge:
-        first = {(o["label"], o["readout"]): o["seconds_per_item"] for o in old["candidates"]}
-        anchor_labels = {a.label for a in anchors}
-        runs = old["runs"] + [{**runs[0], "anchors": [{"label": r["label"], "readout": r["readout"],
-                                                       "seconds_this_run": r["seconds_per_item"],
-                                                       "seconds_first_run": first[(r["label"], r["readout"])]}
-                                                      for r in table if r["label"] in anchor_labels]}]
-        table = old["candidates"] + [dict(r, run=len(runs)) for r in table if r["label"] not in anchor_labels]
-    fair.dump({"split": "val", "n_items": len(data), "seeds": [0], "severities": sev,
-               "selection_rule": "highest validation accuracy over the readouts a method has; ties to the cheaper; "
-                                 "cost-matched baseline: the best baseline whose measured validation seconds per item "
-                                 "are not higher than the coupled pick's (candidates interleaved batch by batch in one run; "
-                                 "a merged run's candidates are timed beside anchors, recorded under runs)",
+    first = {(o["label"], o["readout"]): o["seconds_per_item"] for o in old["candidates"]}
+    anchor_labels = {a.label for a in anchors}
+    runs = old["runs"] + [{**runs[0], "anchors": [{"label": r["label"], "readout": r["readout"],
+                                                   "seconds_this_run": r["seconds_per_item"],
+                                                   "seconds_first_run": first[(r["label"], r["readout"])]}
+                                                  for r in table if r["label"] in anchor_labels]}]
+    table = old["candidates"] + [dict(r, run=len(runs)) for r in table if r["label"] not in anchor_labels]
+    fair.dump({"domain": "image", "split": "val", "n_items": len(data), "seeds": [0], "severities": sev,
+               "selection_rule": fair.SELECTION_RULE + " (a merged run's candidates are timed beside anchors, "
+                                 "recorded under runs)",
                "runs": runs, "candidates": table, "picks": fair.select(table)}, VAL)
     print(f"wrote {VAL}: {len(specs)} candidates, {time.time() - started:.0f} s")
 

@@ -61,8 +61,9 @@ def load_net(folder, name: str, kind: str | None = None, domain=None):
         return net.eval().requires_grad_(False), meta
     if "net" not in meta:
         raise CoupledError(f"{path} has no 'net' config; re-create it with `coupled train`")
-    net = build_net(kind, meta["net"], meta.get("domain", domain), meta.get("arch"))
-    declared = ", ".join(f"net.{k}={meta['net'][k]!r}" for k in get_domain(meta.get("domain", domain)).shape_keys
+    where = meta.get("domain_spec") or meta.get("domain", domain)  # a plug-in's module, imported when not yet
+    net = build_net(kind, meta["net"], where, meta.get("arch"))
+    declared = ", ".join(f"net.{k}={meta['net'][k]!r}" for k in get_domain(where).shape_keys
                          if k in meta["net"])
     load_state(net, tensors, str(path.with_suffix(".safetensors")), *(
         [f"{path} declares {declared}: restore the values the weights were trained with and re-seal with "
@@ -212,7 +213,7 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
     own = classifier is None
     if own:
         classifier, cmeta = load_net(folder, "classifier", "classifier", domain)
-        domain = cmeta.get("domain", domain)
+        domain = get_domain(cmeta.get("domain_spec") or cmeta.get("domain", domain)).name
         scale = cmeta.get("logit_scale", 0.8)
         num_classes = cmeta.get("num_classes") or cmeta["net"].get("num_classes", num_classes)
     else:
@@ -271,4 +272,6 @@ def checkpoint_domain(folder):
             meta = read_json(folder / "classifier.json")
         except CoupledError:
             meta = {}  # the command that loads the folder names the problem
-    return get_domain(meta.get("domain") if isinstance(meta, dict) else None)
+    if not isinstance(meta, dict):
+        return get_domain(None)
+    return get_domain(meta.get("domain_spec") or meta.get("domain"))

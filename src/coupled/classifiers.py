@@ -169,13 +169,14 @@ def prepare_user_classifier(cfg: dict, data) -> UserClassifier:
     return UserClassifier(spec, kwargs, path, net.eval().requires_grad_(False), int(out.shape[-1]), sha)
 
 
-def install_user_classifier(user: UserClassifier, cfg: dict, output: Path, domain: str) -> bool:
+def install_user_classifier(user: UserClassifier, cfg: dict, output: Path, domain: str, spec: str | None = None) -> bool:
     """Copy the user's classifier into the bundle `output` (classifier.safetensors, classifier.json naming its
     factory and the `domain` name); returns False when the folder already holds this very classifier (nothing
     rewritten)."""
     from .checkpoint import save_weights, verify_outputs
 
-    meta = {"kind": "classifier", "domain": domain, "factory": user.factory, "net": user.kwargs,
+    meta = {"kind": "classifier", "domain": domain, **({"domain_spec": spec} if spec and spec != domain else {}),
+            "factory": user.factory, "net": user.kwargs,
             "num_classes": user.num_classes, "logit_scale": cfg["classifier"]["logit_scale"], "frozen": True,
             "weights_source": str(user.weights), "weights_source_sha256": user.sha256}
     json_path = output / "classifier.json"

@@ -64,6 +64,17 @@ def cmd_evaluate(args) -> None:
         seeds=args.seeds, picks=args.picks, results_path=args.results, progress=not args.quiet))
 
 
+def cmd_tune(args) -> None:
+    from .commands import run
+    from .config import checkpoint_sampling
+
+    cfg = _config(args)
+    if "sampling" in cfg:
+        cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)
+    print(run(_domain(cfg, "tune"), "tune", cfg, checkpoint=args.checkpoint, out=args.out, max_items=args.max_items,
+              nets=args.nets, budget_ms=args.budget_ms, progress=not args.quiet))
+
+
 def cmd_reproduce(args) -> None:
     import json
     import time
@@ -98,9 +109,20 @@ def cmd_classify(args) -> None:
 
     domain = checkpoint_domain(args.checkpoint)
     domain.check_command("classify")
+    extra = {"allow_clipped": True} if args.allow_clipped else {}
+    if args.picks is not None or args.pick_for is not None:
+        from .evaluation.api import load_picks
+        from .evaluation.fair import pick_for
+
+        if args.picks is None:
+            raise CoupledError("--pick-for goes with --picks FILE; add the picks file (coupled tune writes one)")
+        if args.method is not None:
+            raise CoupledError("--picks chooses the method; drop --method, or drop --picks")
+        args.method, readout, options = pick_for(load_picks(args.picks, domain.name), args.pick_for)
+        extra.update(readout=readout, options=options)
     failures = run(domain, "classify", args.files, args.checkpoint, corruption=args.corruption, severity=args.severity,
                    method=args.method, seed=args.seed, input_range=args.input_range, polarity=args.polarity,
-                   device=args.device, **({"allow_clipped": True} if args.allow_clipped else {}))
+                   device=args.device, **extra)
     if failures == len(args.files):  # nothing to show: a bad input, one line and exit 2 (each file's problem is on stdout)
         raise CoupledError(f"none of the {len(args.files)} file(s) could be classified; see each file's problem above")
     print(f"{len(args.files) - failures} of {len(args.files)} files classified", file=sys.stderr)
@@ -159,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .domains.registry import domain_names
     from .engine import METHODS
 
-    from .cli_checks import OneLineParser, accelerator, count, device, folder, output_file, override, seed, severity
+    from .cli_checks import (OneLineParser, accelerator, budget, count, device, folder, output_file, override, seed,
+                             severity)
 
     p = OneLineParser(prog="coupled", description="Coupled diffusion of signals and logits for a frozen classifier.")
     p.add_argument("--version", action="version", version=f"coupled {_version()}",
@@ -238,6 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
                                     "add the cost-matched headline")
     add_device(ev)
 
+    tu = add("tune", cmd_tune, "choose each method's configuration on the validation split (every candidate timed in "
+             "one interleaved run) and write a picks file for evaluate --picks and classify --picks",
+             reads_checkpoint=True)
+    tu.add_argument("--out", type=output_file, default="runs/tune/picks.json",
+                    help="the picks file to write (default: runs/tune/picks.json)")
+    tu.add_argument("--max-items", type=count(), default=None,
+                    help="tune on a fixed random subset of this many validation items (default: all)")
+    tu.add_argument("--nets", nargs="+", choices=["joint", "pretrained", "sequential"], default=None,
+                    help="which signal denoisers' candidates to try (default: every one the folder holds)")
+    tu.add_argument("--budget-ms", type=budget, default=None, metavar="MS",
+                    help="also pick the best configuration whose measured milliseconds per item fit this budget "
+                         "(what classify --picks runs)")
+    add_device(tu)
+
     add("calibrate", cmd_calibrate, "choose light/medium/heavy severities on the validation split",
         reads_checkpoint=True)
 
@@ -251,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--method", default=None, choices=list(METHODS),
                     help="how to classify (default: parallel; noisy for a bundle with a classifier alone); noisy is the "
                          "classifier alone")
+    cl.add_argument("--picks", default=None, metavar="FILE",
+                    help="run the configuration a picks file chose (coupled tune; its budget pick when it was tuned "
+                         "with --budget-ms, else its coupled pick) instead of --method")
+    cl.add_argument("--pick-for", default=None, metavar="CORRUPTION",
+                    help="with --picks: the corruption whose pick to run (needed when the file tuned several)")
     cl.add_argument("--allow-clipped", action="store_true",
                     help="audio: take clipped recordings as they are instead of refusing them")
     cl.add_argument("--seed", type=seed, default=0, help="sampling seed (default: 0)")

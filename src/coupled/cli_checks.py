@@ -157,3 +157,16 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def fail(message: str, code: int = 2) -> int:
     print(f"coupled: error: {' '.join(str(message).split())}", file=sys.stderr)
     return code
+
+
+def budget(text: str) -> float:
+    """--budget-ms: a positive, finite number of milliseconds per item."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of milliseconds per item, got {text!r}")
+    return value

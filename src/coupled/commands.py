@@ -62,7 +62,7 @@ def demo(domain, *, config, overrides=(), items=None, seed=None, steps=20, out="
 
 def classify(domain, files, checkpoint, *, method=None, allow_clipped=False, **options) -> int:
     """Print one line per input item of `files` (the bundle's domain reads them); returns the number of failures.
-    `method` None runs Parallel."""
+    `method` None runs Parallel; `options` may carry a picks file's `readout` and method `options`."""
     from .pipeline import classify_files
 
     if allow_clipped:
@@ -70,4 +70,22 @@ def classify(domain, files, checkpoint, *, method=None, allow_clipped=False, **o
     return classify_files(files, checkpoint, method=method or "parallel", **options)
 
 
-GENERIC = {"train": train, "evaluate": evaluate, "demo": demo, "classify": classify}
+def tune(domain, cfg: dict, *, checkpoint=None, out="runs/tune/picks.json", max_items=None, nets=None,
+         budget_ms=None, progress=True) -> str:
+    """`coupled tune`: every method's configuration chosen on validation, written as a picks file; returns the
+    tuning table."""
+    from .evaluation.fair import dump, tune as tune_picks, tuning_table
+
+    val = {"domain": domain.name, **tune_picks(cfg, checkpoint=checkpoint, max_items=max_items, nets=nets,
+                                                  budget_ms=budget_ms, progress=progress)}
+    dump(val, out)
+    budgets = [f"- {c}: {p['budget']['method']} ({p['budget']['readout']}) {p['budget'].get('value', p['budget'].get('accuracy')):.3f} "
+               f"at {1000 * p['budget']['seconds_per_item']:.2f} ms/item" if p.get("budget") else f"- {c}: nothing fits"
+               for c, p in val["picks"].items() if "budget" in p]
+    return (tuning_table(val) + ("\n## Within the budget of %g ms per item\n\n" % budget_ms + "\n".join(budgets) + "\n"
+                                  if budget_ms is not None else "")
+            + f"\nwrote {out}: {val['runs'][0]['candidates']} candidates on {val['n_items']} validation items; "
+              f"use it with coupled evaluate --picks {out} or coupled classify --picks {out}")
+
+
+GENERIC = {"train": train, "evaluate": evaluate, "demo": demo, "classify": classify, "tune": tune}

@@ -164,7 +164,7 @@ class CoupledPipeline:
 
 
 def classify_files(files, checkpoint, *, corruption=None, severity=None, method="parallel", seed=0, input_range=None,
-                   polarity="auto", out=print, note=None, device=None) -> int:
+                   polarity="auto", out=print, note=None, device=None, readout=None, options=None) -> int:
     """Print one line per input item (prediction and confidence, or the file's problem); returns the number of
     failures. Files are read by the bundle's domain (`Domain.read_input`: for images a PNG/JPEG, or a .npy batch
     giving one line per item, named `file[i]`, and the `polarity` the networks expect; notes go to `note`,
@@ -197,7 +197,8 @@ def classify_files(files, checkpoint, *, corruption=None, severity=None, method=
         batch = torch.stack(items)
         if corruption is not None:
             batch = domain.corrupt_set(batch, corruption, severity, seed)
-        res = pipe(batch, method, seed=seed, input_range="-1..1")  # the domain's reader converted every file
+        # the domain's reader converted every file; a picks file's readout and options ride along
+        res = pipe(batch, method, seed=seed, input_range="-1..1", readout=readout, **(options or {}))
         for name, pred, probs in zip(names, res["predictions"], res["probabilities"]):
             out(f"{name}\t{int(pred)}\tp={float(probs[pred]):.3f}\t({method})")
     return failures

@@ -50,6 +50,16 @@ def test_toy_domain_trains_evaluates_and_reports(tmp_path):
     run_cli("train", path, "--quiet", "--stages", "classifier", "signal", "logits", "joint", cwd=ROOT)
     meta = json.loads((tmp_path / "ckpt" / "signal.json").read_text())
     assert meta["domain"] == "toy1d" and meta["arch"] == "mlp"
+    # a fresh process finds the plug-in from the bundle alone: its JSONs record where the domain lives
+    assert json.loads((tmp_path / "ckpt" / "classifier.json").read_text())["domain_spec"] == "tests.toydomain.domain:TOY"
+    import subprocess
+    import sys
+
+    code = ("import sys; from coupled.bundle import checkpoint_domain, load_bundle; "
+            f"d = checkpoint_domain({str(tmp_path / 'ckpt')!r}); b = load_bundle({str(tmp_path / 'ckpt')!r}); "
+            "print(d.name, b.domain, 'tests.toydomain.domain' in sys.modules)")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert found.split() == ["toy1d", "toy1d", "True"]
     out = tmp_path / "eval"
     report = run_cli("evaluate", path, "--quiet", "--out", out, "--methods", "noisy", "sequential", "parallel",
                      "--levels", "heavy", cwd=ROOT).stdout

@@ -33,12 +33,14 @@ from ..imports import import_object
 from ..scores import get_metric
 
 __all__ = ["Domain", "Registry", "LabelledSignals", "register_domain", "get_domain", "domain_names", "domain_of",
+           "domain_spec",
            "check_num_classes", "corrupt_items"]
 
 # the domains shipped with the library, imported (and so registered) on the registry's first use, in this order
 _BUILTIN = ("coupled.domains.image.domain", "coupled.domains.speech.domain", "coupled.domains.gaussian")
 _BUILTIN_NAMES = ("image", "speech", "gaussian")  # listed first, in this order, whichever was imported first
 _DOMAINS: dict[str, "Domain"] = {}
+_SPECS: dict[str, str] = {}  # name -> "module.path:OBJECT" of a domain a config named by module (a plug-in)
 _loaded = False
 
 
@@ -168,7 +170,7 @@ class Domain:
     name: str = ""
     splits: tuple = ("train", "val", "test")
     # the `coupled` commands this domain serves (`run_<command>`); the generic pipeline's by default
-    commands: tuple = ("train", "evaluate", "reproduce")
+    commands: tuple = ("train", "evaluate", "reproduce", "tune")
     # the config's `data` section: kind -> its allowed keys (None: the domain's `load_splits` checks it)
     data_kinds: dict | None = None
     # role -> architecture used when a checkpoint's JSON names none (checkpoints written before `arch` was saved)
@@ -404,10 +406,18 @@ def get_domain(name: str | None = None) -> Domain:
         obj = import_object(name, f"domain {name!r}", "DOMAIN")
         if not isinstance(obj, Domain):
             raise CoupledError(f"{name!r} is a {type(obj).__name__}, not a coupled Domain")
-        return _DOMAINS.get(obj.name) if _DOMAINS.get(obj.name) is obj else register_domain(obj)
+        found = _DOMAINS.get(obj.name) if _DOMAINS.get(obj.name) is obj else register_domain(obj)
+        _SPECS.setdefault(obj.name, name)
+        return found
     if name not in _DOMAINS:
         raise CoupledError(f"unknown domain '{name}'; valid: {', '.join(domain_names())}")
     return _DOMAINS[name]
+
+
+def domain_spec(name: str) -> str:
+    """How to find domain `name` in a fresh process: its "module.path:OBJECT" when a config named it by module
+    (a plug-in, recorded in checkpoint JSONs so that a bundle finds its domain), else the name itself."""
+    return _SPECS.get(name, name)
 
 
 def domain_of(cfg: dict | None) -> Domain:

@@ -15,8 +15,9 @@ def _level_seeds(ev: dict):
     return lambda level: seeds[: ev["heavy_seeds"]] if level == "heavy" else seeds[: ev["other_seeds"]]
 
 
-def load_picks(path) -> dict:
-    """The validation picks written by `benchmarks/fair_comparison.py val` (docs/results/fair_val.json)."""
+def load_picks(path, domain: str | None = None) -> dict:
+    """The validation picks written by `coupled tune` or `benchmarks/fair_comparison.py val`
+    (docs/results/fair_val.json); with `domain`, refused when the file was tuned for another domain."""
     import json
 
     path = Path(path)
@@ -28,6 +29,9 @@ def load_picks(path) -> dict:
         raise CoupledError(f"cannot read {path} as JSON ({e}); regenerate it with `python benchmarks/fair_comparison.py val`") from None
     if not isinstance(val, dict) or val.get("split") != "val" or not isinstance(val.get("picks"), dict):
         raise CoupledError(f"{path} holds no validation picks; regenerate it with `python benchmarks/fair_comparison.py val`")
+    if domain is not None and val.get("domain", "image") != domain:  # files written before the key are image picks
+        raise CoupledError(f"{path} was tuned for the {val.get('domain', 'image')} domain, not {domain}; tune this "
+                           f"bundle with `coupled tune CONFIG --out PICKS`")
     return val
 
 
@@ -66,7 +70,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     ev = cfg["evaluation"]
     split = split or ev["split"]
     device = default_device(cfg["device"])
-    val = load_picks(picks) if picks is not None else None
+    val = load_picks(picks, domain.name) if picks is not None else None
     bundle = load_bundle(checkpoint or cfg["output"], sampling=cfg["sampling"], domain=domain.name).to(device)
     splits = domain.load_splits(cfg)
     if split not in splits:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def candidate_grid(guidance: float = 3.0) -> list[MethodSpec]:
     for steps, samples in itertools.product((5, 10), (1, 3)):
         specs.append(_spec("card", {"logit_steps": steps, "logit_samples": samples}))
         specs.append(_spec("logits_only", {"logit_steps": steps, "logit_samples": samples}))
-    for (sx, sy), w in itertools.product([(1, 5), (2, 5), (2, 10), (5, 5)], (1.0, guidance)):
+    for (sx, sy), w in itertools.product([(1, 5), (2, 5), (2, 10), (5, 5)], dict.fromkeys((1.0, float(guidance)))):
         specs.append(_spec("parallel", {"signal_steps": sx, "logit_steps": sy, "switch_fraction": 0.5,
                                                  "signal_guidance": w}))
     for rounds, sx, sy, m in [(1, 1, 5, 1), (2, 1, 5, 1), (2, 2, 5, 1), (2, 5, 5, 1), (1, 2, 5, 1), (2, 1, 10, 1),
@@ -131,8 +132,16 @@ def _best(rows):
     return max(rows, key=lambda r: (round(metric.key(row_value(r)), 6), -r["seconds_per_item"]))
 
 
-def select(table: list[dict]) -> dict:
-    """Per corruption: each method's pick, the coupled pick and the cost-matched baseline (see module doc)."""
+SELECTION_RULE = ("the best validation score over the readouts a method has (highest accuracy, lowest WER); ties to the "
+                  "cheaper; cost-matched baseline: the best baseline whose measured validation seconds per item are "
+                  "not higher than the coupled pick's (candidates interleaved batch by batch in one run); budget: the "
+                  "best configuration of any method of the frozen classifier whose measured seconds per item fit the "
+                  "budget")
+
+
+def select(table: list[dict], budget_ms: float | None = None) -> dict:
+    """Per corruption: each method's pick, the coupled pick and the cost-matched baseline (see module doc); with
+    `budget_ms`, also `budget`: the best configuration of any method whose measured cost fits it (None if none)."""
     out = {}
     for corruption in dict.fromkeys(r["corruption"] for r in table):
         rows = [r for r in table if r["corruption"] == corruption]
@@ -143,7 +152,87 @@ def select(table: list[dict]) -> dict:
         affordable = [r for r in rows if r["method"] in BASELINES and r["seconds_per_item"] <= coupled["seconds_per_item"]]
         out[corruption] = {"per_method": per_method, "coupled": coupled, "baseline": _best(affordable),
                            "best_baseline_any_cost": _best([r for r in rows if r["method"] in BASELINES])}
+        if budget_ms is not None:
+            # the frozen classifier's methods only: a reference row (a fine-tuned classifier) is not a choice
+            out[corruption]["budget"] = _best([r for r in rows if r["method"] in (*BASELINES, *COUPLED)
+                                               and 1000 * r["seconds_per_item"] <= budget_ms])
     return out
+
+
+def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=None, progress=True) -> dict:
+    """`coupled tune`: every candidate of `candidate_grid` the bundle can run, on the validation split at each
+    corruption's heavy level, in one interleaved run (so their measured seconds compare), then the picks of
+    `select`. Returns the picks file's content (what `coupled evaluate --picks` and `coupled classify --picks`
+    read; docs/results/fair_val.json has this shape).
+
+    Args:
+        cfg: an experiment config (any domain whose bundle has signal and logit denoisers).
+        checkpoint: the bundle folder (default: the config's output).
+        max_items: a fixed random subset of the validation split (as `coupled evaluate --max-items`).
+        nets: which signal denoisers' candidates to try (default: every one the folder holds).
+        budget_ms: also pick the best configuration whose measured milliseconds per item fit this budget.
+    """
+    import time
+
+    import numpy as np
+    import torch
+
+    from ..bundle import default_device, load_bundle
+    from ..domains.registry import domain_of
+    from .bench import available_methods
+    from .runner import CORRUPTION_SEED, evaluate
+
+    domain = domain_of(cfg)
+    device = default_device(cfg["device"])
+    bundle = load_bundle(checkpoint or cfg["output"], sampling=cfg["sampling"], domain=domain.name).to(device)
+    if bundle.coupling.signal_denoiser is None:
+        raise CoupledError(f"{checkpoint or cfg['output']} has no denoisers (a classifier alone): there is nothing to tune; "
+                           "train them with `coupled train`")
+    data = domain.load_splits(cfg)["val"]
+    if max_items and max_items < len(data):  # a fixed random subset: splits may be stored class by class
+        data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:max_items]))
+    sev = {k: {"heavy": v["heavy"]} for k, v in domain.conditions(cfg, "val").items() if "heavy" in v}
+    if not sev:
+        raise CoupledError("no corruption of the config has a heavy level to tune at; give corruptions.severities "
+                           "NAME: {heavy: ...} (see coupled calibrate)")
+    folder = Path(checkpoint or cfg["output"])
+    held = [n for n, f in SIGNAL_NETS.items() if n == "joint" or (folder / f"{f}.safetensors").is_file()]
+    nets = list(nets or held)
+    missing = sorted(set(nets) - set(held))
+    if missing:
+        raise CoupledError(f"{folder} has no signal denoiser {missing[0]!r} ({SIGNAL_NETS[missing[0]]}.safetensors); "
+                           f"it holds: {', '.join(held)}")
+    runnable, _ = available_methods(bundle)
+    specs = [s for s in candidate_grid(cfg["sampling"].get("signal_guidance", 3.0))
+             if s.options.get("signal_net", "joint") in nets and s.method in runnable]
+    started = time.time()
+    with torch.no_grad():
+        records, _ = evaluate(bundle, data, sev, specs=specs, seeds_for_level=lambda lv: [0],
+                              batch_size=cfg["evaluation"]["batch_size"], device=device, progress=progress,
+                              corruption_seed=cfg["evaluation"].get("corruption_seed", CORRUPTION_SEED))
+    table = candidate_table(records)
+    return {"split": "val", "n_items": len(data), "seeds": [0], "severities": sev, "selection_rule": SELECTION_RULE,
+            **({"budget_ms": budget_ms} if budget_ms is not None else {}),
+            "runs": [{"nets": nets, "candidates": len(specs), "eval_seconds": round(time.time() - started, 1)}],
+            "candidates": table, "picks": select(table, budget_ms)}
+
+
+def pick_for(val: dict, corruption: str | None = None) -> tuple[str, str, dict]:
+    """(method, readout, options) a picks file chooses for `corruption` (the only one when None): the budget pick
+    when the file was tuned with a budget, else the coupled pick."""
+    picks = val["picks"]
+    if corruption is None:
+        if len(picks) != 1:
+            raise CoupledError(f"the picks file was tuned for {', '.join(picks)}; say which with --pick-for NAME")
+        corruption = next(iter(picks))
+    if corruption not in picks:
+        raise CoupledError(f"the picks file has no corruption {corruption!r}; it has: {', '.join(picks)}")
+    p = picks[corruption]
+    chosen = p.get("budget") if "budget" in p else p["coupled"]
+    if chosen is None:
+        raise CoupledError(f"no configuration of {corruption} fits the picks file's budget of {val.get('budget_ms')} ms "
+                           "per item; tune again with a larger --budget-ms")
+    return chosen["method"], chosen["readout"], dict(chosen["settings"])
 
 
 def test_specs(picks: dict, corruption: str, headline_only: bool = False) -> list[MethodSpec]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..classifiers import classifier_fingerprint, install_user_classifier, is_user_classifier, prepare_user_classifier
-from ..domains.registry import domain_of
+from ..domains.registry import domain_of, domain_spec
 from ..engine import Coupling, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
 from ..atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
@@ -20,11 +20,15 @@ from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
 def _net_meta(kind: str, net, cfg: dict) -> dict:
     domain = domain_of(cfg)
     meta = {"kind": kind, "domain": domain.name, "arch": domain.arch_of(kind, net), "net": net.cfg.to_dict()}
+    if domain_spec(domain.name) != domain.name:  # a plug-in: where a fresh process finds it
+        meta["domain_spec"] = domain_spec(domain.name)
     if kind == "classifier":
         meta["logit_scale"] = cfg["classifier"]["logit_scale"]
     else:
         section = cfg["signal" if kind == "signal" else "logits"]
         meta.update(process=process_from_dict(section["process"]).to_dict(), prediction=section["prediction"])
+    if kind == "signal":  # sampling clips the estimate to the domain's range (None: unbounded, e.g. spectrograms)
+        meta["clip"] = None if domain.signal_range is None else list(domain.signal_range)
     return meta
 
 
@@ -259,7 +263,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         remove_stale_temporaries(output / "train_state")
     atomic_write_json(output / "config.json", {k: v for k, v in cfg.items() if k != "config_path"})
     if user is not None and _is_rank_zero():  # frozen, not trained: copied into the bundle for every later stage
-        install_user_classifier(user, cfg, output, domain_of(cfg).name)
+        install_user_classifier(user, cfg, output, domain_of(cfg).name, domain_spec(domain_of(cfg).name))
     summaries = []
     for stage in stages:
         if stage == "classifier" and user is not None:

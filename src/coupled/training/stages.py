@@ -407,7 +407,10 @@ def _noised(process, x0, g, center=None, t=None, mask=None):
 def _denoiser(m, name: str, process, prediction: str) -> Denoiser:
     """The net being trained as the sampling-side wrapper sees it (its `loss` is the training side)."""
     kind = "signal" if name == "signal" else "logits"
-    return Denoiser(m.nets[name], process, prediction, clip=(-1.0, 1.0) if kind == "signal" else None,
+    from ..domains.registry import domain_of
+
+    span = domain_of(m.setup_.cfg).signal_range if kind == "signal" else None  # the domain's range, as sampling clips
+    return Denoiser(m.nets[name], process, prediction, clip=None if span is None else tuple(span),
                     pass_center=kind == "logits" and process.kind == "centred")
 
 

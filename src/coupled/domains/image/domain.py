@@ -38,7 +38,7 @@ class ImageDomain(Domain):
     signal U-Net and the logit net, PSNR/SSIM, argmax readout and accuracy, PNG/JPEG/.npy input."""
 
     name = "image"
-    commands = ("train", "evaluate", "reproduce", "calibrate", "demo", "classify", "bench")
+    commands = ("train", "evaluate", "reproduce", "calibrate", "demo", "classify", "bench", "tune")
     default_arch = {"classifier": "digit_cnn", "signal": "signal_unet", "logits": "logit_net"}
     shape_keys = ("in_channels", "image_size")
 
