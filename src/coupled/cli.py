@@ -88,8 +88,9 @@ def cmd_reproduce(args) -> None:
     t0 = time.time()
     stages = train(cfg, resume=args.resume, devices=args.devices, accelerator=args.accelerator, progress=not args.quiet)
     t_train = time.time() - t0
-    for s in stages:
-        print(f"stage {s['stage']}: {s['steps']} steps, {s.get('wall_seconds', 0):.0f} s", flush=True)
+    for s in stages:  # a user's frozen classifier is installed, not trained: no steps
+        steps = f"{s['steps']} steps" if "steps" in s else f"frozen ({s.get('frozen', 'installed')})"
+        print(f"stage {s['stage']}: {steps}, {s.get('wall_seconds', 0):.0f} s", flush=True)
     evaluate_config(cfg, out=args.out, progress=not args.quiet)
     t_eval = time.time() - t0 - t_train
     timing = {"stages": [{k: s.get(k) for k in ("stage", "steps", "wall_seconds", "skipped")} for s in stages],

@@ -190,3 +190,13 @@ def test_classify_says_when_the_bundles_classifier_was_swapped(tmp_path, cli):
     assert code == 0 and "\tp=" in out
     lines = [line for line in err.splitlines() if line.startswith("coupled: warning:")]
     assert len(lines) == 1 and "trained on another classifier's logits" in lines[0]
+
+
+def test_reproduce_with_a_classifier_factory(user_bundle, tmp_path, monkeypatch):
+    """`coupled reproduce` trains every stage around a user's frozen classifier and evaluates (it crashed with
+    KeyError: 'steps' on the installed classifier's summary)."""
+    monkeypatch.setenv("PYTHONPATH", user_bundle["env_path"])
+    proc = run_cli("reproduce", user_bundle["cfg"], "--quiet", "--output", tmp_path / "ckpt", "--out", tmp_path / "ev",
+                   "--set", "evaluation.max_items=8", "--set", "evaluation.heavy_seeds=1", "--accelerator", "cpu")
+    assert f"stage classifier: frozen ({MODULE}:make_mlp)" in proc.stdout
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["rows"]
