@@ -21,7 +21,7 @@ LAYERS = [
     ["errors.py"],
     ["engine"],
     ["atomic.py", "seeds.py", "defaults.py", "imports.py", "scores.py"],
-    ["checkpoint.py", "ranges.py", "methods.py"],
+    ["checkpoint.py", "ranges.py", "methods.py", "nets.py"],
     ["classifiers.py"],
     ["schema.py"],
     ["domains/registry.py", "domains/__init__.py"],

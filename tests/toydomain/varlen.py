@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coupled.defaults import DEFAULTS
+from coupled.domains.speech.metrics import edit_distance  # word-level Levenshtein
 from coupled.domains.registry import Domain, LabelledSignals, Registry, register_domain
 
 SYMBOLS = ("a", "b", "c")
@@ -88,16 +89,6 @@ def greedy_decode(logits: torch.Tensor, lengths=None) -> list[str]:
             prev = k
         out.append(" ".join(words))
     return out
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
 
 
 # ---- networks: each keeps its config as `cfg` (saved beside its weights)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import CoupledError
+from ...nets import count_parameters, item_times, timestep_embedding
 
 __all__ = [
     "ClassifierConfig",
@@ -180,28 +181,6 @@ class LogitNetConfig(_Config):
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters of `module` (only those with requires_grad when `trainable_only`)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
-    """Sinusoidal embedding [B, dim] of times `t` [B] (transformer / DDPM style, after multiplying by `scale`)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = (t.float() * scale)[:, None] * freqs[None]
-    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
-
-
-def _times(t, batch: int, device) -> torch.Tensor:
-    t = torch.as_tensor(t, device=device).float()
-    if t.dim() == 0 or t.numel() == 1:
-        return t.reshape(1).expand(batch)
-    if t.shape != (batch,):
-        raise CoupledError(f"t must have shape [{batch}] (one time per item), got {list(t.shape)}")
-    return t
 
 
 def _check_shape(name: str, x: torch.Tensor, expected: tuple) -> None:
@@ -392,7 +371,7 @@ class SignalUNet(nn.Module):
                 raise CoupledError(
                     f"logits_mask must be a bool tensor (True = use the logits), got {logits_mask.dtype}"
                 )
-        emb = F.silu(self.embed(_times(t, B, x_t.device), logits, logits_mask))
+        emb = F.silu(self.embed(item_times(t, B, x_t.device), logits, logits_mask))
 
         h = self.conv_in(torch.cat([x_t, observation.to(x_t.dtype)], dim=1))
         skips = []
@@ -478,7 +457,7 @@ class LogitNet(nn.Module):
         B = y_t.shape[0]
         _check_shape("y_t", y_t, (B, c.num_classes))
         _check_shape("evidence", evidence, (B, c.num_classes))
-        temb = timestep_embedding(_times(t, B, y_t.device), c.time_dim, c.time_scale).to(y_t.dtype)
+        temb = timestep_embedding(item_times(t, B, y_t.device), c.time_dim, c.time_scale).to(y_t.dtype)
         parts = [y_t, evidence.to(y_t.dtype), temb, self.features(signal, B, y_t)]
         if c.use_center:
             parts.insert(2, (evidence if center is None else center).to(y_t.dtype))

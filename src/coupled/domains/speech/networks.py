@@ -69,6 +69,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import CoupledError
+from ...nets import count_parameters, item_times, timestep_embedding
 from .corpus import JSONConfig
 from .frontend import valid_mask
 
@@ -255,32 +256,6 @@ def logit_net_config(representation=None, **options) -> SpeechLogitNetConfig:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-# count_parameters and timestep_embedding are the image domain's (coupled.domains.image.networks) too: no domain
-# imports another (tests/test_layering.py), and neither has a shared home below the domains yet.
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters of `module` (only those with requires_grad when `trainable_only`)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
-    """Sinusoidal embedding [B, dim] of times `t` [B] (transformer / DDPM style, after multiplying by `scale`)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = (t.float() * scale)[:, None] * freqs[None]
-    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
-
-
-def _times(t, batch: int, device) -> torch.Tensor:
-    t = torch.as_tensor(t, device=device).float()
-    if t.dim() == 0 or t.numel() == 1:
-        return t.reshape(1).expand(batch)
-    if t.shape != (batch,):
-        raise CoupledError(f"t must have shape [{batch}] (one time per item), got {list(t.shape)}")
-    return t
-
-
 def _check_shape(name: str, x, expected: tuple, hint: str = "") -> None:
     """`expected` may hold None for a free dimension."""
     shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -539,7 +514,7 @@ class SpeechSignalUNet(nn.Module):
                 raise CoupledError(f"logits_mask must be a bool tensor (True = use the logits), got {logits_mask.dtype}")
         lengths = _lengths(lengths, B, T, x_t.device)
         dtype = self.conv_in.weight.dtype
-        emb = self.time_embedding(_times(t, B, x_t.device))
+        emb = self.time_embedding(item_times(t, B, x_t.device))
 
         mask = _frame_mask(lengths, T, dtype)
         h = _channels_last(self._fold(_masked(torch.cat([x_t.to(dtype), observation.to(dtype)], dim=1), mask)))
@@ -669,7 +644,7 @@ class SpeechLogitNet(nn.Module):
             parts.append(evidence if center is None else center)
         x = torch.cat([p.to(dtype) for p in parts], dim=2).transpose(1, 2)  # [B, n, T]
         x = torch.cat([x, self.features(signal, T, lengths, signal_lengths, x)], dim=1) * mask
-        emb = self.time_mlp(timestep_embedding(_times(t, B, y_t.device), c.time_dim, c.time_scale).to(dtype))
+        emb = self.time_mlp(timestep_embedding(item_times(t, B, y_t.device), c.time_dim, c.time_scale).to(dtype))
         h = self.inp(x) * mask
         for block in self.blocks:
             h = block(h, emb, mask)
