@@ -64,8 +64,7 @@ def record_metric(r: dict):
 def _check_record(i: int, r, signal_metrics=IMAGE_METRICS) -> None:
     if not isinstance(r, dict):
         raise CoupledError(f"record {i} must be a dict, got {type(r).__name__}; see coupled.evaluation.report for its keys")
-    if isinstance(r, dict):
-        r = {**{f"score_{ro}": scores_of(r, ro) for ro in READOUTS if f"score_{ro}" in r or f"correct_{ro}" in r}, **r}
+    r = {**{f"score_{ro}": None for ro in READOUTS if f"correct_{ro}" in r}, **r}  # accuracy records' old names
     missing = [k for k in (*_RECORD_KEYS, *signal_metrics) if k not in r]
     if missing:
         raise CoupledError(f"record {i} lacks keys {missing}; add them (use None for score_logits, psnr, ssim a method does not produce)")
