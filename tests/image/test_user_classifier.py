@@ -178,7 +178,7 @@ def test_classify_says_when_the_bundles_classifier_was_swapped(tmp_path, cli):
     import numpy as np
 
     from coupled.domains.image.networks import ClassifierConfig, DigitClassifier
-    from coupled.training.checkpoint import seal
+    from coupled.checkpoint import seal
 
     swapped = tmp_path / "swapped"
     shutil.copytree(BUNDLE, swapped, ignore=shutil.ignore_patterns("logs"))

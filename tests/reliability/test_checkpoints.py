@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from coupled.errors import CoupledError
+from coupled import atomic
+from coupled import checkpoint as bc
 from coupled.training import checkpoint as ck
 
 from .conftest import BUNDLE
@@ -26,10 +28,10 @@ def _load(folder):
 
 
 def test_bundle_is_sealed_and_loads():
-    files = json.loads((BUNDLE / ck.MANIFEST).read_text())["files"]
+    files = json.loads((BUNDLE / bc.MANIFEST).read_text())["files"]
     assert {"classifier.safetensors", "signal.safetensors", "logits.safetensors", "pipeline.json"} <= set(files)
     for name, digest in files.items():
-        assert ck.sha256_file(BUNDLE / name) == digest, f"{name} differs from the manifest: re-run `coupled manifest`"
+        assert bc.sha256_file(BUNDLE / name) == digest, f"{name} differs from the manifest: re-run `coupled manifest`"
     _load(BUNDLE)
 
 
@@ -49,49 +51,49 @@ def test_truncated_weights_are_refused_with_one_line(bundle):
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CoupledError, match="logits.safetensors: it does not match"):
         _load(bundle)
-    (bundle / ck.MANIFEST).unlink()  # without a manifest the parser still refuses in one line
+    (bundle / bc.MANIFEST).unlink()  # without a manifest the parser still refuses in one line
     with pytest.raises(CoupledError, match="corrupt weights file .*logits.safetensors"):
         _load(bundle)
 
 
 def test_flipped_byte_without_manifest_still_loads_and_can_be_sealed(bundle):
-    (bundle / ck.MANIFEST).unlink()
+    (bundle / bc.MANIFEST).unlink()
     _load(bundle)  # folders written before manifests keep working, unchecked
-    ck.seal(bundle)
-    assert json.loads((bundle / ck.MANIFEST).read_text())["files"] == json.loads((BUNDLE / ck.MANIFEST).read_text())["files"]
+    bc.seal(bundle)
+    assert json.loads((bundle / bc.MANIFEST).read_text())["files"] == json.loads((BUNDLE / bc.MANIFEST).read_text())["files"]
 
 
 def test_unlisted_file_and_corrupt_manifest_are_refused(bundle):
-    files = json.loads((bundle / ck.MANIFEST).read_text())
+    files = json.loads((bundle / bc.MANIFEST).read_text())
     del files["files"]["signal.json"]
-    (bundle / ck.MANIFEST).write_text(json.dumps(files))
+    (bundle / bc.MANIFEST).write_text(json.dumps(files))
     with pytest.raises(CoupledError, match="signal.json is not listed in .*coupled manifest"):
         _load(bundle)
-    (bundle / ck.MANIFEST).write_text("{not json")
+    (bundle / bc.MANIFEST).write_text("{not json")
     with pytest.raises(CoupledError, match="corrupt .*manifest.json.*coupled manifest"):
         _load(bundle)
 
 
 def test_nan_weights_are_named_not_blamed_on_the_input(tmp_path):
-    ck.save_weights(tmp_path, "net", {"w": torch.tensor([1.0, float("nan")])}, {"kind": "x"})
+    bc.save_weights(tmp_path, "net", {"w": torch.tensor([1.0, float("nan")])}, {"kind": "x"})
     with pytest.raises(CoupledError, match="NaN or infinite values in 'w'"):
-        ck.load_weights(tmp_path, "net")
+        bc.load_weights(tmp_path, "net")
 
 
 def test_save_weights_seals_each_pair_and_first_manifest_takes_in_older_files(tmp_path):
     ck.save_file({"a": torch.zeros(2)}, str(tmp_path / "old.safetensors"))
     (tmp_path / "old.json").write_text("{}")
-    ck.save_weights(tmp_path, "new", {"b": torch.ones(3)}, {"k": 1})
-    files = json.loads((tmp_path / ck.MANIFEST).read_text())["files"]
+    bc.save_weights(tmp_path, "new", {"b": torch.ones(3)}, {"k": 1})
+    files = json.loads((tmp_path / bc.MANIFEST).read_text())["files"]
     assert set(files) == {"old.safetensors", "old.json", "new.safetensors", "new.json"}
-    assert ck.load_weights(tmp_path, "old")[0]["a"].shape == (2,)
-    assert ck.load_weights(tmp_path, "new")[1] == {"k": 1}
+    assert bc.load_weights(tmp_path, "old")[0]["a"].shape == (2,)
+    assert bc.load_weights(tmp_path, "new")[1] == {"k": 1}
 
 
 def test_stale_temporaries_are_removed(tmp_path):
     (tmp_path / ".signal.safetensors.abc123.tmp").write_bytes(b"half")
     (tmp_path / "keep.json").write_text("{}")
-    assert [p.name for p in ck.remove_stale_temporaries(tmp_path)] == [".signal.safetensors.abc123.tmp"]
+    assert [p.name for p in atomic.remove_stale_temporaries(tmp_path)] == [".signal.safetensors.abc123.tmp"]
     assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]
 
 
@@ -116,7 +118,7 @@ def test_train_state_mixing_steps_or_altered_is_refused(tmp_path):
     meta = json.loads((tmp_path / "joint.json").read_text())
     w = tmp_path / meta["weights"]
     ck.save_file(_state(8), str(w), metadata={"step": "8"})  # weights of another step under the committed name
-    meta["sha256"] = ck.sha256_file(w)
+    meta["sha256"] = bc.sha256_file(w)
     (tmp_path / "joint.json").write_text(json.dumps(meta))
     with pytest.raises(CoupledError, match=r"mixes steps \(weights of step 8, joint.json of step 4\); delete .*joint\.\*"):
         ck.load_train_state(tmp_path, "joint")
@@ -152,7 +154,7 @@ def test_hand_edited_bundle_settings_are_one_line(bundle, file, edit, message):
     data = json.loads((bundle / file).read_text())
     edit(data)
     (bundle / file).write_text(json.dumps(data))
-    ck.seal(bundle)  # edited on purpose and re-sealed: the digests pass, the settings must not
+    bc.seal(bundle)  # edited on purpose and re-sealed: the digests pass, the settings must not
     with pytest.raises(CoupledError, match=message):
         CoupledPipeline.from_pretrained(bundle, device="cpu")
 
@@ -162,7 +164,7 @@ def _declare(bundle, name, **net):
     data = json.loads((bundle / f"{name}.json").read_text())
     data["net"].update(net)
     (bundle / f"{name}.json").write_text(json.dumps(data))
-    ck.seal(bundle)
+    bc.seal(bundle)
 
 
 @pytest.mark.parametrize("name, message", [

@@ -17,18 +17,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..atomic import FAULT_ENV, atomic_write, atomic_write_json, atomic_write_text, remove_stale_temporaries  # noqa: F401
-from ..checkpoint import (  # noqa: F401
-    MANIFEST, load_state, load_weights, parse_weights, read_json, record_in_manifest, save_weights, seal, sha256_file,
-    verify_file, verify_outputs,
-)
+from ..atomic import atomic_write, atomic_write_json
+from ..checkpoint import parse_weights, read_json, sha256_file
 from ..errors import CoupledError
 
-__all__ = [
-    "atomic_write_text", "save_weights", "load_weights", "read_json", "flatten_optimizer", "unflatten_optimizer",
-    "MANIFEST", "seal", "verify_file", "remove_stale_temporaries", "save_train_state", "load_train_state",
-    "clear_train_state", "rng_states", "check_rng_states", "restore_rng_states",
-]
+__all__ = ["flatten_optimizer", "unflatten_optimizer", "save_train_state", "load_train_state", "clear_train_state", "rng_states", "check_rng_states", "restore_rng_states"]
 
 
 # ------------------------------------------------------------------------------------------------ training state

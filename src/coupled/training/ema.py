@@ -37,6 +37,3 @@ class EMA:
             else:
                 self.shadow[k].copy_(v)
         self.updates += 1
-
-    def copy_to(self, module: nn.Module) -> None:
-        module.load_state_dict(self.shadow)
