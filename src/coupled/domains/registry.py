@@ -115,25 +115,25 @@ def import_object(spec: str, what: str, hint: str):
     return obj
 
 
-def _item_generator(seed: int, index: int, device) -> "torch.Generator":  # noqa: F821
-    import torch
-
-    # SeedSequence hashes (seed, index) so nearby seeds/indices do not give correlated torch streams.
-    state = int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
-    return torch.Generator(device=device).manual_seed(state)
-
-
-def corrupt_items(fn: Callable, x, name: str, severity: float, seed: int, first_index: int = 0):
+def corrupt_items(fn: Callable, x, name: str, severity: float, seed: int, first_index: int = 0, *, item_seeds=None):
     """Apply corruption `fn` (signals, severity, generator) -> Tensor to each item of `x` [N, ...] with its own
-    generator seeded from (`seed`, `first_index` + i): the result does not depend on batching. Float32 out."""
+    generator, `coupled.seeds.item_generator("corruption", seed, first_index + i)` (or seeded by `item_seeds[i]`
+    when given, e.g. `seeds.content_seeds("corruption", seed, x)`): the result does not depend on batching.
+    Float32 out."""
     import torch
+
+    from ..seeds import item_generator
 
     for label, v in (("seed", seed), ("first_index", first_index)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
             raise CoupledError(f"{label} must be a non-negative integer, got {v!r}; pass e.g. {label}=0")
+    if item_seeds is not None and len(item_seeds) != x.shape[0]:
+        raise CoupledError(f"item_seeds has {len(item_seeds)} seeds for {x.shape[0]} items; pass one per item")
     out = []
     for i in range(x.shape[0]):
-        y = fn(x[i : i + 1], severity, _item_generator(int(seed), int(first_index) + i, x.device))
+        g = (item_generator("corruption", int(seed), int(first_index) + i, x.device) if item_seeds is None
+             else torch.Generator(device=x.device).manual_seed(int(item_seeds[i])))
+        y = fn(x[i : i + 1], severity, g)
         if not isinstance(y, torch.Tensor) or y.shape != x[i : i + 1].shape:
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise CoupledError(f"corruption {name!r} returned {got} for input shape {tuple(x[i : i + 1].shape)}; return a tensor of the input's shape")

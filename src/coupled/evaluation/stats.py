@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from ..errors import CoupledError
+from ..seeds import sequence
 
 __all__ = ["bootstrap_ci", "paired_bootstrap", "gap_recovered"]
 
@@ -43,7 +44,7 @@ def _check_settings(n_boot, level) -> None:
 def _interval(v: np.ndarray, n_boot: int, seed: int, level: float) -> tuple[float, float]:
     """Percentile interval of the mean of `v` [N] over `n_boot` resamples of its items."""
     n = v.shape[0]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(sequence("bootstrap", seed))
     rows = max(1, _CHUNK_VALUES // n)
     # int32 indices: several times faster to draw and gather than numpy's default int64.
     means = np.concatenate([v[rng.integers(0, n, size=(min(rows, n_boot - i), n), dtype=np.int32)].mean(axis=1) for i in range(0, n_boot, rows)])

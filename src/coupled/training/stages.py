@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..engine import Denoiser, randn
 from ..errors import CoupledError
+from ..seeds import stream_seed
 from ..atomic import atomic_write_text
 from ..checkpoint import STAGE_OUTPUTS, load_state, save_weights
 from .checkpoint import (
@@ -44,9 +44,8 @@ OUTPUTS = STAGE_OUTPUTS  # what each stage leaves in the output folder (the bund
 
 
 def step_generator(seed: int, stage: str, step: int, rank: int = 0) -> torch.Generator:
-    """The generator of one training step: a function of (seed, stage, step, rank) only."""
-    state = np.random.SeedSequence([seed, STAGES.index(stage), step, rank]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))
+    """The generator of one training step: the "training" stream of (seed, stage, step, rank) only."""
+    return torch.Generator().manual_seed(stream_seed("training", seed, STAGES.index(stage), step, rank))
 
 
 def random_corruption(images: torch.Tensor, train_severity: dict, generator: torch.Generator, domain=None) -> torch.Tensor:
@@ -231,7 +230,7 @@ class StepBatchSampler:
         for step in range(self.start, self.total):
             if step // self.per_epoch != epoch:
                 epoch = step // self.per_epoch
-                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(stream_seed("data_order", self.seed, epoch)))
             k = step % self.per_epoch
             glob = perm[k * self.bs * self.world:(k + 1) * self.bs * self.world]
             yield glob[self.rank::self.world].tolist()
