@@ -51,7 +51,7 @@ def main() -> None:
         coupling = bundle.prepare("parallel", {"signal_guidance": guidance})[0]
         for name, levels in cfg["corruptions"]["severities"].items():
             d = corrupt(s, name, levels["heavy"], seed=CORRUPTION_SEED)
-            step = lambda cond: signal_trajectory(coupling, d, item_generators(item_seeds(0, 0, len(d))),  # noqa: E731
+            step = lambda cond: signal_trajectory(coupling, d, item_generators(item_seeds("sampling", 0, 0, len(d))),  # noqa: E731
                                                   logits=cond, steps=1)
             p0 = torch.softmax(f.raw(step(None)), -1)
             top = p0.topk(3, -1).indices

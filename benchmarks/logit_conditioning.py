@@ -30,7 +30,7 @@ from coupled.domains.registry import domain_of
 
 
 def trajectory(bundle, d, logits, seed):
-    gens = item_generators(item_seeds(seed, 0, len(d)))
+    gens = item_generators(item_seeds("sampling", seed, 0, len(d)))
     return signal_trajectory(bundle.coupling, d, gens, logits=logits)
 
 

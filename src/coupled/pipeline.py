@@ -5,11 +5,16 @@ were in [-1, 1] is refused with the range seen, not classified confidently wrong
 0..255, 0..1 or any (lo, hi) to the [-1, 1] the networks were trained on. Files are checked for size and
 shape before they are decoded. Large batches run in chunks of `batch_size` items.
 
-Seeding: item i of a call draws its noise from its own generator, seeded by `coupled.seeds.item_seeds(seed,
-0, n)[i]`, the one scheme `coupled evaluate` uses too (a split passed whole with seed s gets the per-item draws
-of `--seeds s`). Results do not depend on `batch_size` or on the other items, but the same image at two
-positions of one batch gets different draws (and may get different probabilities). Pass `item_seeds=[...]`
-(one per item) to choose each item's seed, e.g. the same seed for repeated images.
+Seeding: each image draws its sampling noise from its own generator, seeded by the call's `seed` and the image
+itself (`coupled.seeds.content_seeds("sampling", seed, images)`: a hash of its float32 values after conversion
+to [-1, 1]), never by its position. An image gets the same answer whatever else is in the call, in any order
+and with any `batch_size`; the same image twice gets the same draws. Pass `item_seeds=[...]` (one per item) to
+choose each item's seed instead.
+
+This is not how `coupled evaluate` seeds a split: there item i draws the "sampling" stream of (seed, i), its
+index in the split (`coupled.seeds.item_seeds`), which is fixed, so `pipe(split, seed=s)` gives the same
+accuracy within sampling noise as `--seeds s` but not item for item. To reproduce an evaluation's draws,
+pass `item_seeds=coupled.seeds.item_seeds("sampling", s, 0, len(split))`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 import torch
 
 from . import seeds as seeding
-from .engine import METHODS, item_generators, run_method
+from .engine import METHODS, item_generators, readouts, run_method
 from .errors import CoupledError
 from .ranges import parse_input_range, to_model_range
 from .schema import SEED_MAX
@@ -29,9 +34,9 @@ from .schema import SEED_MAX
 READOUTS = ("classifier", "logits")
 
 
-def check_seed(seed, what: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= SEED_MAX:
-        raise CoupledError(f"{what} must be an integer in [0, {SEED_MAX}], got {seed!r}")
+def check_seed(seed, what: str = "seed", maximum: int = SEED_MAX) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= maximum:
+        raise CoupledError(f"{what} must be an integer in [0, {maximum}], got {seed!r}")
     return int(seed)
 
 
@@ -108,13 +113,19 @@ class CoupledPipeline:
         Args:
             images: a tensor or numpy array, in [-1, 1] unless `input_range` says otherwise.
             method: one of the engine's methods (parallel, alternating, nested, sequential, logits_only, noisy).
-            seed: item i uses generator seed `coupled.seeds.item_seeds(seed, 0, n)[i]` (see the module docstring).
+            seed: each image's generator is seeded from `seed` and the image's content (see the module docstring).
             readout: 'classifier' (f of the enhanced signal) or 'logits' (the logit chain's y_hat); default
                 'classifier' where a signal chain exists, else 'logits'.
             input_range: '0..255', '0..1', '-1..1' or (lo, hi): the images' range, converted to [-1, 1].
             batch_size: items per chunk (memory grows with it; results do not depend on it).
-            item_seeds: one seed per item instead of the seeds derived from `seed`.
+            item_seeds: one generator seed per item (integers in [0, 2**64 - 1]) instead of the seeds derived
+                from `seed` and the images.
             **options: the method's own options (e.g. switch_fraction, rounds).
+
+        Returns a dict: `predictions` [B], `probabilities` [B, K] (under the default readout, what
+        `probability_meaning(method)` says: the frozen classifier's softmax on the enhanced input; its average
+        over the K trajectories for sequential_ensemble; with readout='logits', the softmax of y_hat),
+        `enhanced` [B, C, H, W] or None, and `calls` (network calls per item).
         """
         if method not in METHODS:
             raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -137,9 +148,9 @@ class CoupledPipeline:
         n = images.shape[0]
         if item_seeds is None:
             seed = check_seed(seed)
-            seeds = seeding.item_seeds(seed, 0, n)
+            seeds = seeding.content_seeds("sampling", seed, images)
         else:
-            seeds = [check_seed(s, "each of item_seeds") for s in item_seeds]
+            seeds = [check_seed(s, "each of item_seeds", seeding.GENERATOR_SEED_MAX) for s in item_seeds]
             if len(seeds) != n:
                 raise CoupledError(f"item_seeds has {len(seeds)} seeds for {n} images; pass one per image")
         coupling, engine_method, opts = self.bundle.prepare(method, {**self.bundle.sampling.get("methods", {}).get(method, {}), **options})
@@ -150,7 +161,9 @@ class CoupledPipeline:
             read = readout or ("classifier" if res.x_hat is not None or res.y_hat is None else "logits")
             if read == "logits" and res.y_hat is None:
                 raise CoupledError(f"method {method!r} has no logit chain; use readout='classifier'")
-            if read == "classifier":
+            if read == "classifier" and engine_method == "sequential_ensemble":
+                p = torch.softmax(res.classifier_logits, dim=-1)  # its logits are log(mean_k softmax f(x_hat_k))
+            elif read == "classifier":
                 z = res.x_hat if res.x_hat is not None else chunk
                 p = torch.softmax(coupling.classifier.raw(z), dim=-1)
             else:
@@ -163,13 +176,30 @@ class CoupledPipeline:
                 "enhanced": None if enhanced[0] is None else torch.cat(enhanced), "calls": calls}
 
 
+def probability_meaning(method: str) -> str:
+    """What `pipe(images, method)["probabilities"]` hold under the method's default readout, in words (the `p`
+    that `coupled classify` prints)."""
+    if method == "sequential_ensemble":
+        return "the frozen classifier's softmax probabilities on the K enhanced trajectories, averaged"
+    if method == "noisy":
+        return "the frozen classifier's softmax probability on the input itself (no enhancement)"
+    if "classifier" not in readouts(method):
+        return "the softmax of the logit chain's final logits y_hat (standardised logits: a score, not the classifier's probability)"
+    return "the frozen classifier's softmax probability on the enhanced input x_hat"
+
+
 def classify_files(files, checkpoint, *, corruption=None, severity=None, method="parallel", seed=0, input_range=None,
                    polarity="auto", out=print, note=None, device=None, readout=None, options=None) -> int:
-    """Print one line per input item (prediction and confidence, or the file's problem); returns the number of
-    failures. Files are read by the bundle's domain (`Domain.read_input`: for images a PNG/JPEG, or a .npy batch
-    giving one line per item, named `file[i]`, and the `polarity` the networks expect; notes go to `note`,
-    default stderr). `device`: where the networks run ('cpu', 'cuda', 'cuda:N', 'mps'; None or 'auto': CUDA when
-    present)."""
+    """Print one line per input item (its file, predicted class and `p`, or the file's problem) under a `#` header
+    line that says what `p` is (`probability_meaning`: for most methods the frozen classifier's softmax
+    probability of the printed class on the enhanced input); returns the number of failures.
+
+    Files are read by the bundle's domain (`Domain.read_input`: for images a PNG/JPEG, or a .npy batch giving one
+    line per item, named `file[i]`, and the `polarity` the networks expect; notes go to `note`, default stderr).
+    Each item's draws come from `seed` and the item itself, so an item gets the same line whatever the other
+    files and their order; so does `--corruption`, whose noise is the "corruption" stream of (seed, the clean
+    item's content). `device`: where the networks run ('cpu', 'cuda', 'cuda:N', 'mps'; None or 'auto': CUDA
+    when present). `readout` and `options`: a picks file's choice for the method (`coupled classify --picks`)."""
     import sys
 
     from .bundle import checkpoint_domain
@@ -195,10 +225,12 @@ def classify_files(files, checkpoint, *, corruption=None, severity=None, method=
         names.extend(f"{f}[{i}]" if len(read) > 1 else str(f) for i in range(len(read)))
     if items:
         batch = torch.stack(items)
-        if corruption is not None:
-            batch = domain.corrupt_set(batch, corruption, severity, seed)
+        if corruption is not None:  # keyed by each item's content, like the sampling: the order of files does not matter
+            batch = domain.corrupt_set(batch, corruption, severity, seed,
+                                       item_seeds=seeding.content_seeds("corruption", seed, batch))
         # the domain's reader converted every file; a picks file's readout and options ride along
         res = pipe(batch, method, seed=seed, input_range="-1..1", readout=readout, **(options or {}))
+        out(f"# file\tclass\tp = {probability_meaning(method)}, for the printed class ({method}, seed {seed})")
         for name, pred, probs in zip(names, res["predictions"], res["probabilities"]):
             out(f"{name}\t{int(pred)}\tp={float(probs[pred]):.3f}\t({method})")
     return failures

@@ -66,7 +66,8 @@ def test_paired_bootstrap_detects_true_difference_and_beats_unpaired():
 def test_paired_bootstrap_deterministic_and_seed_dependent():
     a, b = _bernoulli(300, 0.7, 0), _bernoulli(300, 0.6, 1)
     assert paired_bootstrap(a, b, seed=7) == paired_bootstrap(a, b, seed=7)
-    assert paired_bootstrap(a, b, seed=7) != paired_bootstrap(a, b, seed=8)
+    # item-level quantiles are multiples of 1/300, so two seeds may land on one interval; five seeds do not
+    assert len({paired_bootstrap(a, b, seed=s) for s in range(7, 12)}) > 1
     assert bootstrap_ci(a, seed=7) == bootstrap_ci(a, seed=7)
 
 

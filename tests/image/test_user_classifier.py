@@ -121,7 +121,8 @@ def test_evaluate_classify_and_from_pretrained_rebuild_the_user_classifier(user_
     proc = run_cli("classify", tmp_path / "digits.npy", "--checkpoint", user_bundle["ckpt"], "--method", "noisy")
     with torch.no_grad():
         want = mine(x[:2]).argmax(1).tolist()
-    assert [int(line.split("\t")[1]) for line in proc.stdout.splitlines()] == want
+    header, *rows = proc.stdout.splitlines()
+    assert header.startswith("# file\tclass\tp = ") and [int(line.split("\t")[1]) for line in rows] == want
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the bundle's own classifier: no fingerprint warning

@@ -3,6 +3,7 @@ dark ink on white. Each is read as the digit it shows, or refused in one line.""
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from .conftest import BUNDLE, one_line_error
@@ -18,10 +19,45 @@ def digits():
     return ((test.signals[:5, 0].numpy() + 1) * 127.5).round().astype(np.uint8)  # light ink on black, 0..255
 
 
-def _classify(cli, *argv):
-    code, out, err = cli("classify", *argv, "--checkpoint", BUNDLE, "--method", "noisy")
+def _classify(cli, *argv, method="noisy"):
+    code, out, err = cli("classify", *argv, "--checkpoint", BUNDLE, "--method", method)
     assert code == 0, err
-    return [line.split("\t") for line in out.strip().splitlines()], err
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("# file\tclass\tp = "), lines[0]  # the header says what p is
+    return [line.split("\t") for line in lines[1:]], err
+
+
+@pytest.mark.parametrize("method, words", [
+    ("noisy", "the frozen classifier's softmax probability on the input itself"),
+    ("sequential", "the frozen classifier's softmax probability on the enhanced input x_hat"),
+    ("sequential_ensemble", "softmax probabilities on the K enhanced trajectories, averaged"),
+    ("logits_only", "the softmax of the logit chain's final logits y_hat"),
+])
+def test_the_header_says_what_p_is(cli, tmp_path, digits, method, words):
+    np.save(tmp_path / "d.npy", digits[0])
+    code, out, err = cli("classify", tmp_path / "d.npy", "--checkpoint", BUNDLE, "--method", method, "--seed", "3")
+    assert code == 0, err
+    header = out.splitlines()[0]
+    assert header.startswith("# file\tclass\tp = ") and words in header and f"({method}, seed 3)" in header
+
+
+@pytest.mark.parametrize("corrupt", [[], ["--corruption", "pixel_noise", "--severity", "0.5"]])
+def test_reordering_the_files_changes_no_answer(cli, tmp_path, digits, corrupt):
+    """Each file's draws (sampling, and --corruption's) come from the seed and the image, not its position:
+    reversing or shuffling the files gives every file the same line."""
+    from coupled.domains.image.corruptions import corrupt as corrupt_images
+
+    noisy = corrupt_images(torch.as_tensor(digits[:, None] / 127.5 - 1, dtype=torch.float32), "pixel_noise", 0.6, 12345)
+    files = []
+    for i, image in enumerate(noisy[:, 0].numpy()):
+        Image.fromarray(((image.clip(-1, 1) + 1) * 127.5).round().astype(np.uint8), "L").save(tmp_path / f"n{i}.png")
+        files.append(tmp_path / f"n{i}.png")
+    lines = {}
+    for order in (files, files[::-1], [files[i] for i in (2, 4, 0, 3, 1)]):
+        rows, _ = _classify(cli, *order, *corrupt, method="sequential")
+        assert [r[0] for r in rows] == [str(f) for f in order]
+        for name, *rest in rows:
+            assert lines.setdefault(name, rest) == rest, f"{name} changed with the order of the files"
 
 
 def test_rgba_png_with_the_ink_in_the_alpha_channel_reads_as_the_digit(cli, tmp_path, digits):

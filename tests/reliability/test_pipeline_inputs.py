@@ -37,6 +37,7 @@ BAD_CALLS = {
     "seed_huge": (lambda x: (x, "noisy"), {"seed": 2**70}, "seed must be an integer"),
     "seed_bool": (lambda x: (x, "noisy"), {"seed": True}, "seed must be an integer"),
     "item_seeds_count": (lambda x: (x, "noisy"), {"item_seeds": [1, 2]}, "item_seeds has 2 seeds for 4"),
+    "item_seeds_huge": (lambda x: (x, "noisy"), {"item_seeds": [1, 2, 3, 2**64]}, r"each of item_seeds must be an integer in \[0, 18446744073709551615\]"),
     "batch_size_0": (lambda x: (x, "noisy"), {"batch_size": 0}, "batch_size"),
     "nan": (lambda x: (x * float("nan"), "noisy"), {}, "NaN"),
     "uint8_without_range": (lambda x: (((x + 1) * 127.5).to(torch.uint8), "noisy"), {}, "input_range='0..255'"),
@@ -82,25 +83,61 @@ def test_chunks_do_not_change_results_and_state_is_left_alone(pipe, digits):
     assert torch.get_default_dtype() == torch.float32
 
 
-def test_item_seeds_give_repeated_images_the_same_draw(pipe, digits):
+def test_an_images_answer_does_not_depend_on_its_position(pipe):
+    """Each image's draws come from the seed and the image, not its place: reversing or shuffling the batch
+    (or sending an image alone) gives every image the same enhanced digit and the same answer."""
+    from coupled.domains.image.corruptions import corrupt
+    from coupled.domains.image.data import load_mnist5k
+
+    noisy = corrupt(load_mnist5k()["test"].signals[:8], "pixel_noise", 0.6, 12345)
+    ref = pipe(noisy, "sequential", seed=0)
+    for order in (list(range(7, -1, -1)), [3, 6, 0, 5, 1, 7, 2, 4]):
+        out = pipe(noisy[order], "sequential", seed=0)
+        torch.testing.assert_close(out["enhanced"], ref["enhanced"][order], atol=1e-5, rtol=0)
+        assert torch.equal(out["predictions"], ref["predictions"][order])
+        torch.testing.assert_close(out["probabilities"], ref["probabilities"][order], atol=1e-5, rtol=0)
+    alone = pipe(noisy[5:6], "sequential", seed=0)
+    torch.testing.assert_close(alone["enhanced"], ref["enhanced"][5:6], atol=1e-5, rtol=0)
+    assert not torch.allclose(pipe(noisy, "sequential", seed=1)["enhanced"], ref["enhanced"], atol=1e-3)
+
+
+def test_repeated_images_share_their_draws_and_item_seeds_choose_them(pipe, digits):
     twice = torch.cat([digits[:1], digits[:1]])
     default = pipe(twice, "sequential", seed=0)
-    assert not torch.equal(default["enhanced"][0], default["enhanced"][1])  # documented: per-position seeds
-    same = pipe(twice, "sequential", item_seeds=[7, 7])
-    assert torch.equal(same["enhanced"][0], same["enhanced"][1])
+    assert torch.equal(default["enhanced"][0], default["enhanced"][1])  # documented: seeded by the image
+    chosen = pipe(twice, "sequential", item_seeds=[7, 8])
+    assert not torch.equal(chosen["enhanced"][0], chosen["enhanced"][1])
+    assert torch.equal(pipe(twice, "sequential", item_seeds=[7, 2**64 - 1])["enhanced"][0], chosen["enhanced"][0])
 
 
-def test_the_pipeline_and_evaluate_share_one_per_item_seed_scheme(pipe, digits):
-    """`pipe(split, seed=s)` and `coupled evaluate --seeds s` draw the same noise for every item."""
+def test_item_seeds_reproduce_an_evaluations_draws(pipe, digits):
+    """`coupled evaluate --seeds s` seeds item i of a split by (s, i); the pipeline seeds by content, and
+    `item_seeds=coupled.seeds.item_seeds("sampling", s, 0, n)` gives it the evaluation's draws."""
     from coupled.evaluation.runner import MethodSpec, run_specs
+    from coupled.seeds import item_seeds
 
     options = pipe.bundle.sampling.get("methods", {}).get("parallel", {})
     labels = torch.zeros(len(digits), dtype=torch.long)
     ran = run_specs(pipe.bundle, digits, labels, digits, [MethodSpec("parallel", "parallel", options)], seed=5,
                     batch_size=3, device=torch.device("cpu"), keep_x_hat=True)["parallel"]
-    out = pipe(digits, "parallel", seed=5)
+    out = pipe(digits, "parallel", item_seeds=item_seeds("sampling", 5, 0, len(digits)))
     torch.testing.assert_close(out["enhanced"], ran["x_hat"], atol=1e-5, rtol=0)
-    assert not torch.allclose(pipe(digits, "parallel", seed=6)["enhanced"], ran["x_hat"], atol=1e-3)
+    assert not torch.allclose(pipe(digits, "parallel", seed=5)["enhanced"], ran["x_hat"], atol=1e-3)
+
+
+def test_the_ensembles_probabilities_are_its_averaged_posterior(pipe, digits):
+    """sequential_ensemble predicts from the K trajectories' averaged probabilities; `probabilities` are those,
+    not the last trajectory's."""
+    from coupled.domains.image.corruptions import corrupt
+    from coupled.domains.image.data import load_mnist5k
+    from coupled.engine import item_generators, run_method
+
+    noisy = corrupt(load_mnist5k()["test"].signals[::125], "pixel_noise", 0.7, 12345)  # uncertain: trajectories differ
+    coupling, method, opts = pipe.bundle.prepare("sequential_ensemble", {"k": 3})
+    res = run_method(method, coupling, noisy, item_generators(range(len(noisy))), **opts)
+    out = pipe(noisy, "sequential_ensemble", item_seeds=list(range(len(noisy))), k=3)
+    torch.testing.assert_close(out["probabilities"], res.classifier_logits.exp(), atol=1e-5, rtol=0)
+    assert torch.equal(out["probabilities"].argmax(-1), out["predictions"])
 
 
 def test_frozen_classifier_runs_in_eval_and_restores_the_callers_mode():

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..engine import PAPER_METHODS, Chain, Coupling, FrozenClassifier, VPProcess, item_generators, run_method
 from ..engine.gaussian import GaussianPrior, linear_gaussian_posterior
+from ..seeds import item_seeds, stream_seed
 from .registry import Domain, register_domain
 
 
@@ -43,12 +44,12 @@ class GaussianDomain:
 
     @classmethod
     def make(cls, dim=8, classes=4, noise=1.5, seed=0):
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(stream_seed("data", seed, 0))  # the problem; its samples are stream 1
         A = torch.randn(dim, dim, generator=g)
         return cls(Sigma=A @ A.T / dim + 0.1 * torch.eye(dim), W=torch.randn(classes, dim, generator=g), noise=noise)
 
     def sample(self, n, seed):
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(stream_seed("data", seed, 1))
         L = torch.linalg.cholesky(self.Sigma)
         s = torch.randn(n, self.Sigma.shape[0], generator=g) @ L.T
         d = s + self.noise * torch.randn(s.shape, generator=g)
@@ -98,11 +99,11 @@ class GaussianDomain:
 def run_gaussian_demo(n=2000, seed=0, steps=20) -> list[dict]:
     """The paper's methods on the toy problem; returns rows with accuracy (vs the clean decision), MSE and calls."""
     dom = GaussianDomain.make(seed=seed)
-    s, d, labels = dom.sample(n, seed + 1)
+    s, d, labels = dom.sample(n, seed)
     coupling = dom.coupling(steps)
     rows = []
     for method in PAPER_METHODS:
-        res = run_method(method, coupling, d, item_generators(range(n)))
+        res = run_method(method, coupling, d, item_generators(item_seeds("sampling", seed, 0, n)))
         row = {"method": method, "acc_classifier": (res.prediction("classifier") == labels).float().mean().item()}
         row["acc_logits"] = (res.prediction("logits") == labels).float().mean().item() if res.y_hat is not None else None
         row["mse"] = ((res.x_hat - s) ** 2).mean().item() if res.x_hat is not None else ((d - s) ** 2).mean().item()

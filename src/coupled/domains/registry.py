@@ -123,30 +123,29 @@ def check_num_classes(data, num_classes: int) -> None:
                            f"pass a classifier with {needed} outputs or the matching data set")
 
 
-def _item_generator(seed: int, index: int, device) -> "torch.Generator":  # noqa: F821
-    import torch
-
-    # SeedSequence hashes (seed, index) so nearby seeds/indices do not give correlated torch streams.
-    state = int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
-    return torch.Generator(device=device).manual_seed(state)
-
-
 def corrupt_items(fn: Callable, x, name: str, severity: float, seed: int, first_index: int = 0, lengths=None,
-                  indices=None):
+                  indices=None, *, item_seeds=None):
     """Apply corruption `fn` (signals, severity, generator) -> Tensor to each item of `x` [N, ...] with its own
-    generator seeded from (`seed`, `first_index` + i), or (`seed`, `indices`[i]) when given: the result does not
-    depend on batching. With `lengths` [N] (a zero-padded split), each item is corrupted over its valid extent
-    only and padded again. Float32 out."""
+    generator, `coupled.seeds.item_generator("corruption", seed, first_index + i)` (index `indices[i]` when given;
+    or seeded by `item_seeds[i]`, e.g. `seeds.content_seeds("corruption", seed, x)`): the result does not depend
+    on batching. With `lengths` [N] (a zero-padded split), each item is corrupted over its valid extent only and
+    padded again. Float32 out."""
     import torch
+
+    from ..seeds import item_generator
 
     for label, v in (("seed", seed), ("first_index", first_index)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
             raise CoupledError(f"{label} must be a non-negative integer, got {v!r}; pass e.g. {label}=0")
+    if item_seeds is not None and len(item_seeds) != x.shape[0]:
+        raise CoupledError(f"item_seeds has {len(item_seeds)} seeds for {x.shape[0]} items; pass one per item")
     out = []
     for i in range(x.shape[0]):
         item = x[i : i + 1] if lengths is None else x[i : i + 1, ..., : int(lengths[i])]
         index = int(first_index) + i if indices is None else int(indices[i])
-        y = fn(item, severity, _item_generator(int(seed), index, x.device))
+        g = (item_generator("corruption", int(seed), index, x.device) if item_seeds is None
+             else torch.Generator(device=x.device).manual_seed(int(item_seeds[i])))
+        y = fn(item, severity, g)
         if not isinstance(y, torch.Tensor) or y.shape != item.shape:
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise CoupledError(f"corruption {name!r} returned {got} for input shape {tuple(item.shape)}; return a tensor of the input's shape")
@@ -223,10 +222,13 @@ class Domain:
             return fn
         return self.corruptions[spec]
 
-    def corrupt_set(self, signals, name: str, severity, seed: int, *, first_index: int = 0, lengths=None, indices=None):
+    def corrupt_set(self, signals, name: str, severity, seed: int, *, first_index: int = 0, lengths=None, indices=None,
+                    item_seeds=None):
         """A whole split corrupted with `name` at `severity`, one generator per item from (seed, index) (the
-        split's `ids` as `indices` when it has them); with `lengths`, each item over its valid extent."""
-        return corrupt_items(self.corruption(name), signals, name, severity, seed, first_index, lengths, indices)
+        split's `ids` as `indices` when it has them, or `item_seeds`); with `lengths`, each item over its valid
+        extent."""
+        return corrupt_items(self.corruption(name), signals, name, severity, seed, first_index, lengths, indices,
+                             item_seeds=item_seeds)
 
     def conditions(self, cfg: dict, split: str) -> dict:
         """What an evaluation sweeps: {corruption: {level label: severity}}; the config's severities (a

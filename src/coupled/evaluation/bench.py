@@ -260,7 +260,7 @@ def _throughput_worker(job: dict) -> dict:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     with torch.no_grad():
-        run_method(method, coupling, d, item_generators(item_seeds(0, 0, b)), **options)  # warm-up
+        run_method(method, coupling, d, item_generators(item_seeds("sampling", 0, 0, b)), **options)  # warm-up
         for k in NETWORKS:
             clock[k] = forwards[k] = 0.0
         runs, wall = 0, 0.0
@@ -268,7 +268,7 @@ def _throughput_worker(job: dict) -> dict:
             if cuda:
                 torch.cuda.synchronize(device)
             started = time.perf_counter()
-            run_method(method, coupling, d, item_generators(item_seeds(runs + 1, 0, b)), **options)
+            run_method(method, coupling, d, item_generators(item_seeds("sampling", runs + 1, 0, b)), **options)
             if cuda:
                 torch.cuda.synchronize(device)
             wall += time.perf_counter() - started

@@ -1,9 +1,11 @@
 """Run methods over a fixed corrupted split: the paired, cost-measured comparisons of the spec's section 5.
 
 The corrupted split is generated once per (corruption, severity) from `corruption_seed`, so every method
-and every sampling seed sees the same degraded items. Item i under sampling seed s draws its noise from
-its own generator seeded by (s, i): results do not depend on batch size or order, and every method draws
-the same noise for the same item (common random numbers, which tightens paired comparisons).
+and every sampling seed sees the same degraded items. Item i (its index in the split) under sampling seed s
+draws its noise from its own generator, seeded `coupled.seeds.item_seeds("sampling", s, i, 1)[0]`: a stream
+of its own, never the corruption's, whatever the seeds (`coupled.seeds`). Results do not depend on batch size,
+and every method draws the same noise for the same item (common random numbers, which tightens paired
+comparisons).
 
 Methods are interleaved batch by batch (each batch runs every method, in an order that rotates from batch
 to batch), so the seconds per item they report are measured under the same machine load.
@@ -92,7 +94,7 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
         d, lens = _batch(degraded, lengths, i, batch_size)
         d = d.to(device)
         y = labels[i:i + len(d)]
-        seeds = item_seeds(seed, i, len(d))
+        seeds = item_seeds("sampling", seed, i, len(d))
         order = specs[b % len(specs):] + specs[:b % len(specs)]  # rotate, so no method always runs first
         for spec in order:
             coupling, method, options = prepared[spec.label]

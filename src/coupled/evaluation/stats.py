@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import CoupledError
 from ..scores import METRICS, Metric, get_metric  # noqa: F401 (part of this module's API)
 from ..scores import per_item as _per_item
+from ..seeds import sequence
 
 __all__ = ["Metric", "METRICS", "get_metric", "bootstrap_ci", "paired_bootstrap", "gap_recovered"]
 
@@ -36,7 +37,7 @@ def _check_settings(n_boot, level) -> None:
 def _statistics(columns: list[np.ndarray], combine, n_boot: int, seed: int) -> np.ndarray:
     """`combine(*column sums)` over `n_boot` resamples of the items (one index draw shared by every column)."""
     n = columns[0].shape[0]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(sequence("bootstrap", seed))
     rows = max(1, _CHUNK_VALUES // n)
     out = []
     # int32 indices: several times faster to draw and gather than numpy's default int64.

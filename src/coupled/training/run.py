@@ -12,6 +12,7 @@ from ..classifiers import classifier_fingerprint, install_user_classifier, is_us
 from ..domains.registry import domain_of, domain_spec
 from ..engine import Coupling, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
+from ..seeds import stream_seed
 from ..atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from ..checkpoint import load_state, load_weights, read_json, record_in_manifest, verify_outputs
 from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
@@ -140,7 +141,7 @@ def build_setup(stage: str, cfg: dict, output: Path, fingerprint_shape=None) -> 
 
     px = process_from_dict(cfg["signal"]["process"])
     py = process_from_dict(cfg["logits"]["process"])
-    torch.manual_seed(cfg["seed"] * 1009 + STAGES.index(stage))  # network initialisation is part of the seed's results
+    torch.manual_seed(stream_seed("init", cfg["seed"], STAGES.index(stage)))  # network initialisation is part of the seed's results
     if stage == "classifier":
         net = build_net("classifier", cfg["classifier"]["net"], domain)
         return StageSetup(stage, cfg, {"classifier": net}, {"classifier": _net_meta("classifier", net, cfg)})

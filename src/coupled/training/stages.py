@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +32,7 @@ from ..engine.classifier import frame_lengths
 from ..engine.processes import MaskedNoise, _bcast, length_mask
 from ..engine.strategies import length_conditioning
 from ..errors import CoupledError
+from ..seeds import stream_seed
 from ..atomic import atomic_write_text
 from ..checkpoint import STAGE_OUTPUTS, load_state, save_weights
 from .checkpoint import (
@@ -53,9 +53,8 @@ OUTPUTS = STAGE_OUTPUTS  # what each stage leaves in the output folder (the bund
 
 
 def step_generator(seed: int, stage: str, step: int, rank: int = 0) -> torch.Generator:
-    """The generator of one training step: a function of (seed, stage, step, rank) only."""
-    state = np.random.SeedSequence([seed, STAGES.index(stage), step, rank]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))
+    """The generator of one training step: the "training" stream of (seed, stage, step, rank) only."""
+    return torch.Generator().manual_seed(stream_seed("training", seed, STAGES.index(stage), step, rank))
 
 
 def random_corruption(images: torch.Tensor, train_severity: dict, generator: torch.Generator, domain=None,
@@ -244,7 +243,7 @@ class StepBatchSampler:
         for step in range(self.start, self.total):
             if step // self.per_epoch != epoch:
                 epoch = step // self.per_epoch
-                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(stream_seed("data_order", self.seed, epoch)))
             k = step % self.per_epoch
             glob = perm[k * self.bs * self.world:(k + 1) * self.bs * self.world]
             yield glob[self.rank::self.world].tolist()

@@ -159,12 +159,14 @@ def corruption_from_config(spec: str) -> Corruption:
 
 
 # ---------------------------------------------------------------------------------------------- data sets
-def corrupt(images: torch.Tensor, name: str, severity: float, seed: int, *, first_index: int = 0) -> torch.Tensor:
+def corrupt(images: torch.Tensor, name: str, severity: float, seed: int, *, first_index: int = 0,
+            item_seeds=None) -> torch.Tensor:
     """Corrupt the data set slice `images` [N, C, H, W] with corruption `name` (registered name or
-    "module.path:function") at `severity`. Item i uses its own generator seeded from (`seed`,
-    `first_index` + i), so corrupting a data set in one call or in batches (passing each batch's
-    `first_index`) gives identical results. Returns float32 of the input's shape."""
+    "module.path:function") at `severity`. Item i uses its own generator, the "corruption" stream of (`seed`,
+    `first_index` + i) of `coupled.seeds`, so corrupting a data set in one call or in batches (passing each
+    batch's `first_index`) gives identical results; `item_seeds` (one per item) replaces those seeds.
+    Returns float32 of the input's shape."""
     fn = corruption_from_config(name)
     x = _check_images(images)
     _check_severity(severity, name)
-    return corrupt_items(fn, x, name, severity, seed, first_index)
+    return corrupt_items(fn, x, name, severity, seed, first_index, item_seeds=item_seeds)

@@ -79,14 +79,14 @@ class ImageDomain(Domain):
 
         return corruption_from_config(spec)
 
-    def corrupt_set(self, signals, name, severity, seed, *, first_index=0, lengths=None, indices=None):
+    def corrupt_set(self, signals, name, severity, seed, *, first_index=0, lengths=None, indices=None, item_seeds=None):
         """`corruptions.corrupt` (its image shape and severity checks), one generator per item."""
         if lengths is not None or indices is not None:  # a padded split, or seeds by index: the generic way
             return super().corrupt_set(signals, name, severity, seed, first_index=first_index, lengths=lengths,
-                                       indices=indices)
+                                       indices=indices, item_seeds=item_seeds)
         from .corruptions import corrupt
 
-        return corrupt(signals, name, severity, seed, first_index=first_index)
+        return corrupt(signals, name, severity, seed, first_index=first_index, item_seeds=item_seeds)
 
     # ---- networks
     @property

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...atomic import atomic_write_json, atomic_write_text
 from ...errors import CoupledError
+from ...seeds import sequence
 from .audio import write_wav
 from .corpus import CorpusConfig, built_corpus, load_split
 from .degrade import degrade, room_bank
@@ -67,9 +68,10 @@ def conditions(cfg: dict, rooms) -> list[dict]:
 
 
 def degrade_item(cond: dict, wave: np.ndarray, seed: int, index: int, babble: list) -> np.ndarray:
-    """The degraded version of item `index` under `cond` (its own seeded generator)."""
+    """The degraded version of item `index` under `cond` (its own generator: the "corruption" stream of
+    (seed, condition, index) of `coupled.seeds`, the scheme the published speech tables were drawn with)."""
     key = zlib.crc32(json.dumps([cond["corruption"], cond["snr_db"], cond.get("rt60_target")]).encode())
-    s = [int(seed), int(key), int(index)]
+    s = sequence("corruption", int(seed), int(key), int(index))
     name = cond["corruption"]
     if name in NOISES:
         return degrade(name, wave, cond["snr_db"], s, {"babble": babble, "talkers": cond.get("talkers", 6)})
