@@ -41,11 +41,13 @@ def _minimise(loss_fn, params: torch.Tensor, iters: int) -> torch.Tensor:
 
 
 def design_guidance(lam, h, s2, alpha_bar, counts, *, method: str = "dps", sampler: str = "ddim", eta: float = 0.0,
-                    init=1.0, iters: int = 200, rcond: float = 1e-3) -> torch.Tensor:
+                    init=None, iters: int = 200, rcond: float = 1e-3) -> torch.Tensor:
     """Per-step guidance weights [S] minimising the averaged W2 (`w2_to_posterior`) of the zero-shot sampler.
 
     `method` 'dps' designs DPS's normalised step sizes zeta_i (its default is zeta = 1), 'projection' the
-    DDNM-like weights p_i (DDNM's is 1); `init` (a number or [S]) is where the search starts."""
+    DDNM-like weights p_i (DDNM's is 1); `init` (a number or [S]) is where the search starts: by default 1
+    for DPS (its default) and 0 for the projection (the unconditional sampler: DDNM's exact projection of a
+    noisy observation amplifies the noise by 1/h and starts the search on a cliff)."""
     if method not in ("dps", "projection"):
         raise CoupledError(f"unknown zero-shot method {method!r}; choose 'dps' or 'projection'")
     steps = torch.as_tensor(alpha_bar).numel() - 1
@@ -55,6 +57,7 @@ def design_guidance(lam, h, s2, alpha_bar, counts, *, method: str = "dps", sampl
         t = sampler_transfer(lam, alpha_bar, sampler=sampler, eta=eta, h=h, s2=s2, counts=counts, rcond=rcond, **{key: w})
         return w2_to_posterior(lam, h, s2, t, counts)
 
+    init = (1.0 if method == "dps" else 0.0) if init is None else init
     start = torch.as_tensor(init, dtype=_f64).expand(steps).clone()
     return _minimise(loss, start, iters)
 

@@ -192,12 +192,15 @@ def sampler_transfer(
 
 
 def posterior(lam, h, s2) -> Transfer:
-    """The ideal posterior p(x | d) per frequency: gain h lam / (h^2 lam + s2), variance lam s2 / (h^2 lam + s2)."""
+    """The ideal posterior p(x | d) per frequency: gain h lam / (h^2 lam + s2), variance lam s2 / (h^2 lam + s2)
+    (paper 2's ideal posterior sampler; s2 = 0 is allowed: a bin with h = 0 keeps its prior)."""
     lam, h = torch.as_tensor(lam, dtype=_f64), torch.as_tensor(h, dtype=_f64)
     den = h * h * lam + s2
-    if bool((den <= 0).any()):
-        raise CoupledError("the posterior needs s2 > 0 or a non-zero gain in every bin")
-    return Transfer(h * lam / den, lam * s2 / den)
+    if bool((s2 < 0) or (lam < 0).any()):
+        raise CoupledError("the posterior needs s2 >= 0 and lam >= 0")
+    seen = den > 0  # a bin with h = 0 and s2 = 0 is unobserved: its posterior is its prior
+    safe = torch.where(seen, den, torch.ones_like(den))
+    return Transfer(torch.where(seen, h * lam / safe, 0.0 * lam), torch.where(seen, lam * s2 / safe, lam))
 
 
 def w2_diagonal(mean1, var1, mean2, var2, counts=None) -> torch.Tensor:
