@@ -20,6 +20,7 @@ SRC = Path(__file__).parents[1] / "src" / "coupled"
 LAYERS = [
     ["errors.py"],
     ["engine"],
+    ["analysis"],
     ["atomic.py", "seeds.py", "defaults.py", "imports.py", "scores.py"],
     ["checkpoint.py", "ranges.py", "methods.py", "nets.py"],
     ["classifiers.py"],

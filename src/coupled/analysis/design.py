@@ -1,0 +1,136 @@
+"""Designs from the closed form: time grids (Benita, Elad, Keshet, arXiv 2502.00180, section 5: the schedule
+minimising W2 between the generated and the data distribution) and per-step guidance weights of zero-shot
+samplers (arXiv 2602.07715: the weights minimising the averaged W2 to the true posterior). Both minimise the
+differentiable closed form of `spectral` with torch's L-BFGS and keep the best point seen.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..engine.processes import VPProcess
+from ..errors import CoupledError
+from .spectral import grid_alpha_bar, sampler_transfer, w2_to_data, w2_to_posterior
+
+__all__ = ["design_guidance", "design_alpha_bar", "design_grid", "grid_w2"]
+
+_f64 = torch.float64
+
+
+def _minimise(loss_fn, params: torch.Tensor, iters: int) -> torch.Tensor:
+    """L-BFGS (strong Wolfe) on `loss_fn(params)`; returns the best parameters evaluated (never worse than the start)."""
+    params = params.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([params], lr=1, max_iter=iters, line_search_fn="strong_wolfe", tolerance_grad=1e-12,
+                            tolerance_change=1e-14, history_size=20)
+    best = [float("inf"), params.detach().clone()]
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(params)
+        value = float(loss.detach())
+        if value == value and value < best[0]:  # not NaN
+            best[0], best[1] = value, params.detach().clone()
+        loss.backward()
+        return loss
+
+    try:
+        opt.step(closure)
+    except RuntimeError:  # a line search that ran into a non-finite loss: keep the best point found
+        pass
+    return best[1]
+
+
+def design_guidance(lam, h, s2, alpha_bar, counts, *, method: str = "dps", sampler: str = "ddim", eta: float = 0.0,
+                    init=None, iters: int = 200, rcond: float = 1e-3) -> torch.Tensor:
+    """Per-step guidance weights [S] minimising the averaged W2 (`w2_to_posterior`) of the zero-shot sampler.
+
+    `method` 'dps' designs DPS's normalised step sizes zeta_i (its default is zeta = 1), 'projection' the
+    DDNM-like weights p_i (DDNM's is 1); `init` (a number or [S]) is where the search starts: by default 1
+    for DPS (its default) and 0 for the projection (the unconditional sampler: DDNM's exact projection of a
+    noisy observation amplifies the noise by 1/h and starts the search on a cliff)."""
+    if method not in ("dps", "projection"):
+        raise CoupledError(f"unknown zero-shot method {method!r}; choose 'dps' or 'projection'")
+    steps = torch.as_tensor(alpha_bar).numel() - 1
+    key = "dps_weights" if method == "dps" else "projection_weights"
+
+    def loss(w):
+        t = sampler_transfer(lam, alpha_bar, sampler=sampler, eta=eta, h=h, s2=s2, counts=counts, rcond=rcond, **{key: w})
+        return w2_to_posterior(lam, h, s2, t, counts)
+
+    init = (1.0 if method == "dps" else 0.0) if init is None else init
+    start = torch.as_tensor(init, dtype=_f64).expand(steps).clone()
+    return _minimise(loss, start, iters)
+
+
+def _alpha_bar_from(u: torch.Tensor) -> torch.Tensor:
+    """Increasing log-SNR: lsnr_0 = u_0, lsnr_i = lsnr_{i-1} + softplus(u_i); alpha_bar = sigmoid(lsnr), then 1."""
+    lsnr = u[0] + torch.cat([u.new_zeros(1), torch.nn.functional.softplus(u[1:]).cumsum(0)])
+    return torch.cat([torch.sigmoid(lsnr), u.new_ones(1)])
+
+
+def _params_from(alpha_bar: torch.Tensor) -> torch.Tensor:
+    ab = alpha_bar[:-1].clamp(1e-12, 1 - 1e-12)
+    lsnr = torch.log(ab / (1 - ab))
+    inc = (lsnr[1:] - lsnr[:-1]).clamp(min=1e-6)
+    return torch.cat([lsnr[:1], torch.log(torch.expm1(inc))])
+
+
+def design_alpha_bar(lam, counts, init_alpha_bar, *, sampler: str = "ddim", eta: float = 0.0,
+                     iters: int = 300) -> torch.Tensor:
+    """The grid's alpha_bar [S + 1] (terminal 1 last) minimising `w2_to_data`, continuous, from `init_alpha_bar`."""
+    loss = lambda u: w2_to_data(lam, sampler_transfer(lam, _alpha_bar_from(u), sampler=sampler, eta=eta), counts)  # noqa: E731
+    u = _minimise(loss, _params_from(torch.as_tensor(init_alpha_bar, dtype=_f64)), iters)
+    return _alpha_bar_from(u).detach()
+
+
+def grid_w2(lam, counts, process: VPProcess, grid, *, sampler: str = "ddim", eta: float = 0.0) -> float:
+    """W2 to the data of the sampler on an engine grid of `process`."""
+    return float(w2_to_data(lam, sampler_transfer(lam, grid_alpha_bar(process, grid), sampler=sampler, eta=eta), counts))
+
+
+def design_grid(lam, counts, process: VPProcess, steps: int, *, sampler: str = "ddim", eta: float = 0.0,
+                iters: int = 300, sweeps: int = 4, starts=(1.0, 0.8, 0.6, 0.4)) -> torch.Tensor:
+    """An engine grid (S training steps of `process`, descending, then -1) minimising W2 to the data.
+
+    The continuous design (`design_alpha_bar`, started from the trailing grids over the first fraction
+    `starts` of the training steps, the best kept: the closed form has local minima) is rounded to the
+    nearest training steps in log-SNR, then polished by coordinate descent over integer steps (moves of 1 to
+    256); the result is never worse than the trailing grid."""
+    start = process.grid(steps)
+    ab_train = process.alpha_bar.double()
+    lsnr_train = torch.log(ab_train / (1 - ab_train))
+    designs = [design_alpha_bar(lam, counts, grid_alpha_bar(process, process.grid(steps, start=f)), sampler=sampler,
+                                eta=eta, iters=iters) for f in starts]
+    ab = min(designs, key=lambda a: float(w2_to_data(lam, sampler_transfer(lam, a, sampler=sampler, eta=eta), counts)))[:-1]
+    lsnr = torch.log(ab / (1 - ab))
+    times = [int((lsnr_train - v).abs().argmin()) for v in lsnr]
+    T = process.num_train_steps
+    for i in range(1, len(times)):  # keep the times strictly decreasing
+        times[i] = min(times[i], times[i - 1] - 1)
+    if times[-1] < 0:
+        times = list(range(steps - 1, -1, -1)) if steps > T else times
+        times = [max(t, steps - 1 - i) for i, t in enumerate(times)]
+
+    def w2(ts):
+        return grid_w2(lam, counts, process, torch.tensor([*ts, -1], dtype=torch.float32), sampler=sampler, eta=eta)
+
+    best = w2(times)
+    for _ in range(sweeps):
+        improved = False
+        for i in range(len(times)):
+            for delta in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+                for sign in (-1, 1):
+                    t = times[i] + sign * delta
+                    hi = T - 1 if i == 0 else times[i - 1] - 1
+                    lo = 0 if i == len(times) - 1 else times[i + 1] + 1
+                    if lo <= t <= hi:
+                        trial = times[:i] + [t] + times[i + 1:]
+                        value = w2(trial)
+                        if value < best:
+                            best, times, improved = value, trial, True
+        if not improved:
+            break
+    grid = torch.tensor([*times, -1], dtype=torch.float32)
+    if w2(times) > grid_w2(lam, counts, process, start, sampler=sampler, eta=eta):
+        return start
+    return grid
