@@ -3,6 +3,15 @@
 Targets (accuracy of the frozen classifier on corrupted validation digits): noise corruptions 70% / 40% /
 20%, blur 85% / 70% / 50%; a user's corruption (registered, or "module.path:function" in the config) gets the
 noise targets. Accuracy falls monotonically with severity, so each is found by bisection.
+
+Occlusion and downsampling (issue 20) also take the noise targets, so that their levels mean the same accuracy
+drops as the noises'. Their severities act in whole pixels (a box side; round(28 / factor) pixels per side),
+so the accuracy is a step function of the severity, and for downsampling not even a monotone one (13 uneven
+blocks lose more than 12 even ones); bisection would land on a jump. They are searched on the grid of every
+distinct severity instead (box sides 0..28: a box of side 28 covers the whole image, which the classifier
+reads as one class, chance; factors 28 / m for m = 28..1 pixels per side), each level taking the last
+candidate before the accuracy first falls below its target, as bisection's lower end would: its accuracy is
+at least the target, and the grid has nothing between it and the next candidate.
 """
 
 from __future__ import annotations
@@ -11,11 +20,30 @@ import torch
 
 from .corruptions import corrupt
 
+NOISE_TARGETS = {"light": 0.70, "medium": 0.40, "heavy": 0.20}
+
+# corruption -> (accuracy targets, top of the bisection; None: searched on its GRID instead)
 TARGETS = {
-    "pixel_noise": ({"light": 0.70, "medium": 0.40, "heavy": 0.20}, 1.0),
-    "gaussian_noise": ({"light": 0.70, "medium": 0.40, "heavy": 0.20}, 4.0),
+    "pixel_noise": (NOISE_TARGETS, 1.0),
+    "gaussian_noise": (NOISE_TARGETS, 4.0),
     "gaussian_blur": ({"light": 0.85, "medium": 0.70, "heavy": 0.50}, 6.0),
+    "occlusion": (NOISE_TARGETS, None),
+    "occlusion_noise": (NOISE_TARGETS, None),
+    "downsample": (NOISE_TARGETS, None),
 }
+
+
+def _box_sides(h: int, w: int) -> list[int]:
+    return list(range(min(h, w) + 1))
+
+
+def _factors(h: int, w: int) -> list[float]:
+    """One factor per coarse size m = min(h, w)..1 (rounded to 3 decimals, which keeps round(side / f) = m)."""
+    return [round(min(h, w) / m, 3) for m in range(min(h, w), 0, -1)]
+
+
+# corruption -> its distinct severities, ascending, for images h x w
+GRIDS = {"occlusion": _box_sides, "occlusion_noise": _box_sides, "downsample": _factors}
 
 
 @torch.no_grad()
@@ -30,7 +58,7 @@ def _targets_and_top(name: str, cfg: dict, classifier, val, seed: int) -> tuple[
     without one, 1 doubled until the classifier falls below the heavy target."""
     if name in TARGETS:
         return TARGETS[name]
-    targets = TARGETS["pixel_noise"][0]
+    targets = NOISE_TARGETS
     train_range = cfg["corruptions"]["train_severity"].get(name)
     if train_range and train_range[1] > 0:
         return targets, float(train_range[1])
@@ -40,10 +68,20 @@ def _targets_and_top(name: str, cfg: dict, classifier, val, seed: int) -> tuple[
     return targets, top
 
 
+def grid_levels(grid: list[float], accuracy: list[float], targets: dict) -> dict:
+    """{level: severity}: for each target, the last severity of `grid` (ascending) before `accuracy` (at each
+    grid point) first falls below the target; the first grid point if it already does."""
+    out = {}
+    for level, target in targets.items():
+        below = next((i for i, a in enumerate(accuracy) if a < target), len(grid))
+        out[level] = grid[max(below - 1, 0)]
+    return out
+
+
 def calibrate(cfg: dict, domain, iterations: int = 14, seed: int = 777) -> dict:
     """{corruption: {level: severity}} for every corruption the config names (in `severities` or
-    `train_severity`), and the validation accuracy measured at each, by bisection. `domain`: the image domain
-    (its validation split and the classifier it builds)."""
+    `train_severity`), and the validation accuracy measured at each, by bisection (on the GRID of a corruption
+    that has one). `domain`: the image domain (its validation split and the classifier it builds)."""
     from ...bundle import load_net
 
     classifier, _ = load_net(cfg["output"], "classifier", "classifier", domain.name)
@@ -54,6 +92,12 @@ def calibrate(cfg: dict, domain, iterations: int = 14, seed: int = 777) -> dict:
         targets, top = _targets_and_top(name, cfg, classifier, val, seed)
         all_targets[name] = targets
         severities[name], measured[name] = {}, {}
+        if name in GRIDS:
+            grid = GRIDS[name](*val.signals.shape[-2:])
+            accuracy = [accuracy_at(classifier, val, name, sev, seed) for sev in grid]
+            severities[name] = grid_levels(grid, accuracy, targets)
+            measured[name] = {level: round(accuracy[grid.index(sev)], 3) for level, sev in severities[name].items()}
+            continue
         for level, target in targets.items():
             lo, hi = 0.0, top
             for _ in range(iterations):
