@@ -330,7 +330,7 @@ def test_float_0_255_npy_classifies_with_input_range(cli, tmp_path):
                          "--input-range", "0..255")
     code2, out2, _ = cli("classify", tmp_path / "d01.npy", "--checkpoint", BUNDLE, "--method", "noisy")
     assert code == code2 == 0, err
-    assert out.split("\t")[1:] == out2.split("\t")[1:]
+    assert out.strip().splitlines()[-1].split("\t")[1:] == out2.strip().splitlines()[-1].split("\t")[1:]  # after the header
 
 
 def test_corrupt_bundle_through_classify_is_one_line(cli, tmp_path):
