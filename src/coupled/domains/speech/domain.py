@@ -287,8 +287,8 @@ class SpeechDomain(Domain):
         bundle = load_bundle(checkpoint, domain=self.name).to(default_device(device or "cpu"))
         method = method or "noisy"
         if method != "noisy":
-            raise CoupledError(f"{checkpoint} holds the frozen recogniser alone (no speech denoisers yet, speech "
-                               f"part 2); --method {method} needs them: use --method noisy")
+            raise CoupledError(f"coupled classify runs the frozen recogniser alone (--method noisy); evaluate "
+                               f"--method {method} with coupled evaluate --methods {method}")
         out("# file\ttranscript (greedy CTC decode of the frozen recogniser's logits on the audio; method noisy)")
         failures = 0
         for i, f in enumerate(files):
@@ -300,7 +300,7 @@ class SpeechDomain(Domain):
                 out(f"{f}\terror: {e}")
                 failures += 1
                 continue
-            x, n = collate([wave])
+            x, n = self.represent(*collate([wave]), bundle.meta.get("signal"))  # what the bundle's classifier reads
             logits = bundle.coupling.classifier(x.to(bundle.device), lengths=n.to(bundle.device))
             text = greedy_decode(logits.cpu(), bundle.coupling.classifier.module.output_lengths(n))[0]
             word = text if text in WORDS else None  # one word: the keyword task's answer
