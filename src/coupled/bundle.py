@@ -170,6 +170,7 @@ class Bundle:
         if method in REFERENCE_METHODS:
             net, _ = self._net(METHOD_NETS[method], "classifier")
             c = coupling.classifier
+            net = get_domain(self.domain).wrap_classifier(net, self.meta.get("signal"))
             coupling = replace(coupling, classifier=FrozenClassifier(net, c.num_classes, c.logit_scale))
             method = REFERENCE_METHODS[method]
         return coupling, method, options
@@ -250,7 +251,8 @@ def load_bundle(folder, sampling: dict | None = None, classifier=None, num_class
     signal = guided_signal_denoiser(sig_net, signal_guidance(sampling), smeta)
     logits = wrap_denoiser("logits", log_net, lmeta)
     sc, lc = chains_from_sampling(signal.process, logits.process, sampling)
-    frozen = FrozenClassifier(classifier, num_classes, scale)
+    # the classifier as the chains call it: adapted by the domain to what they run on (e.g. a representation)
+    frozen = FrozenClassifier(get_domain(domain).wrap_classifier(classifier, smeta), num_classes, scale)
     coupling = Coupling(frozen, signal, logits, sc, lc)
     return Bundle(coupling, sampling, {"pipeline": pipeline, "signal": smeta, "logits": lmeta}, sig_net, folder, domain)
 

@@ -11,8 +11,17 @@ from .errors import CoupledError
 
 
 def run(domain, command: str, *args, **kwargs):
-    """Run `command` ('train', 'evaluate', 'demo' or 'classify') for `domain`: its own `run_<command>`, else the generic one."""
+    """Run `command` ('train', 'evaluate', 'demo' or 'classify') for `domain`: its own `run_<command>`, else the generic one.
+
+    A domain's own `run_train` is its `classifier` stage (speech trains its recogniser with its own code): without
+    `stages` it runs alone, as before; with `stages`, `classifier` among them runs it first and every other stage
+    runs the generic trainer (the denoisers of the bundle the classifier is in)."""
     own = getattr(domain, f"run_{command}", None)
+    if command == "train" and own is not None and kwargs.get("stages"):
+        stages = list(kwargs["stages"])
+        done = list(own(*args, **{**kwargs, "stages": ["classifier"]})) if "classifier" in stages else []
+        rest = [s for s in stages if s != "classifier"]
+        return done + (GENERIC["train"](domain, *args, **{**kwargs, "stages": rest}) if rest else [])
     if own is not None:
         return own(*args, **kwargs)
     return GENERIC[command](domain, *args, **kwargs)

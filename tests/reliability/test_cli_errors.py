@@ -252,6 +252,12 @@ OPTION_ROWS = [
     (["evaluate", "configs/speech.yaml", "--set", "data.wav_folder={dir}", "--split", "val", "--out", "{dir}/ev"],
      "unknown split 'val'; choose one of: all"),
     (["evaluate", "configs/speech.yaml", "--set", "data.transcripts=", "--out", "{dir}/ev"], "data.transcripts"),
+    # speech's coupled diffusion (issue 16): its representation, and the network keys taken from it
+    (["train", "configs/speech.yaml", "--set", "representation.kind=wav", "--stages", "signal"],
+     "config key representation: unknown speech representation kind 'wav'"),
+    (["train", "configs/speech.yaml", "--set", "signal.net.bins=64", "--stages", "signal"], "signal.net.bins"),
+    (["train", "configs/speech.yaml", "--set", "corruptions.train_severity.reverb=[0.4,1.0]", "--stages", "signal"],
+     "corruptions.train_severity.reverb"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
 ]

@@ -40,7 +40,7 @@ def test_clipped_audio_is_refused_unless_allowed(wavs, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--method", "parallel"], "no speech denoisers yet"),
+    (["--method", "parallel"], "coupled classify runs the frozen recogniser alone"),
     (["--polarity", "invert"], "options of image files"),
     (["--corruption", "reverb", "--severity", "1"], "white_noise or pink_noise"),
 ])

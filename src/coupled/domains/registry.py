@@ -260,6 +260,31 @@ class Domain:
             raise CoupledError(f"unknown {self.name} {role} architecture '{arch}'; valid: {', '.join(nets[role])}")
         return nets[role][arch](dict(config or {}))
 
+    # ---- what the chains run on (identity by default: the split's items themselves)
+    def signal_meta(self, cfg: dict) -> dict:
+        """What training records in the signal and logit networks' JSON about the signal the chains run on (e.g.
+        speech's `representation`), from a merged config; {} by default. `represent` and `wrap_classifier` read
+        it back from the bundle's signal.json, so a bundle carries its representation."""
+        return {}
+
+    def represent(self, signals, lengths, meta: dict | None):
+        """(signals, lengths) the chains run on for raw items `signals` [N, ...] (zero-padded, valid extents
+        `lengths` [N] or None) of a bundle whose signal net's JSON is `meta` (None or {}: no denoisers). Applied
+        by training after its corruption and by the evaluator after `corrupt_set`, to the degraded and the clean
+        items alike. Each item's result must depend on that item alone. Identity by default (the same objects)."""
+        return signals, lengths
+
+    def wrap_classifier(self, net, meta: dict | None):
+        """The frozen classifier as the chains call it: `net` (trained on raw items) adapted to what `represent`
+        returns, for a bundle whose signal net's JSON is `meta`; `net` itself by default."""
+        return net
+
+    @property
+    def estimate_metrics(self) -> dict:
+        """name -> fn(estimate, reference) on what the chains run on (`represent`'s output): the evaluator's
+        per-item quality of x_hat. The `signal_metrics` by default (the chains run on the items themselves)."""
+        return self.signal_metrics
+
     def signal_shape(self, net) -> tuple | None:
         """The shape of one signal (without the batch axis) a built network takes, from its `cfg`; None when the
         domain does not say."""

@@ -64,7 +64,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     from ..engine import METHODS
     from . import fair
     from .report import markdown_report, plot_accuracy_vs_severity, plot_examples, summarise, write_results
-    from .runner import CORRUPTION_SEED, evaluate, specs_from_methods
+    from .runner import CORRUPTION_SEED, evaluate, represent_split, specs_from_methods
 
     domain = domain_of(cfg)
     ev = cfg["evaluation"]
@@ -102,7 +102,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
         runs = [(severities, specs_from_methods(methods, cfg["sampling"]["methods"]))]
     else:  # each corruption runs its own picks
         runs = [({k: v}, fair.test_specs(val["picks"], k, headline_only)) for k, v in severities.items()]
-    clean = domain.clean_score(bundle.coupling.classifier.module, data)
+    clean = domain.clean_score(bundle.coupling.classifier.module, represent_split(bundle, data))
     started = time.time()
     records, examples = [], []
     with torch.no_grad():

@@ -48,6 +48,27 @@ class MethodSpec:
             raise CoupledError(f"options of {self.label!r} must be a mapping, got {type(self.options).__name__}")
 
 
+def domain_seconds(bundle) -> float | None:
+    """Samples per second of the bundle's domain's raw items (None: not a time signal)."""
+    return get_domain(getattr(bundle, "domain", None)).samples_per_second
+
+
+def represent(bundle, signals, lengths):
+    """Raw items (a split's signals or their degraded versions, zero-padded with `lengths`) as the bundle's chains
+    and classifier take them: the domain's `represent` for the bundle's signal net (identity for a domain
+    without a representation). Returns (signals, lengths)."""
+    domain = get_domain(getattr(bundle, "domain", None))
+    return domain.represent(signals, lengths, (getattr(bundle, "meta", None) or {}).get("signal") or {})
+
+
+def represent_split(bundle, data):
+    """A labelled split with its signals and lengths as the bundle's chains take them (`represent`)."""
+    from dataclasses import replace
+
+    signals, lengths = represent(bundle, data.signals, data.lengths)
+    return data if signals is data.signals and lengths is data.lengths else replace(data, signals=signals, lengths=lengths)
+
+
 def _readouts(method: str) -> tuple[str, ...]:
     return ("classifier",) if method in DETERMINISTIC else readouts(method)
 
@@ -73,7 +94,8 @@ def _item_metrics(metrics: dict, x: torch.Tensor, ref: torch.Tensor, lens) -> di
 
 @torch.no_grad()
 def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs, seed: int,
-              batch_size: int, device, keep_x_hat: bool = False, lengths=None, task=None) -> dict:
+              batch_size: int, device, keep_x_hat: bool = False, lengths=None, task=None,
+              signal_seconds: float | None = None) -> dict:
     """Every spec over a whole (already degraded) split under one sampling seed, interleaved batch by batch.
 
     `labels`: int64 [N] class indices or a list of N answers (transcripts); `lengths` [N]: valid extents of a
@@ -81,13 +103,16 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
     result does not depend on its batch); `task`: what the labels are (the domain's `task_metric` and
     `item_scores` score the answers). Returns {label: per-item scores per readout (`score_logits`,
     `score_classifier`: [N], or [N, 2] for a ratio metric), answers, signal metrics, calls per item and
-    measured seconds per item}.
+    measured seconds per item}. `signal_seconds`: the split's total duration (default: its lengths over the
+    domain's `samples_per_second`; pass it when `lengths` count frames of a representation).
     """
     if not specs:
         return {}
+    if signal_seconds is None and lengths is not None and domain_seconds(bundle):
+        signal_seconds = float(lengths.sum()) / domain_seconds(bundle)
     prepared = {s.label: bundle.prepare(s.method, s.options) for s in specs}
     domain = get_domain(getattr(bundle, "domain", None))
-    metrics = domain.signal_metrics  # per-item quality of x_hat
+    metrics = domain.estimate_metrics  # per-item quality of x_hat (on what the chains run on)
     out = {s.label: {"score_logits": [], "pred": [], **{k: [] for k in metrics}, "x_hat": [], "calls": None,
                      "seconds": 0.0} for s in specs}
     for b, i in enumerate(range(0, len(degraded), batch_size)):
@@ -133,10 +158,10 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
             "score_logits": cat("score_logits") if "logits" in ro else None,
             "score_classifier": domain.item_scores(task, labels, pred) if "classifier" in ro else None,
             "metric": domain.task_metric(task),
-            "pred": pred, **{k: cat(k) for k in metrics}, "calls": o["calls"],
+            # a signal metric the domain does not compute on estimates of what the chains run on: None
+            "pred": pred, **{k: None for k in domain.signal_metrics}, **{k: cat(k) for k in metrics}, "calls": o["calls"],
             "seconds_per_item": o["seconds"] / len(degraded),
-            **({"seconds_per_signal_second": o["seconds"] / (float(lengths.sum()) / domain.samples_per_second)}
-               if lengths is not None and domain.samples_per_second else {}),
+            **({"seconds_per_signal_second": o["seconds"] / signal_seconds} if signal_seconds else {}),
             "x_hat": x_hat,
         }
     return results
@@ -170,6 +195,9 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
     jobs = [(name, level, sev, seed) for name, levels in severities.items() for level, sev in levels.items()
             for seed in seeds_for_level(level)]
     records, examples = [], []
+    rep = represent_split(bundle, data)  # the clean items as the chains take them (the same object without a representation)
+    seconds = (float(data.lengths.sum()) / domain.samples_per_second
+               if data.lengths is not None and domain.samples_per_second else None)  # of the raw items
     bar = tqdm(jobs, desc="evaluate", disable=not progress, unit="run")
     degraded, key = None, None
     for name, level, sev, seed in bar:
@@ -177,12 +205,14 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
         if key != (name, level):
             key, degraded = (name, level), domain.corrupt_set(data.signals, name, sev, corruption_seed,
                                                               lengths=data.lengths, indices=data.ids)
+            degraded, _ = represent(bundle, degraded, data.lengths)  # corrupted as raw items, then represented
         first = seed == seeds_for_level(level)[0]
         todo = [s for s in specs if first or s.method not in DETERMINISTIC]
-        outcomes = run_specs(bundle, data.signals, data.labels, degraded, todo, seed, batch_size, device,
-                             keep_x_hat=first and level == "heavy", lengths=data.lengths, task=data.task)
+        outcomes = run_specs(bundle, rep.signals, rep.labels, degraded, todo, seed, batch_size, device,
+                             keep_x_hat=first and level == "heavy", lengths=rep.lengths, task=rep.task,
+                             signal_seconds=seconds)
         if first and level == "heavy":
-            examples += _example_rows(name, domain.severity_value(sev), data, degraded, outcomes, {s.label: s.method for s in todo}, n_examples,
+            examples += _example_rows(name, domain.severity_value(sev), rep, degraded, outcomes, {s.label: s.method for s in todo}, n_examples,
                                       domain.example_panel)
         for spec in todo:
             r = outcomes[spec.label]

@@ -28,16 +28,23 @@ def _net_meta(kind: str, net, cfg: dict) -> dict:
     else:
         section = cfg["signal" if kind == "signal" else "logits"]
         meta.update(process=process_from_dict(section["process"]).to_dict(), prediction=section["prediction"])
+        meta.update(domain.signal_meta(cfg))  # what the chains run on (e.g. speech's representation)
     if kind == "signal":  # sampling clips the estimate to the domain's range (None: unbounded, e.g. spectrograms)
         meta["clip"] = None if domain.signal_range is None else list(domain.signal_range)
     return meta
 
 
-def _frozen_classifier(output: Path, cfg: dict) -> FrozenClassifier:
+def _frozen_classifier(output: Path, cfg: dict) -> tuple[FrozenClassifier, FrozenClassifier]:
+    """The bundle's frozen classifier as the chains call it (the domain's `wrap_classifier` for the config's
+    `signal_meta`) and as trained, on raw items (what its fingerprint reads); one network, loaded once."""
     from ..bundle import load_net
 
-    net, meta = load_net(output, "classifier", "classifier", domain_of(cfg).name)
-    return FrozenClassifier(net, meta.get("num_classes") or meta["net"]["num_classes"], meta.get("logit_scale", 0.8))
+    domain = domain_of(cfg)
+    net, meta = load_net(output, "classifier", "classifier", domain.name)
+    k, scale = meta.get("num_classes") or meta["net"]["num_classes"], meta.get("logit_scale", 0.8)
+    wrapped = domain.wrap_classifier(net, domain.signal_meta(cfg))
+    raw = FrozenClassifier(net, k, scale)
+    return (raw if wrapped is net else FrozenClassifier(wrapped, k, scale)), raw
 
 
 def _num_classes(cfg: dict, output: Path) -> int:
@@ -159,9 +166,9 @@ def build_setup(stage: str, cfg: dict, output: Path, fingerprint_shape=None) -> 
         meta = _net_meta("classifier", net, cfg) if cmeta.get("factory") is None else {  # a user's: its factory
             k: v for k, v in cmeta.items() if k in ("kind", "domain", "factory", "net", "num_classes", "logit_scale")}
         return StageSetup(stage, cfg, {"classifier": net}, {"classifier": meta})
-    classifier = _frozen_classifier(output, cfg)
+    classifier, raw = _frozen_classifier(output, cfg)  # the fingerprint is of the classifier as trained, on raw items
     # the stages below learn the classifier's logits: their JSON records which classifier that was
-    seen = {} if fingerprint_shape is None else {"classifier_fingerprint": classifier_fingerprint(classifier, fingerprint_shape)}
+    seen = {} if fingerprint_shape is None else {"classifier_fingerprint": classifier_fingerprint(raw, fingerprint_shape)}
     if stage == "card":
         pc = process_from_dict(cfg["card"]["process"])
         net, init = sized("card", "logits")

@@ -396,6 +396,20 @@ def _corrupted(m, s, g, lengths=None):
     return random_corruption(s, cfg["corruptions"]["train_severity"], g, cfg.get("domain"), lengths)
 
 
+def _corrupted_pair(m, s, g, lengths=None):
+    """(clean, degraded, lengths) of batch `s` as the chains run on them: the corruption acts on the raw items, then
+    `Domain.represent` maps both (for the config's `signal_meta`; the same objects for a domain without a
+    representation, e.g. images)."""
+    from ..domains.registry import domain_of
+
+    d = _corrupted(m, s, g, lengths)
+    domain = domain_of(m.setup_.cfg)
+    meta = domain.signal_meta(m.setup_.cfg)
+    rs, rl = domain.represent(s, lengths, meta)
+    rd, _ = domain.represent(d, lengths, meta)
+    return rs, rd, rl
+
+
 def _noised(process, x0, g, center=None, t=None, mask=None):
     B = x0.shape[0]
     t = process.sample_time(B, g).to(x0.device) if t is None else t
@@ -434,7 +448,7 @@ class _Frames:
 def signal_loss(m, batch, g):
     cfg = m.setup_.cfg
     s, _, lengths = batch
-    d = _corrupted(m, s, g, lengths)
+    s, d, lengths = _corrupted_pair(m, s, g, lengths)
     proc = m.frozen["signal_process"]
     t = proc.sample_time(s.shape[0], g).to(s.device)
     mask = _signal_mask(s, lengths)
@@ -467,13 +481,13 @@ def card_loss(m, batch, g):
     """CARD for this setting: the logit net learns norm(f(s)) from the degraded input alone (its features and
     the classifier's logits of it), z = d always, as `logits_only` samples it."""
     s, _, lengths = batch
-    d = _corrupted(m, s, g, lengths)
+    s, d, lengths = _corrupted_pair(m, s, g, lengths)
     return _logit_branch(m, "card", s, d, d, g, prediction=m.setup_.hp["prediction"], lengths=lengths)
 
 
 def logit_loss(m, batch, g):
     s, _, lengths = batch
-    d = _corrupted(m, s, g, lengths)
+    s, d, lengths = _corrupted_pair(m, s, g, lengths)
     # z as sampling will show it: the degraded input, signal estimates x0_hat at random times, the clean signal
     sig = m.frozen["signal_denoiser"]
     mask = _signal_mask(s, lengths)
@@ -493,7 +507,7 @@ def joint_loss(m, batch, g):
     from .conditioning import joint_inputs
 
     s, _, lengths = batch
-    d = _corrupted(m, s, g, lengths)
+    s, d, lengths = _corrupted_pair(m, s, g, lengths)
     coupling = m.frozen["coupling"]
     inp = joint_inputs(coupling, m.frozen["plans"], s, d, g, lengths=lengths)
     f = _Frames(m.frozen["classifier"], lengths)

@@ -55,8 +55,45 @@ SPEECH_DEFAULTS: dict = {
 for _key, _value in DEFAULTS.items():
     if _key not in SPEECH_DEFAULTS:
         SPEECH_DEFAULTS[_key] = copy.deepcopy(_value)
+# The coupled diffusion of speech (issue 16) through the generic stages: the chains run on `representation` (a
+# CompressedSTFT, or kind: mel with LogMel's fields; recorded in signal.json / logits.json by training, so a bundle
+# carries it), the signal chain is SGMSE+'s OU-VE process centred on the degraded spectrogram (the engine's centred
+# process, reference values theta 2, sigma 0.1 -> 1, sampled by the predictor-corrector), both nets predict x0, and
+# training degrades with white or pink noise at an SNR (dB) drawn per item. The networks' shape keys (in_channels,
+# bins, hop, ...) come from the representation (check_speech_config fills them in); `size` picks the U-Net's widths.
+SPEECH_DEFAULTS["representation"] = {"kind": "stft"}
+SPEECH_DEFAULTS["classifier"]["net"] = {"num_classes": 22}  # the recogniser's classes (blank + 21 words): the denoisers' K
+SPEECH_DEFAULTS["corruptions"]["train_severity"] = {"white_noise": [0.0, 20.0], "pink_noise": [0.0, 20.0]}
+SPEECH_DEFAULTS["signal"].update(net={"size": "small"}, process={"kind": "centred"}, prediction="x0", batch_size=16)
+SPEECH_DEFAULTS["logits"].update(batch_size=16)
+SPEECH_DEFAULTS["card"].update(batch_size=16)
+SPEECH_DEFAULTS["joint"].update(batch_size=16)
+SPEECH_DEFAULTS["sequential"].update(batch_size=16)
+SPEECH_DEFAULTS["sampling"]["signal"] = {"steps": 5, "sampler": "pc", "corrector_steps": 1, "snr": 0.5}
+
 # free-form sections (taken whole from the user), checked by check_speech_config and their consumers
-FREE_FORM = ("corpus", "degradations", "levels", "net")
+FREE_FORM = ("corpus", "degradations", "levels", "net", "representation")
+
+# the network-config keys the representation fixes, per config section: (network key, representation attribute)
+_SHAPE_KEYS = {"signal": (("in_channels", "channels"), ("bins", "bins"), ("hop", "hop")),
+               "logits": (("signal_channels", "channels"), ("bins", "bins"), ("hop", "hop")),
+               "card": (("signal_channels", "channels"), ("bins", "bins"), ("hop", "hop"))}
+
+
+def _fill_shape_keys(cfg: dict, rep) -> None:
+    """Each denoiser section's `net` takes its shape keys from the representation (one line when a given one differs)."""
+    for section, keys in _SHAPE_KEYS.items():
+        net = cfg[section]["net"]
+        if not isinstance(net, dict):
+            raise CoupledError(f"config key {section}.net must be a mapping of network options, got {net!r}")
+        wanted = dict((k, getattr(rep, a)) for k, a in keys)
+        if section == "signal":
+            wanted["freq_patch"] = max(1, rep.bins // 64)
+        for k, v in wanted.items():
+            if k in net and net[k] != v and not (k == "freq_patch" and section == "signal"):
+                raise CoupledError(f"config key {section}.net.{k} is {net[k]!r} but the representation "
+                                   f"({rep.kind}) gives {v!r}; drop it (it is taken from `representation`)")
+            net.setdefault(k, v)
 
 
 def check_speech_config(cfg: dict) -> None:
@@ -86,6 +123,16 @@ def check_speech_config(cfg: dict) -> None:
     for name in list(cfg["degradations"]) + list(cfg["levels"]):
         DEGRADATIONS[name]  # raises, naming the valid degradations
     CorpusConfig.from_dict(cfg["corpus"])  # raises on unknown corpus options
+    from .representation import representation_from_dict
+
+    if not isinstance(cfg["representation"], dict):
+        raise CoupledError(f"config key representation must be a mapping (kind: stft or mel, and its options), got "
+                           f"{cfg['representation']!r}")
+    try:
+        rep = representation_from_dict(cfg["representation"])
+    except CoupledError as e:
+        raise CoupledError(f"config key representation: {e}") from None
+    _fill_shape_keys(cfg, rep)
 
 
 def make_speech_config(user: dict | None = None) -> dict:

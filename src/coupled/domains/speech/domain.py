@@ -10,9 +10,51 @@ from ..registry import Domain, register_domain
 
 
 def _networks() -> dict:
+    from .networks import SpeechLogitNet, SpeechSignalUNet
     from .recogniser import CTCRecogniser
 
-    return {"classifier": {"ctc_conv": CTCRecogniser}}
+    return {"classifier": {"ctc_conv": CTCRecogniser}, "signal": {"speech_unet": SpeechSignalUNet},
+            "logits": {"speech_logit_net": SpeechLogitNet}}
+
+
+def _net_config(role: str, config: dict):
+    """The config object of a `role` network from its config dict; the signal U-Net's `size` (tiny / small / base)
+    picks a preset of widths that the dict's own keys override."""
+    from .networks import SIGNAL_UNET_PRESETS, SpeechLogitNetConfig, SpeechSignalUNetConfig
+    from .recogniser import RecogniserConfig
+
+    config = dict(config)
+    if role == "signal":
+        size = config.pop("size", None)
+        if size is not None:
+            if size not in SIGNAL_UNET_PRESETS:
+                raise CoupledError(f"unknown speech U-Net size {size!r}; valid: {', '.join(SIGNAL_UNET_PRESETS)}")
+            config = {**SIGNAL_UNET_PRESETS[size], **config}
+        return SpeechSignalUNetConfig.from_dict(config)
+    if role == "logits":
+        return SpeechLogitNetConfig.from_dict(config)
+    return RecogniserConfig.from_dict(config)
+
+
+def _train_noise(name: str):
+    """A speech noise as a training corruption: (one item's waveform [1, n], SNR dB, torch generator) -> [1, n], its
+    noise drawn by a numpy generator seeded from the torch one."""
+    import numpy as np
+    import torch
+
+    from .degrade import DEGRADATIONS
+
+    fn = DEGRADATIONS[name]
+
+    def corrupt(item, snr, generator):
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        wave = item.reshape(-1).detach().cpu().numpy().astype(np.float32)
+        return torch.from_numpy(fn(wave, float(snr), rng)).reshape(item.shape).to(item.dtype)
+
+    return corrupt
+
+
+TRAIN_NOISES = ("white_noise", "pink_noise")  # what the denoisers' training draws (corruptions.train_severity: SNR ranges)
 
 
 @dataclass(frozen=True)
@@ -120,15 +162,63 @@ class SpeechDomain(Domain):
         return _networks()
 
     def build_network(self, role: str, arch: str | None = None, config: dict | None = None, **kwargs):
+        """The recogniser (`classifier`: RecogniserConfig fields), the signal U-Net (`signal`: SpeechSignalUNetConfig
+        fields, plus `size`: a preset of widths) or the logit net (`logits`: SpeechLogitNetConfig fields)."""
         nets = self.networks
         if role not in nets:
             raise CoupledError(f"the speech domain has no network role '{role}'; valid: {', '.join(nets)}")
         arch = arch or next(iter(nets[role]))
         if arch not in nets[role]:
             raise CoupledError(f"unknown speech {role} architecture '{arch}'; valid: {', '.join(nets[role])}")
-        from .recogniser import RecogniserConfig
+        return nets[role][arch](_net_config(role, {**(config or {}), **kwargs}))
 
-        return nets[role][arch](RecogniserConfig.from_dict({**(config or {}), **kwargs}))
+    # ---- what the chains run on: a time-frequency representation of the waveforms (representation.py)
+    def representation(self, meta: dict | None):
+        """The representation a bundle's signal net JSON (or `signal_meta`) records; None when it records none
+        (a recogniser alone: its methods run on waveforms)."""
+        from .representation import representation_from_dict
+
+        rep = (meta or {}).get("representation")
+        return None if rep is None else representation_from_dict(rep)
+
+    def signal_meta(self, cfg: dict) -> dict:
+        """{"representation": the config's `representation` section}: recorded in signal.json and logits.json."""
+        from .representation import representation_from_dict, representation_to_dict
+
+        return {"representation": representation_to_dict(representation_from_dict(cfg["representation"]))}
+
+    def represent(self, signals, lengths, meta):
+        """Padded waveforms [N, T] -> the representation [N, C, F, frames] with valid frames [N] (each item over its
+        own length); the waveforms themselves when `meta` records no representation."""
+        import torch
+
+        rep = self.representation(meta)
+        if rep is None:
+            return signals, lengths
+        with torch.no_grad():
+            return rep.analyse(signals, lengths)
+
+    def wrap_classifier(self, net, meta):
+        """The recogniser reading the representation `meta` records (`RecogniserOnRepresentation`: representation in,
+        frame logits out, with `output_lengths`); the recogniser itself without one."""
+        from .representation import RecogniserOnRepresentation
+
+        rep = self.representation(meta)
+        return net if rep is None else RecogniserOnRepresentation(net, rep).eval().requires_grad_(False)
+
+    @property
+    def estimate_metrics(self) -> dict:
+        """None yet: the estimates are representations (SI-SDR / ESTOI of resynthesised audio: issue 16's next step)."""
+        return {}
+
+    def corruption(self, spec: str):
+        """A training corruption (`corruptions.train_severity`): white or pink noise at an SNR in dB drawn per item
+        (evaluation degrades with `corrupt_set` and the `degradations` sweep instead)."""
+        if spec not in TRAIN_NOISES:
+            self.corruptions[spec]  # an unknown name: one line naming the valid ones
+            raise CoupledError(f"the speech denoisers train on {' or '.join(TRAIN_NOISES)} (corruptions.train_severity: "
+                               f"an SNR range in dB each), not {spec!r}")
+        return _train_noise(spec)
 
     # ---- metrics and readout
     @property
@@ -197,8 +287,8 @@ class SpeechDomain(Domain):
         bundle = load_bundle(checkpoint, domain=self.name).to(default_device(device or "cpu"))
         method = method or "noisy"
         if method != "noisy":
-            raise CoupledError(f"{checkpoint} holds the frozen recogniser alone (no speech denoisers yet, speech "
-                               f"part 2); --method {method} needs them: use --method noisy")
+            raise CoupledError(f"coupled classify runs the frozen recogniser alone (--method noisy); evaluate "
+                               f"--method {method} with coupled evaluate --methods {method}")
         out("# file\ttranscript (greedy CTC decode of the frozen recogniser's logits on the audio; method noisy)")
         failures = 0
         for i, f in enumerate(files):
@@ -210,7 +300,7 @@ class SpeechDomain(Domain):
                 out(f"{f}\terror: {e}")
                 failures += 1
                 continue
-            x, n = collate([wave])
+            x, n = self.represent(*collate([wave]), bundle.meta.get("signal"))  # what the bundle's classifier reads
             logits = bundle.coupling.classifier(x.to(bundle.device), lengths=n.to(bundle.device))
             text = greedy_decode(logits.cpu(), bundle.coupling.classifier.module.output_lengths(n))[0]
             word = text if text in WORDS else None  # one word: the keyword task's answer
