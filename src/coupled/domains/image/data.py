@@ -16,7 +16,6 @@ import re
 import struct
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
