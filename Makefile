@@ -29,8 +29,11 @@ install-test: $(VENV)/.installed-test
 demo: $(VENV)/.installed
 	$(VENV)/bin/coupled demo
 
+# two workers (pytest-xdist, one test file each at a time), each process on one thread: the 2-core machines
+# this project runs on are not oversubscribed; TEST_WORKERS=1 runs the suite in one process
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m slow
