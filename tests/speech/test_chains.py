@@ -6,7 +6,6 @@ each utterance what it gets alone."""
 
 import json
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -18,6 +17,7 @@ from coupled.domains.speech.recogniser import CTCRecogniser, RecogniserConfig, s
 from coupled.domains.speech.representation import CompressedSTFT, RecogniserOnRepresentation
 
 from .conftest import TINY
+from tests.padding import assert_padded_batch_is_each_item_alone
 
 STAGES = ["signal", "logits", "joint", "card", "sequential"]
 METHODS = ["noisy", "sequential", "one_step", "parallel", "alternating", "nested", "logits_only"]
@@ -99,14 +99,4 @@ def test_a_padded_batch_gives_each_utterance_its_result_alone(bundle_cfg):
     run = lambda batch: run_specs(bundle, rep.signals, rep.labels, degraded, specs, seed=3,  # noqa: E731
                                   batch_size=batch, device=torch.device("cpu"), keep_x_hat=True, lengths=rep.lengths,
                                   task=rep.task)
-    together, alone = run(len(data)), run(1)
-    for label in together:
-        a, b = together[label], alone[label]
-        assert list(a["pred"]) == list(b["pred"]), label
-        for key in ("score_classifier", "score_logits"):
-            assert (a[key] is None) == (b[key] is None) and (a[key] is None or np.array_equal(a[key], b[key])), label
-        if a["x_hat"] is not None:
-            for i, (x, y) in enumerate(zip(a["x_hat"], b["x_hat"])):
-                n = int(rep.lengths[i])
-                torch.testing.assert_close(x[..., :n], y[..., :n], atol=1e-4, rtol=1e-4, msg=f"{label} item {i}")
-                assert not x[..., n:].any(), f"{label} item {i}: its estimate is not zero past its end"
+    assert_padded_batch_is_each_item_alone(run, len(data), rep.lengths, atol=1e-4)

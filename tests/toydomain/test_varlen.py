@@ -6,7 +6,6 @@ gets alone, in training (a loss does not depend on the padding its batch carries
 import json
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -24,6 +23,7 @@ from tests.image.conftest import run_cli
 from tests.reliability.conftest import ROOT
 
 from .varlen import CLASSES, VARLEN, user_classifier
+from tests.padding import assert_padded_batch_is_each_item_alone
 
 EVERY_METHOD = sorted(METHODS) + sorted(REFERENCE_METHODS)
 TINY = {
@@ -92,17 +92,7 @@ def test_a_padded_batch_gives_each_item_its_result_alone(trained):
     specs = specs_from_methods(EVERY_METHOD, cfg["sampling"]["methods"])
     run = lambda batch: run_specs(bundle, data.signals, data.labels, degraded, specs, seed=3,  # noqa: E731
                                   batch_size=batch, device=torch.device("cpu"), keep_x_hat=True, lengths=data.lengths)
-    together, alone = run(len(data)), run(1)
-    for label in together:
-        a, b = together[label], alone[label]
-        assert list(a["pred"]) == list(b["pred"]), label
-        for key in ("score_classifier", "score_logits"):
-            assert (a[key] is None) == (b[key] is None) and (a[key] is None or np.array_equal(a[key], b[key])), label
-        if a["x_hat"] is not None:
-            for i, (x, y) in enumerate(zip(a["x_hat"], b["x_hat"])):
-                n = int(data.lengths[i])
-                torch.testing.assert_close(x[..., :n], y[..., :n], atol=1e-5, rtol=1e-4, msg=f"{label} item {i}")
-                assert not x[..., n:].any(), f"{label} item {i}: its estimate is not zero past its end"
+    assert_padded_batch_is_each_item_alone(run, len(data), data.lengths, atol=1e-5)
 
 
 @pytest.mark.parametrize("stage", STAGES)
