@@ -39,7 +39,8 @@ def test_method_registry_and_every_list_of_methods_agree():
 def test_stage_registry_and_every_table_of_stages_agree():
     from coupled.defaults import DEFAULTS
     from coupled.training.run import NEEDS
-    from coupled.training.stages import BASELINE_STAGES, BUNDLE_STAGES, LOSSES, OUTPUTS, STAGES
+    from coupled.checkpoint import STAGE_OUTPUTS as OUTPUTS
+    from coupled.training.stages import BASELINE_STAGES, BUNDLE_STAGES, LOSSES, STAGES
 
     assert tuple(LOSSES) == tuple(OUTPUTS) == STAGES == (*BUNDLE_STAGES, *BASELINE_STAGES)
     assert all(stage in DEFAULTS for stage in STAGES) and set(NEEDS) <= set(STAGES)

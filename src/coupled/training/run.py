@@ -14,8 +14,8 @@ from ..engine import Coupling, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
 from ..seeds import stream_seed
 from ..atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
-from ..checkpoint import load_state, load_weights, read_json, record_in_manifest, verify_outputs
-from .stages import LOSSES, OUTPUTS, STAGES, StageSetup, run_stage
+from ..checkpoint import STAGE_OUTPUTS, load_state, load_weights, read_json, record_in_manifest, verify_outputs
+from .stages import LOSSES, STAGES, StageSetup, run_stage
 
 
 def _net_meta(kind: str, net, cfg: dict) -> dict:
@@ -240,10 +240,10 @@ def check_stages(stages, output: Path, provided=()) -> None:
     for stage in stages:
         for name in NEEDS.get(stage, ()):
             if name not in produced and not (output / f"{name}.safetensors").is_file():
-                maker = next(s for s, outs in OUTPUTS.items() if name in outs)
+                maker = next(s for s, outs in STAGE_OUTPUTS.items() if name in outs)
                 raise CoupledError(f"stage {stage!r} needs {output / name}.safetensors, which does not exist; "
                                    f"train stage {maker!r} first (add it to --stages)")
-        produced.update(OUTPUTS.get(stage, ()))
+        produced.update(STAGE_OUTPUTS.get(stage, ()))
 
 
 def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, accelerator: str = "auto",
@@ -281,7 +281,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
         done_marker = output / "train_state" / f"{stage}.done.json"
         wanted = max_steps if max_steps is not None else cfg[stage]["steps"]
         if (resume and done_marker.is_file() and read_json(done_marker).get("steps") == wanted
-                and verify_outputs(output, OUTPUTS[stage]) is None):  # else rewrite them from the training state
+                and verify_outputs(output, STAGE_OUTPUTS[stage]) is None):  # else rewrite them from the training state
             summaries.append({**read_json(done_marker), "skipped": True})
             if stage == "joint" and _is_rank_zero():  # the sampling settings may have changed: they do not touch the weights
                 write_pipeline(cfg, output)

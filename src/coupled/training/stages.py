@@ -49,7 +49,6 @@ STAGES = ("classifier", "signal", "logits", "joint", "card", "finetuned", "seque
 BUNDLE_STAGES = STAGES[:4]
 BASELINE_STAGES = STAGES[4:]
 COND_PARAMS = ("logit_mlp", "null_logits")  # SignalUNet's logit-conditioning path (joint.cond_lr_scale)
-OUTPUTS = STAGE_OUTPUTS  # what each stage leaves in the output folder (the bundle's layout, in checkpoint.py)
 
 
 def step_generator(seed: int, stage: str, step: int, rank: int = 0) -> torch.Generator:
@@ -338,7 +337,7 @@ def run_stage(setup: StageSetup, loss, data, output: Path, *, resume: bool = Fal
     atomic_write_text(state_dir / f"{setup.stage}.rank{rank}.digest", weights_digest(final) + "\n")
     if rank == 0:
         for name, net in setup.nets.items():
-            out_name = dict(zip(setup.nets, OUTPUTS[setup.stage]))[name]
+            out_name = dict(zip(setup.nets, STAGE_OUTPUTS[setup.stage]))[name]
             save_weights(output, out_name, net.state_dict(), {**setup.metas[name], "stage": setup.stage,
                                                               "steps": total, "train_seconds": round(seconds, 1)})
     if trainer is not None and trainer.world_size > 1:
