@@ -82,6 +82,10 @@ def test_headline_paired_interval_and_per_seed_deltas():
     assert "pixel_noise (heavy): coupling (nested) is better than the best baseline of no greater cost (sequential)" in table
     h_tie = {**h, "delta_ci95": [-0.01, 0.02]}
     assert "is not distinguishable from" in headline_table({"headline": [h_tie]})
+    one_round = {**h, "coupled": {**h["coupled"], "method": "alternating", "readout": "classifier",
+                                  "settings": {"rounds": 1, "signal_steps": 1}}}
+    assert "no coupling is at work in this pick" in headline_table({"headline": [one_round]})
+    assert "no coupling is at work" not in table
     wer = {**h, "metric": "wer", "delta": -0.05, "delta_ci95": [-0.08, -0.02]}
     assert "coupling (nested) is better than" in headline_table({"headline": [wer]})
     # every method's pick on test, at the readout validation chose, beside its validation figure

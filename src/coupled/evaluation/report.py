@@ -252,9 +252,16 @@ def verdict(h: dict) -> str:
     worse = hi < 0 if metric.higher_is_better else lo > 0
     word = "better than" if better else ("worse than" if worse else "not distinguishable from")
     ratio = c["seconds_per_item"] / b["seconds_per_item"] if b["seconds_per_item"] > 0 else float("inf")
+    # one round of Alternating classifies a signal trajectory that no logit estimate has reached yet: its
+    # classifier readout is the signal chain's alone, so a difference it makes is no coupling's
+    uncoupled = (c["method"] == "alternating" and c["readout"] == "classifier"
+                 and (c.get("settings") or {}).get("rounds", 2) == 1)
+    note = (" (the interval includes zero)" if not (better or worse) else "") + (
+        "; no coupling is at work in this pick: with one round its classifier readout is the signal chain's alone, "
+        "the joint net's one-step estimate" if uncoupled else "")
     return (f"{h['corruption']} ({h['level']}): coupling ({c['method']}) is {word} the best baseline of no greater "
             f"cost ({b['method']}) here: {h['delta']:+.3f} {metric.name} [{lo:+.3f}, {hi:+.3f}] at {ratio:.1f}x its "
-            f"cost{'' if better or worse else ' (the interval includes zero)'}.")
+            f"cost{note}.")
 
 
 def headline_table(results: dict) -> str:
