@@ -257,8 +257,8 @@ def verdict(h: dict) -> str:
     uncoupled = (c["method"] == "alternating" and c["readout"] == "classifier"
                  and (c.get("settings") or {}).get("rounds", 2) == 1)
     note = (" (the interval includes zero)" if not (better or worse) else "") + (
-        "; no coupling is at work in this pick: with one round its classifier readout is the signal chain's alone, "
-        "the joint net's one-step estimate" if uncoupled else "")
+        "; no coupling is at work in this pick: with one round its classifier readout is the signal chain's alone "
+        "(sequential's answer with the joint signal net)" if uncoupled else "")
     return (f"{h['corruption']} ({h['level']}): coupling ({c['method']}) is {word} the best baseline of no greater "
             f"cost ({b['method']}) here: {h['delta']:+.3f} {metric.name} [{lo:+.3f}, {hi:+.3f}] at {ratio:.1f}x its "
             f"cost{note}.")
