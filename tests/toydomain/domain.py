@@ -120,17 +120,22 @@ def _builder(cls):
     return build
 
 
+def toy_defaults(kind: str) -> dict:
+    """The generic defaults with a toy data kind and the toy corruptions' levels (shared by the toy domains)."""
+    d = copy.deepcopy(DEFAULTS)
+    d["data"] = {"kind": kind, "seed": 0}
+    d["corruptions"] = {"severities": {"white_noise": {"light": 0.2, "medium": 0.5, "heavy": 0.9},
+                                       "dropout": {"light": 0.2, "medium": 0.4, "heavy": 0.6}},
+                        "train_severity": {"white_noise": [0.1, 1.0], "dropout": [0.1, 0.7]}, "calibration": {}}
+    return d
+
+
 class ToyDomain(Domain):
     name = "toy1d"
     commands = ("train", "evaluate", "reproduce")
 
     def config_defaults(self) -> dict:
-        d = copy.deepcopy(DEFAULTS)
-        d["data"] = {"kind": "toy_sines", "seed": 0}
-        d["corruptions"] = {"severities": {"white_noise": {"light": 0.2, "medium": 0.5, "heavy": 0.9},
-                                           "dropout": {"light": 0.2, "medium": 0.4, "heavy": 0.6}},
-                            "train_severity": {"white_noise": [0.1, 1.0], "dropout": [0.1, 0.7]}, "calibration": {}}
-        return d
+        return toy_defaults("toy_sines")
 
     def load_splits(self, cfg):
         seed = cfg["data"].get("seed", 0)

@@ -19,7 +19,6 @@ Importing the module registers the domain as "toy1d_varlen"; a config selects it
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -27,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coupled.defaults import DEFAULTS
 from coupled.domains.speech.metrics import edit_distance  # word-level Levenshtein
 from coupled.domains.registry import Domain, LabelledSignals, Registry, register_domain
+
+from tests.toydomain.domain import toy_defaults
 
 SYMBOLS = ("a", "b", "c")
 CLASSES = len(SYMBOLS) + 1  # CTC blank first
@@ -216,12 +216,7 @@ class VarlenDomain(Domain):
     commands = ("train", "evaluate", "reproduce")
 
     def config_defaults(self) -> dict:
-        d = copy.deepcopy(DEFAULTS)
-        d["data"] = {"kind": "toy_symbols", "seed": 0}
-        d["corruptions"] = {"severities": {"white_noise": {"light": 0.2, "medium": 0.5, "heavy": 0.9},
-                                           "dropout": {"light": 0.2, "medium": 0.4, "heavy": 0.6}},
-                            "train_severity": {"white_noise": [0.1, 1.0], "dropout": [0.1, 0.7]}, "calibration": {}}
-        return d
+        return toy_defaults("toy_symbols")
 
     def load_splits(self, cfg):
         seed = cfg["data"].get("seed", 0)
