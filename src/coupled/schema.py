@@ -19,7 +19,8 @@ SEED_MAX = 2**32 - 1  # every seed: numpy's SeedSequence and torch.Generator tak
 # key name -> (low, high, low inclusive, high inclusive), for numbers wherever the key appears
 RANGES: dict[str, tuple] = {
     "steps": (1, 10**9, True, True), "batch_size": (1, 10**6, True, True), "lr": (0, 10, False, True),
-    "ema_decay": (0, 1, True, False), "seed": (0, SEED_MAX, True, True), "checkpoint_every": (1, 10**9, True, True),
+    "ema_decay": (0, 1, True, False), "seed": (0, SEED_MAX, True, True), "corruption_seed": (0, SEED_MAX, True, True),
+    "checkpoint_every": (1, 10**9, True, True),
     "log_every": (1, 10**9, True, True), "num_threads": (0, 4096, True, True), "logit_scale": (0, 100, False, True),
     "lambda": (0, 1, True, True), "switch_fraction": (0, 1, True, True), "null_dropout": (0, 1, True, False),
     "cond_lr_scale": (0, 1e6, False, True), "clean_fraction": (0, 1, True, True),
