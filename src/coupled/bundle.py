@@ -20,7 +20,7 @@ from .classifiers import check_fingerprint
 from .engine.conditioning import check_sampling
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
-from .methods import METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS
+from .methods import BUNDLE_CHECKS, METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS
 from .checkpoint import STAGE_OUTPUTS, load_state, load_weights, read_json
 
 ROLES = ("classifier", "signal", "logits")
@@ -139,6 +139,7 @@ class Bundle:
         ablation `signal_logits: false`), `signal_net` ('joint', 'pretrained' or 'sequential': which trained
         signal denoiser; baselines may pick theirs on validation), `signal_eta` (the signal chain's eta).
         `classifier_gradient` (a number >= 0: gradient guidance through the frozen classifier, `ClassifierGradient`).
+        `observation_weight` (a in [0, 1]: observation adding, the classifier readout hears x_hat + a (d - x_hat)).
         `card` runs with the CARD logit net, `finetuned_classifier` is `noisy` with the fine-tuned classifier.
         """
         options = dict(options)
@@ -158,6 +159,10 @@ class Bundle:
         eta = options.pop("signal_eta", None)
         if eta is not None:
             coupling = replace(coupling, signal_chain=replace(coupling.signal_chain, eta=eta))
+        weight = options.pop("observation_weight", None)
+        if weight is not None:
+            BUNDLE_CHECKS["observation_weight"]("observation_weight", weight)
+            coupling = replace(coupling, observation_weight=float(weight))
         grad = options.pop("classifier_gradient", None)
         if grad is not None:  # gradient guidance through the frozen classifier (beyond the paper)
             if isinstance(grad, bool) or not isinstance(grad, (int, float)) or not 0 <= grad < float("inf"):

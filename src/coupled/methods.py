@@ -20,7 +20,7 @@ REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
 # the network file of the folder a method needs beyond the bundle's own three
 METHOD_NETS = {"card": "card", **dict.fromkeys(REFERENCE_METHODS, "classifier_finetuned")}
 # Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
-BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient")
+BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient", "observation_weight")
 
 
 def method_settings(method: str) -> list[str]:
@@ -46,9 +46,14 @@ def _eta(name, value):
         raise CoupledError(f"{name} must lie in [0, 1], got {value!r}")
 
 
+def _weight(name, value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise CoupledError(f"{name} must lie in [0, 1] (the share of the observation added back), got {value!r}")
+
+
 # the values of BUNDLE_OPTIONS (the bundle applies them: coupled.bundle.Bundle.prepare)
 BUNDLE_CHECKS = {"signal_guidance": _finite_at_least_0, "signal_net": _signal_net, "signal_eta": _eta,
-                 "classifier_gradient": _finite_at_least_0}
+                 "classifier_gradient": _finite_at_least_0, "observation_weight": _weight}
 
 
 def check_method_settings(method: str, options: dict, prefix: str = "") -> None:

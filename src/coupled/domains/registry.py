@@ -222,6 +222,12 @@ class Domain:
             return fn
         return self.corruptions[spec]
 
+    def training_corruption(self, name: str, cfg: dict) -> Callable:
+        """The corruption training draws for `name` of `corruptions.train_severity`, given the whole config (a
+        domain whose corruptions need data, e.g. other recordings for babble, overrides this); default
+        `corruption(name)`."""
+        return self.corruption(name)
+
     def corrupt_set(self, signals, name: str, severity, seed: int, *, first_index: int = 0, lengths=None, indices=None,
                     item_seeds=None):
         """A whole split corrupted with `name` at `severity`, one generator per item from (seed, index) (the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,10 @@ def _net_config(role: str, config: dict):
     return RecogniserConfig.from_dict(config)
 
 
-def _train_noise(name: str):
-    """A speech noise as a training corruption: (one item's waveform [1, n], SNR dB, torch generator) -> [1, n], its
-    noise drawn by a numpy generator seeded from the torch one."""
+def _train_degradation(name: str, context=None):
+    """A speech degradation as a training corruption: (one item's waveform [1, n], level, torch generator) ->
+    [1, n], drawn by a numpy generator seeded from the torch one. `context()` gives what the degradation needs
+    beyond the level (babble's talkers; reverb's rooms), built on first use."""
     import numpy as np
     import torch
 
@@ -46,15 +48,41 @@ def _train_noise(name: str):
 
     fn = DEGRADATIONS[name]
 
-    def corrupt(item, snr, generator):
+    def corrupt(item, level, generator):
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
         wave = item.reshape(-1).detach().cpu().numpy().astype(np.float32)
-        return torch.from_numpy(fn(wave, float(snr), rng)).reshape(item.shape).to(item.dtype)
+        if name == "reverb":  # level: an RT60 in seconds; one of the training rooms nearest to it, at random
+            rooms = context()
+            gap = np.abs(np.array([r.rt60_target for r in rooms]) - float(level))
+            near = np.flatnonzero(gap <= gap.min() + 1e-9)
+            out = fn(wave, rooms[int(rng.choice(near))], rng)
+        else:
+            out = fn(wave, float(level), rng, context() if context else None)
+        return torch.from_numpy(np.ascontiguousarray(out, np.float32)).reshape(item.shape).to(item.dtype)
 
     return corrupt
 
 
-TRAIN_NOISES = ("white_noise", "pink_noise")  # what the denoisers' training draws (corruptions.train_severity: SNR ranges)
+# What the denoisers' training draws (corruptions.train_severity: an SNR range in dB for the noises, an RT60 range
+# in seconds for reverb). Babble's talkers come from the training split; reverb's rooms from a bank of their own
+# (TRAIN_ROOMS: seed 1, so no training room is one of the evaluation's, which are seed 0).
+TRAIN_NOISES = ("white_noise", "pink_noise", "babble_noise", "reverb")
+TRAIN_ROOMS = {"rt60s": (0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5), "per_rt60": 4, "seed": 1}
+BABBLE_TALKERS = 120  # training-split digit strings the training babble draws its talkers from
+
+
+@functools.lru_cache(maxsize=4)
+def _training_babble(root: str, talkers: int) -> list:
+    from .corpus import load_split
+
+    return [u.wave for u in load_split(Path(root), "train", tasks=("digits",), max_items=BABBLE_TALKERS)]
+
+
+@functools.lru_cache(maxsize=4)
+def _training_rooms(rt60s: tuple, per_rt60: int, seed: int) -> list:
+    from .degrade import room_bank
+
+    return room_bank(rt60s, per_rt60, seed)
 
 
 @dataclass(frozen=True)
@@ -71,7 +99,7 @@ class SpeechDomain(Domain):
     splits: tuple = ("train", "val", "test")
     sample_rate: int = 16000
     input_suffixes: tuple = field(default=(".wav", ".flac", ".ogg"))
-    commands = ("train", "evaluate", "calibrate", "data", "classify")
+    commands = ("train", "evaluate", "calibrate", "data", "classify", "tune")
     samples_per_second = 16000.0  # the waveforms' rate (the generic runner reports seconds per second of speech)
     signal_range = None  # waveforms and spectrograms are not clipped
 
@@ -212,13 +240,52 @@ class SpeechDomain(Domain):
         return {}
 
     def corruption(self, spec: str):
-        """A training corruption (`corruptions.train_severity`): white or pink noise at an SNR in dB drawn per item
-        (evaluation degrades with `corrupt_set` and the `degradations` sweep instead)."""
+        """A training corruption (`corruptions.train_severity`): white, pink or babble noise at an SNR in dB, or
+        reverb at an RT60 in seconds, drawn per item (evaluation degrades with `corrupt_set` and the `degradations`
+        sweep instead). Babble and reverb need the config: `training_corruption` builds them."""
         if spec not in TRAIN_NOISES:
             self.corruptions[spec]  # an unknown name: one line naming the valid ones
-            raise CoupledError(f"the speech denoisers train on {' or '.join(TRAIN_NOISES)} (corruptions.train_severity: "
-                               f"an SNR range in dB each), not {spec!r}")
-        return _train_noise(spec)
+            raise CoupledError(f"the speech denoisers train on {', '.join(TRAIN_NOISES)} (corruptions.train_severity: "
+                               f"an SNR range in dB, or an RT60 range in seconds for reverb), not {spec!r}")
+        return _train_degradation(spec)
+
+    def training_corruption(self, name: str, cfg: dict):
+        """`corruption(name)` with what it needs from `cfg`: babble talkers from the training split's digit strings
+        (of `degradations.babble_noise.talkers`), reverb rooms from TRAIN_ROOMS, each built on first use."""
+        self.corruption(name)  # an unknown name: one line
+        if name == "babble_noise":
+            talkers = int(cfg["degradations"].get("babble_noise", {}).get("talkers", 6))
+
+            def babble():
+                from .evaluate import built_corpus
+
+                return {"babble": _training_babble(str(built_corpus(cfg)), BABBLE_TALKERS), "talkers": talkers}
+
+            return _train_degradation(name, babble)
+        if name == "reverb":
+            return _train_degradation(name, lambda: _training_rooms(TRAIN_ROOMS["rt60s"], TRAIN_ROOMS["per_rt60"],
+                                                                     TRAIN_ROOMS["seed"]))
+        return _train_degradation(name)
+
+    def classifier_loss(self, logits, labels, lengths=None, frame_lengths=None):
+        """CTC of the recogniser's frame logits [B, T, 22] (blank 0) against the transcripts, over each item's valid
+        frames, as the recogniser was trained (`train.py`); logs the batch's exact-transcript rate. The generic
+        `finetuned` stage fine-tunes the recogniser with it on degraded speech."""
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        from .recogniser import encode, greedy_decode
+
+        if logits.dim() != 3 or isinstance(labels, torch.Tensor):
+            raise CoupledError("the speech recogniser trains on frame logits [B, T, 22] with transcripts as labels; "
+                               f"got logits {tuple(logits.shape)}")
+        targets = [torch.tensor(encode(label), dtype=torch.long) for label in labels]
+        frames = torch.full((logits.shape[0],), logits.shape[1]) if frame_lengths is None else frame_lengths.cpu()
+        loss = F.ctc_loss(logits.float().log_softmax(-1).transpose(0, 1), torch.cat(targets).to(logits.device), frames,
+                          torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
+        hyps = greedy_decode(logits.detach().cpu(), frames)
+        return loss, {"exact": torch.tensor(float(np.mean([h == r for h, r in zip(hyps, labels)])))}
 
     # ---- metrics and readout
     @property

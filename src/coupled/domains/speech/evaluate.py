@@ -60,9 +60,11 @@ def conditions(cfg: dict, rooms) -> list[dict]:
         else:
             raise CoupledError(f"the speech evaluation does not know how to sweep '{name}'; valid: "
                                f"{', '.join([*NOISES, 'reverb', 'reverb_noise'])}")
-    for c in out:
+    for c in out:  # a noise's level is an SNR (dB), reverb's a requested RT60 (s)
         for level, value in cfg["levels"].get(c["corruption"], {}).items():
             if c["corruption"] in NOISES and abs(float(value) - c["snr_db"]) < 1e-9:
+                c["level"] = level
+            elif c["corruption"] == "reverb" and abs(float(value) - c["rt60_target"]) < 1e-9:
                 c["level"] = level
     return out
 
