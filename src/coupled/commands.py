@@ -56,11 +56,12 @@ def evaluate(domain, cfg: dict, *, checkpoint=None, split=None, out="runs/eval",
 
 def demo(domain, *, config, overrides=(), items=None, seed=None, steps=20, out="runs/demo", progress=True) -> str:
     """The demo table: the config's bundled checkpoint on a fixed subset at the heavy level."""
-    from .config import checkpoint_sampling, load_config
+    from .config import checkpoint_sampling, load_config, readable_output
     from .evaluation.api import evaluate_config
     from .evaluation.report import markdown_report
 
     cfg = load_config(config, overrides)
+    cfg["output"] = readable_output(cfg)  # the bundled models, from any directory (coupled.home)
     cfg["sampling"] = checkpoint_sampling(cfg, overrides)  # the bundle's own, with --set on top
     picks = cfg["demo"].get("picks")  # validation picks: the cost-matched headline's rows, noisy and tuned sequential
     results = evaluate_config(cfg, out=out, max_items=items or cfg["demo"]["items"], levels=["heavy"],
