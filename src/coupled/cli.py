@@ -367,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_args(parser, args)
     try:
+        from .threads import use_threads
+
+        # the user's count (bench --threads), else the cores torch can use, shared among DDP's --devices processes
+        use_threads(getattr(args, "threads", None), getattr(args, "devices", 1))
         args.func(args)
     except CoupledError as e:
         return fail(e)
