@@ -106,8 +106,10 @@ def cmd_reproduce(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
+    from .commands import run
+
     cfg = _config(args, reads=True)
-    print(_domain(cfg, "calibrate").run_calibrate(cfg, progress=not args.quiet))
+    print(run(_domain(cfg, "calibrate"), "calibrate", cfg, progress=not args.quiet))
 
 
 def cmd_classify(args) -> None:
@@ -333,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"generated page, PNG beside it (default: {BENCH_OUT[False][1]}; with --publish {BENCH_OUT[True][1]})")
     be.add_argument("--publish", action="store_true",
                     help=f"write the published figures, {BENCH_OUT[True][0]} and {BENCH_OUT[True][1]} (from a checkout)")
-    be.add_argument("--threads", type=count(1, 1024), default=None, help="torch threads (default: torch's)")
+    be.add_argument("--threads", type=count(1, 1024), default=None, help="torch threads (default: the cores torch can use, min(CPU affinity, torch's default))")
     be.add_argument("--batch-sizes", type=count(1, 100_000), nargs="+", default=None,
                     help="throughput batch sizes (default: 1 16 64 with --quick, else 1 8 32 128 250)")
     return p
