@@ -90,3 +90,12 @@ def test_train_writes_its_output_in_the_current_directory(monkeypatch, tmp_path)
     monkeypatch.delenv(HOME_ENV, raising=False)
     assert main(["train", "configs/mnist.yaml", "--quiet"]) == 0
     assert seen["output"] == "checkpoints/mnist"
+
+
+def test_the_pipeline_loads_the_bundled_models_from_another_directory(monkeypatch, tmp_path):
+    from coupled import CoupledPipeline
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(HOME_ENV, raising=False)
+    pipe = CoupledPipeline.from_pretrained("checkpoints/mnist")
+    assert Path(pipe.bundle.folder) == CLONE.resolve() / "checkpoints/mnist"
