@@ -21,15 +21,21 @@ def cmd_demo(args) -> None:
               seed=args.seed, steps=args.steps, out=args.out, progress=not args.quiet))
 
 
-def _config(args) -> dict:
+def _config(args, reads: bool = False) -> dict:
     """The command's config: its file, `--set` overrides and `--device`, then the checkpoint folder (`--output`
-    of train and reproduce, `--checkpoint` of evaluate and calibrate) as its `output`."""
-    from .config import load_config
+    of train and reproduce, `--checkpoint` of evaluate, tune and calibrate) as its `output`. A command that
+    `reads` the folder finds it from the current directory or else the project home (`coupled.home`); train
+    writes it relative to the current directory."""
+    from .config import load_config, readable_output
 
     cfg = load_config(args.config, _overrides(args))
     folder = getattr(args, "output", None) or getattr(args, "checkpoint", None)
     if folder:
         cfg["output"] = folder
+    if reads:
+        cfg["output"] = readable_output(cfg)
+        if getattr(args, "checkpoint", None):
+            args.checkpoint = cfg["output"]
     return cfg
 
 
@@ -55,7 +61,7 @@ def cmd_evaluate(args) -> None:
     from .commands import run
     from .config import checkpoint_sampling
 
-    cfg = _config(args)
+    cfg = _config(args, reads=True)
     if "sampling" in cfg:  # a domain whose checkpoints store sampling settings: the folder's, with --set on top
         cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)
     print(run(
@@ -68,7 +74,7 @@ def cmd_tune(args) -> None:
     from .commands import run
     from .config import checkpoint_sampling
 
-    cfg = _config(args)
+    cfg = _config(args, reads=True)
     if "sampling" in cfg:
         cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)
     print(run(_domain(cfg, "tune"), "tune", cfg, checkpoint=args.checkpoint, out=args.out, max_items=args.max_items,
@@ -100,14 +106,19 @@ def cmd_reproduce(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    cfg = _config(args)
-    print(_domain(cfg, "calibrate").run_calibrate(cfg, progress=not args.quiet))
+    from .commands import run
+
+    cfg = _config(args, reads=True)
+    print(run(_domain(cfg, "calibrate"), "calibrate", cfg, progress=not args.quiet))
 
 
 def cmd_classify(args) -> None:
     from .bundle import checkpoint_domain
     from .commands import run
 
+    from .home import find
+
+    args.checkpoint = str(find(args.checkpoint, "checkpoint folder", "pass a folder written by `coupled train`"))
     domain = checkpoint_domain(args.checkpoint)
     domain.check_command("classify")
     extra = {"allow_clipped": True} if args.allow_clipped else {}
@@ -151,18 +162,19 @@ BENCH_OUT = {False: ("runs/bench/bench.json", "runs/bench/performance.md"),
 
 
 def cmd_bench(args) -> None:
-    from .config import load_config
+    from .config import load_config, readable_output
     from .evaluation import bench
 
     cfg = load_config(args.config, args.set)
     _domain(cfg, "bench")
+    checkpoint = readable_output(cfg, args.checkpoint)
     command = " ".join(["coupled bench", *([args.config] if args.config != "configs/mnist.yaml" else []),
                         *(["--quick"] if args.quick else []), *(f"--set {k}={v}" for k, v in args.set),
                         *(f"--{k} {getattr(args, k)}" for k in ("checkpoint", "threads") if getattr(args, k)),
                         *([f"--batch-sizes {' '.join(map(str, args.batch_sizes))}"] if args.batch_sizes else []),
                         *(["--publish"] if args.publish else [])])
     out, doc = args.out or BENCH_OUT[args.publish][0], args.doc or BENCH_OUT[args.publish][1]
-    results = bench.run_bench(cfg, quick=args.quick, checkpoint=args.checkpoint, out=out, doc=doc,
+    results = bench.run_bench(cfg, quick=args.quick, checkpoint=checkpoint, out=out, doc=doc,
                               threads=args.threads, batch_sizes=args.batch_sizes, command=command,
                               progress=not args.quiet)
     print(f"wrote {out} and {doc} in {results['bench_seconds']:.0f} s")
@@ -323,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"generated page, PNG beside it (default: {BENCH_OUT[False][1]}; with --publish {BENCH_OUT[True][1]})")
     be.add_argument("--publish", action="store_true",
                     help=f"write the published figures, {BENCH_OUT[True][0]} and {BENCH_OUT[True][1]} (from a checkout)")
-    be.add_argument("--threads", type=count(1, 1024), default=None, help="torch threads (default: torch's)")
+    be.add_argument("--threads", type=count(1, 1024), default=None, help="torch threads (default: the cores torch can use, min(CPU affinity, torch's default))")
     be.add_argument("--batch-sizes", type=count(1, 100_000), nargs="+", default=None,
                     help="throughput batch sizes (default: 1 16 64 with --quick, else 1 8 32 128 250)")
     return p
@@ -357,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_args(parser, args)
     try:
+        from .threads import use_threads
+
+        # the user's count (bench --threads), else the cores torch can use, shared among DDP's --devices processes
+        use_threads(getattr(args, "threads", None), getattr(args, "devices", 1))
         args.func(args)
     except CoupledError as e:
         return fail(e)

@@ -169,7 +169,7 @@ class Domain:
     name: str = ""
     splits: tuple = ("train", "val", "test")
     # the `coupled` commands this domain serves (`run_<command>`); the generic pipeline's by default
-    commands: tuple = ("train", "evaluate", "reproduce", "tune")
+    commands: tuple = ("train", "evaluate", "reproduce", "tune", "calibrate")
     # the config's `data` section: kind -> its allowed keys (None: the domain's `load_splits` checks it)
     data_kinds: dict | None = None
     # role -> architecture used when a checkpoint's JSON names none (checkpoints written before `arch` was saved)
@@ -369,6 +369,37 @@ class Domain:
                 scores.append(self.item_scores(data.task, data.labels[i:i + batch], self.readout(logits, frames)))
         return get_metric(self.task_metric(data.task)).value(np.concatenate(scores))
 
+    # ---- calibration (`coupled calibrate`, coupled/evaluation/calibrate.py)
+    # {level: target of the task metric} the noisy classifier should score on validation items at each level,
+    # e.g. {"light": 0.7, "medium": 0.4, "heavy": 0.2} for accuracy; None: the domain does not calibrate
+    calibration_targets: dict | None = None
+    calibration_grid_points: int = 33
+
+    def calibration_search(self, name: str, cfg: dict, val, score_at) -> dict | None:
+        """How `coupled calibrate` finds corruption `name`'s levels: {"targets": {level: target}, "grid": [ascending
+        severities]} (each level: the last grid point before the metric first falls short of its target), or
+        {"targets": ..., "bisect": top} (bisection in [0, top]); None: no targets. `val` is the validation split,
+        `score_at(severity)` the noisy classifier's task metric on it. By default: `calibration_targets` on a grid
+        of `calibration_grid_points` severities from 0 to the top of the corruption's training range
+        (`corruptions.train_severity`), else to twice its heaviest configured severity."""
+        if self.calibration_targets is None:
+            return None
+        def number(v):
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
+
+        corruptions = cfg.get("corruptions", {})
+        train_range = corruptions.get("train_severity", {}).get(name) or ()
+        levels = list((corruptions.get("severities", {}).get(name) or {}).values())
+        if len(train_range) == 2 and number(train_range[1]):
+            top = float(train_range[1])
+        elif levels and all(number(v) for v in levels):
+            top = 2.0 * max(levels)
+        else:
+            raise CoupledError(f"corruption {name!r} of the {self.name} domain has no numeric severities to calibrate "
+                               "over; give it a numeric `corruptions.train_severity` range [lo, hi]")
+        n = self.calibration_grid_points
+        return {"targets": dict(self.calibration_targets), "grid": [round(top * i / (n - 1), 6) for i in range(n)]}
+
     # ---- report
     def example_panel(self, signal) -> np.ndarray:
         """One item's signal as a picture for the report's example grid: [H, W] or [H, W, 3] in [-1, 1]."""
@@ -386,10 +417,6 @@ class Domain:
     def check_command(self, command: str) -> None:
         if command not in self.commands:
             raise CoupledError(f"the {self.name} domain has no `coupled {command}`; its commands: {', '.join(self.commands)}")
-
-    def run_calibrate(self, cfg: dict, *, progress=True) -> str:
-        self.check_command("calibrate")
-        return ""
 
     def run_data(self, *, config, root=None, workers=2, progress=True) -> str:
         self.check_command("data")

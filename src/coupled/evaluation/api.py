@@ -20,9 +20,11 @@ def load_picks(path, domain: str | None = None) -> dict:
     (docs/results/fair_val.json); with `domain`, refused when the file was tuned for another domain."""
     import json
 
-    path = Path(path)
+    from ..home import find
+
+    path = find(path, "picks file", "write one with `coupled tune CONFIG`")
     if not path.is_file():
-        raise CoupledError(f"no such picks file: {path}; write it with `python benchmarks/fair_comparison.py val`")
+        raise CoupledError(f"{path} is not a file; pass the picks file `coupled tune` writes")
     try:
         val = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
