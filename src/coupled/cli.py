@@ -17,8 +17,11 @@ def cmd_demo(args) -> None:
     from .commands import run
     from .domains.registry import get_domain
 
-    print(run(get_domain(args.domain), "demo", config=args.config, overrides=_overrides(args), items=args.items,
-              seed=args.seed, steps=args.steps, out=args.out, progress=not args.quiet))
+    domain = get_domain(args.domain)
+    config = args.config or domain.demo_config or "configs/mnist.yaml"
+    out = args.out or ("runs/demo" if domain.name == "image" else f"runs/demo-{domain.name}")
+    print(run(domain, "demo", config=config, overrides=_overrides(args), items=args.items,
+              seed=args.seed, steps=args.steps, out=out, progress=not args.quiet))
 
 
 def _config(args, reads: bool = False) -> dict:
@@ -78,7 +81,7 @@ def cmd_tune(args) -> None:
     if "sampling" in cfg:
         cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)
     print(run(_domain(cfg, "tune"), "tune", cfg, checkpoint=args.checkpoint, out=args.out, max_items=args.max_items,
-              nets=args.nets, budget_ms=args.budget_ms, progress=not args.quiet))
+              nets=args.nets, budget_ms=args.budget_ms, corruptions=args.corruptions, progress=not args.quiet))
 
 
 def cmd_reproduce(args) -> None:
@@ -228,15 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", cmd_demo, "evaluate the bundled models on a fixed subset and print the table", config=False)
     demo.add_argument("--domain", choices=domain_names("demo"), default="image",
-                      help="image: the bundled MNIST models; gaussian: the engine alone with exact denoisers "
-                           "(default: image)")
-    demo.add_argument("--config", default="configs/mnist.yaml", help="experiment YAML (default: configs/mnist.yaml)")
+                      help="image: the bundled MNIST models; speech: the bundled spoken-digit models; gaussian: the "
+                           "engine alone with exact denoisers (default: image)")
+    demo.add_argument("--config", default=None,
+                      help="experiment YAML (default: the domain's: configs/mnist.yaml, configs/speech.yaml)")
     add_set(demo)
     demo.add_argument("--items", type=count(), default=None,
                       help="test items to run (default: the config's demo.items)")
     demo.add_argument("--steps", type=count(1, 10_000), default=20, help="(gaussian) steps per chain")
     demo.add_argument("--seed", type=seed, default=None, help="sampling seed (default: the config's demo.seed)")
-    demo.add_argument("--out", type=folder, default="runs/demo", help="results folder (default: runs/demo)")
+    demo.add_argument("--out", type=folder, default=None,
+                      help="results folder (default: runs/demo, runs/demo-speech for speech)")
     add_device(demo)
 
     for name, func, text in (("train", cmd_train, "train the stages of a config"),
@@ -283,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tune on a fixed random subset of this many validation items (default: all)")
     tu.add_argument("--nets", nargs="+", choices=["joint", "pretrained", "sequential"], default=None,
                     help="which signal denoisers' candidates to try (default: every one the folder holds)")
+    tu.add_argument("--corruptions", nargs="+", metavar="CORRUPTION",
+                    help="tune at the heavy level of these corruptions only (default: every one that has a heavy level)")
     tu.add_argument("--budget-ms", type=budget, default=None, metavar="MS",
                     help="also pick the best configuration whose measured milliseconds per item fit this budget "
                          "(what classify --picks runs)")

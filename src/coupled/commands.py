@@ -65,6 +65,7 @@ def demo(domain, *, config, overrides=(), items=None, seed=None, steps=20, out="
     cfg["sampling"] = checkpoint_sampling(cfg, overrides)  # the bundle's own, with --set on top
     picks = cfg["demo"].get("picks")  # validation picks: the cost-matched headline's rows, noisy and tuned sequential
     results = evaluate_config(cfg, out=out, max_items=items or cfg["demo"]["items"], levels=["heavy"],
+                              corruptions=cfg["demo"]["corruptions"] or None,
                               seeds_for_level=lambda level: [cfg["demo"]["seed"] if seed is None else seed],
                               progress=progress, picks=picks, headline_only=True)
     return markdown_report(results) + f"\n(one sampling seed)\nwrote {out}/results.json, report.md and plots"
@@ -81,13 +82,13 @@ def classify(domain, files, checkpoint, *, method=None, allow_clipped=False, **o
 
 
 def tune(domain, cfg: dict, *, checkpoint=None, out="runs/tune/picks.json", max_items=None, nets=None,
-         budget_ms=None, progress=True) -> str:
+         budget_ms=None, corruptions=None, progress=True) -> str:
     """`coupled tune`: every method's configuration chosen on validation, written as a picks file; returns the
     tuning table."""
     from .evaluation.fair import dump, tune as tune_picks, tuning_table
 
     val = {"domain": domain.name, **tune_picks(cfg, checkpoint=checkpoint, max_items=max_items, nets=nets,
-                                                  budget_ms=budget_ms, progress=progress)}
+                                                  budget_ms=budget_ms, corruptions=corruptions, progress=progress)}
     dump(val, out)
     budgets = [f"- {c}: {p['budget']['method']} ({p['budget']['readout']}) {p['budget'].get('value', p['budget'].get('accuracy')):.3f} "
                f"at {1000 * p['budget']['seconds_per_item']:.2f} ms/item" if p.get("budget") else f"- {c}: nothing fits"

@@ -78,7 +78,8 @@ DEFAULTS: dict = {
     "evaluation": {"split": "test", "batch_size": 250, "seeds": [0, 1, 2], "heavy_seeds": 3, "other_seeds": 1,
                    "max_items": None, "bootstrap": 2000},
     # picks: validation picks (benchmarks/fair_comparison.py val) the demo runs; null: the paper's six methods
-    "demo": {"items": 200, "seed": 0, "picks": None},
+    # corruptions: the demo's (at their heavy level); [] all of the config's
+    "demo": {"items": 200, "seed": 0, "picks": None, "corruptions": []},
     # `coupled tune`: the candidate grid (full, or compact where network calls are dear) and the observation-adding
     # weights every candidate that reads a signal estimate is also tried with (0: none; evaluation/fair.py)
     "tuning": {"grid": "full", "observation_weights": [0.0]},

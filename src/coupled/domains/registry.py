@@ -170,6 +170,8 @@ class Domain:
     splits: tuple = ("train", "val", "test")
     # the `coupled` commands this domain serves (`run_<command>`); the generic pipeline's by default
     commands: tuple = ("train", "evaluate", "reproduce", "tune", "calibrate")
+    # the config `coupled demo --domain NAME` reads when given none (a domain that serves "demo")
+    demo_config: str | None = None
     # the config's `data` section: kind -> its allowed keys (None: the domain's `load_splits` checks it)
     data_kinds: dict | None = None
     # role -> architecture used when a checkpoint's JSON names none (checkpoints written before `arch` was saved)
@@ -285,10 +287,10 @@ class Domain:
         returns, for a bundle whose signal net's JSON is `meta`; `net` itself by default."""
         return net
 
-    @property
-    def estimate_metrics(self) -> dict:
-        """name -> fn(estimate, reference) on what the chains run on (`represent`'s output): the evaluator's
-        per-item quality of x_hat. The `signal_metrics` by default (the chains run on the items themselves)."""
+    def estimate_metrics(self, meta: dict | None = None) -> dict:
+        """name -> fn(estimate, reference) on what the chains run on (`represent`'s output for a bundle whose signal
+        net's JSON is `meta`): the evaluator's per-item quality of x_hat. The `signal_metrics` by default (the
+        chains run on the items themselves)."""
         return self.signal_metrics
 
     def signal_shape(self, net) -> tuple | None:

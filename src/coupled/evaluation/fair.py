@@ -201,7 +201,8 @@ def select(table: list[dict], budget_ms: float | None = None) -> dict:
     return out
 
 
-def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=None, progress=True) -> dict:
+def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=None, corruptions=None,
+         progress=True) -> dict:
     """`coupled tune`: every candidate of `candidate_grid` the bundle can run, on the validation split at each
     corruption's heavy level, in one interleaved run (so their measured seconds compare), then the picks of
     `select`. Returns the picks file's content (what `coupled evaluate --picks` and `coupled classify --picks`
@@ -213,6 +214,7 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
         max_items: a fixed random subset of the validation split (as `coupled evaluate --max-items`).
         nets: which signal denoisers' candidates to try (default: every one the folder holds).
         budget_ms: also pick the best configuration whose measured milliseconds per item fit this budget.
+        corruptions: tune at these corruptions' heavy levels only (default: every corruption with one).
     """
     import time
 
@@ -234,6 +236,10 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
     if max_items and max_items < len(data):  # a fixed random subset: splits may be stored class by class
         data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:max_items]))
     sev = {k: {"heavy": v["heavy"]} for k, v in domain.conditions(cfg, "val").items() if "heavy" in v}
+    unknown = sorted(set(corruptions or ()) - set(sev))
+    if unknown:
+        raise CoupledError(f"--corruptions {unknown[0]!r} has no heavy level in the config; tune one of: {', '.join(sev)}")
+    sev = {k: v for k, v in sev.items() if not corruptions or k in corruptions}
     if not sev:
         raise CoupledError("no corruption of the config has a heavy level to tune at; give corruptions.severities "
                            "NAME: {heavy: ...} (see coupled calibrate)")

@@ -112,7 +112,8 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
         signal_seconds = float(lengths.sum()) / domain_seconds(bundle)
     prepared = {s.label: bundle.prepare(s.method, s.options) for s in specs}
     domain = get_domain(getattr(bundle, "domain", None))
-    metrics = domain.estimate_metrics  # per-item quality of x_hat (on what the chains run on)
+    # per-item quality of x_hat (on what the chains run on: the bundle's signal net records it)
+    metrics = domain.estimate_metrics((getattr(bundle, "meta", None) or {}).get("signal"))
     out = {s.label: {"score_logits": [], "pred": [], **{k: [] for k in metrics}, "x_hat": [], "calls": None,
                      "seconds": 0.0} for s in specs}
     for b, i in enumerate(range(0, len(degraded), batch_size)):

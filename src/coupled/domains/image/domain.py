@@ -39,6 +39,7 @@ class ImageDomain(Domain):
 
     name = "image"
     commands = ("train", "evaluate", "reproduce", "calibrate", "demo", "classify", "bench", "tune")
+    demo_config = "configs/mnist.yaml"
     default_arch = {"classifier": "digit_cnn", "signal": "signal_unet", "logits": "logit_net"}
     shape_keys = ("in_channels", "image_size")
 
