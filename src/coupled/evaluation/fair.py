@@ -41,13 +41,35 @@ def _spec(method: str, options: dict) -> MethodSpec:
     return MethodSpec(_label(method, options), method, options)
 
 
-def candidate_grid(guidance: float = 3.0) -> list[MethodSpec]:
+def wide_candidates(guidance: float = 3.0) -> list[MethodSpec]:
+    """The extra candidates of `candidate_grid(wide=True)`, for conditions where the one-step optimum is not
+    expected (issue 20: occlusion, downsampling): longer signal chains, larger ensembles of multi-step samples,
+    more logit samples, and every coupled strategy with more signal steps. Sized for one CPU thread: the dearest
+    (an ensemble of 10 five-step samples, Nested with 5 signal and 10 logit steps, 150 to 300 ms per item
+    there) are left out."""
+    specs = []
+    for net in ("joint", "sequential"):
+        specs.append(_spec("sequential", {"signal_net": net, "signal_steps": 20, "signal_eta": 1.0}))
+        for k, steps in [(10, 1), (3, 5), (5, 5)]:
+            specs.append(_spec("sequential_ensemble", {"signal_net": net, "k": k, "signal_steps": steps}))
+    for method in ("card", "logits_only"):
+        specs.append(_spec(method, {"logit_steps": 5, "logit_samples": 10}))
+    for (sx, sy), w in itertools.product([(5, 10), (10, 10)], dict.fromkeys((1.0, float(guidance)))):
+        specs.append(_spec("parallel", {"signal_steps": sx, "logit_steps": sy, "switch_fraction": 0.5, "signal_guidance": w}))
+    for rounds, sx, sy, m in [(2, 5, 5, 3), (2, 1, 5, 10), (3, 2, 5, 3)]:
+        specs.append(_spec("alternating", {"rounds": rounds, "signal_steps": sx, "logit_steps": sy, "logit_samples": m}))
+    specs.append(_spec("nested", {"signal_steps": 5, "logit_steps": 5, "refresh_every": 2, "refresh_window": [0.5, 1.0]}))
+    return specs
+
+
+def candidate_grid(guidance: float = 3.0, wide: bool = False) -> list[MethodSpec]:
     """Every configuration tried on validation. Baselines: sequential over steps, eta and which signal
     denoiser (joint-trained, pre-trained, or its own equal-budget null-token one); one_step per denoiser;
     purification over noising time and steps; the ensemble over K and steps; CARD and the logit-only
     baseline over logit steps and samples. Coupled: signal and logit steps separately, Parallel's
     guidance, Alternating's rounds and logit samples, Nested's refresh schedule cold and warm-started, and
-    gradient guidance through the classifier on each strategy's cheapest strong configuration."""
+    gradient guidance through the classifier on each strategy's cheapest strong configuration. `wide` adds
+    `wide_candidates` (more signal steps, ensemble members and logit samples)."""
     nets = tuple(SIGNAL_NETS)
     specs = [_spec("noisy", {}), *(_spec(m, {}) for m in REFERENCE_METHODS)]  # reference methods have no knobs
     for net, steps in itertools.product(nets, (1, 2, 3, 5, 10)):
@@ -83,7 +105,7 @@ def candidate_grid(guidance: float = 3.0) -> list[MethodSpec]:
     for method, opts, scales in gradient:
         for scale in scales:
             specs.append(_spec(method, {**opts, "classifier_gradient": scale}))
-    return specs
+    return specs + (wide_candidates(guidance) if wide else [])
 
 
 def _by(records, corruption):
@@ -159,7 +181,8 @@ def select(table: list[dict], budget_ms: float | None = None) -> dict:
     return out
 
 
-def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=None, progress=True) -> dict:
+def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=None, progress=True,
+         corruptions=None, wide=False) -> dict:
     """`coupled tune`: every candidate of `candidate_grid` the bundle can run, on the validation split at each
     corruption's heavy level, in one interleaved run (so their measured seconds compare), then the picks of
     `select`. Returns the picks file's content (what `coupled evaluate --picks` and `coupled classify --picks`
@@ -171,6 +194,8 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
         max_items: a fixed random subset of the validation split (as `coupled evaluate --max-items`).
         nets: which signal denoisers' candidates to try (default: every one the folder holds).
         budget_ms: also pick the best configuration whose measured milliseconds per item fit this budget.
+        corruptions: tune these corruptions only (default: every one with a heavy level).
+        wide: the grid with `wide_candidates` too.
     """
     import time
 
@@ -192,6 +217,11 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
     if max_items and max_items < len(data):  # a fixed random subset: splits may be stored class by class
         data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:max_items]))
     sev = {k: {"heavy": v["heavy"]} for k, v in domain.conditions(cfg, "val").items() if "heavy" in v}
+    if corruptions:
+        unknown = sorted(set(corruptions) - set(sev))
+        if unknown:
+            raise CoupledError(f"unknown corruption(s) {unknown} to tune; the config's heavy levels: {', '.join(sev)}")
+        sev = {k: sev[k] for k in corruptions}
     if not sev:
         raise CoupledError("no corruption of the config has a heavy level to tune at; give corruptions.severities "
                            "NAME: {heavy: ...} (see coupled calibrate)")
@@ -203,7 +233,7 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
         raise CoupledError(f"{folder} has no signal denoiser {missing[0]!r} ({SIGNAL_NETS[missing[0]]}.safetensors); "
                            f"it holds: {', '.join(held)}")
     runnable, _ = available_methods(bundle)
-    specs = [s for s in candidate_grid(cfg["sampling"].get("signal_guidance", 3.0))
+    specs = [s for s in candidate_grid(cfg["sampling"].get("signal_guidance", 3.0), wide=wide)
              if s.options.get("signal_net", "joint") in nets and s.method in runnable]
     started = time.time()
     with torch.no_grad():
@@ -213,7 +243,8 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
     table = candidate_table(records)
     return {"split": "val", "n_items": len(data), "seeds": [0], "severities": sev, "selection_rule": SELECTION_RULE,
             **({"budget_ms": budget_ms} if budget_ms is not None else {}),
-            "runs": [{"nets": nets, "candidates": len(specs), "eval_seconds": round(time.time() - started, 1)}],
+            "runs": [{"nets": nets, "candidates": len(specs), "eval_seconds": round(time.time() - started, 1),
+                      **({"grid": "wide"} if wide else {})}],
             "candidates": table, "picks": select(table, budget_ms)}
 
 
