@@ -81,7 +81,8 @@ def cmd_tune(args) -> None:
     if "sampling" in cfg:
         cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)
     print(run(_domain(cfg, "tune"), "tune", cfg, checkpoint=args.checkpoint, out=args.out, max_items=args.max_items,
-              nets=args.nets, budget_ms=args.budget_ms, corruptions=args.corruptions, progress=not args.quiet))
+              nets=args.nets, budget_ms=args.budget_ms, corruptions=args.corruptions, wide=args.wide,
+              progress=not args.quiet))
 
 
 def cmd_reproduce(args) -> None:
@@ -293,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--budget-ms", type=budget, default=None, metavar="MS",
                     help="also pick the best configuration whose measured milliseconds per item fit this budget "
                          "(what classify --picks runs)")
+    tu.add_argument("--wide", action="store_true",
+                    help="also try longer signal chains, larger ensembles and more logit samples (where the one-step "
+                         "optimum is not expected: occlusion, downsampling)")
     add_device(tu)
 
     add("calibrate", cmd_calibrate, "choose light/medium/heavy severities on the validation split",

@@ -82,13 +82,14 @@ def classify(domain, files, checkpoint, *, method=None, allow_clipped=False, **o
 
 
 def tune(domain, cfg: dict, *, checkpoint=None, out="runs/tune/picks.json", max_items=None, nets=None,
-         budget_ms=None, corruptions=None, progress=True) -> str:
+         budget_ms=None, corruptions=None, wide=False, progress=True) -> str:
     """`coupled tune`: every method's configuration chosen on validation, written as a picks file; returns the
     tuning table."""
     from .evaluation.fair import dump, tune as tune_picks, tuning_table
 
     val = {"domain": domain.name, **tune_picks(cfg, checkpoint=checkpoint, max_items=max_items, nets=nets,
-                                                  budget_ms=budget_ms, corruptions=corruptions, progress=progress)}
+                                                  budget_ms=budget_ms, corruptions=corruptions, wide=wide,
+                                                  progress=progress)}
     dump(val, out)
     budgets = [f"- {c}: {p['budget']['method']} ({p['budget']['readout']}) {p['budget'].get('value', p['budget'].get('accuracy')):.3f} "
                f"at {1000 * p['budget']['seconds_per_item']:.2f} ms/item" if p.get("budget") else f"- {c}: nothing fits"
