@@ -342,3 +342,24 @@ def test_observation_adding_changes_the_classifier_readout_only(method, options)
     c_mix = run_method("noisy", coupling, plain.x_hat + 0.5 * (d - plain.x_hat)).classifier_logits
     if method != "sequential_ensemble":
         torch.testing.assert_close(run(half).classifier_logits, c_mix)
+
+
+def test_the_ensemble_averages_frame_posteriors_before_decoding():
+    """Issue 16: with frame logits [B, T, K] (speech), the ensemble's readout is the log of the members'
+    softmax averaged per frame (then decoded), not an average of their logits."""
+    coupling, _ = make_coupling(T_FRAMES)
+    d = degraded()
+    finals = []
+    steps = coupling.signal_chain.steps
+
+    def keep_last(event):
+        if event.chain == "signal" and event.index == steps - 1:
+            finals.append(event.x)
+
+    ens = run_method("sequential_ensemble", coupling, d, item_generators(range(4)), k=3, callback=keep_last)
+    assert ens.classifier_logits.shape == (4, T_FRAMES, K) and len(finals) == 3
+    probs = torch.stack([coupling.classifier.raw(x).softmax(-1) for x in finals]).mean(0)
+    torch.testing.assert_close(ens.classifier_logits, probs.log())
+    torch.testing.assert_close(ens.classifier_logits.exp().sum(-1), torch.ones(4, T_FRAMES))
+    mean_logits = torch.stack([coupling.classifier.raw(x) for x in finals]).mean(0).log_softmax(-1)
+    assert not torch.allclose(ens.classifier_logits, mean_logits)  # probabilities, not logits, are averaged

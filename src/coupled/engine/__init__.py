@@ -14,6 +14,7 @@ from .strategies import (
     COUPLED,
     METHODS,
     PAPER_METHODS,
+    SIGNAL_METHODS,
     Coupling,
     StepEvent,
     StrategyResult,
@@ -53,7 +54,7 @@ __all__ = [
     "randn", "SAMPLERS", "ddim_step", "ddpm_step", "pc_step", "sample", "METHODS", "Coupling", "StrategyResult",
     "alternating", "check_method_options", "expected_calls", "logits_only", "method_options", "nested", "noisy", "parallel",
     "refresh_steps", "run_method", "sequential", "switch_step", "item_generators", "BASELINES", "COUPLED",
-    "PAPER_METHODS", "one_step", "parallel_schedule", "purification", "readouts", "sequential_ensemble", "SAMPLER_OPTIONS",
+    "PAPER_METHODS", "SIGNAL_METHODS", "one_step", "parallel_schedule", "purification", "readouts", "sequential_ensemble", "SAMPLER_OPTIONS",
     "sampler_options", "StepEvent", "signal_trajectory", "logit_trajectory",
     "Visit", "plan",
 ]

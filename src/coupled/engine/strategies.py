@@ -558,6 +558,8 @@ METHODS = {
     "sequential_ensemble": sequential_ensemble, "one_step": one_step, "purification": purification,
     "parallel": parallel, "alternating": alternating, "nested": nested,
 }
+# the methods that run a signal chain: their classifier readout hears a signal estimate (observation adding acts there)
+SIGNAL_METHODS = tuple(m for m in METHODS if m not in ("noisy", "logits_only", "card"))
 # `classifier` is argmax f(x_hat) (f(d) for noisy), `logits` argmax y_hat; the logit-only baselines' f(d)
 # is noisy's row again, so they have the logits readout alone
 _READOUTS = {"noisy": ("classifier",), "logits_only": ("logits",), "card": ("logits",)}

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods import REFERENCE_METHODS, SIGNAL_NETS
-from ..engine import BASELINES, COUPLED
+from ..engine import BASELINES, COUPLED, SIGNAL_METHODS
 from ..errors import CoupledError
 from .report import record_metric, scores_of, settings_text
 from .runner import MethodSpec
@@ -63,8 +63,6 @@ def wide_candidates(guidance: float = 3.0) -> list[MethodSpec]:
 
 
 GRIDS = ("full", "compact")
-# the methods whose classifier readout hears a signal estimate (observation adding applies to them)
-HEARS_ESTIMATE = ("sequential", "one_step", "purification", "sequential_ensemble", *COUPLED)
 
 
 def candidate_grid(guidance: float = 3.0, grid: str = "full", observation_weights=(0.0,), wide: bool = False
@@ -88,7 +86,7 @@ def candidate_grid(guidance: float = 3.0, grid: str = "full", observation_weight
         specs += wide_candidates(guidance)
     weights = [float(a) for a in observation_weights if float(a) > 0]
     return specs + [_spec(s.method, {**s.options, "observation_weight": a})
-                    for a in weights for s in specs if s.method in HEARS_ESTIMATE]
+                    for a in weights for s in specs if s.method in SIGNAL_METHODS]
 
 
 def _compact_grid(guidance: float) -> list[MethodSpec]:
