@@ -135,9 +135,13 @@ class GaussianMixture:
         return out - torch.logsumexp(out, dim=1, keepdim=True)
 
 
-def _random_covs(n: int, dim: int, g: torch.Generator, spread=(0.5, 1.5)) -> torch.Tensor:
+def _random_covs(n: int, dim: int, g: torch.Generator, spread=(0.01, 1.0)) -> torch.Tensor:
+    """`n` covariances with random eigenvectors and eigenvalues log-uniform in `spread`: each component is thin in
+    most directions, as images are near a low-dimensional set, so that noise pushes d off it and the classifier
+    trained on clean signals misreads d (the room denoising has)."""
     Q, _ = torch.linalg.qr(torch.randn(n, dim, dim, generator=g, dtype=torch.float64))
-    lam = spread[0] + (spread[1] - spread[0]) * torch.rand(n, dim, generator=g, dtype=torch.float64)
+    lo, hi = math.log(spread[0]), math.log(spread[1])
+    lam = torch.exp(lo + (hi - lo) * torch.rand(n, dim, generator=g, dtype=torch.float64))
     return Q @ torch.diag_embed(lam) @ Q.transpose(1, 2)
 
 
@@ -146,7 +150,7 @@ def make_mixture(dim: int = 8, classes: int = 4, geometry: str = "means", separa
     """A mixture of `classes` classes in R^`dim`, its random parts drawn from `seed`:
 
     - "means": one Gaussian per class, means at `separation` along orthonormal directions (class overlap
-      grows as separation falls), each with its own random covariance (eigenvalues in [0.5, 1.5]);
+      grows as separation falls), each with its own random covariance (eigenvalues log-uniform in [0.01, 1]);
     - "sandwich": class 0 one Gaussian at the origin, every other class two modes at +-`separation` along its
       own direction: the posterior mean of an item whose sign is uncertain falls towards the origin, class 0's
       territory, so it is a poor input for the classifier although p(k | d) may be confident.
