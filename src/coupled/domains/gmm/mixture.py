@@ -59,6 +59,12 @@ class Components:
         logdet = torch.log(var).sum(-1)
         return self.log_weights - 0.5 * (quad + logdet + x.shape[1] * _LOG2PI)
 
+    def moments(self, batch: int):
+        """The mixture's mean [B, D] and the trace of its covariance [B] (e.g. E[s | d] and E[|s - E[s|d]|^2 | d]):
+        the denoiser at a = 0, where x_t says nothing."""
+        zeros = torch.zeros(batch, self.lam.shape[-1], dtype=torch.float64)
+        return self.denoise(zeros, torch.tensor([0.0]), torch.tensor([1.0]), with_cov=True)
+
     def denoise(self, x_t: torch.Tensor, a: torch.Tensor, s: torch.Tensor, with_cov: bool = False):
         """E[x0 | x_t] for x_t = a x0 + s eps, x0 ~ this mixture; `a`, `s` [B] or scalars. With `with_cov`, also
         the trace of Cov(x0 | x_t) per item."""
