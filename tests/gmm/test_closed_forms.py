@@ -7,7 +7,7 @@ error estimated from the same draws, and a check passes within Z = 4.5 standard 
 failure has probability ~ 7e-6 per check; the draws are seeded, so a pass is reproducible). What that
 tolerance catches at N = 10,000, checked by breaking the closed forms while writing the tests: a component
 weight without its log-determinant, a denoiser gain 10% too large, a posterior variance 20% too large each
-move at least one statistic by 7 to 21 standard errors. Accuracies are binomial: the same Z applies with
+move at least one statistic by 14 to 21 standard errors (and others past Z). Accuracies are binomial: the same Z applies with
 sqrt(p (1 - p) / N).
 """
 
