@@ -19,7 +19,7 @@ read for the selected configurations only:
 Then the same with a signal denoiser whose error is controlled (`error`: a deterministic error field of that RMS
 per coordinate, measured) on a few cells.
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bayes_limit.py            # ~25 min on one core
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bayes_limit.py            # 37 min, one thread, busy machine
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bayes_limit.py --quick    # one cell, a smoke run
 
 writes docs/results/bayes_limit.json, docs/results/bayes_limit.png (the map) and bayes_limit_curves.png
@@ -229,9 +229,12 @@ def plot(results, path_map, path_curves):
         dl = np.array([[get(s, n)["headline"]["delta"] for n in NOISES] for s in seps])
         gap_c = np.array([[_gap(get(s, n), get(s, n)["headline"]["coupled"]) for n in NOISES] for s in seps])
         best_b = np.array([[_gap(get(s, n), get(s, n)["headline"]["baseline"]) for n in NOISES] for s in seps])
+        span = max(0.02, abs(dl).max())
         panels = [(bay, "Bayes limit: accuracy of argmax p(k|d)", "viridis", (None, None)),
-                  (dl, "best coupled - best baseline of equal cost\n(test, paired; * : 95% interval excludes 0)", "RdBu", (-max(0.02, abs(dl).max()), max(0.02, abs(dl).max()))),
-                  (best_b, "gap to the Bayes limit closed, (acc - acc f(d)) / (Bayes - acc f(d))\nthe headline's baseline B (colour) / coupled pick C", "magma", (0.0, 1.0))]
+                  (dl, "best coupled - best baseline of equal cost\n(test, paired; * : 95% interval excludes 0)", "RdBu",
+                   (-span, span)),
+                  (best_b, "gap to the Bayes limit closed, (acc - acc f(d)) / (Bayes - acc f(d))\n"
+                   "the headline's baseline B (colour) / coupled pick C", "magma", (0.0, 1.0))]
         for pi, (m, title, cmap, (lo, hi)) in enumerate(panels):
             ax = axes[gi, pi]
             im = ax.imshow(m, cmap=cmap, vmin=lo, vmax=hi, origin="lower", aspect="auto")
@@ -270,7 +273,7 @@ def plot(results, path_map, path_curves):
                "logits_only": "C4", "parallel": "C5", "alternating": "C6", "nested": "C9", "noisy": "k"}
     for ax, c in zip(axes[0], show):
         for fam, col in colours.items():
-            pts = [r for r in c["candidates"] if r["family"] == fam and r["readout"] == "classifier" or (r["family"] == fam == "logits_only")]
+            pts = [r for r in c["candidates"] if r["family"] == fam]  # both readouts of a coupled method: validation picks
             if not pts:
                 continue
             # for each cost, the configuration validation picks; the line is the running best within a budget

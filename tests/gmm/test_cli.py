@@ -2,7 +2,9 @@
 (configs/bayes_limit.yaml, a few items)."""
 
 import json
+from pathlib import Path
 
+import pytest
 import yaml
 
 from coupled.cli import main
@@ -37,4 +39,21 @@ def test_the_committed_bundle_is_the_configs_closed_form(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path), "--quiet"]) == 0
     for name in ("classifier", "signal", "logits"):
-        assert (tmp_path / "ckpt" / f"{name}.safetensors").read_bytes() == (ROOT / "checkpoints" / "bayes_limit" / f"{name}.safetensors").read_bytes()
+        written = (tmp_path / "ckpt" / f"{name}.safetensors").read_bytes()
+        assert written == (ROOT / "checkpoints" / "bayes_limit" / f"{name}.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+def test_the_bayes_limit_benchmark_runs_one_cell():
+    """`benchmarks/bayes_limit.py --quick` (one cell, small splits) runs and its tables read its JSON."""
+    import subprocess
+    import sys
+
+    env = {"PYTHONPATH": f"{ROOT / 'src'}", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "benchmarks/bayes_limit.py", "--quick"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
+    results = json.loads(Path("/tmp/bayes_limit_quick/bayes_limit.json").read_text())
+    cell = results["cells"][0]
+    assert cell["headline"]["coupled"]["method"] in ("parallel", "alternating", "nested")
+    assert cell["headline"]["baseline"]["cost"] <= cell["headline"]["coupled"]["cost"]
+    assert 0 < cell["bayes"] <= 1 and cell["noisy"] <= cell["bayes"] + 0.05
