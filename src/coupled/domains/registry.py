@@ -7,7 +7,7 @@ signal metrics, the readout of logits into answers and the task score, example p
 how a user's input file is read. Training, evaluation, the config and the CLI ask `get_domain(name)` for it
 (a config's `domain:` key, default `image`) instead of importing a domain.
 
-The built-in domains (image, speech, gaussian) register themselves when the registry is first asked; a
+The built-in domains (image, speech, gaussian, gmm) register themselves when the registry is first asked; a
 user's domain registers when its module is imported, which a config may ask for with
 `domain: my_pkg.my_domain:DOMAIN` (the module is imported and the object registered under its `name`).
 
@@ -37,8 +37,9 @@ __all__ = ["Domain", "Registry", "LabelledSignals", "register_domain", "get_doma
            "check_num_classes", "corrupt_items"]
 
 # the domains shipped with the library, imported (and so registered) on the registry's first use, in this order
-_BUILTIN = ("coupled.domains.image.domain", "coupled.domains.speech.domain", "coupled.domains.gaussian")
-_BUILTIN_NAMES = ("image", "speech", "gaussian")  # listed first, in this order, whichever was imported first
+_BUILTIN = ("coupled.domains.image.domain", "coupled.domains.speech.domain", "coupled.domains.gaussian",
+            "coupled.domains.gmm.domain")
+_BUILTIN_NAMES = ("image", "speech", "gaussian", "gmm")  # listed first, in this order, whichever was imported first
 _DOMAINS: dict[str, "Domain"] = {}
 _SPECS: dict[str, str] = {}  # name -> "module.path:OBJECT" of a domain a config named by module (a plug-in)
 _loaded = False
