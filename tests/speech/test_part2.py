@@ -100,3 +100,30 @@ def test_estimates_are_scored_by_the_si_sdr_of_their_audio(speech_wave):
     assert fn(clean, clean)[0] > 40 and fn(noisy, clean)[0] < fn(clean, clean)[0]
     assert SPEECH.estimate_metrics({"representation": {"kind": "mel"}}) == {}  # log-mel audio needs the noisy STFT
     assert SPEECH.estimate_metrics(None) == {}
+
+
+@pytest.mark.parametrize("user,match", [
+    ({"tuning": {"observation_weights": [0.5, -1]}}, "observation_weights must be a list of weights"),
+    ({"tuning": {"grid": "huge"}}, "tuning.grid must be one of"),
+    ({"train": {"crop": -5}}, "train.crop must lie in"),
+    ({"corruptions": {"train_severity": {"reverb_noise": [0, 1]}}}, "valid keys there: babble_noise"),
+])
+def test_bad_speech_options_are_one_line_errors(user, match):
+    with pytest.raises(CoupledError, match=match) as e:
+        make_config(user, "speech")
+    assert "\n" not in str(e.value)
+
+
+def test_an_observation_weight_outside_0_1_is_one_line():
+    from coupled.methods import check_method_settings
+
+    with pytest.raises(CoupledError, match=r"observation_weight must lie in \[0, 1\]"):
+        check_method_settings("nested", {"observation_weight": 2}, "picks ")
+
+
+def test_tune_names_the_corruptions_it_can_tune(tmp_path):
+    from coupled.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["tune", "configs/speech.yaml", "--corruptions", "hail", "--max-items", "2", "--out", str(tmp_path / "p.json")])
+    assert e.value.code == 2
