@@ -411,6 +411,12 @@ class Domain:
             return np.repeat(a[None, :], max(1, len(a) // 8), axis=0)
         return a[0] if a.ndim == 3 else a
 
+    def example_files(self, rows: list, folder, meta: dict | None = None) -> list:
+        """Files a person can open for the report's examples (`rows` as `report.plot_examples` takes them, each
+        with its `signals`: (caption, signal) pairs), written under `folder`; `meta` is the bundle's signal net JSON.
+        None by default (the pictures say it all); speech writes WAVs."""
+        return []
+
     # ---- user input
     def read_input(self, path):
         raise CoupledError(f"the {self.name} domain cannot read input files")

@@ -133,6 +133,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     atomic_write_text(out / "report.md", markdown_report(results))
     plot_accuracy_vs_severity(results, out / "accuracy.png")
     plot_examples(examples, out / "examples.png")
+    domain.example_files(examples, out / "examples", (getattr(bundle, "meta", None) or {}).get("signal"))
     if val is not None:
         fair.plot_pareto(val, results, out / "pareto.png")
         fair.plot_deltas(results, out / "deltas.png")

@@ -241,10 +241,12 @@ def _example_rows(name, sev, data, degraded, outcomes, methods: dict, n, panel):
     for i in idx:
         label = data.labels[i].item() if torch.is_tensor(data.labels) else data.labels[i]
         n_i = None if data.lengths is None else int(data.lengths[i])
-        panels = [(f"clean ({label})", panel(data.signals[i, ..., :n_i])), (f"{name} {sev:g}", panel(degraded[i, ..., :n_i]))]
+        signals = [(f"clean ({label})", data.signals[i, ..., :n_i]), (f"{name} {sev:g}", degraded[i, ..., :n_i])]
         for m in ("sequential", *coupled):
             if outcomes[m]["x_hat"] is not None:
-                pred = outcomes[m]["pred"][i].item()
-                panels.append((f"{m}: {pred}{'' if pred == label else ' (wrong)'}", panel(outcomes[m]["x_hat"][i][..., :n_i])))
-        rows.append({"title": f"item {i}, label {label}", "panels": panels})
+                pred = outcomes[m]["pred"][i].item() if hasattr(outcomes[m]["pred"][i], "item") else outcomes[m]["pred"][i]
+                signals.append((f"{m}: {pred}{'' if pred == label else ' (wrong)'}", outcomes[m]["x_hat"][i][..., :n_i]))
+        # the pictures for the report's grid, and the signals themselves (`Domain.example_files`, e.g. speech's WAVs)
+        rows.append({"title": f"item {i}, label {label}", "panels": [(c, panel(x)) for c, x in signals],
+                     "signals": signals})
     return rows

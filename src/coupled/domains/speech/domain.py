@@ -261,7 +261,7 @@ class SpeechDomain(Domain):
     def example_panel(self, signal):
         """A spectrogram for the report's example grid: a representation [C, F, T] (compressed STFT: its magnitude;
         log-mel: itself) or a waveform [N] (its compressed STFT's magnitude), low frequencies at the bottom, on a
-        fixed scale (0 at -1, the representation's unit level at +1) so panels compare."""
+        fixed decibel scale (-30 dB of the representation's unit level at -1, +10 dB at +1) so panels compare."""
         import numpy as np
         import torch
 
@@ -271,7 +271,39 @@ class SpeechDomain(Domain):
 
             x = CompressedSTFT().analyse(x[None])[0][0]
         mag = x.norm(dim=0) if x.shape[0] == 2 else x[0].abs()
-        return np.clip(mag.numpy()[::-1] * 2 - 1, -1, 1)
+        db = 20 * np.log10(mag.numpy()[::-1] + 1e-4)
+        return np.clip((db + 10) / 20, -1, 1)
+
+    def example_files(self, rows: list, folder, meta: dict | None = None) -> list:
+        """The report's examples as 16 kHz WAVs under `folder` (clean, degraded and each method's estimate, the
+        estimates resynthesised from their compressed STFT; a log-mel estimate has no audio of its own and is
+        skipped), each file peak-normalised to 0.9 so none clips; named item<i>_<k>_<caption>.wav."""
+        import re
+
+        import numpy as np
+        import torch
+
+        from .audio import write_wav
+        from .representation import CompressedSTFT
+
+        rep = self.representation(meta)
+        written = []
+        for row in rows:
+            item = re.sub(r"\D", "", str(row.get("title", "")).split(",")[0]) or str(len(written))
+            for k, (caption, signal) in enumerate(row.get("signals", ())):
+                x = torch.as_tensor(signal).detach().cpu().float()
+                if x.dim() == 3 and isinstance(rep, CompressedSTFT):
+                    x = rep.synthesise(x[None], [rep.hop * (x.shape[-1] - 1)])[0]
+                if x.dim() != 1:
+                    continue
+                wave = x.numpy()
+                wave = 0.9 * wave / max(float(np.abs(wave).max()), 1e-9)
+                name = re.sub(r"[^A-Za-z0-9]+", "_", str(caption)).strip("_")[:48]
+                path = Path(folder) / f"item{item}_{k}_{name}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_wav(path, wave, self.sample_rate)
+                written.append(path)
+        return written
 
     def corruption(self, spec: str):
         """A training corruption (`corruptions.train_severity`): white, pink or babble noise at an SNR in dB, or
