@@ -127,3 +127,31 @@ def test_tune_names_the_corruptions_it_can_tune(tmp_path, capsys):
     code = main(["tune", "configs/speech.yaml", "--corruptions", "hail", "--max-items", "2", "--out", str(tmp_path / "p.json")])
     err = capsys.readouterr().err.strip()
     assert code != 0 and err.count("\n") == 0 and "tune one of: white_noise" in err
+
+
+def test_the_speech_demo_reads_the_speech_config_into_its_own_folder(monkeypatch):
+    import coupled.commands as commands
+    from coupled.cli import main
+
+    seen = {}
+    monkeypatch.setattr(commands, "run", lambda domain, command, **kw: seen.update(domain=domain.name, **kw) or "")
+    main(["demo", "--domain", "speech", "--quiet"])
+    assert seen["domain"] == "speech" and seen["config"] == "configs/speech.yaml" and seen["out"] == "runs/demo-speech"
+    main(["demo", "--quiet"])
+    assert seen["domain"] == "image" and seen["config"] == "configs/mnist.yaml" and seen["out"] == "runs/demo"
+
+
+def test_example_rows_become_wavs_a_person_can_play(speech_wave, tmp_path):
+    from scipy.io import wavfile
+
+    rep = CompressedSTFT()
+    meta = {"representation": {"kind": "stft", **rep.to_dict()}}
+    spec, _ = rep.analyse(torch.from_numpy(speech_wave)[None])
+    rows = [{"title": "item 7, label one", "panels": [], "signals": [("clean (one)", spec[0]), ("sequential: one", spec[0] * 3)]}]
+    paths = SPEECH.example_files(rows, tmp_path, meta)
+    assert [p.name for p in paths] == ["item7_0_clean_one.wav", "item7_1_sequential_one.wav"]
+    rate, pcm = wavfile.read(paths[1])
+    assert rate == 16000 and pcm.dtype == np.int16 and 0.85 < np.abs(pcm).max() / 32768 <= 0.9  # normalised, unclipped
+    assert abs(len(pcm) - len(speech_wave)) < rep.hop
+    panel = SPEECH.example_panel(spec[0])
+    assert panel.shape == spec.shape[-2:] and panel.min() >= -1 and panel.max() <= 1
