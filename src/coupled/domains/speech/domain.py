@@ -72,10 +72,11 @@ BABBLE_TALKERS = 120  # training-split digit strings the training babble draws i
 
 
 @functools.lru_cache(maxsize=4)
-def _training_babble(root: str, talkers: int) -> list:
+def _training_babble(root: str, count: int) -> list:
+    """The first `count` training-split digit strings of the corpus at `root`: training babble's talkers."""
     from .corpus import load_split
 
-    return [u.wave for u in load_split(Path(root), "train", tasks=("digits",), max_items=BABBLE_TALKERS)]
+    return [u.wave for u in load_split(Path(root), "train", tasks=("digits",), max_items=count)]
 
 
 @functools.lru_cache(maxsize=4)
