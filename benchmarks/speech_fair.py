@@ -3,7 +3,8 @@ degradation so that the two cores of the machine both work:
 
     # 1. validation: `coupled tune` at the heavy level of each degradation (100 validation digit strings)
     python benchmarks/speech_fair.py val      # -> docs/results/speech_val.json (picks, every candidate's row)
-    # 2. test: the picks on 200 test digit strings with 3 sampling seeds and the cost-matched headline
+    # 2. test: the cost-matched headline's picks (with noisy and tuned sequential) on 200 test digit strings with
+    #    3 sampling seeds; every other method's validation row is in the picks file
     python benchmarks/speech_fair.py test     # -> docs/results/speech.json, docs/results/speech/<degradation>/
 
 Each phase runs one `coupled` process per degradation (white noise, babble, reverberation), each on one thread,
@@ -69,7 +70,8 @@ def run_val(args) -> None:
 def run_test(args) -> None:
     outs = {d: OUT / d for d in DEGRADATIONS}
     _run_all({d: [*_coupled(), "evaluate", args.config, "--picks", str(VAL), "--corruptions", d, "--levels", "heavy",
-                  "--max-items", str(args.test_items), "--out", str(o), "--quiet"] for d, o in outs.items()},
+                  "--max-items", str(args.test_items), "--out", str(o), "--quiet",
+                  *([] if args.every_method else ["--headline-only"])] for d, o in outs.items()},
              Path(args.work) / "logs")
     parts = [json.loads((o / "results.json").read_text()) for o in outs.values()]
     merged = {k: v for k, v in parts[0].items() if k not in ("rows", "headline", "settings")}
@@ -90,6 +92,8 @@ def main(argv=None) -> int:
     p.add_argument("--val-items", type=int, default=100, help="validation digit strings (default 100)")
     p.add_argument("--test-items", type=int, default=200, help="test digit strings (default 200)")
     p.add_argument("--work", default="runs/speech_fair", help="per-process files and logs")
+    p.add_argument("--every-method", action="store_true",
+                   help="test: every method's pick too, not only the headline's (about 3x the time)")
     args = p.parse_args(argv)
     {"val": run_val, "test": run_test}[args.phase](args)
     return 0

@@ -70,7 +70,8 @@ def cmd_evaluate(args) -> None:
     print(run(
         _domain(cfg, "evaluate"), "evaluate", cfg, checkpoint=args.checkpoint, split=args.split, out=args.out,
         max_items=args.max_items, corruptions=args.corruptions, levels=args.levels, methods=args.methods,
-        seeds=args.seeds, picks=args.picks, results_path=args.results, progress=not args.quiet))
+        seeds=args.seeds, picks=args.picks, results_path=args.results, headline_only=args.headline_only,
+        progress=not args.quiet))
 
 
 def cmd_tune(args) -> None:
@@ -278,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", nargs="+", type=seed, help="sampling seeds at every level (default: the config's)")
     ev.add_argument("--picks", help="validation picks (docs/results/fair_val.json): run each method as tuned, "
                                     "add the cost-matched headline")
+    ev.add_argument("--headline-only", action="store_true",
+                    help="with --picks: run only noisy, tuned sequential and the cost-matched headline's two rows")
     add_device(ev)
 
     tu = add("tune", cmd_tune, "choose each method's configuration on the validation split (every candidate timed in "

@@ -40,16 +40,19 @@ def train(domain, cfg: dict, *, stages=None, resume=False, devices=1, accelerato
 
 def evaluate(domain, cfg: dict, *, checkpoint=None, split=None, out="runs/eval", max_items=None,
              corruptions=None, levels=None, methods=None, seeds=None, picks=None, results_path=None,
-             progress=True) -> str:
-    """Evaluate the config's checkpoint (results.json, report.md and plots in `out`); returns the report."""
+             headline_only=False, progress=True) -> str:
+    """Evaluate the config's checkpoint (results.json, report.md and plots in `out`); returns the report.
+    `headline_only` (with `picks`): noisy, tuned sequential and the cost-matched headline's two rows only."""
     from .evaluation.api import evaluate_config
     from .evaluation.report import markdown_report
 
     if picks and methods:
         raise CoupledError("--picks runs the methods validation chose; drop --methods, or drop --picks")
+    if headline_only and not picks:
+        raise CoupledError("--headline-only needs the validation picks that choose the headline: add --picks FILE")
     results = evaluate_config(cfg, checkpoint=checkpoint, split=split, out=out, max_items=max_items,
                               corruptions=corruptions, levels=levels, methods=methods, progress=progress,
-                              results_path=results_path, picks=picks,
+                              results_path=results_path, picks=picks, headline_only=headline_only,
                               seeds_for_level=(lambda level: seeds) if seeds else None)
     return markdown_report(results)  # with the cost-matched headline, its verdicts and a glossary when picks ran
 
