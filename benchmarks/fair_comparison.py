@@ -10,9 +10,10 @@
     .venv/bin/python benchmarks/fair_comparison.py tables
     # issue 20: occlusion and downsampling on their own bundle, the wide grid, their own files
     .venv/bin/python benchmarks/fair_comparison.py val --config configs/mnist_occlusion.yaml --corruptions occlusion downsample \
-        --wide --val-file docs/results/fair_val_occlusion.json
+        --wide --nets joint sequential --max-items 250 --val-file docs/results/fair_val_occlusion.json
     .venv/bin/python benchmarks/fair_comparison.py test --config configs/mnist_occlusion.yaml \
-        --val-file docs/results/fair_val_occlusion.json --test-file docs/results/image_occlusion.json --out-dir docs/results/image_occlusion
+        --val-file docs/results/fair_val_occlusion.json --test-file docs/results/image_occlusion.json --out-dir docs/results/image_occlusion \
+        --levels heavy --headline-only   # what fitted the session (docs/results.md)
 
 The bundle folder must hold the baselines' networks too (`coupled train configs/mnist.yaml --stages card
 finetuned sequential`). Selection rule and the candidate grid: `coupled.evaluation.fair`.
@@ -100,7 +101,7 @@ def run_val(cfg, args):
 
 def run_test(cfg, args):
     results = evaluate_config(cfg, split="test", out=Path(args.out_dir), results_path=Path(args.test_file), levels=args.levels,
-                              picks=Path(args.val_file), max_items=args.test_items,
+                              picks=Path(args.val_file), max_items=args.test_items, headline_only=args.headline_only,
                               seeds_for_level=lambda lv: cfg["evaluation"]["seeds"])
     print(headline_table(results))
 
@@ -186,6 +187,8 @@ def main() -> None:
     p.add_argument("--test-file", default=str(TEST), help="(test, tables) the test results file")
     p.add_argument("--out-dir", default=str(OUT), help="(test) the folder of the test report and plots")
     p.add_argument("--test-items", type=int, default=None, help="(test) a fixed random subset of the test split")
+    p.add_argument("--headline-only", action="store_true",
+                   help="(test) only noisy, tuned sequential, the cost-matched baseline and the coupled pick (as the demo)")
     p.add_argument("--corruptions", nargs="+", default=None, help="(val) tune these corruptions only")
     p.add_argument("--wide", action="store_true", help="(val) the grid with fair.wide_candidates")
     args = p.parse_args()
