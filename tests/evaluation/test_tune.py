@@ -62,8 +62,19 @@ def test_evaluate_and_classify_run_the_picks(tuned, tmp_path):
 
 
 def test_tune_refuses_a_bundle_without_denoisers(tmp_path):
-    proc = run_cli("tune", "configs/speech.yaml", "--out", tmp_path / "p.json", "--quiet", check=False)
-    assert proc.returncode == 2 and "no `coupled tune`" in proc.stderr  # no denoisers yet: speech part 2
+    """A folder with the speech recogniser alone (as checkpoints/speech was before issue 16's denoisers)."""
+    import shutil
+
+    from coupled.checkpoint import record_in_manifest
+
+    folder = tmp_path / "recogniser_only"
+    folder.mkdir()
+    for name in ("classifier.json", "classifier.safetensors"):
+        shutil.copy(f"checkpoints/speech/{name}", folder / name)
+        record_in_manifest(folder / name)
+    proc = run_cli("tune", "configs/speech.yaml", "--checkpoint", folder, "--out", tmp_path / "p.json", "--quiet",
+                   check=False)
+    assert proc.returncode == 2 and "has no denoisers (a classifier alone)" in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow
