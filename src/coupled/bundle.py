@@ -163,6 +163,9 @@ class Bundle:
             self.meta[key] = meta
         net, meta = self._extra[key], self.meta[key]
         options = {k: v for k, v in spec.items() if k not in ("sampler", "prior")}
+        if spec["sampler"] == "pigdm" and "clip" not in options:  # the guided x0_hat in the prior's data range
+            clip = meta.get("clip", [-1.0, 1.0])
+            options["clip"] = None if clip is None else tuple(clip)
         chain = Chain(process_from_dict(meta["process"]), coupling.signal_chain.steps, spec["sampler"], **options)
         return replace(coupling, signal_denoiser=wrap_denoiser("signal", net, meta), signal_chain=chain)
 

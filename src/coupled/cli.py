@@ -263,10 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", nargs="+", type=seed, help="sampling seeds at every level (default: the config's)")
     ev.add_argument("--picks", help="validation picks (docs/results/fair_val.json): run each method as tuned, "
                                     "add the cost-matched headline")
-    ev.add_argument("--zero-shot", nargs="+", choices=list(ZERO_SHOT), metavar="SAMPLER",
+    ev.add_argument("--zero-shot", nargs="+", metavar="SAMPLER",
                     help="also run every method that has a signal chain zero-shot, its signal chain this posterior "
-                         f"sampler ({', '.join(ZERO_SHOT)}) around the unconditional --prior, the measurement being "
-                         "the corruption's linear operator (rows METHOD+SAMPLER)")
+                         f"sampler ({', '.join(ZERO_SHOT)}; options as in dps:weight=2) around the unconditional "
+                         "--prior, the measurement being the corruption's linear operator (rows METHOD+SAMPLER)")
     ev.add_argument("--prior", help="the unconditional prior's folder for --zero-shot (prior.safetensors, written by "
                                     "benchmarks/train_prior.py), e.g. checkpoints/mnist_prior")
     add_device(ev)

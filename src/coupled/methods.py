@@ -25,7 +25,7 @@ BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gra
 # (issue 18): {"sampler": dps | pigdm | ddnm, "prior": a folder holding prior.safetensors + prior.json, and the
 # sampler's own options (weight, eta, prior_variance)}; the measurement comes from the corruption's linear
 # operator (`Domain.linear_measurement`)
-ZERO_SHOT_KEYS = ("sampler", "prior", "weight", "eta", "prior_variance")
+ZERO_SHOT_KEYS = ("sampler", "prior", "weight", "eta", "prior_variance", "clip")
 
 
 def method_settings(method: str) -> list[str]:

@@ -204,7 +204,8 @@ def test_per_step_weights_and_config_round_trip():
     assert chain.weight == (0.1, 0.2, 0.0)
     assert Chain.from_dict(chain.to_dict()) == chain
     assert "measurement" not in chain.to_dict()
-    assert Chain(process, 2, "pigdm").options == {"eta": 1.0, "weight": 1.0, "prior_variance": 1.0}
+    assert Chain(process, 2, "pigdm").options == {"eta": 1.0, "weight": 1.0, "prior_variance": 1.0, "clip": None}
+    assert Chain.from_dict(Chain(process, 2, "pigdm", clip=[-1, 1]).to_dict()).clip == (-1, 1)
     with pytest.raises(CoupledError, match="one value per step"):
         Chain(process, 2, "dps", weight=[0.1, 0.2, 0.3])
     with pytest.raises(CoupledError, match="does not take option"):

@@ -39,3 +39,19 @@ def test_gaussian_noise_is_the_identity_with_its_noise_and_pixel_noise_is_not_li
     assert noise_std == 0.5 and torch.equal(op(torch.ones(2)), torch.ones(2))
     with pytest.raises(CoupledError, match="not a linear-Gaussian measurement"):
         image.linear_measurement("pixel_noise", 0.3, 0, _split())
+
+
+def test_zero_shot_variants_of_the_methods_with_a_signal_chain():
+    from coupled.evaluation.runner import MethodSpec, parse_zero_shot, zero_shot_specs
+
+    assert parse_zero_shot("dps:weight=2,eta=0.5") == {"sampler": "dps", "weight": 2.0, "eta": 0.5}
+    assert parse_zero_shot("pigdm:clip=-1/1") == {"sampler": "pigdm", "clip": [-1.0, 1.0]}
+    specs = [MethodSpec("noisy", "noisy"), MethodSpec("sequential", "sequential", {"signal_steps": 20}),
+             MethodSpec("parallel", "parallel")]
+    out = zero_shot_specs(specs, ["ddnm", "dps:weight=2"], "checkpoints/mnist_prior")
+    assert [s.label for s in out] == ["sequential+ddnm", "parallel+ddnm", "sequential+dps:weight=2", "parallel+dps:weight=2"]
+    assert out[0].options == {"signal_steps": 20, "zero_shot": {"sampler": "ddnm", "prior": "checkpoints/mnist_prior"}}
+    with pytest.raises(CoupledError, match="sampler must be one of"):
+        zero_shot_specs(specs, ["ddim"], "p")
+    with pytest.raises(CoupledError, match="does not take option"):
+        zero_shot_specs(specs, ["ddnm:eta=0.5"], "p")

@@ -19,7 +19,7 @@ from .samplers import SAMPLER_OPTIONS, ZERO_SHOT, calls_per_step, check_sampler,
 
 __all__ = ["Chain", "ChainState"]
 
-_OPTION_FIELDS = ("eta", "corrector_steps", "snr", "weight", "prior_variance")  # every sampler option; SAMPLER_OPTIONS says whose
+_OPTION_FIELDS = ("eta", "corrector_steps", "snr", "weight", "prior_variance", "clip")  # every sampler option; SAMPLER_OPTIONS says whose
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Chain:
 
     Sampler options: `eta` (ddim, default 0), `corrector_steps` (default 1) and `snr` (default 0.5) for pc;
     ddpm takes none. The zero-shot posterior samplers (`dps`, `pigdm`, `ddnm`; samplers.py) take `weight` (a
-    number, or one per step) and, dps and pigdm, `eta` (default 1), pigdm `prior_variance`; their observation,
+    number, or one per step) and, dps and pigdm, `eta` (default 1), pigdm `prior_variance` and `clip`; their observation,
     an `operators.Measurement`, is bound per batch with `with_measurement` (it is data, not recipe: not saved
     by `to_dict`). An option the sampler does not take is an error, so leave it unset (None); the ones
     it takes are filled with their defaults, so `Chain(vp, 5).eta == 0.0`. `spacing` picks the grid
@@ -55,6 +55,7 @@ class Chain:
     snr: float | None = None
     weight: float | tuple | None = None
     prior_variance: float | None = None
+    clip: tuple | None = None
     spacing: str | None = None
     start_fraction: float = 1.0
     measurement: Measurement | None = field(default=None, repr=False, compare=False)
@@ -65,8 +66,9 @@ class Chain:
         check_sampler(self.sampler, self.process, given)
         for name, value in {**sampler_options(self.sampler), **given}.items():
             object.__setattr__(self, name, value)
-        if isinstance(self.weight, list):
-            object.__setattr__(self, "weight", tuple(self.weight))
+        for name in ("weight", "clip"):  # JSON gives lists; the recipe holds tuples (hashable, comparable)
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         if isinstance(self.weight, tuple) and len(self.weight) != self.steps:
             raise CoupledError(f"a per-step weight needs one value per step ({self.steps}), got {len(self.weight)}")
         if self.measurement is not None and self.sampler not in ZERO_SHOT:

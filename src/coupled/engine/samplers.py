@@ -138,12 +138,17 @@ def dps_step(denoiser: Denoise, process: VPProcess, x, t, t_next, *, generator=N
 
 @torch.no_grad()
 def pigdm_step(denoiser: Denoise, process: VPProcess, x, t, t_next, *, generator=None, center=None, measurement=None,
-               eta: float = 1.0, weight: float = 1.0, prior_variance: float = 1.0):
+               eta: float = 1.0, weight: float = 1.0, prior_variance: float = 1.0, clip=None):
     """One PiGDM step (Song et al. 2023, eq. 7-8): the DDIM step from x0_hat + weight s_t^2 / a_t g, g the
-    pseudo-inverse-guided likelihood score (`zeroshot.pigdm_guided_x0`); its eps is re-derived from that x0_hat."""
+    pseudo-inverse-guided likelihood score (`zeroshot.pigdm_guided_x0`); its eps is re-derived from that x0_hat.
+    `clip` (lo, hi) clamps the guided x0_hat to the data range (diffusers' clip_sample): a trained network's
+    Jacobian is not the ideal one, and at high noise s_t^2 / a_t magnifies its error (on MNIST inpainting,
+    20 steps, 100 digits: accuracy 0.55 unclipped, 0.86 clipped)."""
     m = _need(measurement, "pigdm")
     a, s = _scalar_coefficients(process, t, x)
     x0, _ = pigdm_guided_x0(denoiser, x, _batch_t(t, x), a, s, m, weight, prior_variance)
+    if clip is not None:
+        x0 = x0.clamp(*clip)
     return ddim_step(lambda *_: x0, process, x, t, t_next, generator=generator, eta=eta)
 
 
@@ -174,7 +179,7 @@ SAMPLERS = {"ddim": (ddim_step, VPProcess), "ddpm": (ddpm_step, VPProcess), "pc"
             "dps": (dps_step, VPProcess), "pigdm": (pigdm_step, VPProcess), "ddnm": (ddnm_step, VPProcess)}
 # the options each sampler takes, with their defaults; any other option is an error
 SAMPLER_OPTIONS = {"ddim": {"eta": 0.0}, "ddpm": {}, "pc": {"corrector_steps": 1, "snr": 0.5},
-                   "dps": {"eta": 1.0, "weight": 0.5}, "pigdm": {"eta": 1.0, "weight": 1.0, "prior_variance": 1.0},
+                   "dps": {"eta": 1.0, "weight": 0.5}, "pigdm": {"eta": 1.0, "weight": 1.0, "prior_variance": 1.0, "clip": None},
                    "ddnm": {"weight": 1.0}}
 # the zero-shot posterior samplers: they take a `measurement` (bound to their Chain per batch)
 ZERO_SHOT = ("dps", "pigdm", "ddnm")
@@ -215,6 +220,10 @@ def check_sampler(sampler: str, process, options: dict) -> None:
                                f"got {weight!r}")
     if prior_variance is not None and not (_is_number(prior_variance) and 0 < prior_variance < float("inf")):
         raise CoupledError(f"prior_variance must be a finite number > 0, got {prior_variance!r}")
+    clip = options.get("clip")
+    if clip is not None and not (isinstance(clip, (list, tuple)) and len(clip) == 2 and all(map(_is_number, clip))
+                                 and clip[0] < clip[1]):
+        raise CoupledError(f"clip must be (lo, hi) with lo < hi, or None, got {clip!r}")
 
 
 def _is_number(v) -> bool:

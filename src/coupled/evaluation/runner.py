@@ -191,14 +191,39 @@ def specs_from_methods(methods, method_options: dict | None = None) -> list[Meth
 _NO_SIGNAL_CHAIN = ("noisy", "logits_only", "card", *REFERENCE_METHODS)
 
 
+def parse_zero_shot(text: str) -> dict:
+    """'SAMPLER' or 'SAMPLER:key=value,key=value' (e.g. 'dps:weight=2') as {sampler, options...}; values are
+    numbers, or '/'-separated numbers for a per-step weight or a clip range."""
+    sampler, _, rest = str(text).partition(":")
+    out = {"sampler": sampler}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise CoupledError(f"zero-shot option {item!r} in {text!r} is not key=value; e.g. dps:weight=2")
+        try:
+            parts = [float(v) for v in value.split("/")]
+        except ValueError:
+            raise CoupledError(f"zero-shot option {key!r} in {text!r} must be a number, got {value!r}") from None
+        out[key] = parts[0] if len(parts) == 1 else parts
+    return out
+
+
 def zero_shot_specs(specs, samplers, prior) -> list[MethodSpec]:
-    """The zero-shot variant `METHOD+SAMPLER` of each spec that runs a signal chain, per sampler: the same
-    options, with the bundle option `zero_shot: {sampler, prior}` (its signal chain becomes that sampler around
-    the unconditional prior in the folder `prior`; `Bundle.prepare`)."""
+    """The zero-shot variant `METHOD+SAMPLER` of each spec that runs a signal chain, per sampler ('ddnm', or
+    with options 'dps:weight=2', `parse_zero_shot`): the same options, with the bundle option
+    `zero_shot: {sampler, prior, options}` (its signal chain becomes that sampler around the unconditional prior
+    in the folder `prior`; `Bundle.prepare`)."""
+    from ..methods import BUNDLE_CHECKS
+
     if not prior:
         raise CoupledError("zero-shot sampling needs the unconditional prior's folder (--prior), e.g. checkpoints/mnist_prior")
-    return [MethodSpec(f"{s.label}+{z}", s.method, {**s.options, "zero_shot": {"sampler": z, "prior": str(prior)}})
-            for z in samplers for s in specs if s.method not in _NO_SIGNAL_CHAIN and "zero_shot" not in s.options]
+    out = []
+    for text in samplers:
+        zs = {**parse_zero_shot(text), "prior": str(prior)}
+        BUNDLE_CHECKS["zero_shot"](f"--zero-shot {text}", zs)
+        out += [MethodSpec(f"{s.label}+{text}", s.method, {**s.options, "zero_shot": zs})
+                for s in specs if s.method not in _NO_SIGNAL_CHAIN and "zero_shot" not in s.options]
+    return out
 
 
 def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, batch_size: int = 250,
