@@ -255,8 +255,9 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
             key, degraded = (name, level), domain.corrupt_set(data.signals, name, sev, corruption_seed,
                                                               lengths=data.lengths, indices=data.ids)
             degraded, _ = represent(bundle, degraded, data.lengths)  # corrupted as raw items, then represented
-            measurement = (domain.linear_measurement(name, sev, corruption_seed, data)
-                           if any(s.options.get("zero_shot") for s in specs) else None)
+            chain = bundle.coupling.signal_chain  # zero-shot by a spec's option, or by the sampling section
+            zero_shot = any(s.options.get("zero_shot") for s in specs) or (chain is not None and chain.zero_shot)
+            measurement = domain.linear_measurement(name, sev, corruption_seed, data) if zero_shot else None
         first = seed == seeds_for_level(level)[0]
         todo = [s for s in specs if first or s.method not in DETERMINISTIC]
         outcomes = run_specs(bundle, rep.signals, rep.labels, degraded, todo, seed, batch_size, device,
