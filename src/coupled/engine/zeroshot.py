@@ -31,6 +31,12 @@ these terms. With x_t = a_t x0 + s_t eps (VP, a^2 + s^2 = 1):
   principle; its official code does the same in the SVD basis, `Lambda` / `Lambda_noise`, with a DDIM-like
   step that re-uses the network's eps, which we do not: the DDPM form is the paper's Algorithm 1). DDNM's
   "time travel" (RePaint-style resampling) is not implemented. `weight` scales Sigma_t (1: the paper's).
+
+PiGDM and DDNM step from a corrected x0_hat with the eps re-derived from it, eps = (x_t - a_t x0_hat) / s_t,
+which is DiffPIR's choice after its data-proximal step (Zhu et al., "Denoising Diffusion Models for
+Plug-and-Play Image Restoration", CVPR workshops 2023, arXiv 2305.08995; deepinv's `DiffPIR` and its demo): it
+makes every zero-shot step an engine DDIM or DDPM step. DDRM (Kawar et al., NeurIPS 2022) is where working in
+A's SVD basis comes from (`operators.LinearOperator.spectral`).
 """
 
 from __future__ import annotations
