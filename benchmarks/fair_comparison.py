@@ -8,6 +8,11 @@
     .venv/bin/python benchmarks/fair_comparison.py test [--levels heavy ...]   # -> docs/results/image.json, docs/results/image/
     # the markdown tables docs/results.md quotes
     .venv/bin/python benchmarks/fair_comparison.py tables
+    # issue 20: occlusion and downsampling on their own bundle, the wide grid, their own files
+    .venv/bin/python benchmarks/fair_comparison.py val --config configs/mnist_occlusion.yaml --corruptions occlusion downsample \
+        --wide --val-file docs/results/fair_val_occlusion.json
+    .venv/bin/python benchmarks/fair_comparison.py test --config configs/mnist_occlusion.yaml \
+        --val-file docs/results/fair_val_occlusion.json --test-file docs/results/image_occlusion.json --out-dir docs/results/image_occlusion
 
 The bundle folder must hold the baselines' networks too (`coupled train configs/mnist.yaml --stages card
 finetuned sequential`). Selection rule and the candidate grid: `coupled.evaluation.fair`.
@@ -53,14 +58,16 @@ def _twin(spec) -> dict:
 def run_val(cfg, args):
     VAL = Path(args.val_file)
     if not args.merge:  # the search `coupled tune` runs, on the full grid of the nets asked for
-        val = fair.tune(cfg, checkpoint=args.checkpoint, max_items=args.max_items, nets=args.nets)
+        val = fair.tune(cfg, checkpoint=args.checkpoint, max_items=args.max_items, nets=args.nets,
+                        corruptions=args.corruptions, wide=args.wide)
         fair.dump({"domain": "image", **val}, VAL)
         print(f"wrote {VAL}: {val['runs'][0]['candidates']} candidates, {val['runs'][0]['eval_seconds']:.0f} s")
         return
     bundle = load_bundle(args.checkpoint or cfg["output"], sampling=cfg["sampling"]).to(default_device(cfg["device"]))
     data = _subset(domain_of(cfg).load_splits(cfg)["val"], args.max_items)
-    sev = {k: {"heavy": v["heavy"]} for k, v in cfg["corruptions"]["severities"].items()}
-    grid = fair.candidate_grid(cfg["sampling"].get("signal_guidance", 3.0))
+    sev = {k: {"heavy": v["heavy"]} for k, v in cfg["corruptions"]["severities"].items()
+           if not args.corruptions or k in args.corruptions}
+    grid = fair.candidate_grid(cfg["sampling"].get("signal_guidance", 3.0), wide=args.wide)
     net = lambda s: s.options.get("signal_net", "joint")  # noqa: E731
     specs = [s for s in grid if net(s) in args.nets]
     # only the candidates the file lacks, with the configurations they vary run beside them as timing anchors
@@ -92,7 +99,8 @@ def run_val(cfg, args):
 
 
 def run_test(cfg, args):
-    results = evaluate_config(cfg, split="test", out=OUT, results_path=TEST, levels=args.levels, picks=Path(args.val_file),
+    results = evaluate_config(cfg, split="test", out=Path(args.out_dir), results_path=Path(args.test_file), levels=args.levels,
+                              picks=Path(args.val_file), max_items=args.test_items,
                               seeds_for_level=lambda lv: cfg["evaluation"]["seeds"])
     print(headline_table(results))
 
@@ -152,9 +160,10 @@ def lever_table(val: dict) -> str:
 def tables(cfg, args):
     val = json.loads(Path(args.val_file).read_text())
     print(fair.tuning_table(val))
-    print(lever_table(val))
-    if TEST.is_file():
-        test = json.loads(TEST.read_text())
+    if all(label in {r["label"] for r in val["candidates"]} for _, a, b in LEVERS for label in (a, b)):
+        print(lever_table(val))
+    if Path(args.test_file).is_file():
+        test = json.loads(Path(args.test_file).read_text())
         print()
         print(headline_table(test))
         print()
@@ -174,6 +183,11 @@ def main() -> None:
                         "they vary run beside them as timing anchors")
     p.add_argument("--checkpoint", help="(val) another bundle folder than the config's output (e.g. a training variant)")
     p.add_argument("--val-file", default=str(VAL), help="the validation picks file written (val) and read (test, tables)")
+    p.add_argument("--test-file", default=str(TEST), help="(test, tables) the test results file")
+    p.add_argument("--out-dir", default=str(OUT), help="(test) the folder of the test report and plots")
+    p.add_argument("--test-items", type=int, default=None, help="(test) a fixed random subset of the test split")
+    p.add_argument("--corruptions", nargs="+", default=None, help="(val) tune these corruptions only")
+    p.add_argument("--wide", action="store_true", help="(val) the grid with fair.wide_candidates")
     args = p.parse_args()
     cfg = load_config(args.config)
     {"val": run_val, "test": run_test, "tables": tables}[args.phase](cfg, args)

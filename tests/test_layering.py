@@ -21,7 +21,7 @@ LAYERS = [
     ["errors.py"],
     ["engine"],
     ["analysis"],
-    ["atomic.py", "seeds.py", "defaults.py", "imports.py", "scores.py"],
+    ["atomic.py", "seeds.py", "defaults.py", "imports.py", "scores.py", "home.py", "threads.py"],
     ["checkpoint.py", "ranges.py", "methods.py", "nets.py"],
     ["classifiers.py"],
     ["schema.py"],

@@ -20,7 +20,7 @@ from .classifiers import check_fingerprint
 from .engine.conditioning import check_sampling
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
-from .methods import METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS
+from .methods import BUNDLE_CHECKS, METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS
 from .checkpoint import STAGE_OUTPUTS, load_state, load_weights, read_json
 
 ROLES = ("classifier", "signal", "logits")
@@ -149,8 +149,6 @@ class Bundle:
     def _zero_shot(self, coupling: Coupling, spec: dict) -> Coupling:
         """`coupling` with its signal chain a zero-shot sampler (`spec`: methods.ZERO_SHOT_KEYS) over the prior
         in `spec['prior']` (loaded once); the chain keeps the signal chain's step count."""
-        from .methods import BUNDLE_CHECKS
-
         BUNDLE_CHECKS["zero_shot"]("zero_shot", spec)
         key = f"prior:{spec['prior']}"
         if key not in self._extra:
@@ -176,6 +174,7 @@ class Bundle:
         ablation `signal_logits: false`), `signal_net` ('joint', 'pretrained' or 'sequential': which trained
         signal denoiser; baselines may pick theirs on validation), `signal_eta` (the signal chain's eta).
         `classifier_gradient` (a number >= 0: gradient guidance through the frozen classifier, `ClassifierGradient`).
+        `observation_weight` (a in [0, 1]: observation adding, the classifier readout hears x_hat + a (d - x_hat)).
         `card` runs with the CARD logit net, `finetuned_classifier` is `noisy` with the fine-tuned classifier.
         `zero_shot` ({sampler, prior, options}): the signal chain becomes that zero-shot posterior sampler over
         the unconditional prior of the folder `prior` (the evaluation binds each batch's measurement).
@@ -200,6 +199,10 @@ class Bundle:
         zero_shot = options.pop("zero_shot", None)
         if zero_shot is not None:  # a zero-shot posterior sampler around an unconditional prior (issue 18)
             coupling = self._zero_shot(coupling, zero_shot)
+        weight = options.pop("observation_weight", None)
+        if weight is not None:
+            BUNDLE_CHECKS["observation_weight"]("observation_weight", weight)
+            coupling = replace(coupling, observation_weight=float(weight))
         grad = options.pop("classifier_gradient", None)
         if grad is not None:  # gradient guidance through the frozen classifier (beyond the paper)
             if isinstance(grad, bool) or not isinstance(grad, (int, float)) or not 0 <= grad < float("inf"):

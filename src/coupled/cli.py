@@ -17,19 +17,28 @@ def cmd_demo(args) -> None:
     from .commands import run
     from .domains.registry import get_domain
 
-    print(run(get_domain(args.domain), "demo", config=args.config, overrides=_overrides(args), items=args.items,
-              seed=args.seed, steps=args.steps, out=args.out, progress=not args.quiet))
+    domain = get_domain(args.domain)
+    config = args.config or domain.demo_config or "configs/mnist.yaml"
+    out = args.out or ("runs/demo" if domain.name == "image" else f"runs/demo-{domain.name}")
+    print(run(domain, "demo", config=config, overrides=_overrides(args), items=args.items,
+              seed=args.seed, steps=args.steps, out=out, progress=not args.quiet))
 
 
-def _config(args) -> dict:
+def _config(args, reads: bool = False) -> dict:
     """The command's config: its file, `--set` overrides and `--device`, then the checkpoint folder (`--output`
-    of train and reproduce, `--checkpoint` of evaluate and calibrate) as its `output`."""
-    from .config import load_config
+    of train and reproduce, `--checkpoint` of evaluate, tune and calibrate) as its `output`. A command that
+    `reads` the folder finds it from the current directory or else the project home (`coupled.home`); train
+    writes it relative to the current directory."""
+    from .config import load_config, readable_output
 
     cfg = load_config(args.config, _overrides(args))
     folder = getattr(args, "output", None) or getattr(args, "checkpoint", None)
     if folder:
         cfg["output"] = folder
+    if reads:
+        cfg["output"] = readable_output(cfg)
+        if getattr(args, "checkpoint", None):
+            args.checkpoint = cfg["output"]
     return cfg
 
 
@@ -55,7 +64,7 @@ def cmd_evaluate(args) -> None:
     from .commands import run
     from .config import checkpoint_sampling
 
-    cfg = _config(args)
+    cfg = _config(args, reads=True)
     if "sampling" in cfg:  # a domain whose checkpoints store sampling settings: the folder's, with --set on top
         cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)
     if args.prior and not args.zero_shot:
@@ -71,11 +80,12 @@ def cmd_tune(args) -> None:
     from .commands import run
     from .config import checkpoint_sampling
 
-    cfg = _config(args)
+    cfg = _config(args, reads=True)
     if "sampling" in cfg:
         cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)
     print(run(_domain(cfg, "tune"), "tune", cfg, checkpoint=args.checkpoint, out=args.out, max_items=args.max_items,
-              nets=args.nets, budget_ms=args.budget_ms, progress=not args.quiet))
+              nets=args.nets, budget_ms=args.budget_ms, corruptions=args.corruptions, wide=args.wide,
+              progress=not args.quiet))
 
 
 def cmd_reproduce(args) -> None:
@@ -103,14 +113,19 @@ def cmd_reproduce(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    cfg = _config(args)
-    print(_domain(cfg, "calibrate").run_calibrate(cfg, progress=not args.quiet))
+    from .commands import run
+
+    cfg = _config(args, reads=True)
+    print(run(_domain(cfg, "calibrate"), "calibrate", cfg, progress=not args.quiet))
 
 
 def cmd_classify(args) -> None:
     from .bundle import checkpoint_domain
     from .commands import run
 
+    from .home import find
+
+    args.checkpoint = str(find(args.checkpoint, "checkpoint folder", "pass a folder written by `coupled train`"))
     domain = checkpoint_domain(args.checkpoint)
     domain.check_command("classify")
     extra = {"allow_clipped": True} if args.allow_clipped else {}
@@ -154,18 +169,19 @@ BENCH_OUT = {False: ("runs/bench/bench.json", "runs/bench/performance.md"),
 
 
 def cmd_bench(args) -> None:
-    from .config import load_config
+    from .config import load_config, readable_output
     from .evaluation import bench
 
     cfg = load_config(args.config, args.set)
     _domain(cfg, "bench")
+    checkpoint = readable_output(cfg, args.checkpoint)
     command = " ".join(["coupled bench", *([args.config] if args.config != "configs/mnist.yaml" else []),
                         *(["--quick"] if args.quick else []), *(f"--set {k}={v}" for k, v in args.set),
                         *(f"--{k} {getattr(args, k)}" for k in ("checkpoint", "threads") if getattr(args, k)),
                         *([f"--batch-sizes {' '.join(map(str, args.batch_sizes))}"] if args.batch_sizes else []),
                         *(["--publish"] if args.publish else [])])
     out, doc = args.out or BENCH_OUT[args.publish][0], args.doc or BENCH_OUT[args.publish][1]
-    results = bench.run_bench(cfg, quick=args.quick, checkpoint=args.checkpoint, out=out, doc=doc,
+    results = bench.run_bench(cfg, quick=args.quick, checkpoint=checkpoint, out=out, doc=doc,
                               threads=args.threads, batch_sizes=args.batch_sizes, command=command,
                               progress=not args.quiet)
     print(f"wrote {out} and {doc} in {results['bench_seconds']:.0f} s")
@@ -219,15 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", cmd_demo, "evaluate the bundled models on a fixed subset and print the table", config=False)
     demo.add_argument("--domain", choices=domain_names("demo"), default="image",
-                      help="image: the bundled MNIST models; gaussian: the engine alone with exact denoisers "
-                           "(default: image)")
-    demo.add_argument("--config", default="configs/mnist.yaml", help="experiment YAML (default: configs/mnist.yaml)")
+                      help="image: the bundled MNIST models; speech: the bundled spoken-digit models; gaussian: the "
+                           "engine alone with exact denoisers (default: image)")
+    demo.add_argument("--config", default=None,
+                      help="experiment YAML (default: the domain's: configs/mnist.yaml, configs/speech.yaml)")
     add_set(demo)
     demo.add_argument("--items", type=count(), default=None,
                       help="test items to run (default: the config's demo.items)")
     demo.add_argument("--steps", type=count(1, 10_000), default=20, help="(gaussian) steps per chain")
     demo.add_argument("--seed", type=seed, default=None, help="sampling seed (default: the config's demo.seed)")
-    demo.add_argument("--out", type=folder, default="runs/demo", help="results folder (default: runs/demo)")
+    demo.add_argument("--out", type=folder, default=None,
+                      help="results folder (default: runs/demo, runs/demo-speech for speech)")
     add_device(demo)
 
     for name, func, text in (("train", cmd_train, "train the stages of a config"),
@@ -280,9 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tune on a fixed random subset of this many validation items (default: all)")
     tu.add_argument("--nets", nargs="+", choices=["joint", "pretrained", "sequential"], default=None,
                     help="which signal denoisers' candidates to try (default: every one the folder holds)")
+    tu.add_argument("--corruptions", nargs="+", metavar="CORRUPTION",
+                    help="tune at the heavy level of these corruptions only (default: every one that has a heavy level)")
     tu.add_argument("--budget-ms", type=budget, default=None, metavar="MS",
                     help="also pick the best configuration whose measured milliseconds per item fit this budget "
                          "(what classify --picks runs)")
+    tu.add_argument("--wide", action="store_true",
+                    help="also try longer signal chains, larger ensembles and more logit samples (where the one-step "
+                         "optimum is not expected: occlusion, downsampling)")
     add_device(tu)
 
     add("calibrate", cmd_calibrate, "choose light/medium/heavy severities on the validation split",
@@ -332,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"generated page, PNG beside it (default: {BENCH_OUT[False][1]}; with --publish {BENCH_OUT[True][1]})")
     be.add_argument("--publish", action="store_true",
                     help=f"write the published figures, {BENCH_OUT[True][0]} and {BENCH_OUT[True][1]} (from a checkout)")
-    be.add_argument("--threads", type=count(1, 1024), default=None, help="torch threads (default: torch's)")
+    be.add_argument("--threads", type=count(1, 1024), default=None, help="torch threads (default: the cores torch can use, min(CPU affinity, torch's default))")
     be.add_argument("--batch-sizes", type=count(1, 100_000), nargs="+", default=None,
                     help="throughput batch sizes (default: 1 16 64 with --quick, else 1 8 32 128 250)")
     return p
@@ -366,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_args(parser, args)
     try:
+        from .threads import use_threads
+
+        # the user's count (bench --threads), else the cores torch can use, shared among DDP's --devices processes
+        use_threads(getattr(args, "threads", None), getattr(args, "devices", 1))
         args.func(args)
     except CoupledError as e:
         return fail(e)

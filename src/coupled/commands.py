@@ -1,4 +1,4 @@
-"""The generic pipeline's `coupled train`, `evaluate` and `demo`, and the dispatch that lets a domain replace them.
+"""The generic pipeline's `coupled train`, `evaluate`, `demo`, `classify`, `tune` and `calibrate`, and the dispatch that lets a domain replace them.
 
 A domain runs these commands through the generic trainer and evaluator unless it defines its own `run_train`,
 `run_evaluate` or `run_demo` (speech trains its recogniser with its own code; the Gaussian toy has its own
@@ -11,7 +11,7 @@ from .errors import CoupledError
 
 
 def run(domain, command: str, *args, **kwargs):
-    """Run `command` ('train', 'evaluate', 'demo' or 'classify') for `domain`: its own `run_<command>`, else the generic one.
+    """Run `command` ('train', 'evaluate', 'demo', 'classify', 'tune' or 'calibrate') for `domain`: its own `run_<command>`, else the generic one.
 
     A domain's own `run_train` is its `classifier` stage (speech trains its recogniser with its own code): without
     `stages` it runs alone, as before; with `stages`, `classifier` among them runs it first and every other stage
@@ -57,14 +57,16 @@ def evaluate(domain, cfg: dict, *, checkpoint=None, split=None, out="runs/eval",
 
 def demo(domain, *, config, overrides=(), items=None, seed=None, steps=20, out="runs/demo", progress=True) -> str:
     """The demo table: the config's bundled checkpoint on a fixed subset at the heavy level."""
-    from .config import checkpoint_sampling, load_config
+    from .config import checkpoint_sampling, load_config, readable_output
     from .evaluation.api import evaluate_config
     from .evaluation.report import markdown_report
 
     cfg = load_config(config, overrides)
+    cfg["output"] = readable_output(cfg)  # the bundled models, from any directory (coupled.home)
     cfg["sampling"] = checkpoint_sampling(cfg, overrides)  # the bundle's own, with --set on top
     picks = cfg["demo"].get("picks")  # validation picks: the cost-matched headline's rows, noisy and tuned sequential
     results = evaluate_config(cfg, out=out, max_items=items or cfg["demo"]["items"], levels=["heavy"],
+                              corruptions=cfg["demo"]["corruptions"] or None,
                               seeds_for_level=lambda level: [cfg["demo"]["seed"] if seed is None else seed],
                               progress=progress, picks=picks, headline_only=True)
     return markdown_report(results) + f"\n(one sampling seed)\nwrote {out}/results.json, report.md and plots"
@@ -81,13 +83,14 @@ def classify(domain, files, checkpoint, *, method=None, allow_clipped=False, **o
 
 
 def tune(domain, cfg: dict, *, checkpoint=None, out="runs/tune/picks.json", max_items=None, nets=None,
-         budget_ms=None, progress=True) -> str:
+         budget_ms=None, corruptions=None, wide=False, progress=True) -> str:
     """`coupled tune`: every method's configuration chosen on validation, written as a picks file; returns the
     tuning table."""
     from .evaluation.fair import dump, tune as tune_picks, tuning_table
 
     val = {"domain": domain.name, **tune_picks(cfg, checkpoint=checkpoint, max_items=max_items, nets=nets,
-                                                  budget_ms=budget_ms, progress=progress)}
+                                                  budget_ms=budget_ms, corruptions=corruptions, wide=wide,
+                                                  progress=progress)}
     dump(val, out)
     budgets = [f"- {c}: {p['budget']['method']} ({p['budget']['readout']}) {p['budget'].get('value', p['budget'].get('accuracy')):.3f} "
                f"at {1000 * p['budget']['seconds_per_item']:.2f} ms/item" if p.get("budget") else f"- {c}: nothing fits"
@@ -98,4 +101,16 @@ def tune(domain, cfg: dict, *, checkpoint=None, out="runs/tune/picks.json", max_
               f"use it with coupled evaluate --picks {out} or coupled classify --picks {out}")
 
 
-GENERIC = {"train": train, "evaluate": evaluate, "demo": demo, "classify": classify, "tune": tune}
+def calibrate(domain, cfg: dict, *, progress=True) -> str:
+    """`coupled calibrate`: light / medium / heavy severities where the noisy classifier's validation metric crosses
+    the domain's targets (coupled/evaluation/calibrate.py); returns them as JSON, with the metric measured at each
+    and the targets, to copy into the config's `corruptions.severities`."""
+    import json
+
+    from .evaluation.calibrate import calibrate as calibrate_levels
+
+    return json.dumps(calibrate_levels(domain, cfg, progress=progress), indent=1)
+
+
+GENERIC = {"train": train, "evaluate": evaluate, "demo": demo, "classify": classify, "tune": tune,
+           "calibrate": calibrate}

@@ -23,6 +23,7 @@ import yaml
 from .defaults import DEFAULT_DOMAIN, DEFAULTS, FREE_FORM
 from .domains.registry import get_domain
 from .errors import CoupledError
+from .home import find, locate
 from .schema import check_sampling, section_defaults, validate
 
 def _merge(base: dict, user: dict, where: str, free_form=FREE_FORM) -> dict:
@@ -151,10 +152,27 @@ def apply_overrides(user: dict, overrides, defaults: dict) -> dict:
     return user
 
 
+# keys (in any section) naming files a command only reads: found from the current directory, else the project home
+READ_PATH_KEYS = ("weights", "init", "picks")
+
+
+def _locate_read_paths(user: dict) -> dict:
+    """`user` with each relative path it names for reading (`classifier.weights`, `signal.init`, `demo.picks`, ...)
+    taken from the project home when it is not in the current directory (`coupled.home`)."""
+    out = dict(user)
+    for section, value in user.items():
+        if isinstance(value, dict) and any(isinstance(value.get(k), str) for k in READ_PATH_KEYS):
+            out[section] = {k: str(locate(v)) if k in READ_PATH_KEYS and isinstance(v, str) else v
+                            for k, v in value.items()}
+    return out
+
+
 def load_config(path, overrides=()) -> dict:
     """Read a YAML experiment config, with its `extends:` chain and `overrides` ((dotted key, value) pairs,
-    `--set` on the command line) applied before the schema checks."""
-    path = Path(path)
+    `--set` on the command line) applied before the schema checks. A relative `path` that is not in the current
+    directory is read from the project home, as are the files the config names for reading (`coupled.home`);
+    its `output` is resolved by the commands that read a checkpoint (`readable_output`)."""
+    path = find(path, "config file", "pass a YAML file such as configs/mnist.yaml")
     user = _read_extended(path)
     name = dict(overrides or ()).get("domain", user.get("domain", "image"))  # a --set domain=... counts too
     try:
@@ -163,9 +181,17 @@ def load_config(path, overrides=()) -> dict:
         raise CoupledError(f"{e} (in {path})") from None
     if overrides:  # set against the defaults of the domain the config names
         user = apply_overrides(user, overrides, domain.config_defaults())
-    cfg = make_config({k: v for k, v in user.items() if k != "domain"}, domain)
+    cfg = make_config(_locate_read_paths({k: v for k, v in user.items() if k != "domain"}), domain)
     cfg["config_path"] = str(path)
     return cfg
+
+
+def readable_output(cfg: dict, checkpoint=None) -> str:
+    """The checkpoint folder a reading command (evaluate, tune, calibrate, bench, demo) loads: `checkpoint`, else
+    the config's `output`, from the current directory or else the project home; one line naming both if neither
+    has it. (`coupled train` writes `output` relative to the current directory, so it does not call this.)"""
+    return str(find(checkpoint or cfg["output"], "checkpoint folder",
+                    "pass --checkpoint DIR, or train one with `coupled train CONFIG`"))
 
 
 def _first_difference(a, b, where: str = "sampling"):

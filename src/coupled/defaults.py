@@ -60,7 +60,8 @@ DEFAULTS: dict = {
              "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True, "init": None},
     "finetuned": {"steps": 1500, "batch_size": 128, "lr": 5e-4, "clean_fraction": 0.2},
     "sequential": {"steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True},
-    "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0},
+    # crop: the denoiser stages train on windows of this many samples along the last axis (0: whole items)
+    "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0, "crop": 0},
     "sampling": {
         # false: the signal denoiser always gets the null logit token (ablation: logit conditioning off)
         "signal_logits": True,
@@ -77,5 +78,9 @@ DEFAULTS: dict = {
     "evaluation": {"split": "test", "batch_size": 250, "seeds": [0, 1, 2], "heavy_seeds": 3, "other_seeds": 1,
                    "max_items": None, "bootstrap": 2000},
     # picks: validation picks (benchmarks/fair_comparison.py val) the demo runs; null: the paper's six methods
-    "demo": {"items": 200, "seed": 0, "picks": None},
+    # corruptions: the demo's (at their heavy level); [] all of the config's
+    "demo": {"items": 200, "seed": 0, "picks": None, "corruptions": []},
+    # `coupled tune`: the candidate grid (full, or compact where network calls are dear) and the observation-adding
+    # weights every candidate that reads a signal estimate is also tried with (0: none; evaluation/fair.py)
+    "tuning": {"grid": "full", "observation_weights": [0.0]},
 }

@@ -20,7 +20,8 @@ REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
 # the network file of the folder a method needs beyond the bundle's own three
 METHOD_NETS = {"card": "card", **dict.fromkeys(REFERENCE_METHODS, "classifier_finetuned")}
 # Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
-BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient", "zero_shot")
+BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient", "observation_weight",
+                  "zero_shot")
 # `zero_shot`: run the method's signal chain as a zero-shot posterior sampler around an unconditional prior
 # (issue 18): {"sampler": dps | pigdm | ddnm, "prior": a folder holding prior.safetensors + prior.json, and the
 # sampler's own options (weight, eta, prior_variance)}; the measurement comes from the corruption's linear
@@ -77,9 +78,14 @@ def zero_shot_label(method: str, options: dict) -> str:
     return f"{method}+{zs['sampler']}" if isinstance(zs, dict) and "sampler" in zs else method
 
 
+def _weight(name, value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise CoupledError(f"{name} must lie in [0, 1] (the share of the observation added back), got {value!r}")
+
+
 # the values of BUNDLE_OPTIONS (the bundle applies them: coupled.bundle.Bundle.prepare)
 BUNDLE_CHECKS = {"signal_guidance": _finite_at_least_0, "signal_net": _signal_net, "signal_eta": _eta,
-                 "classifier_gradient": _finite_at_least_0, "zero_shot": _zero_shot}
+                 "classifier_gradient": _finite_at_least_0, "observation_weight": _weight, "zero_shot": _zero_shot}
 
 
 def check_method_settings(method: str, options: dict, prefix: str = "") -> None:

@@ -92,10 +92,13 @@ class CoupledPipeline:
 
     @classmethod
     def from_pretrained(cls, folder, *, classifier: torch.nn.Module | None = None, device=None, sampling: dict | None = None):
-        """Load `folder` (written by `coupled train`); pass `classifier` to use your own module instead of ours."""
+        """Load `folder` (written by `coupled train`; a relative one not in the current directory is read from the
+        project home, `coupled.home`, as the commands do); pass `classifier` to use your own module instead of ours."""
         from .bundle import load_bundle
+        from .home import find
 
         dev = _device(device)  # before the weights are read
+        folder = find(folder, "checkpoint folder", "pass a folder written by `coupled train`")
         _check_bundle_files(folder, sampling)
         return cls(load_bundle(folder, sampling=sampling, classifier=classifier), dev)
 

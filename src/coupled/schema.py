@@ -26,11 +26,11 @@ RANGES: dict[str, tuple] = {
     "cond_lr_scale": (0, 1e6, False, True), "clean_fraction": (0, 1, True, True),
     "signal_guidance": (0, 1e3, True, True), "eta": (0, 1, True, True), "corrector_steps": (0, 1000, True, True),
     "snr": (0, 100, False, True), "heavy_seeds": (1, 1000, True, True), "other_seeds": (1, 1000, True, True),
-    "max_items": (1, 10**9, True, True), "bootstrap": (1, 10**7, True, True), "items": (1, 10**9, True, True),
+    "max_items": (1, 10**9, True, True), "crop": (0, 10**12, True, True), "bootstrap": (1, 10**7, True, True), "items": (1, 10**9, True, True),
 }
 CHOICES: dict[str, tuple] = {
     "device": ("auto", "cpu", "cuda", "mps"), "prediction": ("eps", "x0", "v"), "sampler": ("ddim", "ddpm", "pc"),
-    "split": ("train", "val", "test"),
+    "split": ("train", "val", "test"), "grid": ("full", "compact"),
 }
 # keys whose default is null and whose value, when set, is a string: a file path, or "module.path:function"
 NULLABLE_STRINGS = {"factory": "a 'module.path:function' string", "weights": "the path of a .safetensors file",
@@ -101,6 +101,9 @@ def check_value(key: str, default, value) -> None:
         if name == "grids" and not all(isinstance(p, list) and len(p) == 2 and all(_is_int(n) and 1 <= n <= 10**6 for n in p)
                                        for p in value):
             _fail(key, "be a list of [signal_steps, logit_steps] pairs of integers >= 1", value)
+        if name == "observation_weights" and not all(
+                isinstance(a, (int, float)) and not isinstance(a, bool) and 0 <= a <= 1 for a in value):
+            _fail(key, "be a list of weights in [0, 1] (the share of the observation added back; 0: none)", value)
         if name == "seeds":
             if not value or not all(_is_int(s) and 0 <= s <= SEED_MAX for s in value):
                 _fail(key, f"be a non-empty list of integer seeds in [0, {SEED_MAX}]", value)

@@ -317,3 +317,49 @@ def test_callback_is_not_a_method_option():
 
     assert all("callback" not in method_options(m) for m in METHODS)
     assert method_options("parallel") == ["signal_steps", "logit_steps", "switch_fraction"]
+
+
+@pytest.mark.parametrize("method,options", [(m, o) for m, o in CASES if m not in NO_SIGNAL_CHAIN])
+def test_observation_adding_changes_the_classifier_readout_only(method, options):
+    """Observation adding (issue 16): the readout hears x_hat + a (d - x_hat); a = 0 is the method as it was,
+    a = 1 hears d itself (noisy's answer), the chains and their y_hat are untouched, and the call counts are
+    `expected_calls`' (Alternating and Nested spend one more classifier call on the mixed readout)."""
+    coupling, _ = make_coupling()
+    d = degraded()
+    run = lambda c: run_method(method, c, d, item_generators(range(4)), **options)  # noqa: E731
+    plain, zero, full = run(coupling), run(replace(coupling, observation_weight=0.0)), run(replace(coupling, observation_weight=1.0))
+    assert torch.equal(plain.classifier_logits, zero.classifier_logits) and plain.calls == zero.calls
+    noisy = run_method("noisy", coupling, d).classifier_logits
+    if method == "sequential_ensemble":  # log of the members' averaged probabilities of f(d), k times the same
+        torch.testing.assert_close(full.classifier_logits, coupling.classifier.raw(d).softmax(-1).log())
+    else:
+        torch.testing.assert_close(full.classifier_logits, noisy)
+    assert torch.equal(plain.x_hat, full.x_hat)
+    if plain.y_hat is not None:
+        assert torch.equal(plain.y_hat, full.y_hat)
+    half = replace(coupling, observation_weight=0.5)
+    assert run(half).calls == expected_calls(method, half, **options)
+    c_mix = run_method("noisy", coupling, plain.x_hat + 0.5 * (d - plain.x_hat)).classifier_logits
+    if method != "sequential_ensemble":
+        torch.testing.assert_close(run(half).classifier_logits, c_mix)
+
+
+def test_the_ensemble_averages_frame_posteriors_before_decoding():
+    """Issue 16: with frame logits [B, T, K] (speech), the ensemble's readout is the log of the members'
+    softmax averaged per frame (then decoded), not an average of their logits."""
+    coupling, _ = make_coupling(T_FRAMES)
+    d = degraded()
+    finals = []
+    steps = coupling.signal_chain.steps
+
+    def keep_last(event):
+        if event.chain == "signal" and event.index == steps - 1:
+            finals.append(event.x)
+
+    ens = run_method("sequential_ensemble", coupling, d, item_generators(range(4)), k=3, callback=keep_last)
+    assert ens.classifier_logits.shape == (4, T_FRAMES, K) and len(finals) == 3
+    probs = torch.stack([coupling.classifier.raw(x).softmax(-1) for x in finals]).mean(0)
+    torch.testing.assert_close(ens.classifier_logits, probs.log())
+    torch.testing.assert_close(ens.classifier_logits.exp().sum(-1), torch.ones(4, T_FRAMES))
+    mean_logits = torch.stack([coupling.classifier.raw(x) for x in finals]).mean(0).log_softmax(-1)
+    assert not torch.allclose(ens.classifier_logits, mean_logits)  # probabilities, not logits, are averaged

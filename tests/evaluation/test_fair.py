@@ -34,6 +34,20 @@ def test_grid_tunes_baselines_and_coupled_separately_with_unique_labels():
     assert guided == {"parallel", "alternating", "nested"}
 
 
+def test_wide_grid_adds_longer_chains_larger_ensembles_and_more_logit_samples():
+    narrow, wide = fair.candidate_grid(), fair.candidate_grid(wide=True)
+    labels = [s.label for s in wide]
+    assert len(labels) == len(set(labels)) and labels[:len(narrow)] == [s.label for s in narrow]
+    extra = wide[len(narrow):]
+    assert {s.method for s in extra} == {"sequential", "sequential_ensemble", "card", "logits_only", "parallel",
+                                         "alternating", "nested"}
+    assert max(s.options["signal_steps"] for s in wide if s.method == "sequential") > 10
+    assert max(s.options["k"] * s.options["signal_steps"] for s in extra if s.method == "sequential_ensemble") > \
+        max(s.options["k"] * s.options["signal_steps"] for s in narrow if s.method == "sequential_ensemble")
+    assert max(s.options.get("logit_samples", 1) for s in extra) > max(s.options.get("logit_samples", 1) for s in narrow)
+    assert all(s.options["signal_steps"] >= 5 for s in extra if s.method in ("parallel", "nested"))
+
+
 def test_select_picks_on_accuracy_and_matches_cost():
     recs = [
         _rec("sequential[a]", "sequential", {"signal_steps": 1}, 0.70, 0.002),

@@ -77,3 +77,17 @@ def test_tune_reproduces_the_published_validation_picks(tmp_path):
     for corruption, p in published["picks"].items():
         got = {m: fair.row_value(r) for m, r in val["picks"][corruption]["per_method"].items()}
         assert got == pytest.approx({m: fair.row_value(r) for m, r in p["per_method"].items()}), corruption
+
+
+def test_tune_corruptions_and_the_wide_grid(trained, tmp_path):
+    """--corruptions tunes only those (a misspelt one is a one-line error); --wide adds fair.wide_candidates."""
+    cfg, _ = trained
+    out = tmp_path / "picks.json"
+    run_cli("tune", cfg, "--max-items", "4", "--corruptions", "gaussian_blur", "--wide", "--out", out, "--quiet",
+            "--set", "corruptions.severities.gaussian_blur.heavy=2.0")
+    val = json.loads(out.read_text())
+    assert set(val["picks"]) == {"gaussian_blur"} and val["runs"][0]["grid"] == "wide"
+    wide = {s.label for s in fair.wide_candidates()}
+    assert wide & {r["label"] for r in val["candidates"]}
+    bad = run_cli("tune", cfg, "--corruptions", "blurr", "--out", tmp_path / "p.json", "--quiet", check=False)
+    assert bad.returncode == 2 and "unknown corruption(s) ['blurr']" in bad.stderr

@@ -132,7 +132,9 @@ def toy_defaults(kind: str) -> dict:
 
 class ToyDomain(Domain):
     name = "toy1d"
-    commands = ("train", "evaluate", "reproduce")
+    commands = ("train", "evaluate", "reproduce", "calibrate")
+    # `coupled calibrate`: the generic search, on a grid up to each corruption's training range
+    calibration_targets = {"light": 0.8, "medium": 0.6, "heavy": 0.4}
 
     def config_defaults(self) -> dict:
         return toy_defaults("toy_sines")

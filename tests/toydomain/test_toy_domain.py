@@ -39,8 +39,8 @@ def test_registry_refuses_duplicates_and_names_the_registered():
         TOY.corruptions.register("dropout", lambda x, p, g: x)
     with pytest.raises(CoupledError, match="valid: dropout, white_noise"):
         TOY.corruption("blur")
-    with pytest.raises(CoupledError, match="no `coupled calibrate`"):
-        TOY.check_command("calibrate")
+    with pytest.raises(CoupledError, match="no `coupled tune`"):
+        TOY.check_command("tune")
 
 
 def test_toy_domain_trains_evaluates_and_reports(tmp_path):
@@ -75,6 +75,37 @@ def test_toy_domain_trains_evaluates_and_reports(tmp_path):
     header = next(line for line in report.splitlines() if line.startswith("| method"))
     assert "# Results: toy1d / toy_sines / test" in report and "mse" in header and "PSNR" not in header
     assert (out / "report.md").is_file() and (out / "examples.png").is_file()
+
+
+def test_toy_domain_calibrates_where_its_metric_crosses_each_target(tmp_path, monkeypatch):
+    """`coupled calibrate` on a plug-in domain: the generic search (coupled/evaluation/calibrate.py) on the grid
+    the domain's defaults give (33 severities from 0 to the top of each training range): each level is the last
+    grid point whose validation accuracy is still at its target, and the next one falls short."""
+    from coupled.bundle import load_net
+    from coupled.config import load_config
+    from coupled.evaluation.calibrate import calibrate, score_function
+
+    cfg = {**TINY, "output": str(tmp_path / "ckpt")}
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run_cli("train", path, "--quiet", "--stages", "classifier", cwd=ROOT)
+    out = json.loads(run_cli("calibrate", path, "--quiet", cwd=ROOT).stdout)
+    assert out["targets"] == {c: TOY.calibration_targets for c in ("white_noise", "dropout")}
+    loaded = load_config(path)
+    classifier, _ = load_net(loaded["output"], "classifier")
+    val = TOY.load_splits(loaded)["val"]
+    for name, (_, top) in loaded["corruptions"]["train_severity"].items():
+        levels, step = out["severities"][name], top / 32
+        assert levels["light"] <= levels["medium"] <= levels["heavy"] and 0 < levels["light"]
+        score_at = score_function(TOY, classifier, val, name)
+        for level, target in TOY.calibration_targets.items():
+            sev = levels[level]
+            assert out["val_accuracy"][name][level] == round(score_at(sev), 3) >= target
+            if sev < top:  # the grid's next severity falls short of the target
+                assert score_at(round(sev + step, 6)) < target, (name, level)
+    monkeypatch.setattr(TOY, "calibration_targets", None)  # a domain without targets: one line saying what to give
+    with pytest.raises(CoupledError, match="sets no calibration targets for corruption 'white_noise'"):
+        calibrate(TOY, loaded)
 
 
 def test_the_runner_reads_answers_with_the_domains_readout(monkeypatch):

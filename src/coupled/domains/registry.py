@@ -7,7 +7,7 @@ signal metrics, the readout of logits into answers and the task score, example p
 how a user's input file is read. Training, evaluation, the config and the CLI ask `get_domain(name)` for it
 (a config's `domain:` key, default `image`) instead of importing a domain.
 
-The built-in domains (image, speech, gaussian) register themselves when the registry is first asked; a
+The built-in domains (image, speech, gaussian, gmm) register themselves when the registry is first asked; a
 user's domain registers when its module is imported, which a config may ask for with
 `domain: my_pkg.my_domain:DOMAIN` (the module is imported and the object registered under its `name`).
 
@@ -37,8 +37,9 @@ __all__ = ["Domain", "Registry", "LabelledSignals", "register_domain", "get_doma
            "check_num_classes", "corrupt_items"]
 
 # the domains shipped with the library, imported (and so registered) on the registry's first use, in this order
-_BUILTIN = ("coupled.domains.image.domain", "coupled.domains.speech.domain", "coupled.domains.gaussian")
-_BUILTIN_NAMES = ("image", "speech", "gaussian")  # listed first, in this order, whichever was imported first
+_BUILTIN = ("coupled.domains.image.domain", "coupled.domains.speech.domain", "coupled.domains.gaussian",
+            "coupled.domains.gmm.domain")
+_BUILTIN_NAMES = ("image", "speech", "gaussian", "gmm")  # listed first, in this order, whichever was imported first
 _DOMAINS: dict[str, "Domain"] = {}
 _SPECS: dict[str, str] = {}  # name -> "module.path:OBJECT" of a domain a config named by module (a plug-in)
 _loaded = False
@@ -169,7 +170,9 @@ class Domain:
     name: str = ""
     splits: tuple = ("train", "val", "test")
     # the `coupled` commands this domain serves (`run_<command>`); the generic pipeline's by default
-    commands: tuple = ("train", "evaluate", "reproduce", "tune")
+    commands: tuple = ("train", "evaluate", "reproduce", "tune", "calibrate")
+    # the config `coupled demo --domain NAME` reads when given none (a domain that serves "demo")
+    demo_config: str | None = None
     # the config's `data` section: kind -> its allowed keys (None: the domain's `load_splits` checks it)
     data_kinds: dict | None = None
     # role -> architecture used when a checkpoint's JSON names none (checkpoints written before `arch` was saved)
@@ -221,6 +224,12 @@ class Domain:
                 raise CoupledError(f"{spec!r} is a {type(fn).__name__}, not a function; point it at a corruption (signals, severity, generator) -> Tensor")
             return fn
         return self.corruptions[spec]
+
+    def training_corruption(self, name: str, cfg: dict) -> Callable:
+        """The corruption training draws for `name` of `corruptions.train_severity`, given the whole config (a
+        domain whose corruptions need data, e.g. other recordings for babble, overrides this); default
+        `corruption(name)`."""
+        return self.corruption(name)
 
     def corrupt_set(self, signals, name: str, severity, seed: int, *, first_index: int = 0, lengths=None, indices=None,
                     item_seeds=None):
@@ -288,10 +297,10 @@ class Domain:
         returns, for a bundle whose signal net's JSON is `meta`; `net` itself by default."""
         return net
 
-    @property
-    def estimate_metrics(self) -> dict:
-        """name -> fn(estimate, reference) on what the chains run on (`represent`'s output): the evaluator's
-        per-item quality of x_hat. The `signal_metrics` by default (the chains run on the items themselves)."""
+    def estimate_metrics(self, meta: dict | None = None) -> dict:
+        """name -> fn(estimate, reference) on what the chains run on (`represent`'s output for a bundle whose signal
+        net's JSON is `meta`): the evaluator's per-item quality of x_hat. The `signal_metrics` by default (the
+        chains run on the items themselves)."""
         return self.signal_metrics
 
     def signal_shape(self, net) -> tuple | None:
@@ -372,6 +381,37 @@ class Domain:
                 scores.append(self.item_scores(data.task, data.labels[i:i + batch], self.readout(logits, frames)))
         return get_metric(self.task_metric(data.task)).value(np.concatenate(scores))
 
+    # ---- calibration (`coupled calibrate`, coupled/evaluation/calibrate.py)
+    # {level: target of the task metric} the noisy classifier should score on validation items at each level,
+    # e.g. {"light": 0.7, "medium": 0.4, "heavy": 0.2} for accuracy; None: the domain does not calibrate
+    calibration_targets: dict | None = None
+    calibration_grid_points: int = 33
+
+    def calibration_search(self, name: str, cfg: dict, val, score_at) -> dict | None:
+        """How `coupled calibrate` finds corruption `name`'s levels: {"targets": {level: target}, "grid": [ascending
+        severities]} (each level: the last grid point before the metric first falls short of its target), or
+        {"targets": ..., "bisect": top} (bisection in [0, top]); None: no targets. `val` is the validation split,
+        `score_at(severity)` the noisy classifier's task metric on it. By default: `calibration_targets` on a grid
+        of `calibration_grid_points` severities from 0 to the top of the corruption's training range
+        (`corruptions.train_severity`), else to twice its heaviest configured severity."""
+        if self.calibration_targets is None:
+            return None
+        def number(v):
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
+
+        corruptions = cfg.get("corruptions", {})
+        train_range = corruptions.get("train_severity", {}).get(name) or ()
+        levels = list((corruptions.get("severities", {}).get(name) or {}).values())
+        if len(train_range) == 2 and number(train_range[1]):
+            top = float(train_range[1])
+        elif levels and all(number(v) for v in levels):
+            top = 2.0 * max(levels)
+        else:
+            raise CoupledError(f"corruption {name!r} of the {self.name} domain has no numeric severities to calibrate "
+                               "over; give it a numeric `corruptions.train_severity` range [lo, hi]")
+        n = self.calibration_grid_points
+        return {"targets": dict(self.calibration_targets), "grid": [round(top * i / (n - 1), 6) for i in range(n)]}
+
     # ---- report
     def example_panel(self, signal) -> np.ndarray:
         """One item's signal as a picture for the report's example grid: [H, W] or [H, W, 3] in [-1, 1]."""
@@ -379,6 +419,12 @@ class Domain:
         if a.ndim == 1:  # a 1-D signal: a strip, so the grid shows it
             return np.repeat(a[None, :], max(1, len(a) // 8), axis=0)
         return a[0] if a.ndim == 3 else a
+
+    def example_files(self, rows: list, folder, meta: dict | None = None) -> list:
+        """Files a person can open for the report's examples (`rows` as `report.plot_examples` takes them, each
+        with its `signals`: (caption, signal) pairs), written under `folder`; `meta` is the bundle's signal net JSON.
+        None by default (the pictures say it all); speech writes WAVs."""
+        return []
 
     # ---- user input
     def read_input(self, path):
@@ -389,10 +435,6 @@ class Domain:
     def check_command(self, command: str) -> None:
         if command not in self.commands:
             raise CoupledError(f"the {self.name} domain has no `coupled {command}`; its commands: {', '.join(self.commands)}")
-
-    def run_calibrate(self, cfg: dict, *, progress=True) -> str:
-        self.check_command("calibrate")
-        return ""
 
     def run_data(self, *, config, root=None, workers=2, progress=True) -> str:
         self.check_command("data")

@@ -57,6 +57,8 @@ class Coupling:
     logit_denoiser: Callable | None = None
     signal_chain: Chain | None = None
     logit_chain: Chain | None = None
+    # observation adding: the classifier readout of a signal estimate hears x_hat + a (d - x_hat) (0: x_hat alone)
+    observation_weight: float = 0.0
 
 
 @dataclass
@@ -186,6 +188,22 @@ class _Run:
                 "use a logit denoiser trained for this classifier"
             )
         return c
+
+    def heard(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """What the classifier readout hears of a final signal estimate: with observation adding (`Coupling.
+        observation_weight` a > 0), x_hat + a (d - x_hat), mixed by the classifier module's own
+        `observation_mix(x_hat, d, a)` when it has one (a representation that is not linear in the signal, e.g.
+        a compressed spectrogram, mixes as the waveforms would), else linearly; x_hat itself when a = 0."""
+        a = float(self.c.observation_weight)
+        if a == 0.0:
+            return x_hat
+        mix = getattr(self.c.classifier.module, "observation_mix", None)
+        out = x_hat + a * (self.d - x_hat) if mix is None else mix(x_hat, self.d, a)
+        return out if self.signal_mask is None else out * self.signal_mask
+
+    def readout(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """The classifier readout of a final signal estimate: f of `heard(x_hat)`."""
+        return self.classify(self.heard(x_hat))
 
     def classify_probabilities(self, z: torch.Tensor) -> torch.Tensor:
         """softmax of the classifier's own logits f(z) (not standardised): what an ensemble averages."""
@@ -363,7 +381,7 @@ def sequential(coupling: Coupling, degraded: torch.Tensor, generator=None, *, si
     """Baseline "enhance then classify": one signal trajectory with the null logit token, then f(x_hat)."""
     run = _Run(coupling, degraded, generator, "x", "sequential", callback, lengths)
     x_hat = run.signal_trajectory(None, signal_steps)
-    return run.result("sequential", None, x_hat, run.classify(x_hat))
+    return run.result("sequential", None, x_hat, run.readout(x_hat))
 
 
 @torch.no_grad()
@@ -406,7 +424,7 @@ def sequential_ensemble(coupling: Coupling, degraded: torch.Tensor, generator=No
     probs = 0
     for _ in range(k):
         x_hat = run.signal_trajectory(None, signal_steps)
-        probs = probs + run.classify_probabilities(x_hat)
+        probs = probs + run.classify_probabilities(run.heard(x_hat))
     return run.result("sequential_ensemble", None, x_hat, run._frames((probs / k).log()))
 
 
@@ -416,7 +434,7 @@ def one_step(coupling: Coupling, degraded: torch.Tensor, generator=None, *, call
     estimate of s given d), then f. Equals `sequential` with one step. Calls: 1 D_x, 1 f."""
     run = _Run(coupling, degraded, generator, "x", "one_step", callback, lengths)
     state = run.signal_step(run.start_signal(1), None)
-    return run.result("one_step", None, state.x0_hat, run.classify(state.x0_hat))
+    return run.result("one_step", None, state.x0_hat, run.readout(state.x0_hat))
 
 
 @torch.no_grad()
@@ -427,7 +445,7 @@ def purification(coupling: Coupling, degraded: torch.Tensor, generator=None, *, 
     _check_option("noise_fraction", noise_fraction)
     run = _Run(coupling, degraded, generator, "x", "purification", callback, lengths)
     x_hat = run.signal_trajectory(None, signal_steps, start_fraction=noise_fraction, start_from=degraded)
-    return run.result("purification", None, x_hat, run.classify(x_hat))
+    return run.result("purification", None, x_hat, run.readout(x_hat))
 
 
 def parallel_schedule(signal_steps: int, logit_steps: int) -> list[int]:
@@ -470,7 +488,7 @@ def parallel(
         y_state = run.logit_step(y_state, c, z)
         for _ in range(schedule[i]):
             x_state = run.signal_step(x_state, y_state.x0_hat)
-    return run.result("parallel", y_state.x, x_state.x, run.classify(x_state.x))
+    return run.result("parallel", y_state.x, x_state.x, run.readout(x_state.x))
 
 
 @torch.no_grad()
@@ -492,6 +510,8 @@ def alternating(
         x_hat = run.signal_trajectory(logits, signal_steps)
         c = run.classify(x_hat)
         logits = run.logit_trajectory(c, x_hat, logit_steps, logit_samples)
+    if coupling.observation_weight:  # the readout hears x_hat with the observation added; the logit chain did not
+        c = run.readout(x_hat)
     return run.result("alternating", logits, x_hat, c)
 
 
@@ -523,6 +543,8 @@ def nested(
             x_hat = run.signal_trajectory(y_state.x0_hat, steps, refresh_from, x_hat)
             c = run.classify(x_hat)
         y_state = run.logit_step(y_state, c, x_hat)
+    if coupling.observation_weight:  # the readout hears x_hat with the observation added; the logit chain did not
+        c = run.readout(x_hat)
     return run.result("nested", y_state.x, x_hat, c)
 
 
@@ -536,6 +558,8 @@ METHODS = {
     "sequential_ensemble": sequential_ensemble, "one_step": one_step, "purification": purification,
     "parallel": parallel, "alternating": alternating, "nested": nested,
 }
+# the methods that run a signal chain: their classifier readout hears a signal estimate (observation adding acts there)
+SIGNAL_METHODS = tuple(m for m in METHODS if m not in ("noisy", "logits_only", "card"))
 # `classifier` is argmax f(x_hat) (f(d) for noisy), `logits` argmax y_hat; the logit-only baselines' f(d)
 # is noisy's row again, so they have the logits readout alone
 _READOUTS = {"noisy": ("classifier",), "logits_only": ("logits",), "card": ("logits",)}
@@ -615,12 +639,12 @@ def expected_calls(method: str, coupling: Coupling, **options) -> dict:
         out = (nx, ny, 2 + refreshes)
     elif method == "alternating":
         r = options.get("rounds", 2)
-        out = (r * nx, r * m * ny, r)
+        out = (r * nx, r * m * ny, r + (coupling.observation_weight > 0))
     elif method == "nested":
         k = len(refresh_steps(sy.steps, options.get("refresh_every", 2), options.get("refresh_window", (0.5, 1.0))))
         warm = options.get("refresh_from", 1.0) < 1 and options.get("refresh_signal_steps")
         nr = options["refresh_signal_steps"] * sx.calls_per_step if warm else nx
-        out = (nx + k * nr, ny, 1 + k)
+        out = (nx + k * nr, ny, 1 + k + (coupling.observation_weight > 0))
     else:
         raise CoupledError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     return {"signal": out[0], "logits": out[1], "classifier": out[2], "signal_passes": out[0], "logits_passes": out[1]}

@@ -20,9 +20,11 @@ def load_picks(path, domain: str | None = None) -> dict:
     (docs/results/fair_val.json); with `domain`, refused when the file was tuned for another domain."""
     import json
 
-    path = Path(path)
+    from ..home import find
+
+    path = find(path, "picks file", "write one with `coupled tune CONFIG`")
     if not path.is_file():
-        raise CoupledError(f"no such picks file: {path}; write it with `python benchmarks/fair_comparison.py val`")
+        raise CoupledError(f"{path} is not a file; pass the picks file `coupled tune` writes")
     try:
         val = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -138,6 +140,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     atomic_write_text(out / "report.md", markdown_report(results))
     plot_accuracy_vs_severity(results, out / "accuracy.png")
     plot_examples(examples, out / "examples.png")
+    domain.example_files(examples, out / "examples", (getattr(bundle, "meta", None) or {}).get("signal"))
     if val is not None:
         fair.plot_pareto(val, results, out / "pareto.png")
         fair.plot_deltas(results, out / "deltas.png")

@@ -243,9 +243,9 @@ def _throughput_worker(job: dict) -> dict:
     from ..bundle import load_bundle
     from ..engine import item_generators, run_method
     from ..seeds import item_seeds
+    from ..threads import use_threads
 
-    if job["threads"]:
-        torch.set_num_threads(job["threads"])
+    use_threads(job["threads"])
     device = torch.device(job["device"])
     cuda = device.type == "cuda"
     bundle = load_bundle(job["checkpoint"], sampling=job["sampling"]).to(device)
@@ -337,7 +337,7 @@ def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="runs/benc
               doc="runs/bench/performance.md", threads: int | None = None, batch_sizes=None,
               command: str | None = None, progress: bool = True) -> dict:
     """Run the bench for config `cfg`, write the JSON to `out` and the generated page to `doc` (with a PNG
-    beside it), and return the results. `threads`: torch threads (None: torch's default); `batch_sizes`:
+    beside it), and return the results. `threads`: torch threads (None: the cores torch can use, `coupled.threads`); `batch_sizes`:
     the throughput batch sizes (None: the profile's)."""
     import numpy as np
     import torch
@@ -345,11 +345,11 @@ def run_bench(cfg: dict, *, quick: bool = False, checkpoint=None, out="runs/benc
     from ..atomic import atomic_write_json
     from ..bundle import load_bundle
     from ..domains.registry import domain_of
+    from ..threads import use_threads
     from .runner import CORRUPTION_SEED
 
     domain_of(cfg).check_command("bench")  # a domain that lists bench among its commands (the image domain)
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)  # --threads, else the cores torch can use (coupled.threads)
     profile = dict(PROFILES["quick" if quick else "full"])
     if batch_sizes:
         profile["throughput_batches"] = tuple(batch_sizes)

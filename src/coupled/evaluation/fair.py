@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods import REFERENCE_METHODS, SIGNAL_NETS
-from ..engine import BASELINES, COUPLED
+from ..engine import BASELINES, COUPLED, SIGNAL_METHODS
 from ..errors import CoupledError
 from .report import record_metric, scores_of, settings_text
 from .runner import MethodSpec
@@ -41,13 +41,78 @@ def _spec(method: str, options: dict) -> MethodSpec:
     return MethodSpec(_label(method, options), method, options)
 
 
-def candidate_grid(guidance: float = 3.0) -> list[MethodSpec]:
-    """Every configuration tried on validation. Baselines: sequential over steps, eta and which signal
+def wide_candidates(guidance: float = 3.0) -> list[MethodSpec]:
+    """The extra candidates of `candidate_grid(wide=True)`, for conditions where the one-step optimum is not
+    expected (issue 20: occlusion, downsampling): longer signal chains, larger ensembles of multi-step samples,
+    more logit samples, and every coupled strategy with more signal steps. Sized for one CPU thread: the dearest
+    (an ensemble of 10 five-step samples, Nested with 5 signal and 10 logit steps, 150 to 300 ms per item
+    there) are left out."""
+    specs = []
+    for net in ("joint", "sequential"):
+        specs.append(_spec("sequential", {"signal_net": net, "signal_steps": 20, "signal_eta": 1.0}))
+        for k, steps in [(10, 1), (3, 5), (5, 5)]:
+            specs.append(_spec("sequential_ensemble", {"signal_net": net, "k": k, "signal_steps": steps}))
+    for method in ("card", "logits_only"):
+        specs.append(_spec(method, {"logit_steps": 5, "logit_samples": 10}))
+    for (sx, sy), w in itertools.product([(5, 10), (10, 10)], dict.fromkeys((1.0, float(guidance)))):
+        specs.append(_spec("parallel", {"signal_steps": sx, "logit_steps": sy, "switch_fraction": 0.5, "signal_guidance": w}))
+    for rounds, sx, sy, m in [(2, 5, 5, 3), (2, 1, 5, 10), (3, 2, 5, 3)]:
+        specs.append(_spec("alternating", {"rounds": rounds, "signal_steps": sx, "logit_steps": sy, "logit_samples": m}))
+    specs.append(_spec("nested", {"signal_steps": 5, "logit_steps": 5, "refresh_every": 2, "refresh_window": [0.5, 1.0]}))
+    return specs
+
+
+GRIDS = ("full", "compact")
+
+
+def candidate_grid(guidance: float = 3.0, grid: str = "full", observation_weights=(0.0,), wide: bool = False
+                   ) -> list[MethodSpec]:
+    """Every configuration tried on validation (`tuning.grid`: "full", or "compact" for a domain whose network
+    calls are dear, e.g. speech on CPU). Baselines: sequential over steps, eta and which signal
     denoiser (joint-trained, pre-trained, or its own equal-budget null-token one); one_step per denoiser;
     purification over noising time and steps; the ensemble over K and steps; CARD and the logit-only
     baseline over logit steps and samples. Coupled: signal and logit steps separately, Parallel's
     guidance, Alternating's rounds and logit samples, Nested's refresh schedule cold and warm-started, and
-    gradient guidance through the classifier on each strategy's cheapest strong configuration."""
+    gradient guidance through the classifier on each strategy's cheapest strong configuration. `wide` adds
+    `wide_candidates` (more signal steps, ensemble members and logit samples).
+
+    `observation_weights` (`tuning.observation_weights`): every candidate whose readout hears a signal estimate,
+    baseline and coupled alike, is tried with each weight a > 0 of observation adding too (the readout hears
+    x_hat + a (d - x_hat)); 0 is the candidate as it is."""
+    if grid not in GRIDS:
+        raise CoupledError(f"unknown tuning.grid {grid!r}; choose one of: {', '.join(GRIDS)}")
+    specs = _full_grid(guidance) if grid == "full" else _compact_grid(guidance)
+    if wide:
+        specs += wide_candidates(guidance)
+    weights = [float(a) for a in observation_weights if float(a) > 0]
+    return specs + [_spec(s.method, {**s.options, "observation_weight": a})
+                    for a in weights for s in specs if s.method in SIGNAL_METHODS]
+
+
+def _compact_grid(guidance: float) -> list[MethodSpec]:
+    """A quarter of the full grid: each method at the step counts where the full grid's picks sit (one and two
+    signal steps, five logit steps), with a longer signal chain for sequential, the ensemble and Nested."""
+    nets = tuple(SIGNAL_NETS)
+    specs = [_spec("noisy", {}), *(_spec(m, {}) for m in REFERENCE_METHODS)]
+    for net, steps in itertools.product(nets, (1, 2, 5)):
+        specs.append(_spec("sequential", {"signal_net": net, "signal_steps": steps}))
+    specs += [_spec("one_step", {"signal_net": net}) for net in nets]
+    specs.append(_spec("purification", {"noise_fraction": 0.3, "signal_steps": 1}))
+    specs.append(_spec("sequential_ensemble", {"k": 3, "signal_steps": 1}))
+    specs += [_spec(m, {"logit_steps": 5, "logit_samples": 1}) for m in ("card", "logits_only")]
+    for (sx, sy), w in itertools.product([(1, 5), (2, 5)], dict.fromkeys((1.0, float(guidance)))):
+        specs.append(_spec("parallel", {"signal_steps": sx, "logit_steps": sy, "switch_fraction": 0.5,
+                                        "signal_guidance": w}))
+    for rounds, sx in [(1, 1), (2, 1), (1, 2), (2, 2)]:
+        specs.append(_spec("alternating", {"rounds": rounds, "signal_steps": sx, "logit_steps": 5, "logit_samples": 1}))
+    for sx in (1, 2):
+        specs.append(_spec("nested", {"signal_steps": sx, "logit_steps": 5, "refresh_every": 2,
+                                      "refresh_window": [0.5, 1.0]}))
+    return specs
+
+
+def _full_grid(guidance: float) -> list[MethodSpec]:
+    """The full grid of `candidate_grid` (issue 7's, for MNIST)."""
     nets = tuple(SIGNAL_NETS)
     specs = [_spec("noisy", {}), *(_spec(m, {}) for m in REFERENCE_METHODS)]  # reference methods have no knobs
     for net, steps in itertools.product(nets, (1, 2, 3, 5, 10)):
@@ -159,7 +224,8 @@ def select(table: list[dict], budget_ms: float | None = None) -> dict:
     return out
 
 
-def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=None, progress=True) -> dict:
+def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=None, corruptions=None,
+         wide=False, progress=True) -> dict:
     """`coupled tune`: every candidate of `candidate_grid` the bundle can run, on the validation split at each
     corruption's heavy level, in one interleaved run (so their measured seconds compare), then the picks of
     `select`. Returns the picks file's content (what `coupled evaluate --picks` and `coupled classify --picks`
@@ -171,6 +237,8 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
         max_items: a fixed random subset of the validation split (as `coupled evaluate --max-items`).
         nets: which signal denoisers' candidates to try (default: every one the folder holds).
         budget_ms: also pick the best configuration whose measured milliseconds per item fit this budget.
+        corruptions: tune at these corruptions' heavy levels only (default: every corruption with one).
+        wide: the grid with `wide_candidates` too.
     """
     import time
 
@@ -192,6 +260,10 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
     if max_items and max_items < len(data):  # a fixed random subset: splits may be stored class by class
         data = data.subset(np.sort(np.random.default_rng(0).permutation(len(data))[:max_items]))
     sev = {k: {"heavy": v["heavy"]} for k, v in domain.conditions(cfg, "val").items() if "heavy" in v}
+    unknown = sorted(set(corruptions or ()) - set(sev))
+    if unknown:
+        raise CoupledError(f"--corruptions {unknown[0]!r} has no heavy level in the config; tune one of: {', '.join(sev)}")
+    sev = {k: v for k, v in sev.items() if not corruptions or k in corruptions}
     if not sev:
         raise CoupledError("no corruption of the config has a heavy level to tune at; give corruptions.severities "
                            "NAME: {heavy: ...} (see coupled calibrate)")
@@ -203,7 +275,9 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
         raise CoupledError(f"{folder} has no signal denoiser {missing[0]!r} ({SIGNAL_NETS[missing[0]]}.safetensors); "
                            f"it holds: {', '.join(held)}")
     runnable, _ = available_methods(bundle)
-    specs = [s for s in candidate_grid(cfg["sampling"].get("signal_guidance", 3.0))
+    tuning = cfg["tuning"]
+    specs = [s for s in candidate_grid(cfg["sampling"].get("signal_guidance", 3.0), tuning["grid"],
+                                       tuning["observation_weights"], wide=wide)
              if s.options.get("signal_net", "joint") in nets and s.method in runnable]
     started = time.time()
     with torch.no_grad():
@@ -211,9 +285,12 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
                               batch_size=cfg["evaluation"]["batch_size"], device=device, progress=progress,
                               corruption_seed=cfg["evaluation"].get("corruption_seed", CORRUPTION_SEED))
     table = candidate_table(records)
-    return {"split": "val", "n_items": len(data), "seeds": [0], "severities": sev, "selection_rule": SELECTION_RULE,
+    shown = {k: {lv: v if isinstance(v, (int, float)) else domain.condition_fields(v) for lv, v in levels.items()}
+             for k, levels in sev.items()}  # a labelled condition (e.g. speech's SNR or RT60) as its fields
+    return {"split": "val", "n_items": len(data), "seeds": [0], "severities": shown, "selection_rule": SELECTION_RULE,
             **({"budget_ms": budget_ms} if budget_ms is not None else {}),
-            "runs": [{"nets": nets, "candidates": len(specs), "eval_seconds": round(time.time() - started, 1)}],
+            "runs": [{"nets": nets, "candidates": len(specs), "eval_seconds": round(time.time() - started, 1),
+                      **({"grid": "wide"} if wide else {})}],
             "candidates": table, "picks": select(table, budget_ms)}
 
 

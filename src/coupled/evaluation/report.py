@@ -19,6 +19,7 @@ set is generated once per (corruption, severity, seed), so comparisons between m
 from __future__ import annotations
 
 import json
+import textwrap
 import math
 import numbers
 from collections import defaultdict
@@ -489,7 +490,7 @@ def plot_examples(rows: list[dict], path) -> Path:
                 ax.imshow(a, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
             else:
                 ax.imshow(np.clip((a + 1) / 2, 0, 1), interpolation="nearest")
-            ax.set_title(str(caption), fontsize="small")
+            ax.set_title(textwrap.fill(str(caption), 26), fontsize="small")  # long captions (transcripts) wrap
             # Ticks and frame off but the axis kept on: the row title lives in the first panel's y label.
             ax.set_xticks([])
             ax.set_yticks([])

@@ -114,7 +114,8 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
         signal_seconds = float(lengths.sum()) / domain_seconds(bundle)
     prepared = {s.label: bundle.prepare(s.method, s.options) for s in specs}
     domain = get_domain(getattr(bundle, "domain", None))
-    metrics = domain.estimate_metrics  # per-item quality of x_hat (on what the chains run on)
+    # per-item quality of x_hat (on what the chains run on: the bundle's signal net records it)
+    metrics = domain.estimate_metrics((getattr(bundle, "meta", None) or {}).get("signal"))
     out = {s.label: {"score_logits": [], "pred": [], **{k: [] for k in metrics}, "x_hat": [], "calls": None,
                      "seconds": 0.0} for s in specs}
     for b, i in enumerate(range(0, len(degraded), batch_size)):
@@ -292,10 +293,12 @@ def _example_rows(name, sev, data, degraded, outcomes, methods: dict, n, panel):
     for i in idx:
         label = data.labels[i].item() if torch.is_tensor(data.labels) else data.labels[i]
         n_i = None if data.lengths is None else int(data.lengths[i])
-        panels = [(f"clean ({label})", panel(data.signals[i, ..., :n_i])), (f"{name} {sev:g}", panel(degraded[i, ..., :n_i]))]
+        signals = [(f"clean ({label})", data.signals[i, ..., :n_i]), (f"{name} {sev:g}", degraded[i, ..., :n_i])]
         for m in ("sequential", *coupled):
             if outcomes[m]["x_hat"] is not None:
-                pred = outcomes[m]["pred"][i].item()
-                panels.append((f"{m}: {pred}{'' if pred == label else ' (wrong)'}", panel(outcomes[m]["x_hat"][i][..., :n_i])))
-        rows.append({"title": f"item {i}, label {label}", "panels": panels})
+                pred = outcomes[m]["pred"][i].item() if hasattr(outcomes[m]["pred"][i], "item") else outcomes[m]["pred"][i]
+                signals.append((f"{m}: {pred}{'' if pred == label else ' (wrong)'}", outcomes[m]["x_hat"][i][..., :n_i]))
+        # the pictures for the report's grid, and the signals themselves (`Domain.example_files`, e.g. speech's WAVs)
+        rows.append({"title": f"item {i}, label {label}", "panels": [(c, panel(x)) for c, x in signals],
+                     "signals": signals})
     return rows

@@ -13,6 +13,7 @@ from ..domains.registry import domain_of, domain_spec
 from ..engine import Coupling, FrozenClassifier, process_from_dict
 from ..errors import CoupledError
 from ..seeds import stream_seed
+from ..threads import use_threads
 from ..atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from ..checkpoint import STAGE_OUTPUTS, load_state, load_weights, read_json, record_in_manifest, verify_outputs
 from .stages import LOSSES, STAGES, StageSetup, run_stage
@@ -263,8 +264,7 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
     check_networks(cfg, stages, user.num_classes if user else cfg["classifier"]["net"].get("num_classes", 10),
                    user_classifier=user is not None)
     shape = tuple(splits["train"].signals.shape[1:])
-    if cfg["train"]["num_threads"]:
-        torch.set_num_threads(cfg["train"]["num_threads"])
+    use_threads(cfg["train"]["num_threads"], devices)  # the config's count, else the cores shared among the processes
     output.mkdir(parents=True, exist_ok=True)
     if _is_rank_zero():  # what an interrupted write left behind
         remove_stale_temporaries(output)

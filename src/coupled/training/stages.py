@@ -48,6 +48,8 @@ STAGES = ("classifier", "signal", "logits", "joint", "card", "finetuned", "seque
 # coupled signal net (pre-training + joint steps)
 BUNDLE_STAGES = STAGES[:4]
 BASELINE_STAGES = STAGES[4:]
+# the stages whose losses need no label (train.crop may cut their items; a transcript fits the whole utterance only)
+CROP_STAGES = ("signal", "logits", "joint", "card", "sequential")
 COND_PARAMS = ("logit_mlp", "null_logits")  # SignalUNet's logit-conditioning path (joint.cond_lr_scale)
 
 
@@ -57,13 +59,19 @@ def step_generator(seed: int, stage: str, step: int, rank: int = 0) -> torch.Gen
 
 
 def random_corruption(images: torch.Tensor, train_severity: dict, generator: torch.Generator, domain=None,
-                      lengths: torch.Tensor | None = None) -> torch.Tensor:
+                      lengths: torch.Tensor | None = None, cfg: dict | None = None) -> torch.Tensor:
     """Each item gets a corruption drawn uniformly from `train_severity` and a severity uniform in its range;
     corruptions are resolved by `domain` (a name or Domain; default image). With `lengths` [B] (a zero-padded
-    batch), each item is corrupted over its valid extent only and stays zero past it."""
+    batch), each item is corrupted over its valid extent only and stays zero past it. With `cfg`, the domain's
+    `training_corruption(name, cfg)` resolves them (corruptions that need the config's data)."""
     from ..domains.registry import get_domain
 
-    corruption_from_config = get_domain(domain).corruption
+    dom = get_domain(domain)
+    if cfg is None:
+        corruption_from_config = dom.corruption
+    else:
+        def corruption_from_config(name):
+            return dom.training_corruption(name, cfg)
     names = sorted(train_severity)
     which = torch.randint(0, len(names), (images.shape[0],), generator=generator)
     u = torch.rand(images.shape[0], generator=generator)
@@ -141,6 +149,9 @@ def _make_module_class():
                 restore_rng_states(self.rng_state)  # uninterrupted run draws
                 self.rng_state = None
             g = step_generator(self.setup_.cfg["seed"], self.setup_.stage, self.step, self.global_rank)
+            crop = self.setup_.cfg["train"].get("crop") or 0
+            if crop and self.setup_.stage in CROP_STAGES:
+                batch = crop_batch(batch, int(crop), g)
             loss, logs = self.loss_fn(self, batch, g)
             self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False)
             for k, v in logs.items():
@@ -274,6 +285,22 @@ class SplitBatches:
         return TrainBatch(data.signals[idx][..., : int(lengths.max())], labels, lengths)
 
 
+def crop_batch(batch: TrainBatch, crop: int, generator: torch.Generator) -> TrainBatch:
+    """`train.crop`: every item cut to a window of `crop` samples along the last axis, at an offset drawn uniformly
+    within its valid extent; an item shorter than the window keeps its start, zero-padded, and the padding counts as
+    signal (silence, which the corruption then covers too), so the batch has one length and no `lengths`: as
+    SGMSE+ trains on fixed-length crops, and the networks take their unmasked path (no per-item normalisation)."""
+    s, labels, lengths = batch
+    valid = torch.full((s.shape[0],), s.shape[-1]) if lengths is None else lengths.cpu()
+    u = torch.rand(s.shape[0], generator=generator)
+    out = s.new_zeros(*s.shape[:-1], crop)
+    for i, n in enumerate(valid.tolist()):
+        start = int(u[i] * (max(n - crop, 0) + 1))
+        take = min(crop, n)
+        out[i, ..., :take] = s[i, ..., start:start + take]
+    return TrainBatch(out, labels, None)
+
+
 def _loader(setup: StageSetup, data, step_offset: int, total: int):
     from torch.utils.data import DataLoader
 
@@ -392,7 +419,7 @@ def finetuned_loss(m, batch, g):
 def _corrupted(m, s, g, lengths=None):
     """The batch `s` degraded as training draws it: the config's train_severity, the config's domain."""
     cfg = m.setup_.cfg
-    return random_corruption(s, cfg["corruptions"]["train_severity"], g, cfg.get("domain"), lengths)
+    return random_corruption(s, cfg["corruptions"]["train_severity"], g, cfg.get("domain"), lengths, cfg)
 
 
 def _corrupted_pair(m, s, g, lengths=None):

@@ -1,4 +1,6 @@
-"""Choose light / medium / heavy severities on the validation split, from the clean-trained classifier.
+"""The image domain's calibration targets and searches: `coupled calibrate` (coupled/evaluation/calibrate.py, the
+generic search) chooses light / medium / heavy severities on the validation split, from the clean-trained
+classifier, with these.
 
 Targets (accuracy of the frozen classifier on corrupted validation digits): noise corruptions 70% / 40% /
 20%, blur 85% / 70% / 50%; a user's corruption (registered, or "module.path:function" in the config) gets the
@@ -15,10 +17,6 @@ at least the target, and the grid has nothing between it and the next candidate.
 """
 
 from __future__ import annotations
-
-import torch
-
-from .corruptions import corrupt
 
 NOISE_TARGETS = {"light": 0.70, "medium": 0.40, "heavy": 0.20}
 
@@ -46,13 +44,7 @@ def _factors(h: int, w: int) -> list[float]:
 GRIDS = {"occlusion": _box_sides, "occlusion_noise": _box_sides, "downsample": _factors}
 
 
-@torch.no_grad()
-def accuracy_at(classifier, data, name: str, severity: float, seed: int) -> float:
-    d = corrupt(data.signals, name, severity, seed)
-    return (classifier(d).argmax(-1) == data.labels).float().mean().item()
-
-
-def _targets_and_top(name: str, cfg: dict, classifier, val, seed: int) -> tuple[dict, float]:
+def _targets_and_top(name: str, cfg: dict, score_at) -> tuple[dict, float]:
     """A corruption's accuracy targets and the top of its severity search. One outside TARGETS (a user's,
     registered or "module.path:function") gets the noise targets and the top of its training range, or,
     without one, 1 doubled until the classifier falls below the heavy target."""
@@ -63,47 +55,15 @@ def _targets_and_top(name: str, cfg: dict, classifier, val, seed: int) -> tuple[
     if train_range and train_range[1] > 0:
         return targets, float(train_range[1])
     top = 1.0
-    while top < 1e6 and accuracy_at(classifier, val, name, top, seed) > targets["heavy"]:
+    while top < 1e6 and score_at(top) > targets["heavy"]:
         top *= 2
     return targets, top
 
 
-def grid_levels(grid: list[float], accuracy: list[float], targets: dict) -> dict:
-    """{level: severity}: for each target, the last severity of `grid` (ascending) before `accuracy` (at each
-    grid point) first falls below the target; the first grid point if it already does."""
-    out = {}
-    for level, target in targets.items():
-        below = next((i for i, a in enumerate(accuracy) if a < target), len(grid))
-        out[level] = grid[max(below - 1, 0)]
-    return out
-
-
-def calibrate(cfg: dict, domain, iterations: int = 14, seed: int = 777) -> dict:
-    """{corruption: {level: severity}} for every corruption the config names (in `severities` or
-    `train_severity`), and the validation accuracy measured at each, by bisection (on the GRID of a corruption
-    that has one). `domain`: the image domain (its validation split and the classifier it builds)."""
-    from ...bundle import load_net
-
-    classifier, _ = load_net(cfg["output"], "classifier", "classifier", domain.name)
-    val = domain.load_splits(cfg)["val"]
-    names = list(dict.fromkeys([*cfg["corruptions"]["severities"], *cfg["corruptions"]["train_severity"]]))
-    severities, measured, all_targets = {}, {}, {}
-    for name in names:
-        targets, top = _targets_and_top(name, cfg, classifier, val, seed)
-        all_targets[name] = targets
-        severities[name], measured[name] = {}, {}
-        if name in GRIDS:
-            grid = GRIDS[name](*val.signals.shape[-2:])
-            accuracy = [accuracy_at(classifier, val, name, sev, seed) for sev in grid]
-            severities[name] = grid_levels(grid, accuracy, targets)
-            measured[name] = {level: round(accuracy[grid.index(sev)], 3) for level, sev in severities[name].items()}
-            continue
-        for level, target in targets.items():
-            lo, hi = 0.0, top
-            for _ in range(iterations):
-                mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if accuracy_at(classifier, val, name, mid, seed) > target else (lo, mid)
-            sev = round((lo + hi) / 2, 3)
-            severities[name][level] = sev
-            measured[name][level] = round(accuracy_at(classifier, val, name, sev, seed), 3)
-    return {"severities": severities, "val_accuracy": measured, "targets": all_targets}
+def calibration_search(name: str, cfg: dict, val, score_at) -> dict:
+    """`Domain.calibration_search` for images: the grid of every distinct severity of a corruption in GRIDS (for
+    the split's image size), else bisection up to its top."""
+    targets, top = _targets_and_top(name, cfg, score_at)
+    if name in GRIDS:
+        return {"targets": targets, "grid": GRIDS[name](*val.signals.shape[-2:])}
+    return {"targets": targets, "bisect": top}

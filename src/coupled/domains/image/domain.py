@@ -39,6 +39,7 @@ class ImageDomain(Domain):
 
     name = "image"
     commands = ("train", "evaluate", "reproduce", "calibrate", "demo", "classify", "bench", "tune")
+    demo_config = "configs/mnist.yaml"
     default_arch = {"classifier": "digit_cnn", "signal": "signal_unet", "logits": "logit_net"}
     shape_keys = ("in_channels", "image_size")
 
@@ -133,10 +134,12 @@ class ImageDomain(Domain):
         return read_for_classify(path, shape, input_range, polarity, note)
 
     # ---- commands of its own
-    def run_calibrate(self, cfg: dict, *, progress=True) -> str:
-        from .calibrate import calibrate
+    def calibration_search(self, name: str, cfg: dict, val, score_at) -> dict:
+        """The image targets and search of corruption `name` (domains/image/calibrate.py): accuracy 70/40/20% for
+        the noises (85/70/50% for blur), by bisection, or on the grid of a corruption acting in whole pixels."""
+        from .calibrate import calibration_search
 
-        return str(calibrate(cfg, self))
+        return calibration_search(name, cfg, val, score_at)
 
 
 IMAGE = register_domain(ImageDomain())

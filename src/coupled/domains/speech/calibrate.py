@@ -43,15 +43,15 @@ def calibrate_levels(cfg: dict, checkpoint=None, targets: dict = TARGETS, grid=G
         grid: SNRs (dB) to measure.
         max_items: validation digit strings used.
     """
-    import torch
     from tqdm import tqdm
+
+    from ...threads import use_threads
 
     from .corpus import built_corpus, load_split
     from .evaluate import NOISES, degrade_item, score
     from .recogniser import load_recogniser, transcribe
 
-    if cfg["evaluation"].get("num_threads"):
-        torch.set_num_threads(int(cfg["evaluation"]["num_threads"]))
+    use_threads(cfg["evaluation"].get("num_threads"))  # 0: the cores torch can use (coupled.threads)
     root = built_corpus(cfg)
     model = load_recogniser(checkpoint or cfg["output"])
     items = load_split(root, "val", tasks=("digits",), max_items=max_items)

@@ -59,11 +59,12 @@ for _key, _value in DEFAULTS.items():
 # CompressedSTFT, or kind: mel with LogMel's fields; recorded in signal.json / logits.json by training, so a bundle
 # carries it), the signal chain is SGMSE+'s OU-VE process centred on the degraded spectrogram (the engine's centred
 # process, reference values theta 2, sigma 0.1 -> 1, sampled by the predictor-corrector), both nets predict x0, and
-# training degrades with white or pink noise at an SNR (dB) drawn per item. The networks' shape keys (in_channels,
+# training degrades with white, pink or babble noise at an SNR (dB) or reverb at an RT60 (s) drawn per item. The networks' shape keys (in_channels,
 # bins, hop, ...) come from the representation (check_speech_config fills them in); `size` picks the U-Net's widths.
 SPEECH_DEFAULTS["representation"] = {"kind": "stft"}
 SPEECH_DEFAULTS["classifier"]["net"] = {"num_classes": 22}  # the recogniser's classes (blank + 21 words): the denoisers' K
-SPEECH_DEFAULTS["corruptions"]["train_severity"] = {"white_noise": [0.0, 20.0], "pink_noise": [0.0, 20.0]}
+SPEECH_DEFAULTS["corruptions"]["train_severity"] = {"white_noise": [0.0, 20.0], "pink_noise": [0.0, 20.0],
+                                                    "babble_noise": [0.0, 20.0], "reverb": [0.3, 1.5]}
 SPEECH_DEFAULTS["signal"].update(net={"size": "small"}, process={"kind": "centred"}, prediction="x0", batch_size=16)
 SPEECH_DEFAULTS["logits"].update(batch_size=16)
 SPEECH_DEFAULTS["card"].update(batch_size=16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,10 @@ def _net_config(role: str, config: dict):
     return RecogniserConfig.from_dict(config)
 
 
-def _train_noise(name: str):
-    """A speech noise as a training corruption: (one item's waveform [1, n], SNR dB, torch generator) -> [1, n], its
-    noise drawn by a numpy generator seeded from the torch one."""
+def _train_degradation(name: str, context=None):
+    """A speech degradation as a training corruption: (one item's waveform [1, n], level, torch generator) ->
+    [1, n], drawn by a numpy generator seeded from the torch one. `context()` gives what the degradation needs
+    beyond the level (babble's talkers; reverb's rooms), built on first use."""
     import numpy as np
     import torch
 
@@ -46,15 +48,41 @@ def _train_noise(name: str):
 
     fn = DEGRADATIONS[name]
 
-    def corrupt(item, snr, generator):
+    def corrupt(item, level, generator):
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
         wave = item.reshape(-1).detach().cpu().numpy().astype(np.float32)
-        return torch.from_numpy(fn(wave, float(snr), rng)).reshape(item.shape).to(item.dtype)
+        if name == "reverb":  # level: an RT60 in seconds; one of the training rooms nearest to it, at random
+            rooms = context()
+            gap = np.abs(np.array([r.rt60_target for r in rooms]) - float(level))
+            near = np.flatnonzero(gap <= gap.min() + 1e-9)
+            out = fn(wave, rooms[int(rng.choice(near))], rng)
+        else:
+            out = fn(wave, float(level), rng, context() if context else None)
+        return torch.from_numpy(np.ascontiguousarray(out, np.float32)).reshape(item.shape).to(item.dtype)
 
     return corrupt
 
 
-TRAIN_NOISES = ("white_noise", "pink_noise")  # what the denoisers' training draws (corruptions.train_severity: SNR ranges)
+# What the denoisers' training draws (corruptions.train_severity: an SNR range in dB for the noises, an RT60 range
+# in seconds for reverb). Babble's talkers come from the training split; reverb's rooms from a bank of their own
+# (TRAIN_ROOMS: seed 1, so no training room is one of the evaluation's, which are seed 0).
+TRAIN_NOISES = ("white_noise", "pink_noise", "babble_noise", "reverb")
+TRAIN_ROOMS = {"rt60s": (0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5), "per_rt60": 4, "seed": 1}
+BABBLE_TALKERS = 120  # training-split digit strings the training babble draws its talkers from
+
+
+@functools.lru_cache(maxsize=4)
+def _training_babble(root: str, talkers: int) -> list:
+    from .corpus import load_split
+
+    return [u.wave for u in load_split(Path(root), "train", tasks=("digits",), max_items=BABBLE_TALKERS)]
+
+
+@functools.lru_cache(maxsize=4)
+def _training_rooms(rt60s: tuple, per_rt60: int, seed: int) -> list:
+    from .degrade import room_bank
+
+    return room_bank(rt60s, per_rt60, seed)
 
 
 @dataclass(frozen=True)
@@ -71,7 +99,8 @@ class SpeechDomain(Domain):
     splits: tuple = ("train", "val", "test")
     sample_rate: int = 16000
     input_suffixes: tuple = field(default=(".wav", ".flac", ".ogg"))
-    commands = ("train", "evaluate", "calibrate", "data", "classify")
+    commands = ("train", "evaluate", "calibrate", "data", "classify", "tune", "demo")
+    demo_config = "configs/speech.yaml"  # `coupled demo --domain speech`
     samples_per_second = 16000.0  # the waveforms' rate (the generic runner reports seconds per second of speech)
     signal_range = None  # waveforms and spectrograms are not clipped
 
@@ -206,19 +235,123 @@ class SpeechDomain(Domain):
         rep = self.representation(meta)
         return net if rep is None else RecogniserOnRepresentation(net, rep).eval().requires_grad_(False)
 
-    @property
-    def estimate_metrics(self) -> dict:
-        """None yet: the estimates are representations (SI-SDR / ESTOI of resynthesised audio: issue 16's next step)."""
-        return {}
+    def estimate_metrics(self, meta: dict | None = None) -> dict:
+        """SI-SDR (dB) of the audio resynthesised from a compressed-STFT estimate against the clean utterance's
+        (both through the same inverse STFT, hop * (frames - 1) samples). None for a log-mel estimate, whose
+        audio needs the degraded waveform (`LogMel.synthesise`), which the evaluator does not hand over; and
+        none for a recogniser alone (no estimates). ESTOI is left to the published sweep (pystoi costs ~50 ms
+        an utterance)."""
+        import numpy as np
+
+        from .metrics import si_sdr
+        from .representation import CompressedSTFT
+
+        rep = self.representation(meta)
+        if not isinstance(rep, CompressedSTFT):
+            return {}
+
+        def resynthesised_si_sdr(estimate, reference):
+            n = rep.hop * (estimate.shape[-1] - 1)
+            lengths = [n] * estimate.shape[0]
+            est, ref = rep.synthesise(estimate, lengths), rep.synthesise(reference, lengths)
+            return np.array([si_sdr(e.numpy(), r.numpy()) for e, r in zip(est, ref)])
+
+        return {"si_sdr": resynthesised_si_sdr}
+
+    def example_panel(self, signal):
+        """A spectrogram for the report's example grid: a representation [C, F, T] (compressed STFT: its magnitude;
+        log-mel: itself) or a waveform [N] (its compressed STFT's magnitude), low frequencies at the bottom, on a
+        fixed decibel scale (-30 dB of the representation's unit level at -1, +10 dB at +1) so panels compare."""
+        import numpy as np
+        import torch
+
+        x = torch.as_tensor(signal).detach().cpu().float()
+        if x.dim() == 1:
+            from .representation import CompressedSTFT
+
+            x = CompressedSTFT().analyse(x[None])[0][0]
+        mag = x.norm(dim=0) if x.shape[0] == 2 else x[0].abs()
+        db = 20 * np.log10(mag.numpy()[::-1] + 1e-4)
+        return np.clip((db + 10) / 20, -1, 1)
+
+    def example_files(self, rows: list, folder, meta: dict | None = None) -> list:
+        """The report's examples as 16 kHz WAVs under `folder` (clean, degraded and each method's estimate, the
+        estimates resynthesised from their compressed STFT; a log-mel estimate has no audio of its own and is
+        skipped), each file peak-normalised to 0.9 so none clips; named item<i>_<k>_<caption>.wav."""
+        import re
+
+        import numpy as np
+        import torch
+
+        from .audio import write_wav
+        from .representation import CompressedSTFT
+
+        rep = self.representation(meta)
+        written = []
+        for row in rows:
+            item = re.sub(r"\D", "", str(row.get("title", "")).split(",")[0]) or str(len(written))
+            for k, (caption, signal) in enumerate(row.get("signals", ())):
+                x = torch.as_tensor(signal).detach().cpu().float()
+                if x.dim() == 3 and isinstance(rep, CompressedSTFT):
+                    x = rep.synthesise(x[None], [rep.hop * (x.shape[-1] - 1)])[0]
+                if x.dim() != 1:
+                    continue
+                wave = x.numpy()
+                wave = 0.9 * wave / max(float(np.abs(wave).max()), 1e-9)
+                name = re.sub(r"[^A-Za-z0-9]+", "_", str(caption)).strip("_")[:48]
+                path = Path(folder) / f"item{item}_{k}_{name}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_wav(path, wave, self.sample_rate)
+                written.append(path)
+        return written
 
     def corruption(self, spec: str):
-        """A training corruption (`corruptions.train_severity`): white or pink noise at an SNR in dB drawn per item
-        (evaluation degrades with `corrupt_set` and the `degradations` sweep instead)."""
+        """A training corruption (`corruptions.train_severity`): white, pink or babble noise at an SNR in dB, or
+        reverb at an RT60 in seconds, drawn per item (evaluation degrades with `corrupt_set` and the `degradations`
+        sweep instead). Babble and reverb need the config: `training_corruption` builds them."""
         if spec not in TRAIN_NOISES:
             self.corruptions[spec]  # an unknown name: one line naming the valid ones
-            raise CoupledError(f"the speech denoisers train on {' or '.join(TRAIN_NOISES)} (corruptions.train_severity: "
-                               f"an SNR range in dB each), not {spec!r}")
-        return _train_noise(spec)
+            raise CoupledError(f"the speech denoisers train on {', '.join(TRAIN_NOISES)} (corruptions.train_severity: "
+                               f"an SNR range in dB, or an RT60 range in seconds for reverb), not {spec!r}")
+        return _train_degradation(spec)
+
+    def training_corruption(self, name: str, cfg: dict):
+        """`corruption(name)` with what it needs from `cfg`: babble talkers from the training split's digit strings
+        (of `degradations.babble_noise.talkers`), reverb rooms from TRAIN_ROOMS, each built on first use."""
+        self.corruption(name)  # an unknown name: one line
+        if name == "babble_noise":
+            talkers = int(cfg["degradations"].get("babble_noise", {}).get("talkers", 6))
+
+            def babble():
+                from .evaluate import built_corpus
+
+                return {"babble": _training_babble(str(built_corpus(cfg)), BABBLE_TALKERS), "talkers": talkers}
+
+            return _train_degradation(name, babble)
+        if name == "reverb":
+            return _train_degradation(name, lambda: _training_rooms(TRAIN_ROOMS["rt60s"], TRAIN_ROOMS["per_rt60"],
+                                                                     TRAIN_ROOMS["seed"]))
+        return _train_degradation(name)
+
+    def classifier_loss(self, logits, labels, lengths=None, frame_lengths=None):
+        """CTC of the recogniser's frame logits [B, T, 22] (blank 0) against the transcripts, over each item's valid
+        frames, as the recogniser was trained (`train.py`); logs the batch's exact-transcript rate. The generic
+        `finetuned` stage fine-tunes the recogniser with it on degraded speech."""
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        from .recogniser import encode, greedy_decode
+
+        if logits.dim() != 3 or isinstance(labels, torch.Tensor):
+            raise CoupledError("the speech recogniser trains on frame logits [B, T, 22] with transcripts as labels; "
+                               f"got logits {tuple(logits.shape)}")
+        targets = [torch.tensor(encode(label), dtype=torch.long) for label in labels]
+        frames = torch.full((logits.shape[0],), logits.shape[1]) if frame_lengths is None else frame_lengths.cpu()
+        loss = F.ctc_loss(logits.float().log_softmax(-1).transpose(0, 1), torch.cat(targets).to(logits.device), frames,
+                          torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
+        hyps = greedy_decode(logits.detach().cpu(), frames)
+        return loss, {"exact": torch.tensor(float(np.mean([h == r for h, r in zip(hyps, labels)])))}
 
     # ---- metrics and readout
     @property

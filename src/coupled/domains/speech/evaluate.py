@@ -19,6 +19,7 @@ import numpy as np
 from ...atomic import atomic_write_json, atomic_write_text
 from ...errors import CoupledError
 from ...seeds import sequence
+from ...threads import use_threads
 from .audio import write_wav
 from .corpus import CorpusConfig, built_corpus, load_split
 from .degrade import degrade, room_bank
@@ -60,9 +61,11 @@ def conditions(cfg: dict, rooms) -> list[dict]:
         else:
             raise CoupledError(f"the speech evaluation does not know how to sweep '{name}'; valid: "
                                f"{', '.join([*NOISES, 'reverb', 'reverb_noise'])}")
-    for c in out:
+    for c in out:  # a noise's level is an SNR (dB), reverb's a requested RT60 (s)
         for level, value in cfg["levels"].get(c["corruption"], {}).items():
             if c["corruption"] in NOISES and abs(float(value) - c["snr_db"]) < 1e-9:
+                c["level"] = level
+            elif c["corruption"] == "reverb" and abs(float(value) - c["rt60_target"]) < 1e-9:
                 c["level"] = level
     return out
 
@@ -134,8 +137,7 @@ def evaluate_speech(cfg: dict, *, checkpoint=None, split: str | None = None, out
         raise CoupledError(f"speech has only the 'noisy' method so far (asked for {', '.join(methods)}); "
                            "pass --methods noisy")
     ev = cfg["evaluation"]
-    if ev.get("num_threads"):
-        torch.set_num_threads(int(ev["num_threads"]))
+    use_threads(ev.get("num_threads"))  # 0: the cores torch can use (coupled.threads)
     max_items = max_items if max_items is not None else ev.get("max_items")
     folder = cfg["data"].get("wav_folder")
     if folder:  # a user's own recordings: all of them, no split; babble talkers are the folder's other files

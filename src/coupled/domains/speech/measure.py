@@ -19,6 +19,8 @@ import time
 import numpy as np
 import torch
 
+from ...threads import use_threads
+
 
 def representation_statistics(root, items: int = 400, seed: int = 0, snrs=(10.0, 0.0)) -> list[dict]:
     """Mean / std of both representations over `items` random training utterances of the corpus at `root`,
@@ -128,7 +130,7 @@ def main(argv=None) -> None:
     parser.add_argument("--items", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    use_threads(1)
     if args.corpus != "none":
         from .corpus import CorpusConfig, default_root
 

@@ -126,6 +126,20 @@ class CompressedSTFT(JSONConfig):
         rep = torch.stack([spec.real, spec.imag], dim=1)
         return rep * valid_mask(frames, rep.shape[-1])[:, None, None].to(rep.dtype), frames
 
+    def _linear(self, rep: torch.Tensor) -> torch.Tensor:
+        """The complex STFT X [B, bins, T] of a compressed one: |X| = (|Y| / beta)^(1 / alpha), phase kept."""
+        spec = torch.complex(rep[:, 0], rep[:, 1])
+        mag = spec.abs()
+        return spec * (torch.where(mag > 0, mag, torch.ones_like(mag)) ** (1 / self.alpha - 1) * self.beta ** (-1 / self.alpha))
+
+    def mix(self, x: torch.Tensor, d: torch.Tensor, a: float) -> torch.Tensor:
+        """Observation adding: the compressed STFT of x + a (d - x) for compressed STFTs `x`, `d` [B, 2, bins, T],
+        mixed as the waveforms mix (the STFT is linear: decompressed, mixed, compressed again)."""
+        spec = self._linear(x) + a * (self._linear(d) - self._linear(x))
+        mag = spec.abs()
+        spec = spec * self.beta * torch.where(mag > 0, mag, torch.ones_like(mag)) ** (self.alpha - 1)
+        return torch.stack([spec.real, spec.imag], dim=1)
+
     def synthesise(self, rep: torch.Tensor, lengths, reference: torch.Tensor | None = None) -> torch.Tensor:
         """Waveforms [B, max(lengths)] from a compressed STFT [B, 2, bins, T]; `lengths` [B] in samples.
 
@@ -136,12 +150,7 @@ class CompressedSTFT(JSONConfig):
         if lengths.shape[0] != rep.shape[0] or int(self.frames(lengths).max()) > rep.shape[-1]:
             raise CoupledError(f"lengths {lengths.tolist()} do not fit a compressed STFT of {rep.shape[-1]} frames "
                                f"(n samples need n // {self.hop} + 1 frames); pass the lengths given to analyse()")
-        spec = torch.complex(rep[:, 0], rep[:, 1])
-        mag = spec.abs()
-        # |X| = (|Y| / beta)^(1 / alpha), phase kept: X = Y |Y|^(1/alpha - 1) beta^(-1/alpha)
-        gain = torch.where(mag > 0, mag, torch.ones_like(mag)) ** (1 / self.alpha - 1)
-        gain = gain * self.beta ** (-1 / self.alpha)
-        return centred_istft(spec * gain, self.n_fft, self.hop, self._window(rep), lengths)
+        return centred_istft(self._linear(rep), self.n_fft, self.hop, self._window(rep), lengths)
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,15 @@ class LogMel(JSONConfig):
         """The representation [B, 1, n_mels, T] of mel energies [B, n_mels, T] (valid frames [B]; later ones 0)."""
         rep = (torch.log(power + self.mel_floor) - self._offset) / -self._offset
         return (rep * valid_mask(frames, rep.shape[-1])[:, None].to(rep.dtype))[:, None]
+
+    def mix(self, x: torch.Tensor, d: torch.Tensor, a: float) -> torch.Tensor:
+        """Observation adding on log-mel representations [B, 1, n_mels, T]: the mel energies mixed,
+        (1 - a) P(x) + a P(d) (the waveforms' mix without its cross terms: a log-mel keeps no phase); the engine
+        zeroes the frames past each item's end."""
+        def power(r):
+            return (torch.exp(self.log_mel(r)) - self.mel_floor).clamp_min(0)
+
+        return self.from_power(power(x) + a * (power(d) - power(x)), torch.full((x.shape[0],), x.shape[-1]))
 
     def log_mel(self, rep: torch.Tensor) -> torch.Tensor:
         """log(mel energy + mel_floor) [B, n_mels, T] of a representation: the recogniser's `forward_features` input."""
@@ -293,6 +311,11 @@ class RecogniserOnRepresentation(nn.Module):
             raise CoupledError(f"unknown speech representation {type(representation).__name__}; valid: "
                                "CompressedSTFT, LogMel")
         self.recogniser, self.representation = recogniser, representation
+
+    def observation_mix(self, x: torch.Tensor, d: torch.Tensor, a: float) -> torch.Tensor:
+        """Observation adding for the engine's readout (`_Run.heard`): x + a (d - x) as the representation mixes
+        waveforms (`CompressedSTFT.mix`, `LogMel.mix`)."""
+        return self.representation.mix(x, d, a)
 
     def samples(self, lengths: torch.Tensor) -> torch.Tensor:
         """Waveform samples resynthesised for representations of `lengths` frames (hop * (frames - 1))."""

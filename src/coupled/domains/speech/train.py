@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ...threads import use_threads
 from .config import TRAIN_DEFAULTS
 from .corpus import built_corpus, load_split
 from .degrade import scale_noise, white_noise
@@ -65,8 +66,7 @@ def train_recogniser(corpus_root, out, settings: dict | None = None, progress: b
         if k not in TRAIN_DEFAULTS:
             raise CoupledError(f"unknown recogniser training option '{k}'; valid: {', '.join(sorted(TRAIN_DEFAULTS))}")
         s[k] = v
-    if s["num_threads"]:
-        torch.set_num_threads(int(s["num_threads"]))
+    use_threads(s["num_threads"])  # 0: the cores torch can use (coupled.threads)
     torch.manual_seed(s["seed"])
     rng = np.random.default_rng(s["seed"])
     train = load_split(corpus_root, "train")
