@@ -43,6 +43,20 @@ def wrap_denoiser(kind: str, net, meta: dict) -> Denoiser:
     return Denoiser(net, process, meta["prediction"], pass_center=process.kind == "centred")
 
 
+class NullObservation(torch.nn.Module):
+    """An observation-conditioned signal network run as an unconditional prior: every call sees the null
+    observation (zeros, what benchmarks/train_prior.py trains it on) and the null logit token, whatever the
+    strategy passes (`observation=d`, `logits=l`)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.cfg = getattr(net, "cfg", None)
+
+    def forward(self, x_t, t, observation=None, logits=None, **conditioning):
+        return self.net(x_t, t, observation=torch.zeros_like(x_t), logits=None, **conditioning)
+
+
 def load_net(folder, name: str, kind: str | None = None, domain=None):
     """Load `<folder>/<name>` into a fresh network; returns (net in eval mode, its JSON metadata). The network is
     built by the domain and architecture its JSON records (`domain`, `arch`), else by `domain` (default image), or
@@ -132,6 +146,27 @@ class Bundle:
             self.meta[name] = meta
         return self._extra[name], self.meta[name]
 
+    def _zero_shot(self, coupling: Coupling, spec: dict) -> Coupling:
+        """`coupling` with its signal chain a zero-shot sampler (`spec`: methods.ZERO_SHOT_KEYS) over the prior
+        in `spec['prior']` (loaded once); the chain keeps the signal chain's step count."""
+        BUNDLE_CHECKS["zero_shot"]("zero_shot", spec)
+        key = f"prior:{spec['prior']}"
+        if key not in self._extra:
+            folder = Path(spec["prior"])
+            if not (folder / "prior.safetensors").is_file():
+                raise CoupledError(f"{folder} has no prior.safetensors; train an unconditional prior with "
+                                   f"benchmarks/train_prior.py --out {folder}")
+            net, meta = load_net(folder, "prior", "signal", self.domain)
+            self._extra[key] = NullObservation(net).to(self.device)
+            self.meta[key] = meta
+        net, meta = self._extra[key], self.meta[key]
+        options = {k: v for k, v in spec.items() if k not in ("sampler", "prior")}
+        if spec["sampler"] == "pigdm" and "clip" not in options:  # the guided x0_hat in the prior's data range
+            clip = meta.get("clip", [-1.0, 1.0])
+            options["clip"] = None if clip is None else tuple(clip)
+        chain = Chain(process_from_dict(meta["process"]), coupling.signal_chain.steps, spec["sampler"], **options)
+        return replace(coupling, signal_denoiser=wrap_denoiser("signal", net, meta), signal_chain=chain)
+
     def prepare(self, method: str, options: dict) -> tuple[Coupling, str, dict]:
         """The coupling `method` runs with, the engine method that runs it, and the strategy's options.
 
@@ -141,6 +176,8 @@ class Bundle:
         `classifier_gradient` (a number >= 0: gradient guidance through the frozen classifier, `ClassifierGradient`).
         `observation_weight` (a in [0, 1]: observation adding, the classifier readout hears x_hat + a (d - x_hat)).
         `card` runs with the CARD logit net, `finetuned_classifier` is `noisy` with the fine-tuned classifier.
+        `zero_shot` ({sampler, prior, options}): the signal chain becomes that zero-shot posterior sampler over
+        the unconditional prior of the folder `prior` (the evaluation binds each batch's measurement).
         """
         options = dict(options)
         if self.coupling.signal_denoiser is None and method not in REFERENCE_METHODS and method != "card":
@@ -159,6 +196,9 @@ class Bundle:
         eta = options.pop("signal_eta", None)
         if eta is not None:
             coupling = replace(coupling, signal_chain=replace(coupling.signal_chain, eta=eta))
+        zero_shot = options.pop("zero_shot", None)
+        if zero_shot is not None:  # a zero-shot posterior sampler around an unconditional prior (issue 18)
+            coupling = self._zero_shot(coupling, zero_shot)
         weight = options.pop("observation_weight", None)
         if weight is not None:
             BUNDLE_CHECKS["observation_weight"]("observation_weight", weight)

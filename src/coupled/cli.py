@@ -67,11 +67,14 @@ def cmd_evaluate(args) -> None:
     cfg = _config(args, reads=True)
     if "sampling" in cfg:  # a domain whose checkpoints store sampling settings: the folder's, with --set on top
         cfg["sampling"] = checkpoint_sampling(cfg, args.set, args.checkpoint)
+    if args.prior and not args.zero_shot:
+        raise CoupledError("--prior is the zero-shot samplers' prior; add --zero-shot SAMPLER, or drop --prior")
+    extra = {"zero_shot": args.zero_shot, "prior": args.prior} if args.zero_shot else {}
     print(run(
         _domain(cfg, "evaluate"), "evaluate", cfg, checkpoint=args.checkpoint, split=args.split, out=args.out,
         max_items=args.max_items, corruptions=args.corruptions, levels=args.levels, methods=args.methods,
         seeds=args.seeds, picks=args.picks, results_path=args.results, headline_only=args.headline_only,
-        progress=not args.quiet))
+        progress=not args.quiet, **extra))
 
 
 def cmd_tune(args) -> None:
@@ -197,7 +200,7 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     from .methods import REFERENCE_METHODS
     from .domains.registry import domain_names
-    from .engine import METHODS
+    from .engine import METHODS, ZERO_SHOT
 
     from .cli_checks import (OneLineParser, accelerator, budget, count, device, folder, output_file, override, seed,
                              severity)
@@ -281,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "add the cost-matched headline")
     ev.add_argument("--headline-only", action="store_true",
                     help="with --picks: run only noisy, tuned sequential and the cost-matched headline's two rows")
+    ev.add_argument("--zero-shot", nargs="+", metavar="SAMPLER",
+                    help="also run every method that has a signal chain zero-shot, its signal chain this posterior "
+                         f"sampler ({', '.join(ZERO_SHOT)}; options as in dps:weight=2) around the unconditional "
+                         "--prior, the measurement being the corruption's linear operator (rows METHOD+SAMPLER)")
+    ev.add_argument("--prior", help="the unconditional prior's folder for --zero-shot (prior.safetensors, written by "
+                                    "benchmarks/train_prior.py), e.g. checkpoints/mnist_prior")
     add_device(ev)
 
     tu = add("tune", cmd_tune, "choose each method's configuration on the validation split (every candidate timed in "

@@ -40,9 +40,10 @@ def train(domain, cfg: dict, *, stages=None, resume=False, devices=1, accelerato
 
 def evaluate(domain, cfg: dict, *, checkpoint=None, split=None, out="runs/eval", max_items=None,
              corruptions=None, levels=None, methods=None, seeds=None, picks=None, results_path=None,
-             headline_only=False, progress=True) -> str:
+             headline_only=False, progress=True, zero_shot=None, prior=None) -> str:
     """Evaluate the config's checkpoint (results.json, report.md and plots in `out`); returns the report.
-    `headline_only` (with `picks`): noisy, tuned sequential and the cost-matched headline's two rows only."""
+    `headline_only` (with `picks`): noisy, tuned sequential and the cost-matched headline's two rows only.
+    `zero_shot` (sampler names) with `prior` (a folder) adds each method's zero-shot variant (issue 18)."""
     from .evaluation.api import evaluate_config
     from .evaluation.report import markdown_report
 
@@ -53,6 +54,7 @@ def evaluate(domain, cfg: dict, *, checkpoint=None, split=None, out="runs/eval",
     results = evaluate_config(cfg, checkpoint=checkpoint, split=split, out=out, max_items=max_items,
                               corruptions=corruptions, levels=levels, methods=methods, progress=progress,
                               results_path=results_path, picks=picks, headline_only=headline_only,
+                              zero_shot=zero_shot, prior=prior,
                               seeds_for_level=(lambda level: seeds) if seeds else None)
     return markdown_report(results)  # with the cost-matched headline, its verdicts and a glossary when picks ran
 

@@ -20,7 +20,13 @@ REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
 # the network file of the folder a method needs beyond the bundle's own three
 METHOD_NETS = {"card": "card", **dict.fromkeys(REFERENCE_METHODS, "classifier_finetuned")}
 # Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
-BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient", "observation_weight")
+BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient", "observation_weight",
+                  "zero_shot")
+# `zero_shot`: run the method's signal chain as a zero-shot posterior sampler around an unconditional prior
+# (issue 18): {"sampler": dps | pigdm | ddnm, "prior": a folder holding prior.safetensors + prior.json, and the
+# sampler's own options (weight, eta, prior_variance)}; the measurement comes from the corruption's linear
+# operator (`Domain.linear_measurement`)
+ZERO_SHOT_KEYS = ("sampler", "prior", "weight", "eta", "prior_variance", "clip")
 
 
 def method_settings(method: str) -> list[str]:
@@ -46,6 +52,32 @@ def _eta(name, value):
         raise CoupledError(f"{name} must lie in [0, 1], got {value!r}")
 
 
+def _zero_shot(name, value):
+    from .engine import ZERO_SHOT
+    from .engine.samplers import check_sampler
+    from .engine.processes import VPProcess
+
+    if not isinstance(value, dict):
+        raise CoupledError(f"{name} must be a mapping with 'sampler' ({', '.join(ZERO_SHOT)}) and 'prior' (a folder), "
+                           f"got {value!r}")
+    unknown = sorted(set(value) - set(ZERO_SHOT_KEYS))
+    if unknown:
+        raise CoupledError(f"unknown key(s) {unknown} in {name}; valid: {', '.join(ZERO_SHOT_KEYS)}")
+    if value.get("sampler") not in ZERO_SHOT:
+        raise CoupledError(f"{name}.sampler must be one of {', '.join(ZERO_SHOT)}, got {value.get('sampler')!r}")
+    if not isinstance(value.get("prior"), str):
+        raise CoupledError(f"{name}.prior must be the folder of an unconditional prior (prior.safetensors, "
+                           "benchmarks/train_prior.py), e.g. checkpoints/mnist_prior")
+    check_sampler(value["sampler"], VPProcess(), {k: v for k, v in value.items() if k not in ("sampler", "prior")})
+
+
+def zero_shot_label(method: str, options: dict) -> str:
+    """A results label for `method` run with `options`: 'METHOD+SAMPLER' when it runs zero-shot (a clearly named
+    variant of the method, so that it sits beside the trained one in one results file)."""
+    zs = options.get("zero_shot")
+    return f"{method}+{zs['sampler']}" if isinstance(zs, dict) and "sampler" in zs else method
+
+
 def _weight(name, value):
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value <= 1:
         raise CoupledError(f"{name} must lie in [0, 1] (the share of the observation added back), got {value!r}")
@@ -53,7 +85,7 @@ def _weight(name, value):
 
 # the values of BUNDLE_OPTIONS (the bundle applies them: coupled.bundle.Bundle.prepare)
 BUNDLE_CHECKS = {"signal_guidance": _finite_at_least_0, "signal_net": _signal_net, "signal_eta": _eta,
-                 "classifier_gradient": _finite_at_least_0, "observation_weight": _weight}
+                 "classifier_gradient": _finite_at_least_0, "observation_weight": _weight, "zero_shot": _zero_shot}
 
 
 def check_method_settings(method: str, options: dict, prefix: str = "") -> None:

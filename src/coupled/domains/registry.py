@@ -239,6 +239,15 @@ class Domain:
         return corrupt_items(self.corruption(name), signals, name, severity, seed, first_index, lengths, indices,
                              item_seeds=item_seeds)
 
+    def linear_measurement(self, name: str, severity, seed: int, data):
+        """The corruption `name` at `severity` as a linear-Gaussian measurement of the split `data`, for the
+        zero-shot posterior samplers: (an `engine.LinearOperator` over the split's items, with `.batch(i, j)`,
+        and the noise std), such that a degraded item d is its measurement y = A x + n as the chains see it.
+        `seed`: the corruption seed (an operator drawn per item, such as an occlusion box, is the one
+        `corrupt_set` drew). A domain without one raises."""
+        raise CoupledError(f"the {self.name} domain has no linear operator for corruption {name!r}; "
+                           "zero-shot samplers need a linear-Gaussian degradation")
+
     def conditions(self, cfg: dict, split: str) -> dict:
         """What an evaluation sweeps: {corruption: {level label: severity}}; the config's severities (a
         severity is a number, or anything `corrupt_set` takes: a domain may sweep labelled conditions)."""

@@ -7,8 +7,11 @@ from .chains import Chain, ChainState
 from .classifier import FrozenClassifier, check_finite, standardise
 from .guidance import GuidedLogits
 from .parameterization import PREDICTIONS, Denoiser, output_from_x0, training_target, x0_from_output
+from .operators import (AreaDownsample, CirculantBlur, Identity, LinearOperator, Mask, Measurement, Separable,
+                        Zero)
 from .processes import CentredProcess, VPProcess, process_from_dict, randn
-from .samplers import SAMPLER_OPTIONS, SAMPLERS, ddim_step, ddpm_step, pc_step, sample, sampler_options
+from .samplers import (SAMPLER_OPTIONS, SAMPLERS, ZERO_SHOT, ddim_step, ddnm_step, ddpm_step, dps_step, pc_step,
+                       pigdm_step, sample, sampler_options)
 from .strategies import (
     BASELINES,
     COUPLED,
@@ -56,5 +59,6 @@ __all__ = [
     "refresh_steps", "run_method", "sequential", "switch_step", "item_generators", "BASELINES", "COUPLED",
     "PAPER_METHODS", "SIGNAL_METHODS", "one_step", "parallel_schedule", "purification", "readouts", "sequential_ensemble", "SAMPLER_OPTIONS",
     "sampler_options", "StepEvent", "signal_trajectory", "logit_trajectory",
-    "Visit", "plan",
+    "Visit", "plan", "ZERO_SHOT", "dps_step", "pigdm_step", "ddnm_step", "LinearOperator", "Identity", "Zero", "Mask",
+    "CirculantBlur", "AreaDownsample", "Separable", "Measurement",
 ]

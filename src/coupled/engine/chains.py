@@ -13,12 +13,13 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ..errors import CoupledError
+from .operators import Measurement
 from .processes import Process, process_from_dict
-from .samplers import SAMPLER_OPTIONS, calls_per_step, check_sampler, sampler_options, step
+from .samplers import SAMPLER_OPTIONS, ZERO_SHOT, calls_per_step, check_sampler, sampler_options, step
 
 __all__ = ["Chain", "ChainState"]
 
-_OPTION_FIELDS = ("eta", "corrector_steps", "snr")  # every sampler option; SAMPLER_OPTIONS says whose
+_OPTION_FIELDS = ("eta", "corrector_steps", "snr", "weight", "prior_variance", "clip")  # every sampler option; SAMPLER_OPTIONS says whose
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,10 @@ class Chain:
     """How to run one trajectory: `steps` steps of `sampler` over `process`'s grid.
 
     Sampler options: `eta` (ddim, default 0), `corrector_steps` (default 1) and `snr` (default 0.5) for pc;
-    ddpm takes none. An option the sampler does not take is an error, so leave it unset (None); the ones
+    ddpm takes none. The zero-shot posterior samplers (`dps`, `pigdm`, `ddnm`; samplers.py) take `weight` (a
+    number, or one per step) and, dps and pigdm, `eta` (default 1), pigdm `prior_variance` and `clip`; their observation,
+    an `operators.Measurement`, is bound per batch with `with_measurement` (it is data, not recipe: not saved
+    by `to_dict`). An option the sampler does not take is an error, so leave it unset (None); the ones
     it takes are filled with their defaults, so `Chain(vp, 5).eta == 0.0`. `spacing` picks the grid
     ('trailing' or 'leading' for VP, 'linear' for centred); None takes the process's default.
     `start_fraction` < 1 runs only the last part of the process's time range (purification, warm-started
@@ -49,8 +53,12 @@ class Chain:
     eta: float | None = None
     corrector_steps: int | None = None
     snr: float | None = None
+    weight: float | tuple | None = None
+    prior_variance: float | None = None
+    clip: tuple | None = None
     spacing: str | None = None
     start_fraction: float = 1.0
+    measurement: Measurement | None = field(default=None, repr=False, compare=False)
     _grid: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -58,6 +66,13 @@ class Chain:
         check_sampler(self.sampler, self.process, given)
         for name, value in {**sampler_options(self.sampler), **given}.items():
             object.__setattr__(self, name, value)
+        for name in ("weight", "clip"):  # JSON gives lists; the recipe holds tuples (hashable, comparable)
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if isinstance(self.weight, tuple) and len(self.weight) != self.steps:
+            raise CoupledError(f"a per-step weight needs one value per step ({self.steps}), got {len(self.weight)}")
+        if self.measurement is not None and self.sampler not in ZERO_SHOT:
+            raise CoupledError(f"sampler {self.sampler!r} takes no measurement; the zero-shot ones do: {', '.join(ZERO_SHOT)}")
         spacing = {} if self.spacing is None else {"spacing": self.spacing}
         grid = self.process.grid(self.steps, start=self.start_fraction, **spacing)
         object.__setattr__(self, "_grid", grid)
@@ -80,6 +95,15 @@ class Chain:
     def with_steps(self, steps: int | None) -> "Chain":
         """The same chain with another number of steps (None keeps it)."""
         return self if steps is None or steps == self.steps else replace(self, steps=steps)
+
+    def with_measurement(self, measurement: Measurement | None) -> "Chain":
+        """The same recipe bound to one batch's observation (a zero-shot sampler's y = A x + n)."""
+        return replace(self, measurement=measurement)
+
+    @property
+    def zero_shot(self) -> bool:
+        """Whether the sampler is a zero-shot posterior sampler (it needs a measurement)."""
+        return self.sampler in ZERO_SHOT
 
     def with_start(self, start_fraction: float) -> "Chain":
         """The same chain over the last `start_fraction` of the time range (1 keeps it whole)."""
@@ -115,9 +139,12 @@ class Chain:
             raise CoupledError(f"the chain already took all its {self.steps} steps; start a new one")
         i = state.index
         fn = lambda x, t: denoiser(x, t, center=state.center)  # noqa: E731
+        options = self.options
+        if isinstance(options.get("weight"), tuple):
+            options["weight"] = options["weight"][i]
         x, x0 = step(
             self.sampler, fn, self.process, state.x, self._grid[i], self._grid[i + 1],
-            generator=generator, center=state.center, **self.options,
+            generator=generator, center=state.center, measurement=self.measurement, **options,
         )
         return ChainState(x=x, index=i + 1, x0_hat=x0, center=state.center)
 
@@ -137,7 +164,7 @@ class Chain:
     @classmethod
     def from_dict(cls, d: dict) -> "Chain":
         d = dict(d)
-        valid = {"process", "steps", "sampler", "eta", "corrector_steps", "snr", "spacing", "start_fraction"}
+        valid = {"process", "steps", "sampler", *_OPTION_FIELDS, "spacing", "start_fraction"}
         unknown = set(d) - valid
         if unknown:
             raise CoupledError(f"unknown chain option(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}")

@@ -594,14 +594,22 @@ def check_method_options(method: str, options: dict, prefix: str = "") -> None:
 
 
 def run_method(method: str, coupling: Coupling, degraded: torch.Tensor, generator=None, *,
-               callback: Callable | None = None, lengths=None, **options) -> StrategyResult:
+               callback: Callable | None = None, lengths=None, measurement=None, **options) -> StrategyResult:
     """Run a method by name; unknown methods and options are errors that list the valid ones.
 
     `callback(event)` is called with a `StepEvent` after every signal and logit step (None: not at all).
     `lengths` [B]: each item's valid extent along the signal's last axis in a zero-padded batch (None: every
     item is whole); with it every item's result is the one it gets alone (see `_Run`).
+    `measurement`: the batch's `operators.Measurement` (y = A x + n), bound to a zero-shot signal chain
+    (sampler dps, pigdm or ddnm) for this call; the signal denoiser is then a prior (it is still called with
+    `observation=degraded` and `logits=`, which an unconditional net may ignore).
     """
     check_method_options(method, options)
+    if measurement is not None:
+        if coupling.signal_chain is None or not coupling.signal_chain.zero_shot:
+            raise CoupledError("a measurement is for a zero-shot signal chain (sampler dps, pigdm or ddnm); "
+                               "this coupling's signal chain is not one")
+        coupling = replace(coupling, signal_chain=coupling.signal_chain.with_measurement(measurement))
     return METHODS[method](coupling, degraded, generator, callback=callback, lengths=lengths, **options)
 
 

@@ -48,7 +48,8 @@ def _ran_text(runs, val) -> dict:
 
 def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out="runs/eval", max_items=None,
                     corruptions=None, levels=None, methods=None, seeds_for_level=None, progress=True,
-                    title_extra: dict | None = None, results_path=None, picks=None, headline_only=False) -> dict:
+                    title_extra: dict | None = None, results_path=None, picks=None, headline_only=False,
+                    zero_shot=None, prior=None) -> dict:
     """Evaluate the checkpoint of `cfg` and write `out`/results.json, report.md, accuracy.png, examples.png
     (and results.json also to `results_path` when given).
 
@@ -57,7 +58,10 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     method's validation pick, the cost-matched baseline and `sequential@5`, and the results carry the
     cost-matched `headline` (method.md section 6), with pareto.png and deltas.png beside the report;
     `headline_only` runs just noisy, tuned sequential, the cost-matched baseline and the coupled pick.
-    Autograd is off inside the call only."""
+    `zero_shot` (names of zero-shot samplers: dps, pigdm, ddnm) adds, beside each method that runs a signal
+    chain, its zero-shot variant `METHOD+SAMPLER` around the unconditional prior in the folder `prior`
+    (`runner.zero_shot_specs`; without picks). Autograd is off inside the call only (the gradient-guided
+    zero-shot samplers switch it on around their own vector-Jacobian products)."""
     import torch
 
     from ..bundle import default_device, load_bundle
@@ -66,7 +70,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     from ..engine import METHODS
     from . import fair
     from .report import markdown_report, plot_accuracy_vs_severity, plot_examples, summarise, write_results
-    from .runner import CORRUPTION_SEED, evaluate, represent_split, specs_from_methods
+    from .runner import CORRUPTION_SEED, evaluate, represent_split, specs_from_methods, zero_shot_specs
 
     domain = domain_of(cfg)
     ev = cfg["evaluation"]
@@ -101,7 +105,10 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
         bad = sorted(set(methods) - set(valid))
         if bad:
             raise CoupledError(f"unknown method(s) {bad}; choose from: {', '.join(valid)}")
-        runs = [(severities, specs_from_methods(methods, cfg["sampling"]["methods"]))]
+        specs = specs_from_methods(methods, cfg["sampling"]["methods"])
+        runs = [(severities, specs + zero_shot_specs(specs, zero_shot, prior) if zero_shot else specs)]
+    elif zero_shot:
+        raise CoupledError("--zero-shot runs beside the named methods, not with --picks; drop one of them")
     else:  # each corruption runs its own picks
         runs = [({k: v}, fair.test_specs(val["picks"], k, headline_only)) for k, v in severities.items()]
     clean = domain.clean_score(bundle.coupling.classifier.module, represent_split(bundle, data))

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..methods import REFERENCE_METHODS
+from ..methods import REFERENCE_METHODS, zero_shot_label
 from ..domains.registry import get_domain
-from ..engine import COUPLED, item_generators, readouts, run_method
+from ..engine import COUPLED, Measurement, item_generators, readouts, run_method
 from ..errors import CoupledError
 from ..seeds import item_seeds
 
@@ -95,7 +95,7 @@ def _item_metrics(metrics: dict, x: torch.Tensor, ref: torch.Tensor, lens) -> di
 @torch.no_grad()
 def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs, seed: int,
               batch_size: int, device, keep_x_hat: bool = False, lengths=None, task=None,
-              signal_seconds: float | None = None) -> dict:
+              signal_seconds: float | None = None, measurement=None) -> dict:
     """Every spec over a whole (already degraded) split under one sampling seed, interleaved batch by batch.
 
     `labels`: int64 [N] class indices or a list of N answers (transcripts); `lengths` [N]: valid extents of a
@@ -105,6 +105,8 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
     `score_classifier`: [N], or [N, 2] for a ratio metric), answers, signal metrics, calls per item and
     measured seconds per item}. `signal_seconds`: the split's total duration (default: its lengths over the
     domain's `samples_per_second`; pass it when `lengths` count frames of a representation).
+    `measurement`: (operator over the split's items, noise std) of the corruption (`Domain.linear_measurement`),
+    bound batch by batch (y = the degraded batch) to the specs whose signal chain is a zero-shot sampler.
     """
     if not specs:
         return {}
@@ -128,8 +130,15 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             started = time.perf_counter()
+            m = None
+            if coupling.signal_chain is not None and coupling.signal_chain.zero_shot:
+                if measurement is None:
+                    raise CoupledError(f"{spec.label} runs a zero-shot sampler, which needs the corruption's linear "
+                                       "measurement (Domain.linear_measurement)")
+                op = measurement[0].batch(i, i + len(d))
+                m = Measurement(op, op(op.pinv(d)), measurement[1])  # d on A's range: A x (+ noise)
             res = run_method(method, coupling, d, item_generators(seeds), lengths=None if lens is None else lens.to(device),
-                             **options)
+                             measurement=m, **options)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             o["seconds"] += time.perf_counter() - started
@@ -175,7 +184,47 @@ def _cpu(t):
 def specs_from_methods(methods, method_options: dict | None = None) -> list[MethodSpec]:
     """One spec per method name, with its options from `method_options` (a config's `sampling.methods`)."""
     method_options = method_options or {}
-    return [MethodSpec(m, m, dict(method_options.get(m, {}))) for m in methods]
+    return [MethodSpec(zero_shot_label(m, method_options.get(m, {})), m, dict(method_options.get(m, {})))
+            for m in methods]
+
+
+# methods that run no signal chain (they have no zero-shot variant)
+_NO_SIGNAL_CHAIN = ("noisy", "logits_only", "card", *REFERENCE_METHODS)
+
+
+def parse_zero_shot(text: str) -> dict:
+    """'SAMPLER' or 'SAMPLER:key=value,key=value' (e.g. 'dps:weight=2') as {sampler, options...}; values are
+    numbers, or '/'-separated numbers for a per-step weight or a clip range."""
+    sampler, _, rest = str(text).partition(":")
+    out = {"sampler": sampler}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise CoupledError(f"zero-shot option {item!r} in {text!r} is not key=value; e.g. dps:weight=2")
+        try:
+            parts = [float(v) for v in value.split("/")]
+        except ValueError:
+            raise CoupledError(f"zero-shot option {key!r} in {text!r} must be a number, got {value!r}") from None
+        out[key] = parts[0] if len(parts) == 1 else parts
+    return out
+
+
+def zero_shot_specs(specs, samplers, prior) -> list[MethodSpec]:
+    """The zero-shot variant `METHOD+SAMPLER` of each spec that runs a signal chain, per sampler ('ddnm', or
+    with options 'dps:weight=2', `parse_zero_shot`): the same options, with the bundle option
+    `zero_shot: {sampler, prior, options}` (its signal chain becomes that sampler around the unconditional prior
+    in the folder `prior`; `Bundle.prepare`)."""
+    from ..methods import BUNDLE_CHECKS
+
+    if not prior:
+        raise CoupledError("zero-shot sampling needs the unconditional prior's folder (--prior), e.g. checkpoints/mnist_prior")
+    out = []
+    for text in samplers:
+        zs = {**parse_zero_shot(text), "prior": str(prior)}
+        BUNDLE_CHECKS["zero_shot"](f"--zero-shot {text}", zs)
+        out += [MethodSpec(f"{s.label}+{text}", s.method, {**s.options, "zero_shot": zs})
+                for s in specs if s.method not in _NO_SIGNAL_CHAIN and "zero_shot" not in s.options]
+    return out
 
 
 def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, batch_size: int = 250,
@@ -207,11 +256,14 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
             key, degraded = (name, level), domain.corrupt_set(data.signals, name, sev, corruption_seed,
                                                               lengths=data.lengths, indices=data.ids)
             degraded, _ = represent(bundle, degraded, data.lengths)  # corrupted as raw items, then represented
+            chain = bundle.coupling.signal_chain  # zero-shot by a spec's option, or by the sampling section
+            zero_shot = any(s.options.get("zero_shot") for s in specs) or (chain is not None and chain.zero_shot)
+            measurement = domain.linear_measurement(name, sev, corruption_seed, data) if zero_shot else None
         first = seed == seeds_for_level(level)[0]
         todo = [s for s in specs if first or s.method not in DETERMINISTIC]
         outcomes = run_specs(bundle, rep.signals, rep.labels, degraded, todo, seed, batch_size, device,
                              keep_x_hat=first and level == "heavy", lengths=rep.lengths, task=rep.task,
-                             signal_seconds=seconds)
+                             signal_seconds=seconds, measurement=measurement)
         if first and level == "heavy":
             examples += _example_rows(name, domain.severity_value(sev), rep, degraded, outcomes, {s.label: s.method for s in todo}, n_examples,
                                       domain.example_panel)

@@ -89,6 +89,14 @@ class ImageDomain(Domain):
 
         return corrupt(signals, name, severity, seed, first_index=first_index, item_seeds=item_seeds)
 
+    def linear_measurement(self, name, severity, seed, data):
+        """occlusion / occlusion_noise: an inpainting mask per item (the box `corrupt_set` drew for that item);
+        downsample: area pooling and nearest upsampling as one separable operator; gaussian_blur: the
+        reflect-padded separable blur; gaussian_noise: the identity with noise std = severity (`operators.py`)."""
+        from .operators import linear_measurement
+
+        return linear_measurement(self, name, severity, seed, data)
+
     # ---- networks
     @property
     def networks(self) -> dict:
