@@ -182,6 +182,9 @@ def section_defaults(key: str, default: dict, user) -> dict:
     if sampler != default["sampler"]:
         kept = {k: v for k, v in default.items() if k not in every}
         default = {**kept, "sampler": sampler, **SAMPLER_OPTIONS[sampler]}
+    else:  # an option of this sampler that the defaults leave out (e.g. pc's denoise_final) may be set
+        default = {**default, **{k: SAMPLER_OPTIONS[sampler][k] for k in user
+                                 if k in SAMPLER_OPTIONS[sampler] and k not in default}}
     wrong = sorted(set(user) & (every - set(SAMPLER_OPTIONS[sampler])))
     if wrong:
         raise CoupledError(f"config key {key}.{wrong[0]} is not an option of sampler {sampler!r}; its options: "

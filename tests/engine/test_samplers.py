@@ -227,3 +227,31 @@ def test_engine_imports_torch_and_numpy_only():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"importing coupled.engine also loaded: {out}"
+
+
+def test_pc_denoise_final_ends_on_the_last_steps_estimate():
+    """pc's `denoise_final` (issue 16: at few steps the reverse SDE's last Euler step and its noise dominate the
+    state): the trajectory ends on the last step's x0_hat, every earlier step is untouched, and `sample` agrees."""
+    process = CentredProcess()
+    post, post_n, center = _posterior_setup(64)
+    den = post_n.denoiser(process)
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(4)) + center
+    runs = {}
+    for final in (False, True):
+        chain = Chain(process, 3, "pc", denoise_final=final)
+        seen, state = [], ChainState(x=x, center=center)
+        while not chain.done(state):  # the same noise at each step of both runs
+            state = chain.step(state, den, torch.Generator().manual_seed(5 + len(seen)))
+            seen.append(state)
+        runs[final] = seen
+    for a, b in zip(runs[False][:-1], runs[True][:-1]):
+        assert torch.equal(a.x, b.x)
+    last = runs[True][-1]
+    assert torch.equal(last.x, last.x0_hat) and not torch.equal(runs[False][-1].x, last.x)
+    out = sample(den, process, Chain(process, 3, "pc").grid, x, sampler="pc", center=center, denoise_final=True,
+                 generator=torch.Generator().manual_seed(5))
+    assert out.shape == x.shape
+    with pytest.raises(CoupledError, match="denoise_final must be true or false"):
+        Chain(process, 3, "pc", denoise_final="yes")
+    with pytest.raises(CoupledError, match="does not take option"):
+        Chain(VPProcess(1000), 3, "ddim", denoise_final=True)

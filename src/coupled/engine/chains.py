@@ -19,7 +19,7 @@ from .samplers import SAMPLER_OPTIONS, ZERO_SHOT, calls_per_step, check_sampler,
 
 __all__ = ["Chain", "ChainState"]
 
-_OPTION_FIELDS = ("eta", "corrector_steps", "snr", "weight", "prior_variance", "clip")  # every sampler option; SAMPLER_OPTIONS says whose
+_OPTION_FIELDS = ("eta", "corrector_steps", "snr", "denoise_final", "weight", "prior_variance", "clip")  # every sampler option; SAMPLER_OPTIONS says whose
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class ChainState:
 class Chain:
     """How to run one trajectory: `steps` steps of `sampler` over `process`'s grid.
 
-    Sampler options: `eta` (ddim, default 0), `corrector_steps` (default 1) and `snr` (default 0.5) for pc;
+    Sampler options: `eta` (ddim, default 0), `corrector_steps` (default 1), `snr` (default 0.5) and
+    `denoise_final` (default false: the last step ends on its x0_hat, not on the predictor's noisy state) for pc;
     ddpm takes none. The zero-shot posterior samplers (`dps`, `pigdm`, `ddnm`; samplers.py) take `weight` (a
     number, or one per step) and, dps and pigdm, `eta` (default 1), pigdm `prior_variance` and `clip`; their observation,
     an `operators.Measurement`, is bound per batch with `with_measurement` (it is data, not recipe: not saved
@@ -53,6 +54,7 @@ class Chain:
     eta: float | None = None
     corrector_steps: int | None = None
     snr: float | None = None
+    denoise_final: bool | None = None
     weight: float | tuple | None = None
     prior_variance: float | None = None
     clip: tuple | None = None
@@ -146,6 +148,8 @@ class Chain:
             self.sampler, fn, self.process, state.x, self._grid[i], self._grid[i + 1],
             generator=generator, center=state.center, measurement=self.measurement, **options,
         )
+        if options.get("denoise_final") and i + 1 == self.steps:  # pc: end on the last step's x0_hat
+            x = x0
         return ChainState(x=x, index=i + 1, x0_hat=x0, center=state.center)
 
     def run(self, state: ChainState, denoiser, generator) -> ChainState:

@@ -91,8 +91,13 @@ def pc_step(
     center=None,
     corrector_steps: int = 1,
     snr: float = 0.5,
+    denoise_final: bool = False,
 ):
-    """Annealed-Langevin corrector(s) then a reverse-diffusion predictor step of the OU-VE SDE (SGMSE+)."""
+    """Annealed-Langevin corrector(s) then a reverse-diffusion predictor step of the OU-VE SDE (SGMSE+).
+
+    `denoise_final` is read by the caller (`Chain.step`, `sample`): on the grid's last step the trajectory ends on
+    that step's x0_hat instead of the predictor's state, which at few steps is one long Euler step plus the noise
+    it injects (Song et al. 2021's `denoise` option, with the denoiser's estimate as the mean)."""
     if center is None:
         raise CoupledError("the centred sampler needs the chain's center (its observation)")
     tb = _batch_t(t, x)
@@ -178,7 +183,7 @@ def ddnm_step(denoiser: Denoise, process: VPProcess, x, t, t_next, *, generator=
 SAMPLERS = {"ddim": (ddim_step, VPProcess), "ddpm": (ddpm_step, VPProcess), "pc": (pc_step, CentredProcess),
             "dps": (dps_step, VPProcess), "pigdm": (pigdm_step, VPProcess), "ddnm": (ddnm_step, VPProcess)}
 # the options each sampler takes, with their defaults; any other option is an error
-SAMPLER_OPTIONS = {"ddim": {"eta": 0.0}, "ddpm": {}, "pc": {"corrector_steps": 1, "snr": 0.5},
+SAMPLER_OPTIONS = {"ddim": {"eta": 0.0}, "ddpm": {}, "pc": {"corrector_steps": 1, "snr": 0.5, "denoise_final": False},
                    "dps": {"eta": 1.0, "weight": 0.5}, "pigdm": {"eta": 1.0, "weight": 1.0, "prior_variance": 1.0, "clip": None},
                    "ddnm": {"weight": 1.0}}
 # the zero-shot posterior samplers: they take a `measurement` (bound to their Chain per batch)
@@ -220,6 +225,9 @@ def check_sampler(sampler: str, process, options: dict) -> None:
                                f"got {weight!r}")
     if prior_variance is not None and not (_is_number(prior_variance) and 0 < prior_variance < float("inf")):
         raise CoupledError(f"prior_variance must be a finite number > 0, got {prior_variance!r}")
+    final = options.get("denoise_final")
+    if final is not None and not isinstance(final, bool):
+        raise CoupledError(f"denoise_final must be true or false, got {final!r}")
     clip = options.get("clip")
     if clip is not None and not (isinstance(clip, (list, tuple)) and len(clip) == 2 and all(map(_is_number, clip))
                                  and clip[0] < clip[1]):
@@ -269,6 +277,8 @@ def sample(
             options["weight"] = weight[i]
         x, x0 = step(sampler, denoiser, process, x, grid[i], grid[i + 1], generator=generator, center=center,
                      measurement=measurement, **options)
+        if options.get("denoise_final") and i == len(grid) - 2:
+            x = x0
         if callback is not None:
             callback(i, x, x0)
     return x
