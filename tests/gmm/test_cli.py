@@ -11,13 +11,21 @@ from coupled.cli import main
 from tests.reliability.conftest import ROOT
 
 
-def test_coupled_evaluate_runs_the_bayes_limit_config(tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """configs/bayes_limit.yaml trained into a fresh folder: (config path, checkpoint folder)."""
+    tmp = tmp_path_factory.mktemp("gmm")
     cfg = yaml.safe_load((ROOT / "configs" / "bayes_limit.yaml").read_text())
-    cfg["output"] = str(tmp_path / "ckpt")
-    path = tmp_path / "bayes_limit.yaml"
+    cfg["output"] = str(tmp / "ckpt")
+    path = tmp / "bayes_limit.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path), "--quiet"]) == 0
-    meta = json.loads((tmp_path / "ckpt" / "signal.json").read_text())
+    return path, tmp / "ckpt"
+
+
+def test_coupled_evaluate_runs_the_bayes_limit_config(trained, tmp_path):
+    path, ckpt = trained
+    meta = json.loads((ckpt / "signal.json").read_text())
     assert meta["domain"] == "gmm" and meta["arch"] == "exact" and meta["net"]["noise_levels"] == [0.5, 1.0, 2.0]
     out = tmp_path / "eval"
     assert main(["evaluate", str(path), "--quiet", "--out", str(out), "--max-items", "60", "--levels", "heavy",
@@ -31,15 +39,11 @@ def test_coupled_evaluate_runs_the_bayes_limit_config(tmp_path):
     assert results["clean"]["value"] > 0.9  # the Bayes classifier on clean signals of well separated classes
 
 
-def test_the_committed_bundle_is_the_configs_closed_form(tmp_path):
+def test_the_committed_bundle_is_the_configs_closed_form(trained):
     """checkpoints/bayes_limit is what `coupled train configs/bayes_limit.yaml` writes (byte for byte weights)."""
-    cfg = yaml.safe_load((ROOT / "configs" / "bayes_limit.yaml").read_text())
-    cfg["output"] = str(tmp_path / "ckpt")
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert main(["train", str(path), "--quiet"]) == 0
+    _, ckpt = trained
     for name in ("classifier", "signal", "logits"):
-        written = (tmp_path / "ckpt" / f"{name}.safetensors").read_bytes()
+        written = (ckpt / f"{name}.safetensors").read_bytes()
         assert written == (ROOT / "checkpoints" / "bayes_limit" / f"{name}.safetensors").read_bytes()
 
 
