@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..methods import REFERENCE_METHODS, zero_shot_label
 from ..domains.registry import get_domain
-from ..engine import COUPLED, Measurement, item_generators, readouts, run_method
+from ..engine import COUPLED, SIGNAL_METHODS, Measurement, item_generators, readouts, run_method
 from ..errors import CoupledError
 from ..seeds import item_seeds
 
@@ -188,10 +188,6 @@ def specs_from_methods(methods, method_options: dict | None = None) -> list[Meth
             for m in methods]
 
 
-# methods that run no signal chain (they have no zero-shot variant)
-_NO_SIGNAL_CHAIN = ("noisy", "logits_only", "card", *REFERENCE_METHODS)
-
-
 def parse_zero_shot(text: str) -> dict:
     """'SAMPLER' or 'SAMPLER:key=value,key=value' (e.g. 'dps:weight=2') as {sampler, options...}; values are
     numbers, or '/'-separated numbers for a per-step weight or a clip range."""
@@ -223,7 +219,7 @@ def zero_shot_specs(specs, samplers, prior) -> list[MethodSpec]:
         zs = {**parse_zero_shot(text), "prior": str(prior)}
         BUNDLE_CHECKS["zero_shot"](f"--zero-shot {text}", zs)
         out += [MethodSpec(f"{s.label}+{text}", s.method, {**s.options, "zero_shot": zs})
-                for s in specs if s.method not in _NO_SIGNAL_CHAIN and "zero_shot" not in s.options]
+                for s in specs if s.method in SIGNAL_METHODS and "zero_shot" not in s.options]
     return out
 
 
