@@ -149,7 +149,7 @@ def test_example_rows_become_wavs_a_person_can_play(speech_wave, tmp_path):
     spec, _ = rep.analyse(torch.from_numpy(speech_wave)[None])
     rows = [{"title": "item 7, label one", "panels": [], "signals": [("clean (one)", spec[0]), ("sequential: one", spec[0] * 3)]}]
     paths = SPEECH.example_files(rows, tmp_path, meta)
-    assert [p.name for p in paths] == ["item7_0_clean_one.wav", "item7_1_sequential_one.wav"]
+    assert [p.name for p in paths] == ["00_item7_0_clean_one.wav", "00_item7_1_sequential_one.wav"]
     rate, pcm = wavfile.read(paths[1])
     assert rate == 16000 and pcm.dtype == np.int16 and 0.85 < np.abs(pcm).max() / 32768 <= 0.9  # normalised, unclipped
     assert abs(len(pcm) - len(speech_wave)) < rep.hop

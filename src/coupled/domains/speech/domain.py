@@ -278,7 +278,7 @@ class SpeechDomain(Domain):
     def example_files(self, rows: list, folder, meta: dict | None = None) -> list:
         """The report's examples as 16 kHz WAVs under `folder` (clean, degraded and each method's estimate, the
         estimates resynthesised from their compressed STFT; a log-mel estimate has no audio of its own and is
-        skipped), each file peak-normalised to 0.9 so none clips; named item<i>_<k>_<caption>.wav."""
+        skipped), each file peak-normalised to 0.9 so none clips; named <row>_item<i>_<k>_<caption>.wav."""
         import re
 
         import numpy as np
@@ -289,8 +289,8 @@ class SpeechDomain(Domain):
 
         rep = self.representation(meta)
         written = []
-        for row in rows:
-            item = re.sub(r"\D", "", str(row.get("title", "")).split(",")[0]) or str(len(written))
+        for r, row in enumerate(rows):  # a row per (degradation, item): the row's number keeps their files apart
+            item = re.sub(r"\D", "", str(row.get("title", "")).split(",")[0]) or str(r)
             for k, (caption, signal) in enumerate(row.get("signals", ())):
                 x = torch.as_tensor(signal).detach().cpu().float()
                 if x.dim() == 3 and isinstance(rep, CompressedSTFT):
@@ -300,7 +300,7 @@ class SpeechDomain(Domain):
                 wave = x.numpy()
                 wave = 0.9 * wave / max(float(np.abs(wave).max()), 1e-9)
                 name = re.sub(r"[^A-Za-z0-9]+", "_", str(caption)).strip("_")[:48]
-                path = Path(folder) / f"item{item}_{k}_{name}.wav"
+                path = Path(folder) / f"{r:02d}_item{item}_{k}_{name}.wav"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_wav(path, wave, self.sample_rate)
                 written.append(path)
