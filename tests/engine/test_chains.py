@@ -47,12 +47,12 @@ def test_invalid_option_values_are_errors(process, options, match):
 
 
 def test_the_options_a_sampler_takes_get_their_defaults_and_round_trip():
-    assert sampler_options("pc") == {"corrector_steps": 1, "snr": 0.5} == SAMPLER_OPTIONS["pc"]
+    assert sampler_options("pc") == {"corrector_steps": 1, "snr": 0.5, "denoise_final": False} == SAMPLER_OPTIONS["pc"]
     _one_line_error(lambda: sampler_options("euler"), "unknown sampler 'euler'; choose one of: ddim, ddpm, pc")
     ddim, ddpm, pc = Chain(VP, 5), Chain(VP, 5, "ddpm"), Chain(CE, 5, "pc", corrector_steps=0)
     assert (ddim.eta, ddim.corrector_steps, ddim.snr) == (0.0, None, None)
     assert ddim == Chain(VP, 5, "ddim", eta=0.0)
-    assert ddpm.options == {} and pc.options == {"corrector_steps": 0, "snr": 0.5} and pc.calls_per_step == 1
+    assert ddpm.options == {} and pc.options == {"corrector_steps": 0, "snr": 0.5, "denoise_final": False} and pc.calls_per_step == 1
     for chain in (ddim, ddpm, pc, Chain(VP, 3, "ddim", eta=1.0, spacing="leading")):
         d = chain.to_dict()
         assert set(d) - {"process", "steps", "sampler", "spacing", "start_fraction"} == set(chain.options)

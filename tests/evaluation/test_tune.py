@@ -101,4 +101,4 @@ def test_tune_corruptions_and_the_wide_grid(trained, tmp_path):
     wide = {s.label for s in fair.wide_candidates()}
     assert wide & {r["label"] for r in val["candidates"]}
     bad = run_cli("tune", cfg, "--corruptions", "blurr", "--out", tmp_path / "p.json", "--quiet", check=False)
-    assert bad.returncode == 2 and "unknown corruption(s) ['blurr']" in bad.stderr
+    assert bad.returncode == 2 and "--corruptions 'blurr' has no heavy level" in bad.stderr

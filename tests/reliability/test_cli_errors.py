@@ -259,8 +259,8 @@ OPTION_ROWS = [
     (["train", "configs/speech.yaml", "--set", "representation.kind=wav", "--stages", "signal"],
      "config key representation: unknown speech representation kind 'wav'"),
     (["train", "configs/speech.yaml", "--set", "signal.net.bins=64", "--stages", "signal"], "signal.net.bins"),
-    (["train", "configs/speech.yaml", "--set", "corruptions.train_severity.reverb=[0.4,1.0]", "--stages", "signal"],
-     "corruptions.train_severity.reverb"),
+    (["train", "configs/speech.yaml", "--set", "corruptions.train_severity.reverb_noise=[0.4,1.0]", "--stages", "signal"],
+     "corruptions.train_severity.reverb_noise"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
 ]

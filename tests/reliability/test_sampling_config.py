@@ -60,16 +60,16 @@ def test_a_pc_chain_takes_its_corrector_options():
 
     cfg = make_config({"sampling": {"signal": {"sampler": "pc", "corrector_steps": 3, "snr": 0.25},
                                     "logits": {"sampler": "ddim", "eta": 0.5}}})
-    assert cfg["sampling"]["signal"] == {"steps": 5, "sampler": "pc", "corrector_steps": 3, "snr": 0.25}
+    assert cfg["sampling"]["signal"] == {"steps": 5, "sampler": "pc", "corrector_steps": 3, "snr": 0.25, "denoise_final": False}
     assert cfg["sampling"]["logits"] == {"steps": 5, "sampler": "ddim", "eta": 0.5}
     signal, logits = chains_from_sampling(CentredProcess(), VPProcess(1000), cfg["sampling"])
-    assert signal.options == {"corrector_steps": 3, "snr": 0.25} and logits.options == {"eta": 0.5}
+    assert signal.options == {"corrector_steps": 3, "snr": 0.25, "denoise_final": False} and logits.options == {"eta": 0.5}
     assert check_sampling(cfg["sampling"], "pipeline.json") is cfg["sampling"]
     # the defaults and the shipped config still load, and their chains build as before
     for sampling in (make_config()["sampling"], load_config(ROOT / "configs" / "mnist.yaml")["sampling"]):
         signal, logits = chains_from_sampling(VPProcess(1000), CentredProcess(), sampling)
         assert signal.options == {"eta": sampling["signal"]["eta"]}
-        assert logits.options == {k: sampling["logits"][k] for k in ("corrector_steps", "snr")}
+        assert logits.options == {**{k: sampling["logits"][k] for k in ("corrector_steps", "snr")}, "denoise_final": False}
     assert DEFAULTS["sampling"]["signal"] == {"steps": 5, "sampler": "ddim", "eta": 0.0}
 
 

@@ -131,7 +131,8 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
                 torch.cuda.synchronize(device)
             started = time.perf_counter()
             m = None
-            if coupling.signal_chain is not None and coupling.signal_chain.zero_shot:
+            chain = getattr(coupling, "signal_chain", None)
+            if chain is not None and chain.zero_shot:
                 if measurement is None:
                     raise CoupledError(f"{spec.label} runs a zero-shot sampler, which needs the corruption's linear "
                                        "measurement (Domain.linear_measurement)")
