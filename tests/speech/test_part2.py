@@ -155,3 +155,11 @@ def test_example_rows_become_wavs_a_person_can_play(speech_wave, tmp_path):
     assert abs(len(pcm) - len(speech_wave)) < rep.hop
     panel = SPEECH.example_panel(spec[0])
     assert panel.shape == spec.shape[-2:] and panel.min() >= -1 and panel.max() <= 1
+
+
+def test_headline_only_without_picks_is_one_line(capsys):
+    from coupled.cli import main
+
+    code = main(["evaluate", "configs/speech.yaml", "--headline-only", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "--headline-only needs the validation picks" in err

@@ -90,8 +90,8 @@ def candidate_grid(guidance: float = 3.0, grid: str = "full", observation_weight
 
 
 def _compact_grid(guidance: float) -> list[MethodSpec]:
-    """A quarter of the full grid: each method at the step counts where the full grid's picks sit (one and two
-    signal steps, five logit steps), with a longer signal chain for sequential, the ensemble and Nested."""
+    """About a third of the full grid: each method at the step counts where the full grid's picks sit (one and two
+    signal steps, five logit steps), and sequential at five signal steps too."""
     nets = tuple(SIGNAL_NETS)
     specs = [_spec("noisy", {}), *(_spec(m, {}) for m in REFERENCE_METHODS)]
     for net, steps in itertools.product(nets, (1, 2, 5)):
