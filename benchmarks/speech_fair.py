@@ -46,6 +46,11 @@ def _run_all(commands: dict, log_dir: Path) -> None:
     print(f"all {len(procs)} processes done in {time.time() - started:.0f} s", flush=True)
 
 
+def _sets(args, quote: bool = False) -> list[str]:
+    """The `--set KEY=VALUE` overrides passed through to every `coupled` process."""
+    return [a for kv in args.set for a in ("--set", f"'{kv}'" if quote else kv)]
+
+
 def _coupled() -> list[str]:
     return [sys.executable, "-m", "coupled.cli"]
 
@@ -53,23 +58,24 @@ def _coupled() -> list[str]:
 def run_val(args) -> None:
     parts = {d: Path(args.work) / f"val_{d}.json" for d in DEGRADATIONS}
     _run_all({d: [*_coupled(), "tune", args.config, "--corruptions", d, "--max-items", str(args.val_items),
-                  "--out", str(p), "--quiet"] for d, p in parts.items()}, Path(args.work) / "logs")
+                  "--out", str(p), "--quiet", *_sets(args)] for d, p in parts.items()}, Path(args.work) / "logs")
     vals = [json.loads(p.read_text()) for p in parts.values()]
     merged = {k: vals[0][k] for k in ("domain", "split", "n_items", "seeds", "selection_rule")}
     merged["severities"] = {k: v for val in vals for k, v in val["severities"].items()}
     merged["runs"] = [{**r, "corruption": c} for c, val in zip(parts, vals) for r in val["runs"]]
     merged["candidates"] = [row for val in vals for row in val["candidates"]]
     merged["picks"] = {k: v for val in vals for k, v in val["picks"].items()}
-    merged["command"] = "python benchmarks/speech_fair.py val"
+    merged["command"] = " ".join(["python benchmarks/speech_fair.py val", *_sets(args, quote=True),
+                                  *([f"--val-out {args.val_out}"] if args.val_out != str(VAL) else [])])
     from coupled.evaluation.fair import dump
 
-    dump(merged, VAL)
-    print(f"wrote {VAL}")
+    dump(merged, Path(args.val_out))
+    print(f"wrote {args.val_out}")
 
 
 def run_test(args) -> None:
     outs = {d: OUT / d for d in DEGRADATIONS}
-    _run_all({d: [*_coupled(), "evaluate", args.config, "--picks", str(VAL), "--corruptions", d, "--levels", "heavy",
+    _run_all({d: [*_coupled(), "evaluate", args.config, "--picks", args.val_out, *_sets(args), "--corruptions", d, "--levels", "heavy",
                   "--max-items", str(args.test_items), "--out", str(o), "--quiet",
                   *([] if args.every_method else ["--headline-only"])] for d, o in outs.items()},
              Path(args.work) / "logs")
@@ -92,6 +98,9 @@ def main(argv=None) -> int:
     p.add_argument("--val-items", type=int, default=100, help="validation digit strings (default 100)")
     p.add_argument("--test-items", type=int, default=200, help="test digit strings (default 200)")
     p.add_argument("--work", default="runs/speech_fair", help="per-process files and logs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override passed to every coupled process, e.g. 'sampling.signal={steps: 5, sampler: pc}'")
+    p.add_argument("--val-out", default=str(VAL), help=f"the validation picks file (default {VAL})")
     p.add_argument("--every-method", action="store_true",
                    help="test: every method's pick too, not only the headline's (about 3x the time)")
     args = p.parse_args(argv)

@@ -167,8 +167,11 @@ def _check_moments(x, post):
         ("ddim", VPProcess(1000, "linear"), 500, {"eta": 1.0}),
         ("pc", CentredProcess(), 100, {}),
         ("pc", CentredProcess(t_eps=0.01), 200, {"corrector_steps": 0}),
+        ("ddim", CentredProcess(t_eps=0.01), 100, {}),
+        ("ddim", CentredProcess(t_eps=0.01), 200, {"eta": 1.0}),
     ],
-    ids=["ddpm-vp", "ddim-vp", "ddim-eta1-vp", "pc-centred", "reverse-diffusion-centred"],
+    ids=["ddpm-vp", "ddim-vp", "ddim-eta1-vp", "pc-centred", "reverse-diffusion-centred", "ddim-centred",
+         "ddim-eta1-centred"],
 )
 def test_gaussian_oracle_reproduces_posterior(sampler, process, steps, opts):
     n = 20000
@@ -255,3 +258,23 @@ def test_pc_denoise_final_ends_on_the_last_steps_estimate():
         Chain(process, 3, "pc", denoise_final="yes")
     with pytest.raises(CoupledError, match="does not take option"):
         Chain(VPProcess(1000), 3, "ddim", denoise_final=True)
+
+
+def test_centred_ddim_ends_on_the_estimate_and_one_step_is_the_one_step_estimate():
+    """DDIM on the centred process (issue 16): deterministic at eta 0, its terminal step returns x0_hat (no injected
+    noise at any step count), and a one-step chain is the denoiser's estimate at the prior."""
+    process = CentredProcess()
+    post, post_n, center = _posterior_setup(64)
+    den = post_n.denoiser(process)
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(4)) + center
+    one = Chain(process, 1, "ddim").run(ChainState(x=x, center=center), den, torch.Generator().manual_seed(5))
+    assert torch.equal(one.x, one.x0_hat)
+    torch.testing.assert_close(one.x, den(x, torch.ones(64), center=center))
+    runs = [Chain(process, 3, "ddim").run(ChainState(x=x, center=center), den, torch.Generator().manual_seed(s))
+            for s in (6, 7)]
+    assert torch.equal(runs[0].x, runs[1].x)  # deterministic: the generator is never read at eta 0
+    assert torch.equal(runs[0].x, runs[0].x0_hat)
+    noisy = Chain(process, 3, "ddim", eta=1.0).run(ChainState(x=x, center=center), den, torch.Generator().manual_seed(6))
+    assert torch.equal(noisy.x, noisy.x0_hat) and not torch.equal(noisy.x, runs[0].x)
+    with pytest.raises(CoupledError, match="does not take option"):
+        Chain(process, 3, "ddim", corrector_steps=1)

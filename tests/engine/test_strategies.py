@@ -237,7 +237,7 @@ def test_bad_inputs_raise_one_line_errors():
     _one_line_error(lambda: Chain(coupling.signal_chain.process, -1), "steps must be a positive integer")
     _one_line_error(lambda: run_method("parallel", coupling, d, gens, switch_fraction=1.5), "switch_fraction must lie in")
     _one_line_error(lambda: run_method("alternating", coupling, d, gens, rounds=0), "rounds must be an integer >= 1")
-    _one_line_error(lambda: Chain(CentredProcess(), 5, "ddim"), "does not run on a centred process; use pc")
+    _one_line_error(lambda: Chain(CentredProcess(), 5, "ddpm"), "does not run on a centred process; use pc or ddim")
     _one_line_error(lambda: Chain(coupling.signal_chain.process, 5, "ddim", eta=2), "eta must lie in")
     _one_line_error(lambda: run_method("sequential", coupling, d[:, :4], gens), "classifier failed on input of shape")
 

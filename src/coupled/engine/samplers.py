@@ -6,6 +6,11 @@ by the caller (a closure). Each step function moves one state from time `t` to `
 
 - `ddim_step` (VP; eta in [0, 1], eta = 1 is DDPM-like noise on the DDIM grid) and `ddpm_step` (VP,
   ancestral, "fixed_small" variance) follow diffusers' DDIMScheduler / DDPMScheduler step formulas.
+  `ddim_step` on a centred process is the same construction for the OU-VE marginal x_t = a x0 + b c + sigma eps:
+  eps is read off x0_hat and x_next = a' x0_hat + b' c + sqrt(sigma'^2 - s^2) eps + s z, with s = eta times the
+  posterior std of q(x_next | x_t, x0) (DDIM, Song et al. 2021, eq. 12, carried to the OU transition). At eta = 0
+  it is deterministic and its terminal step (sigma' = 0) returns x0_hat, so one step is the one-step estimate and
+  a few steps never end on injected noise (the pc sampler's reverse-SDE Euler step does at 1-2 steps).
 - `dps_step`, `pigdm_step`, `ddnm_step` (VP): the zero-shot posterior samplers for a linear measurement
   (`operators.Measurement`, passed as `measurement=`): DDIM / DDPM steps around the measurement terms of
   `zeroshot` (DPS, PiGDM, DDNM+; the anchors and what is taken from each are in that module's docstring).
@@ -42,8 +47,11 @@ def _coefficients(process, t, x):
 
 
 @torch.no_grad()
-def ddim_step(denoiser: Denoise, process: VPProcess, x, t, t_next, *, generator=None, eta: float = 0.0, center=None):
-    """One DDIM step (Song et al. eq. 12) from `t` to `t_next`; x0_hat is re-expressed as eps for the direction."""
+def ddim_step(denoiser: Denoise, process, x, t, t_next, *, generator=None, eta: float = 0.0, center=None):
+    """One DDIM step (Song et al. eq. 12) from `t` to `t_next`; x0_hat is re-expressed as eps for the direction.
+    On a centred process: `_centred_ddim_step`."""
+    if isinstance(process, CentredProcess):
+        return _centred_ddim_step(denoiser, process, x, t, t_next, generator=generator, eta=eta, center=center)
     tb, nb = _batch_t(t, x), _batch_t(t_next, x)
     x0 = denoiser(x, tb)
     a_t, _, s_t = _coefficients(process, tb, x)
@@ -52,6 +60,26 @@ def ddim_step(denoiser: Denoise, process: VPProcess, x, t, t_next, *, generator=
     eps = (x.double() - a_t * x0.double()) / s_t
     std = eta * ((1 - ab_n) / (1 - ab_t) * (1 - ab_t / ab_n)).clamp(min=0).sqrt()
     x_next = a_n * x0.double() + (1 - ab_n - std * std).clamp(min=0).sqrt() * eps
+    if eta > 0:
+        x_next = x_next + std * randn(x.shape, generator, device=x.device, dtype=x.dtype).double()
+    return x_next.to(x.dtype), x0
+
+
+def _centred_ddim_step(denoiser: Denoise, process: CentredProcess, x, t, t_next, *, generator=None, eta=0.0,
+                       center=None):
+    """DDIM on the OU-VE marginal x_t = a x0 + (1 - a) center + sigma eps (module docstring)."""
+    if center is None:
+        raise CoupledError("the centred sampler needs the chain's center (its observation)")
+    tb, nb = _batch_t(t, x), _batch_t(t_next, x)
+    x0 = denoiser(x, tb)
+    a_t, b_t, s_t = _coefficients(process, tb, x)
+    a_n, b_n, s_n = _coefficients(process, nb, x)
+    c = center.double()
+    eps = (x.double() - a_t * x0.double() - b_t * c) / s_t
+    r = a_t / a_n  # the OU transition x_t = r x_n + (1 - r) c + noise of variance s_t^2 - r^2 s_n^2
+    post_var = (s_n * s_n * (s_t * s_t - r * r * s_n * s_n) / (s_t * s_t)).clamp(min=0)
+    std = eta * post_var.sqrt()
+    x_next = a_n * x0.double() + b_n * c + (s_n * s_n - std * std).clamp(min=0).sqrt() * eps
     if eta > 0:
         x_next = x_next + std * randn(x.shape, generator, device=x.device, dtype=x.dtype).double()
     return x_next.to(x.dtype), x0
@@ -180,7 +208,7 @@ def ddnm_step(denoiser: Denoise, process: VPProcess, x, t, t_next, *, generator=
     return x_next.to(x.dtype), x0_hat
 
 
-SAMPLERS = {"ddim": (ddim_step, VPProcess), "ddpm": (ddpm_step, VPProcess), "pc": (pc_step, CentredProcess),
+SAMPLERS = {"ddim": (ddim_step, (VPProcess, CentredProcess)), "ddpm": (ddpm_step, VPProcess), "pc": (pc_step, CentredProcess),
             "dps": (dps_step, VPProcess), "pigdm": (pigdm_step, VPProcess), "ddnm": (ddnm_step, VPProcess)}
 # the options each sampler takes, with their defaults; any other option is an error
 SAMPLER_OPTIONS = {"ddim": {"eta": 0.0}, "ddpm": {}, "pc": {"corrector_steps": 1, "snr": 0.5, "denoise_final": False},
@@ -203,7 +231,7 @@ def check_sampler(sampler: str, process, options: dict) -> None:
     valid = sampler_options(sampler)
     family = SAMPLERS[sampler][1]
     if not isinstance(process, family):
-        hint = "ddim or ddpm" if isinstance(process, VPProcess) else "pc"
+        hint = "ddim or ddpm" if isinstance(process, VPProcess) else "pc or ddim"
         raise CoupledError(f"sampler {sampler!r} does not run on a {process.kind} process; use {hint}")
     unknown = sorted(set(options) - set(valid))
     if unknown:
