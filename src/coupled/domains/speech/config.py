@@ -73,8 +73,8 @@ SPEECH_DEFAULTS["sequential"].update(batch_size=16)
 # Both chains run DDIM on the centred process (deterministic, ending on its estimate): on validation it beat SGMSE+'s
 # predictor-corrector for almost every method at the few steps this CPU budget allows, where pc ends on noise
 # (docs/results/speech_val.json against speech_val_pc.json; docs/speech.md)
-SPEECH_DEFAULTS["sampling"]["signal"] = {"steps": 5, "sampler": "ddim"}
-SPEECH_DEFAULTS["sampling"]["logits"] = {"steps": 5, "sampler": "ddim"}
+SPEECH_DEFAULTS["sampling"]["signal"] = {"steps": 5, "sampler": "ddim", "eta": 0.0}
+SPEECH_DEFAULTS["sampling"]["logits"] = {"steps": 5, "sampler": "ddim", "eta": 0.0}
 
 # free-form sections (taken whole from the user), checked by check_speech_config and their consumers
 FREE_FORM = ("corpus", "degradations", "levels", "net", "representation")
