@@ -6,6 +6,8 @@ each utterance what it gets alone."""
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 import yaml
@@ -100,3 +102,33 @@ def test_a_padded_batch_gives_each_utterance_its_result_alone(bundle_cfg):
                                   batch_size=batch, device=torch.device("cpu"), keep_x_hat=True, lengths=rep.lengths,
                                   task=rep.task)
     assert_padded_batch_is_each_item_alone(run, len(data), rep.lengths, atol=1e-4)
+
+
+def test_the_same_transcripts_are_scored_by_wer_and_by_string_accuracy(bundle_cfg, tmp_path):
+    """Issue 16 item 5: each readout's decoded strings scored twice, with no second sampling run: an utterance is
+    right (string accuracy 1) exactly when it has no word error; results rows carry it under `secondary`."""
+    from coupled.bundle import load_bundle
+    from coupled.evaluation.report import summarise
+    from coupled.evaluation.runner import evaluate, specs_from_methods
+
+    path, ckpt = bundle_cfg
+    cfg = load_config(path)
+    bundle = load_bundle(ckpt, sampling=cfg["sampling"], domain="speech")
+    data = SPEECH.load_splits(cfg)["test"].subset([0, 1, 2, 3])
+    sev = {"white_noise": {"heavy": SPEECH.conditions(cfg, "test")["white_noise"]["snr 5"]}}
+    records, _ = evaluate(bundle, data, sev, specs=specs_from_methods(["noisy", "parallel"], cfg["sampling"]["methods"]),
+                          seeds_for_level=lambda lv: [0, 1], batch_size=2, progress=False, corruption_seed=0)
+    for r in records:
+        for ro in ("classifier", "logits"):
+            if r[f"score_{ro}"] is None:
+                assert r[f"secondary_{ro}"] is None
+                continue
+            hits = r[f"secondary_{ro}"]["accuracy"]
+            assert hits.shape == (4,) and np.array_equal(hits, (r[f"score_{ro}"][:, 0] == 0).astype(float))
+    rows = summarise(records, domain="speech", dataset="tiny", split="test", clean_accuracy=0.0, n_boot=20,
+                     signal_metrics=tuple(SPEECH.signal_metrics))["rows"]
+    assert {(r["method"], r["readout"]) for r in rows} == {("noisy", "classifier"), ("parallel", "classifier"),
+                                                            ("parallel", "logits")}
+    for r in rows:
+        acc = r["secondary"]["accuracy"]
+        assert 0 <= acc["ci95"][0] <= acc["value"] <= acc["ci95"][1] <= 1

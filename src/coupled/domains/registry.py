@@ -354,6 +354,12 @@ class Domain:
         hyps = np.asarray(hyps.cpu() if hasattr(hyps, "cpu") else hyps)
         return (refs == hyps).astype(np.float64)
 
+    def secondary_scores(self, task: str | None = None) -> dict:
+        """{metric name (`coupled.scores.METRICS`): fn(refs, hyps) -> per-item scores}: other scores of the same
+        answers, reported beside the task metric without another sampling run (results rows' `secondary`); none
+        by default."""
+        return {}
+
     def task_score(self, task: str | None, refs, hyps) -> float:
         """The score of answers `hyps` against `refs` (accuracy unless the domain says otherwise)."""
         metric = get_metric(self.task_metric(task))

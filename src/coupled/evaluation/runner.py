@@ -118,8 +118,9 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
     domain = get_domain(getattr(bundle, "domain", None))
     # per-item quality of x_hat (on what the chains run on: the bundle's signal net records it)
     metrics = domain.estimate_metrics((getattr(bundle, "meta", None) or {}).get("signal")) if score_estimates else {}
-    out = {s.label: {"score_logits": [], "pred": [], **{k: [] for k in metrics}, "x_hat": [], "calls": None,
-                     "seconds": 0.0} for s in specs}
+    secondary = domain.secondary_scores(task)  # other scores of the same answers (no second sampling run)
+    out = {s.label: {"score_logits": [], "pred": [], "pred_logits": [], **{k: [] for k in metrics}, "x_hat": [],
+                     "calls": None, "seconds": 0.0} for s in specs}
     for b, i in enumerate(range(0, len(degraded), batch_size)):
         d, lens = _batch(degraded, lengths, i, batch_size)
         d = d.to(device)
@@ -148,7 +149,10 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
             answers = domain.readout(res.classifier_logits.cpu(), _cpu(res.frame_lengths))  # the domain's answers
             o["pred"].extend(answers.tolist() if torch.is_tensor(answers) else answers)
             if res.y_hat is not None:
-                o["score_logits"].append(domain.item_scores(task, y, domain.readout(res.y_hat.cpu(), _cpu(res.frame_lengths))))
+                answers = domain.readout(res.y_hat.cpu(), _cpu(res.frame_lengths))
+                o["score_logits"].append(domain.item_scores(task, y, answers))
+                if secondary:
+                    o["pred_logits"].extend(answers.tolist() if torch.is_tensor(answers) else answers)
             if res.x_hat is not None:
                 x = res.x_hat.cpu()
                 ref, _ = _batch(clean, lengths, i, batch_size)
@@ -177,6 +181,11 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
             **({"seconds_per_signal_second": o["seconds"] / signal_seconds} if signal_seconds else {}),
             "x_hat": x_hat,
         }
+        if secondary:  # {metric: per-item scores} of each readout's answers, None where the method lacks the readout
+            answers = {"classifier": o["pred"], "logits": o["pred_logits"]}
+            for r in ("classifier", "logits"):
+                results[spec.label][f"secondary_{r}"] = ({k: fn(labels, answers[r]) for k, fn in secondary.items()}
+                                                        if r in ro else None)
     return results
 
 

@@ -385,6 +385,13 @@ class SpeechDomain(Domain):
             raise CoupledError(f"unknown speech task '{task}'; valid: {', '.join(scores)}")
         return scores[task](list(refs), list(hyps))
 
+    def secondary_scores(self, task: str | None = None) -> dict:
+        """The same transcripts scored the other task's way: digit strings by accuracy (1.0 where the whole
+        normalised transcript is right: the keyword task's rule, applied to strings), keywords by WER."""
+        from .metrics import keyword_hits, word_errors
+
+        return {"digits": {"accuracy": keyword_hits}, "keywords": {"wer": word_errors}}.get(task, {})
+
     def task_metric(self, task: str) -> str:
         metrics = {"digits": "wer", "keywords": "accuracy"}
         if task not in metrics:
