@@ -185,6 +185,9 @@ class Domain:
     # samples per second along a signal's last axis (None: not a time signal): costs are also reported per
     # second of signal
     samples_per_second: float | None = None
+    # `coupled bench`'s settings, {"quick": {...}, "full": {...}} (None: `coupled.evaluation.bench.PROFILES`, the
+    # image bundle's); the keys that bench's PROFILES document
+    bench_profiles: dict | None = None
 
     # ---- config
     # config sections taken whole from the user (not merged key by key), checked by `check_config` or their consumers
@@ -359,6 +362,12 @@ class Domain:
         answers, reported beside the task metric without another sampling run (results rows' `secondary`); none
         by default."""
         return {}
+
+    def length_groups(self, data) -> dict | None:
+        """{label: item indices} of a labelled split grouped by how long its items are, shortest first, for
+        `coupled bench`'s cost against length (e.g. speech: digit strings by their number of words); None: the
+        items have one size."""
+        return None
 
     def task_score(self, task: str | None, refs, hyps) -> float:
         """The score of answers `hyps` against `refs` (accuracy unless the domain says otherwise)."""

@@ -100,10 +100,26 @@ class SpeechDomain(Domain):
     splits: tuple = ("train", "val", "test")
     sample_rate: int = 16000
     input_suffixes: tuple = field(default=(".wav", ".flac", ".ogg"))
-    commands = ("train", "evaluate", "calibrate", "data", "classify", "tune", "demo")
+    commands = ("train", "evaluate", "calibrate", "data", "classify", "tune", "demo", "bench")
     demo_config = "configs/speech.yaml"  # `coupled demo --domain speech`
     samples_per_second = 16000.0  # the waveforms' rate (the generic runner reports seconds per second of speech)
     signal_range = None  # waveforms and spectrograms are not clipped
+    # `coupled bench --domain speech` (coupled.evaluation.bench): heavy babble on validation digit strings, every
+    # method at its validation pick (the config's demo.picks; the config's sampling when there is none), networks
+    # timed on a 2-second utterance, cost against length on utterances of 1 to 7 digits, each alone
+    bench_profiles = {
+        "quick": {"items": 24, "steps": (), "batch_size": 8, "corruptions": ("babble_noise",), "specs": "picks",
+                  "item_noun": "digit strings", "throughput_batches": (1, 8),
+                  "throughput_methods": ("sequential", "parallel"), "throughput_seconds": 2.0,
+                  "call_seconds": 2.0, "call_repeats": 5,
+                  "length_sweep": {"per_group": 2, "methods": ("noisy", "one_step", "sequential", "parallel", "nested")}},
+        "full": {"items": 100, "steps": (), "batch_size": 16, "corruptions": ("white_noise", "babble_noise", "reverb"),
+                 "specs": "picks", "item_noun": "digit strings", "throughput_batches": (1, 8, 32),
+                 "throughput_methods": ("sequential", "parallel", "nested"), "throughput_seconds": 5.0,
+                 "call_seconds": 2.0, "call_repeats": 20,
+                 "length_sweep": {"per_group": 6, "methods": ("noisy", "one_step", "sequential", "purification",
+                                                              "parallel", "alternating", "nested")}},
+    }
 
     # ---- config
     @property
@@ -128,6 +144,14 @@ class SpeechDomain(Domain):
         [N, T] with their lengths, transcripts as labels; loaded when a split is first asked for. With
         `data.wav_folder`, one split "all" of the user's recordings."""
         return _Splits(cfg)
+
+    def length_groups(self, data) -> dict | None:
+        """{"N digits": indices} of a split's utterances by the words of their transcript, fewest first (`coupled
+        bench`'s cost against utterance length)."""
+        groups: dict = {}
+        for i, label in enumerate(data.labels):
+            groups.setdefault(len(str(label).split()), []).append(i)
+        return {f"{n} word{'s' if n != 1 else ''}": groups[n] for n in sorted(groups)}
 
     def dataset_name(self, cfg: dict) -> str:
         from .corpus import CorpusConfig
