@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import CoupledError
+from ..methods import available_methods  # noqa: F401  (the bench's name for it, kept for its users)
 
 # --quick: a few minutes on 2 cores; the full bench adds items, step counts, batch sizes and corruptions
 PROFILES = {
@@ -133,21 +134,6 @@ class _TimedBundle:
 
     def __getattr__(self, name):  # the bundle's domain, meta, ...: what the runner reads besides `prepare`
         return getattr(self.bundle, name)
-
-
-def available_methods(bundle) -> tuple[list[str], dict]:
-    """The methods this bundle can run, and {skipped method: why} for those whose nets the folder lacks."""
-    from ..methods import METHOD_NETS, REFERENCE_METHODS
-    from ..engine import METHODS
-
-    methods, skipped = [], {}
-    for m in (*METHODS, *REFERENCE_METHODS):
-        net = METHOD_NETS.get(m)
-        if net and (bundle.folder is None or not (Path(bundle.folder) / f"{net}.safetensors").is_file()):
-            skipped[m] = f"{bundle.folder} has no {net}.safetensors"
-            continue
-        methods.append(m)
-    return methods, skipped
 
 
 def bench_specs(methods, method_options: dict, steps, default_steps: int):
@@ -327,7 +313,8 @@ def length_sweep(bundle, data, corruption: str, severity, specs, groups: dict, p
 
 def _picked_specs(cfg: dict, corruption: str, methods) -> tuple[list, str | None]:
     """Each method's validation pick for `corruption` (`fair.test_specs` of the config's `demo.picks` file), kept to
-    the methods the bundle can run; ([], None) when the config names no picks file or it lacks the corruption."""
+    the methods the bundle can run (the cost-matched baseline as `<method>@matched` when it is another configuration);
+    ([], None) when the config names no picks file or it lacks the corruption."""
     from ..home import locate
     from .fair import test_specs
 
@@ -340,7 +327,9 @@ def _picked_specs(cfg: dict, corruption: str, methods) -> tuple[list, str | None
     picks = json.loads(Path(path).read_text())["picks"]
     if corruption not in picks:
         return [], None
-    return [s for s in test_specs(picks, corruption) if s.method in methods], str(path)
+    # not `sequential@5`, the image comparison's published baseline (DDIM options a speech sampler does not take):
+    # sequential's own pick is there
+    return [s for s in test_specs(picks, corruption) if s.method in methods and s.label != "sequential@5"], str(path)
 
 
 # ------------------------------------------------------------------------------------------ throughput worker
@@ -651,17 +640,20 @@ def plot_length(results: dict, path) -> None:
     for r in sweep["rows"]:
         by.setdefault(r["label"], []).append((r["signal_seconds"], r["seconds_per_item"], r["group"]))
     for label, pts in by.items():
+        pts.sort()  # by seconds of audio: a group of more words may be shorter on average
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, label=label)
-    first = next(iter(by.values()))
-    for x, _, g in first:
-        ax.annotate(g.split()[0], (x, ax.get_ylim()[0]), fontsize=7, xytext=(0, 2), textcoords="offset points")
+        for x, y, g in pts:
+            ax.annotate(g.split()[0], (x, y), fontsize=6, xytext=(2, 3), textcoords="offset points")
     ax.set_yscale("log")
-    ax.set_xlabel("seconds of audio per utterance (numbers: words in the string)")
+    ax.set_xlabel("mean seconds of audio per utterance of a length (numbers: words in the string)")
     ax.set_ylabel("measured seconds per utterance (log scale)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{results['command']}: cost against length, {sweep['corruption']} (heavy), "
-                 f"{sweep['per_group']} utterances per length, each alone", fontsize=9)
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.wrap(
+        f"{results['command']}: cost against length, {sweep['corruption']} (heavy), {sweep['per_group']} "
+        f"utterances per length, each alone (load average {results['machine']['loadavg_start'][0]:g})", 90)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -247,7 +247,7 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
 
     from ..bundle import default_device, load_bundle
     from ..domains.registry import domain_of
-    from .bench import available_methods
+    from ..methods import available_methods
     from .runner import CORRUPTION_SEED, evaluate
 
     domain = domain_of(cfg)

@@ -112,7 +112,7 @@ class SpeechDomain(Domain):
                   "item_noun": "digit strings", "throughput_batches": (1, 8),
                   "throughput_methods": ("sequential", "parallel"), "throughput_seconds": 2.0,
                   "call_seconds": 2.0, "call_repeats": 5,
-                  "length_sweep": {"per_group": 2, "methods": ("noisy", "one_step", "sequential", "parallel", "nested")}},
+                  "length_sweep": {"per_group": 4, "methods": ("noisy", "one_step", "sequential", "parallel", "nested")}},
         "full": {"items": 100, "steps": (), "batch_size": 16, "corruptions": ("white_noise", "babble_noise", "reverb"),
                  "specs": "picks", "item_noun": "digit strings", "throughput_batches": (1, 8, 32),
                  "throughput_methods": ("sequential", "parallel", "nested"), "throughput_seconds": 5.0,
