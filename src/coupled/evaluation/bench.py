@@ -761,7 +761,9 @@ def write_doc(results: dict, doc: Path, json_path: Path) -> None:
                  f"{short} of {run['items']} items, no interval: differences of a few points here are noise.")
         lines += [
             f"{h}## 3. {'Accuracy' if key == 'accuracy' else short} against calls and seconds", "",
-            f"Command: `{cmd}`; {where}; `method@N` runs N steps in each of its chains. "
+            f"Command: `{cmd}`; {where}; "
+            + ("each method at its validation pick (its steps in the calls column). " if picked else
+               "`method@N` runs N steps in each of its chains. ")
             + ("Accuracy of argmax f(x_hat) and of argmax y_hat (the logit chain's readout) where the method has it. "
                if key == "accuracy" else
                f"{short} of the recogniser on x_hat, f(x_hat), and of the logit chain's readout y_hat where the method has it. ")

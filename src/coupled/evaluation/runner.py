@@ -103,7 +103,8 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
     result does not depend on its batch); `task`: what the labels are (the domain's `task_metric` and
     `item_scores` score the answers). Returns {label: per-item scores per readout (`score_logits`,
     `score_classifier`: [N], or [N, 2] for a ratio metric), answers, signal metrics, calls per item and
-    measured seconds per item}. `signal_seconds`: the split's total duration (default: its lengths over the
+    measured seconds per item; with the domain's `secondary_scores`, `secondary_<readout>`: {metric: per-item scores}
+    of the same answers}. `signal_seconds`: the split's total duration (default: its lengths over the
     domain's `samples_per_second`; pass it when `lengths` count frames of a representation).
     `measurement`: (operator over the split's items, noise std) of the corruption (`Domain.linear_measurement`),
     bound batch by batch (y = the degraded batch) to the specs whose signal chain is a zero-shot sampler.
