@@ -6,6 +6,11 @@ degradation so that the two cores of the machine both work:
     # 2. test: the cost-matched headline's picks (with noisy and tuned sequential) on 200 test digit strings with
     #    3 sampling seeds; every other method's validation row is in the picks file
     python benchmarks/speech_fair.py test     # -> docs/results/speech.json, docs/results/speech/<degradation>/
+    # 3. (optional) the same picks on the test speakers' keywords (a second sampling run, accuracy)
+    python benchmarks/speech_fair.py test --task keywords   # -> docs/results/speech_keywords.json
+    # 4. the tables docs/results.md quotes: every test row with WER, SI-SDR, ESTOI and string accuracy (the same
+    #    decoded strings scored by exact match, no second run), then keyword accuracy when step 3 ran
+    python benchmarks/speech_fair.py tables
 
 Each phase runs one `coupled` process per degradation (white noise, babble, reverberation), each on one thread,
 and merges their files. Every candidate of a degradation is timed in its own process, interleaved batch by batch,
@@ -27,6 +32,9 @@ DEGRADATIONS = ("white_noise", "babble_noise", "reverb")
 VAL = Path("docs/results/speech_val.json")
 TEST = Path("docs/results/speech.json")
 OUT = Path("docs/results/speech")
+# the keyword task (336 test keywords): `test --task keywords` writes its rows here, beside the digit strings'
+KEYWORDS = Path("docs/results/speech_keywords.json")
+KEYWORDS_OUT = Path("docs/results/speech_keywords")
 
 
 def _run_all(commands: dict, log_dir: Path) -> None:
@@ -74,9 +82,12 @@ def run_val(args) -> None:
 
 
 def run_test(args) -> None:
-    outs = {d: OUT / d for d in DEGRADATIONS}
+    keywords = args.task == "keywords"
+    results_path, out_dir = (KEYWORDS, KEYWORDS_OUT) if keywords else (TEST, OUT)
+    outs = {d: out_dir / d for d in DEGRADATIONS}
+    task = ["--set", "evaluation.task=keywords"] if keywords else []
     _run_all({d: [*_coupled(), "evaluate", args.config, "--picks", args.val_out, *_sets(args), "--corruptions", d, "--levels", "heavy",
-                  "--max-items", str(args.test_items), "--out", str(o), "--quiet",
+                  "--max-items", str(args.test_items), "--out", str(o), "--quiet", *task,
                   *([] if args.every_method else ["--headline-only"])] for d, o in outs.items()},
              Path(args.work) / "logs")
     parts = [json.loads((o / "results.json").read_text()) for o in outs.values()]
@@ -84,16 +95,58 @@ def run_test(args) -> None:
     merged["rows"] = [r for p in parts for r in p["rows"]]
     merged["headline"] = [h for p in parts for h in p.get("headline", [])]
     merged["settings"] = {d: p.get("settings") for d, p in zip(outs, parts)}
-    merged["command"] = "python benchmarks/speech_fair.py test"
+    merged["command"] = "python benchmarks/speech_fair.py test" + (" --task keywords" if keywords else "")
     from coupled.evaluation.report import write_results
 
-    write_results(merged, TEST)
-    print(f"wrote {TEST} and {OUT}/<degradation>/ (report.md, plots)")
+    write_results(merged, results_path)
+    print(f"wrote {results_path} and {out_dir}/<degradation>/ (report.md, plots)")
+
+
+def _cell(score: dict | None, pct: bool = True) -> str:
+    """'value [lo, hi]' in percent of a {value, ci95} (or a row), '-' without one."""
+    if not score or score.get("value") is None:
+        return "-"
+    lo, hi = score["ci95"]
+    return f"{100 * score['value']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _number(v, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def tables(rows: list[dict], keyword_rows: list[dict] | None = None) -> str:
+    """The markdown tables of the speech test rows: per heavy degradation, each method and readout with digit WER,
+    string accuracy (`secondary.accuracy`: the same decoded strings, exactly right), seconds per utterance and
+    the audio's SI-SDR and ESTOI; then, when the keyword run's rows are given, keyword accuracy per method."""
+    lines = ["Digit strings (test, heavy level; WER and string accuracy in %, 95% bootstrap intervals over strings;",
+             "string accuracy: the decoded string exactly right, the keyword task's rule on the same transcripts)", "",
+             "| degradation | method | readout | WER | string accuracy | s / utterance | SI-SDR dB | ESTOI |",
+             "|---|---|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['corruption']} | {r['method']} | {r['readout']} | {_cell(r)} | "
+                     f"{_cell((r.get('secondary') or {}).get('accuracy'))} | {r['seconds_per_item']:.3f} | "
+                     f"{_number(r.get('si_sdr'), '.1f')} | {_number(r.get('estoi'), '.3f')} |")
+    if keyword_rows:
+        lines += ["", "Keywords (test, heavy level; one word per utterance; accuracy in %, 95% bootstrap intervals)", "",
+                  "| degradation | method | readout | keyword accuracy | s / utterance |", "|---|---|---|---|---:|"]
+        lines += [f"| {r['corruption']} | {r['method']} | {r['readout']} | {_cell(r)} | {r['seconds_per_item']:.3f} |"
+                  for r in keyword_rows if r.get("metric") == "accuracy"]
+    return "\n".join(lines)
+
+
+def run_tables(args) -> None:
+    if not TEST.is_file():
+        raise SystemExit(f"speech_fair: {TEST} does not exist; run `python benchmarks/speech_fair.py test` first")
+    keyword_rows = json.loads(KEYWORDS.read_text())["rows"] if KEYWORDS.is_file() else None
+    print(tables(json.loads(TEST.read_text())["rows"], keyword_rows))
+    if keyword_rows is None:
+        print(f"\n(no keyword table: {KEYWORDS} does not exist; `python benchmarks/speech_fair.py test --task keywords` "
+              "writes it)")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("phase", choices=["val", "test"])
+    p.add_argument("phase", choices=["val", "test", "tables"])
     p.add_argument("--config", default="configs/speech.yaml")
     p.add_argument("--val-items", type=int, default=100, help="validation digit strings (default 100)")
     p.add_argument("--test-items", type=int, default=200, help="test digit strings (default 200)")
@@ -103,8 +156,10 @@ def main(argv=None) -> int:
     p.add_argument("--val-out", default=str(VAL), help=f"the validation picks file (default {VAL})")
     p.add_argument("--every-method", action="store_true",
                    help="test: every method's pick too, not only the headline's (about 3x the time)")
+    p.add_argument("--task", choices=["digits", "keywords"], default="digits",
+                   help="test: the digit strings (WER; default) or the keywords (accuracy, its own results file)")
     args = p.parse_args(argv)
-    {"val": run_val, "test": run_test}[args.phase](args)
+    {"val": run_val, "test": run_test, "tables": run_tables}[args.phase](args)
     return 0
 
 

@@ -169,19 +169,37 @@ BENCH_OUT = {False: ("runs/bench/bench.json", "runs/bench/performance.md"),
              True: ("benchmarks/results/bench.json", "docs/performance.md")}
 
 
+def _bench_json(path: str, domain: str) -> str:
+    """Where another domain's bench JSON goes beside the image one's: bench.json -> bench_<domain>.json."""
+    from pathlib import Path
+
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}_{domain}{p.suffix}"))
+
+
 def cmd_bench(args) -> None:
     from .config import load_config, readable_output
+    from .domains.registry import get_domain
+    from .errors import CoupledError
     from .evaluation import bench
 
-    cfg = load_config(args.config, args.set)
-    _domain(cfg, "bench")
+    chosen = get_domain(args.domain) if args.domain else None
+    config = args.config or (chosen.demo_config if chosen else None) or "configs/mnist.yaml"
+    cfg = load_config(config, args.set)
+    domain = _domain(cfg, "bench")
+    if chosen is not None and domain.name != chosen.name:
+        raise CoupledError(f"--domain {chosen.name} but {config} is a {domain.name} config; drop --domain or the config")
     checkpoint = readable_output(cfg, args.checkpoint)
-    command = " ".join(["coupled bench", *([args.config] if args.config != "configs/mnist.yaml" else []),
+    named = [] if args.config is None else [args.config] if args.config != "configs/mnist.yaml" else []
+    command = " ".join(["coupled bench", *(["--domain", args.domain] if args.domain and not named else named),
                         *(["--quick"] if args.quick else []), *(f"--set {k}={v}" for k, v in args.set),
                         *(f"--{k} {getattr(args, k)}" for k in ("checkpoint", "threads") if getattr(args, k)),
                         *([f"--batch-sizes {' '.join(map(str, args.batch_sizes))}"] if args.batch_sizes else []),
                         *(["--publish"] if args.publish else [])])
-    out, doc = args.out or BENCH_OUT[args.publish][0], args.doc or BENCH_OUT[args.publish][1]
+    out, doc = BENCH_OUT[args.publish]
+    if domain.name != get_domain(None).name:  # the image bench's JSON stays; the page gets this domain's section
+        out = _bench_json(out, domain.name)
+    out, doc = args.out or out, args.doc or doc
     results = bench.run_bench(cfg, quick=args.quick, checkpoint=checkpoint, out=out, doc=doc,
                               threads=args.threads, batch_sizes=args.batch_sizes, command=command,
                               progress=not args.quiet)
@@ -348,7 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("folder", help="checkpoint folder, e.g. checkpoints/mnist")
     be = add("bench", cmd_bench, "measure engine overhead, cost ratios, accuracy vs cost, throughput and memory",
              config=False)
-    be.add_argument("config", nargs="?", default="configs/mnist.yaml", help="experiment YAML (default: configs/mnist.yaml)")
+    be.add_argument("config", nargs="?", default=None,
+                    help="experiment YAML (default: configs/mnist.yaml, or the --domain's own config)")
+    be.add_argument("--domain", choices=domain_names("bench"), default=None,
+                    help="bench this domain's bundled models with its own config (speech: configs/speech.yaml); "
+                         "its figures are a section of the page and a JSON of their own (bench_<domain>.json)")
     add_set(be)
     be.add_argument("--quick", action="store_true", help="a small validation subset and fewer settings (under 5 min)")
     be.add_argument("--checkpoint", type=folder, default=None, help="checkpoint folder (default: the config's `output`)")

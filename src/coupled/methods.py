@@ -98,3 +98,17 @@ def check_method_settings(method: str, options: dict, prefix: str = "") -> None:
     for name, value in options.items():
         if name in BUNDLE_CHECKS:
             BUNDLE_CHECKS[name](prefix + name, value)
+
+
+def available_methods(bundle) -> tuple[list[str], dict]:
+    """The methods this bundle can run, and {skipped method: why} for those whose nets the folder lacks."""
+    from pathlib import Path
+
+    methods, skipped = [], {}
+    for m in (*METHODS, *REFERENCE_METHODS):
+        net = METHOD_NETS.get(m)
+        if net and (bundle.folder is None or not (Path(bundle.folder) / f"{net}.safetensors").is_file()):
+            skipped[m] = f"{bundle.folder} has no {net}.safetensors"
+            continue
+        methods.append(m)
+    return methods, skipped

@@ -246,6 +246,9 @@ OPTION_ROWS = [
     (["calibrate", "{cfg}", "--checkpoint", "{dir}"], "classifier.json; pass a checkpoint folder"),
     (["bench", "--publish", "--out", "{dir}/bench.json"], "--publish"),
     (["bench", "--publish", "--doc", "{dir}/performance.md"], "--publish"),
+    # issue 16 item 7: coupled bench --domain
+    (["bench", "--domain", "tpu"], "--domain"),
+    (["bench", "configs/mnist.yaml", "--domain", "speech", "--quick"], "--domain speech but configs/mnist.yaml is a image config"),
     (["evaluate", "configs/mnist.yaml", "--out", "{dir}/ev", "--set",
       "corruptions.severities.gaussian_blur.heavy=1e308", "--corruptions", "gaussian_blur", "--levels", "heavy",
       "--methods", "noisy", "--max-items", "4", "--seeds", "0", "--quiet"], "gaussian_blur"),

@@ -6,6 +6,8 @@ each utterance what it gets alone."""
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 import yaml
@@ -13,6 +15,7 @@ import yaml
 from coupled.cli import main
 from coupled.config import load_config
 from coupled.domains.speech.domain import SPEECH
+from coupled.evaluation.bench import NETWORKS
 from coupled.domains.speech.recogniser import CTCRecogniser, RecogniserConfig, save_recogniser
 from coupled.domains.speech.representation import CompressedSTFT, RecogniserOnRepresentation
 
@@ -100,3 +103,92 @@ def test_a_padded_batch_gives_each_utterance_its_result_alone(bundle_cfg):
                                   batch_size=batch, device=torch.device("cpu"), keep_x_hat=True, lengths=rep.lengths,
                                   task=rep.task)
     assert_padded_batch_is_each_item_alone(run, len(data), rep.lengths, atol=1e-4)
+
+
+def test_the_same_transcripts_are_scored_by_wer_and_by_string_accuracy(bundle_cfg, tmp_path):
+    """Issue 16 item 5: each readout's decoded strings scored twice, with no second sampling run: an utterance is
+    right (string accuracy 1) exactly when it has no word error; results rows carry it under `secondary`."""
+    from coupled.bundle import load_bundle
+    from coupled.evaluation.report import summarise
+    from coupled.evaluation.runner import evaluate, specs_from_methods
+
+    path, ckpt = bundle_cfg
+    cfg = load_config(path)
+    bundle = load_bundle(ckpt, sampling=cfg["sampling"], domain="speech")
+    data = SPEECH.load_splits(cfg)["test"].subset([0, 1, 2, 3])
+    sev = {"white_noise": {"heavy": SPEECH.conditions(cfg, "test")["white_noise"]["snr 5"]}}
+    records, _ = evaluate(bundle, data, sev, specs=specs_from_methods(["noisy", "parallel"], cfg["sampling"]["methods"]),
+                          seeds_for_level=lambda lv: [0, 1], batch_size=2, progress=False, corruption_seed=0)
+    for r in records:
+        for ro in ("classifier", "logits"):
+            if r[f"score_{ro}"] is None:
+                assert r[f"secondary_{ro}"] is None
+                continue
+            hits = r[f"secondary_{ro}"]["accuracy"]
+            assert hits.shape == (4,) and np.array_equal(hits, (r[f"score_{ro}"][:, 0] == 0).astype(float))
+    rows = summarise(records, domain="speech", dataset="tiny", split="test", clean_accuracy=0.0, n_boot=20,
+                     signal_metrics=tuple(SPEECH.signal_metrics))["rows"]
+    assert {(r["method"], r["readout"]) for r in rows} == {("noisy", "classifier"), ("parallel", "classifier"),
+                                                            ("parallel", "logits")}
+    for r in rows:
+        acc = r["secondary"]["accuracy"]
+        assert 0 <= acc["ci95"][0] <= acc["value"] <= acc["ci95"][1] <= 1
+
+
+def test_coupled_bench_measures_the_speech_bundle_in_its_own_section(bundle_cfg, tmp_path, monkeypatch):
+    """Issue 16 item 7: `coupled bench` on a speech config (tiny bundle and corpus): WER rows per method, network
+    shares, throughput with peak memory, one call of each network on a 2-second utterance and cost against length,
+    written as the page's speech section beside what the page held. Timing is never asserted."""
+    from coupled.domains.speech.domain import SpeechDomain
+
+    quick = {**SpeechDomain.bench_profiles["quick"], "items": 2, "throughput_seconds": 0.0, "call_repeats": 1,
+             "throughput_methods": ("parallel",), "length_sweep": {"per_group": 1, "methods": ("noisy", "parallel")}}
+    monkeypatch.setattr(SpeechDomain, "bench_profiles", {"quick": quick, "full": quick})  # the least work it can do
+    path, _ = bundle_cfg
+    user = yaml.safe_load(path.read_text())
+    user.update(degradations={"babble_noise": {"snr": [5], "talkers": 2}}, levels={"babble_noise": {"heavy": 5.0}})
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(yaml.safe_dump(user))
+    out, doc = tmp_path / "bench_speech.json", tmp_path / "performance.md"
+    doc.write_text("# Performance\n\nthe image bench's page\n")
+    assert main(["bench", str(cfg), "--quick", "--out", str(out), "--doc", str(doc), "--threads", "1",
+                 "--batch-sizes", "2", "--quiet"]) in (0, None)
+    res = json.loads(out.read_text())
+    assert res["domain"] == "speech" and res["metric"] == "wer" and res["picks"] is None  # no picks: the config's steps
+    (run,) = res["accuracy_runs"]
+    assert run["corruption"] == "babble_noise" and run["condition"]["snr_db"] == 5.0 and run["items"] == 2
+    rows = {r["label"]: r for r in run["rows"]}
+    assert {"noisy", "sequential@2", "parallel@2", "nested@2", "card@2"} <= set(rows)
+    for r in rows.values():
+        assert set(r["wer"]) == set(r["readouts"]) and all(v >= 0 for v in r["wer"].values())
+        assert r["seconds_per_item"] > 0 and r["seconds_per_signal_second"] > 0
+        assert sum(r["network_seconds"].values()) <= r["wall_seconds"]
+    assert set(rows["parallel@2"]["wer"]) == {"classifier", "logits"}
+    assert [(t["method"], t["batch_size"]) for t in res["throughput"]] == [("parallel", 2)]
+    assert all(t["cpu_sampling_peak_rss_mb"] is None or t["cpu_sampling_peak_rss_mb"] > 0 for t in res["throughput"])
+    calls = res["network_calls"]
+    assert calls["seconds"] == 2.0 and calls["item_frames"] == 2 * 16000 // 128 + 1
+    assert all(calls["ms_per_call"][k] > 0 for k in NETWORKS)
+    sweep = res["length_sweep"]["rows"]
+    groups = list(dict.fromkeys(r["group"] for r in sweep))
+    assert groups == sorted(groups, key=lambda g: int(g.split()[0])) and {r["label"] for r in sweep} == {"noisy", "parallel@2"}
+    text = doc.read_text()
+    assert text.startswith("# Performance\n\nthe image bench's page\n")  # the default domain's part is kept
+    assert "<!-- coupled bench, domain speech" in text and "## Performance: speech" in text
+    for section in ("Network shares", "One call of each network on a 2-second utterance", "Cost against utterance length"):
+        assert section in text
+    for png in ("performance_speech_accuracy_seconds.png", "performance_speech_length.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png in text
+
+
+def test_each_domains_bench_rewrites_only_its_own_part_of_the_page(tmp_path):
+    from coupled.evaluation.bench import SECTION, _merge_section
+
+    doc = tmp_path / "performance.md"
+    assert _merge_section(doc, None, "# image v1\n") == "# image v1\n"  # alone, the page is the image bench's text
+    doc.write_text(_merge_section(doc, "speech", "## speech v1"))
+    doc.write_text(_merge_section(doc, None, "# image v2\n"))
+    doc.write_text(_merge_section(doc, "speech", "## speech v2"))
+    doc.write_text(_merge_section(doc, "toy", "## toy v1"))
+    assert doc.read_text() == (f"# image v2\n\n{SECTION.format('speech')}\n\n## speech v2\n"
+                               f"\n{SECTION.format('toy')}\n\n## toy v1\n")

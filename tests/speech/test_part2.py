@@ -102,6 +102,27 @@ def test_estimates_are_scored_by_the_si_sdr_of_their_audio(speech_wave):
     assert SPEECH.estimate_metrics(None) == {}
 
 
+def test_estimates_are_scored_by_the_estoi_of_their_audio(speech_wave):
+    rep = CompressedSTFT()
+    fn = SPEECH.estimate_metrics({"representation": {"kind": "stft", **rep.to_dict()}})["estoi"]
+    wave = torch.from_numpy(speech_wave)[None]
+    clean, _ = rep.analyse(wave)
+    noise, _ = rep.analyse(0.3 * torch.randn(1, wave.shape[-1], generator=torch.Generator().manual_seed(0)))
+    noisy, _ = rep.analyse(wave + 0.05 * torch.randn(1, wave.shape[-1], generator=torch.Generator().manual_seed(1)))
+    same, other, mixed = fn(clean, clean)[0], fn(noise, clean)[0], fn(noisy, clean)[0]
+    assert same > 0.99 and other < 0.2 and other < mixed < same
+    short = rep.analyse(wave[:, :4000])[0]  # a quarter second: too little speech for ESTOI, NaN (never a number)
+    assert np.isnan(fn(short, short)[0])
+
+
+def test_a_signal_metric_mean_leaves_out_items_it_cannot_score():
+    from coupled.evaluation.report import _signal_mean
+
+    assert _signal_mean(np.array([[0.5, np.nan, 0.7]])) == pytest.approx(0.6)
+    assert _signal_mean(np.array([[np.nan, np.nan]])) is None
+    assert _signal_mean(np.array([[1.0, np.inf]])) is None  # as before: an infinite mean is not JSON
+
+
 @pytest.mark.parametrize("user,match", [
     ({"tuning": {"observation_weights": [0.5, -1]}}, "observation_weights must be a list of weights"),
     ({"tuning": {"grid": "huge"}}, "tuning.grid must be one of"),

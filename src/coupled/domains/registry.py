@@ -185,6 +185,9 @@ class Domain:
     # samples per second along a signal's last axis (None: not a time signal): costs are also reported per
     # second of signal
     samples_per_second: float | None = None
+    # `coupled bench`'s settings, {"quick": {...}, "full": {...}} (None: `coupled.evaluation.bench.PROFILES`, the
+    # image bundle's); the keys that bench's PROFILES document
+    bench_profiles: dict | None = None
 
     # ---- config
     # config sections taken whole from the user (not merged key by key), checked by `check_config` or their consumers
@@ -353,6 +356,18 @@ class Domain:
         refs = np.asarray(refs.cpu() if hasattr(refs, "cpu") else refs)
         hyps = np.asarray(hyps.cpu() if hasattr(hyps, "cpu") else hyps)
         return (refs == hyps).astype(np.float64)
+
+    def secondary_scores(self, task: str | None = None) -> dict:
+        """{metric name (`coupled.scores.METRICS`): fn(refs, hyps) -> per-item scores}: other scores of the same
+        answers, reported beside the task metric without another sampling run (results rows' `secondary`); none
+        by default."""
+        return {}
+
+    def length_groups(self, data) -> dict | None:
+        """{label: item indices} of a labelled split grouped by how long its items are, shortest first, for
+        `coupled bench`'s cost against length (e.g. speech: digit strings by their number of words); None: the
+        items have one size."""
+        return None
 
     def task_score(self, task: str | None, refs, hyps) -> float:
         """The score of answers `hyps` against `refs` (accuracy unless the domain says otherwise)."""

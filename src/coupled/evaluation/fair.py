@@ -247,7 +247,7 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
 
     from ..bundle import default_device, load_bundle
     from ..domains.registry import domain_of
-    from .bench import available_methods
+    from ..methods import available_methods
     from .runner import CORRUPTION_SEED, evaluate
 
     domain = domain_of(cfg)
@@ -283,7 +283,8 @@ def tune(cfg: dict, *, checkpoint=None, max_items=None, nets=None, budget_ms=Non
     with torch.no_grad():
         records, _ = evaluate(bundle, data, sev, specs=specs, seeds_for_level=lambda lv: [0],
                               batch_size=cfg["evaluation"]["batch_size"], device=device, progress=progress,
-                              corruption_seed=cfg["evaluation"].get("corruption_seed", CORRUPTION_SEED))
+                              corruption_seed=cfg["evaluation"].get("corruption_seed", CORRUPTION_SEED),
+                              score_estimates=False)  # the picks read scores and seconds, not the estimates' quality
     table = candidate_table(records)
     shown = {k: {lv: v if isinstance(v, (int, float)) else domain.condition_fields(v) for lv, v in levels.items()}
              for k, levels in sev.items()}  # a labelled condition (e.g. speech's SNR or RT60) as its fields

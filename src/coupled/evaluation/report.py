@@ -119,6 +119,31 @@ def _finite(x) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
+def _signal_mean(values: np.ndarray) -> float | None:
+    """The mean of a signal metric over seeds and items, leaving out NaN (an item the metric cannot score, e.g. an
+    utterance too short for ESTOI); None when no item has a value. Without NaN: `values.mean()`, as before."""
+    ok = ~np.isnan(values)
+    if ok.all():
+        return _finite(values.mean())
+    return _finite(values[ok].mean()) if ok.any() else None
+
+
+def _secondary(recs: list[dict], readout: str, n_boot: int, seed: int) -> dict:
+    """{"secondary": {metric: {"value", "ci95"}}} of one readout when the records carry other scores of the same
+    answers (`Domain.secondary_scores`, e.g. speech's string accuracy beside WER; seeds averaged per item, as the
+    task metric), else {}."""
+    per_seed = [r.get(f"secondary_{readout}") for r in recs]
+    if not per_seed or any(v is None for v in per_seed):
+        return {}
+    out = {}
+    for name in per_seed[0]:
+        metric = get_metric(name)
+        scores = np.stack([np.asarray(v[name], dtype=np.float64) for v in per_seed])
+        out[name] = {"value": metric.value(scores),
+                     "ci95": list(bootstrap_ci(scores, n_boot=n_boot, seed=seed, metric=metric))}
+    return {"secondary": out}
+
+
 def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy: float, n_boot: int = 2000, seed: int = 0, extra: dict | None = None,
               signal_metrics=IMAGE_METRICS) -> dict:
     """Build the `results.json` dict (method.md section 6) from per-seed `records` (see the module docstring).
@@ -199,8 +224,9 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
                     **({"seconds_per_signal_second": float(np.mean([r["seconds_per_signal_second"] for r in recs]))}
                        if all("seconds_per_signal_second" in r for r in recs) else {}),
                     "n_items": n, "seeds": [int(r["seed"]) for r in recs],
-                    **{q: None if s[q] is None else _finite(s[q].mean()) for q in signal_metrics},
+                    **{q: None if s[q] is None else _signal_mean(s[q]) for q in signal_metrics},
                     "gap_recovered": _finite(gap),
+                    **_secondary(recs, readout, n_boot, seed),
                 })
     results = {"schema": SCHEMA, "domain": domain, "dataset": dataset, "split": split,
                "clean": {"metric": metric.name, "value": float(clean_accuracy)}, "rows": rows}

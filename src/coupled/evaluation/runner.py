@@ -95,7 +95,7 @@ def _item_metrics(metrics: dict, x: torch.Tensor, ref: torch.Tensor, lens) -> di
 @torch.no_grad()
 def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs, seed: int,
               batch_size: int, device, keep_x_hat: bool = False, lengths=None, task=None,
-              signal_seconds: float | None = None, measurement=None) -> dict:
+              signal_seconds: float | None = None, measurement=None, score_estimates: bool = True) -> dict:
     """Every spec over a whole (already degraded) split under one sampling seed, interleaved batch by batch.
 
     `labels`: int64 [N] class indices or a list of N answers (transcripts); `lengths` [N]: valid extents of a
@@ -103,10 +103,13 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
     result does not depend on its batch); `task`: what the labels are (the domain's `task_metric` and
     `item_scores` score the answers). Returns {label: per-item scores per readout (`score_logits`,
     `score_classifier`: [N], or [N, 2] for a ratio metric), answers, signal metrics, calls per item and
-    measured seconds per item}. `signal_seconds`: the split's total duration (default: its lengths over the
+    measured seconds per item; with the domain's `secondary_scores`, `secondary_<readout>`: {metric: per-item scores}
+    of the same answers}. `signal_seconds`: the split's total duration (default: its lengths over the
     domain's `samples_per_second`; pass it when `lengths` count frames of a representation).
     `measurement`: (operator over the split's items, noise std) of the corruption (`Domain.linear_measurement`),
     bound batch by batch (y = the degraded batch) to the specs whose signal chain is a zero-shot sampler.
+    `score_estimates`: False skips the estimates' signal metrics (`Domain.estimate_metrics`; their keys are then
+    None), for a run that does not report them (`coupled tune`): some cost more than the sampling (speech's ESTOI).
     """
     if not specs:
         return {}
@@ -115,9 +118,10 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
     prepared = {s.label: bundle.prepare(s.method, s.options) for s in specs}
     domain = get_domain(getattr(bundle, "domain", None))
     # per-item quality of x_hat (on what the chains run on: the bundle's signal net records it)
-    metrics = domain.estimate_metrics((getattr(bundle, "meta", None) or {}).get("signal"))
-    out = {s.label: {"score_logits": [], "pred": [], **{k: [] for k in metrics}, "x_hat": [], "calls": None,
-                     "seconds": 0.0} for s in specs}
+    metrics = domain.estimate_metrics((getattr(bundle, "meta", None) or {}).get("signal")) if score_estimates else {}
+    secondary = domain.secondary_scores(task)  # other scores of the same answers (no second sampling run)
+    out = {s.label: {"score_logits": [], "pred": [], "pred_logits": [], **{k: [] for k in metrics}, "x_hat": [],
+                     "calls": None, "seconds": 0.0} for s in specs}
     for b, i in enumerate(range(0, len(degraded), batch_size)):
         d, lens = _batch(degraded, lengths, i, batch_size)
         d = d.to(device)
@@ -146,7 +150,10 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
             answers = domain.readout(res.classifier_logits.cpu(), _cpu(res.frame_lengths))  # the domain's answers
             o["pred"].extend(answers.tolist() if torch.is_tensor(answers) else answers)
             if res.y_hat is not None:
-                o["score_logits"].append(domain.item_scores(task, y, domain.readout(res.y_hat.cpu(), _cpu(res.frame_lengths))))
+                answers = domain.readout(res.y_hat.cpu(), _cpu(res.frame_lengths))
+                o["score_logits"].append(domain.item_scores(task, y, answers))
+                if secondary:
+                    o["pred_logits"].extend(answers.tolist() if torch.is_tensor(answers) else answers)
             if res.x_hat is not None:
                 x = res.x_hat.cpu()
                 ref, _ = _batch(clean, lengths, i, batch_size)
@@ -175,6 +182,11 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
             **({"seconds_per_signal_second": o["seconds"] / signal_seconds} if signal_seconds else {}),
             "x_hat": x_hat,
         }
+        if secondary:  # {metric: per-item scores} of each readout's answers, None where the method lacks the readout
+            answers = {"classifier": o["pred"], "logits": o["pred_logits"]}
+            for r in ("classifier", "logits"):
+                results[spec.label][f"secondary_{r}"] = ({k: fn(labels, answers[r]) for k, fn in secondary.items()}
+                                                        if r in ro else None)
     return results
 
 
@@ -225,12 +237,14 @@ def zero_shot_specs(specs, samplers, prior) -> list[MethodSpec]:
 
 
 def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, batch_size: int = 250,
-             corruption_seed: int = CORRUPTION_SEED, device="cpu", progress: bool = True, n_examples: int = 3):
+             corruption_seed: int = CORRUPTION_SEED, device="cpu", progress: bool = True, n_examples: int = 3,
+             score_estimates: bool = True):
     """Every spec over every corruption and severity of `severities` ({name: {level: severity}}).
 
     Returns (records, example_rows): records as `report.summarise` reads them (one per spec, corruption,
     severity and seed; deterministic methods run on the first seed only), and rows for
     `report.plot_examples` (heavy severity, first seed, items where a coupled method changed the answer).
+    `score_estimates`: as `run_specs`.
     """
     domain = get_domain(getattr(bundle, "domain", None))
     device = torch.device(device)
@@ -260,7 +274,7 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
         todo = [s for s in specs if first or s.method not in DETERMINISTIC]
         outcomes = run_specs(bundle, rep.signals, rep.labels, degraded, todo, seed, batch_size, device,
                              keep_x_hat=first and level == "heavy", lengths=rep.lengths, task=rep.task,
-                             signal_seconds=seconds, measurement=measurement)
+                             signal_seconds=seconds, measurement=measurement, score_estimates=score_estimates)
         if first and level == "heavy":
             examples += _example_rows(name, domain.severity_value(sev), rep, degraded, outcomes, {s.label: s.method for s in todo}, n_examples,
                                       domain.example_panel)

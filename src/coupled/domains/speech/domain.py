@@ -100,10 +100,26 @@ class SpeechDomain(Domain):
     splits: tuple = ("train", "val", "test")
     sample_rate: int = 16000
     input_suffixes: tuple = field(default=(".wav", ".flac", ".ogg"))
-    commands = ("train", "evaluate", "calibrate", "data", "classify", "tune", "demo")
+    commands = ("train", "evaluate", "calibrate", "data", "classify", "tune", "demo", "bench")
     demo_config = "configs/speech.yaml"  # `coupled demo --domain speech`
     samples_per_second = 16000.0  # the waveforms' rate (the generic runner reports seconds per second of speech)
     signal_range = None  # waveforms and spectrograms are not clipped
+    # `coupled bench --domain speech` (coupled.evaluation.bench): heavy babble on validation digit strings, every
+    # method at its validation pick (the config's demo.picks; the config's sampling when there is none), networks
+    # timed on a 2-second utterance, cost against length on utterances of 1 to 7 digits, each alone
+    bench_profiles = {
+        "quick": {"items": 24, "steps": (), "batch_size": 8, "corruptions": ("babble_noise",), "specs": "picks",
+                  "item_noun": "digit strings", "throughput_batches": (1, 8),
+                  "throughput_methods": ("sequential", "parallel"), "throughput_seconds": 2.0,
+                  "call_seconds": 2.0, "call_repeats": 5,
+                  "length_sweep": {"per_group": 4, "methods": ("noisy", "one_step", "sequential", "parallel", "nested")}},
+        "full": {"items": 100, "steps": (), "batch_size": 16, "corruptions": ("white_noise", "babble_noise", "reverb"),
+                 "specs": "picks", "item_noun": "digit strings", "throughput_batches": (1, 8, 32),
+                 "throughput_methods": ("sequential", "parallel", "nested"), "throughput_seconds": 5.0,
+                 "call_seconds": 2.0, "call_repeats": 20,
+                 "length_sweep": {"per_group": 6, "methods": ("noisy", "one_step", "sequential", "purification",
+                                                              "parallel", "alternating", "nested")}},
+    }
 
     # ---- config
     @property
@@ -128,6 +144,14 @@ class SpeechDomain(Domain):
         [N, T] with their lengths, transcripts as labels; loaded when a split is first asked for. With
         `data.wav_folder`, one split "all" of the user's recordings."""
         return _Splits(cfg)
+
+    def length_groups(self, data) -> dict | None:
+        """{"N digits": indices} of a split's utterances by the words of their transcript, fewest first (`coupled
+        bench`'s cost against utterance length)."""
+        groups: dict = {}
+        for i, label in enumerate(data.labels):
+            groups.setdefault(len(str(label).split()), []).append(i)
+        return {f"{n} word{'s' if n != 1 else ''}": groups[n] for n in sorted(groups)}
 
     def dataset_name(self, cfg: dict) -> str:
         from .corpus import CorpusConfig
@@ -237,27 +261,34 @@ class SpeechDomain(Domain):
         return net if rep is None else RecogniserOnRepresentation(net, rep).eval().requires_grad_(False)
 
     def estimate_metrics(self, meta: dict | None = None) -> dict:
-        """SI-SDR (dB) of the audio resynthesised from a compressed-STFT estimate against the clean utterance's
-        (both through the same inverse STFT, hop * (frames - 1) samples). None for a log-mel estimate, whose
-        audio needs the degraded waveform (`LogMel.synthesise`), which the evaluator does not hand over; and
-        none for a recogniser alone (no estimates). ESTOI is left to the published sweep (pystoi costs ~50 ms
-        an utterance)."""
+        """SI-SDR (dB) and ESTOI (pystoi, extended=True, at 16 kHz) of the audio resynthesised from a compressed-STFT
+        estimate against the clean utterance's (both through the same inverse STFT, hop * (frames - 1) samples).
+        ESTOI of an utterance with too little active speech for pystoi (fewer than 30 frames) is NaN, which the
+        report's mean leaves out. None for a log-mel estimate, whose audio needs the degraded waveform
+        (`LogMel.synthesise`), which the evaluator does not hand over; and none for a recogniser alone (no
+        estimates). ESTOI costs about 0.1 s an utterance (pystoi), outside the timed sampling."""
         import numpy as np
 
-        from .metrics import si_sdr
+        from .metrics import estoi, si_sdr
         from .representation import CompressedSTFT
 
         rep = self.representation(meta)
         if not isinstance(rep, CompressedSTFT):
             return {}
 
-        def resynthesised_si_sdr(estimate, reference):
+        def audio(estimate, reference):
             n = rep.hop * (estimate.shape[-1] - 1)
             lengths = [n] * estimate.shape[0]
-            est, ref = rep.synthesise(estimate, lengths), rep.synthesise(reference, lengths)
-            return np.array([si_sdr(e.numpy(), r.numpy()) for e, r in zip(est, ref)])
+            return zip(rep.synthesise(estimate, lengths), rep.synthesise(reference, lengths))
 
-        return {"si_sdr": resynthesised_si_sdr}
+        def resynthesised_si_sdr(estimate, reference):
+            return np.array([si_sdr(e.numpy(), r.numpy()) for e, r in audio(estimate, reference)])
+
+        def resynthesised_estoi(estimate, reference):
+            values = [estoi(e.numpy(), r.numpy(), self.sample_rate)[0] for e, r in audio(estimate, reference)]
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+        return {"si_sdr": resynthesised_si_sdr, "estoi": resynthesised_estoi}
 
     def example_panel(self, signal):
         """A spectrogram for the report's example grid: a representation [C, F, T] (compressed STFT: its magnitude;
@@ -377,6 +408,13 @@ class SpeechDomain(Domain):
         if task not in scores:
             raise CoupledError(f"unknown speech task '{task}'; valid: {', '.join(scores)}")
         return scores[task](list(refs), list(hyps))
+
+    def secondary_scores(self, task: str | None = None) -> dict:
+        """The same transcripts scored the other task's way: digit strings by accuracy (1.0 where the whole
+        normalised transcript is right: the keyword task's rule, applied to strings), keywords by WER."""
+        from .metrics import keyword_hits, word_errors
+
+        return {"digits": {"accuracy": keyword_hits}, "keywords": {"wer": word_errors}}.get(task, {})
 
     def task_metric(self, task: str) -> str:
         metrics = {"digits": "wer", "keywords": "accuracy"}
