@@ -13,12 +13,14 @@ import numbers
 from .engine import METHODS, check_method_options, method_options
 from .errors import CoupledError
 
-# Networks of the baselines (stages card, finetuned, sequential), loaded on first use when the folder has them.
+# Networks of the baselines (stages card, finetuned, sequential, predictive), loaded on first use when the folder has them.
 SIGNAL_NETS = {"joint": "signal", "pretrained": "signal_pretrained", "sequential": "signal_sequential"}
 # Evaluation-level methods that are not strategies of the engine: (the engine method they run, what they swap)
 REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
 # the network file of the folder a method needs beyond the bundle's own three
-METHOD_NETS = {"card": "card", **dict.fromkeys(REFERENCE_METHODS, "classifier_finetuned")}
+METHOD_NETS = {"card": "card", "predictive": "signal_predictive", **dict.fromkeys(REFERENCE_METHODS, "classifier_finetuned")}
+# the bundle options a method with its own regression signal net cannot take (it runs no chain and no logits)
+PREDICTIVE_REFUSES = ("signal_net", "signal_guidance", "signal_eta", "zero_shot")
 # Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
 BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient", "observation_weight",
                   "zero_shot")

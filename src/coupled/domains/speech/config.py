@@ -50,7 +50,7 @@ SPEECH_DEFAULTS: dict = {
                    "bootstrap": 1000, "num_threads": 1, "batch_size": 64},
 }
 # the generic pipeline's sections the stages and the evaluator read (classifier, signal, logits, joint, card,
-# finetuned, sequential, train, sampling, demo), with no corruption levels of their own: the speech sweep is
+# finetuned, sequential, predictive, train, sampling, demo), with no corruption levels of their own: the speech sweep is
 # `degradations`, its calibrated levels `levels`
 for _key, _value in DEFAULTS.items():
     if _key not in SPEECH_DEFAULTS:
@@ -70,6 +70,7 @@ SPEECH_DEFAULTS["logits"].update(batch_size=16)
 SPEECH_DEFAULTS["card"].update(batch_size=16)
 SPEECH_DEFAULTS["joint"].update(batch_size=16)
 SPEECH_DEFAULTS["sequential"].update(batch_size=16)
+SPEECH_DEFAULTS["predictive"].update(batch_size=16)
 SPEECH_DEFAULTS["sampling"]["signal"] = {"steps": 5, "sampler": "pc", "corrector_steps": 1, "snr": 0.5}
 
 # free-form sections (taken whole from the user), checked by check_speech_config and their consumers
