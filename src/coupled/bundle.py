@@ -20,7 +20,7 @@ from .classifiers import check_fingerprint
 from .engine.conditioning import check_sampling
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
-from .methods import BUNDLE_CHECKS, METHOD_NETS, PREDICTIVE_REFUSES, REFERENCE_METHODS, SIGNAL_NETS
+from .methods import BUNDLE_CHECKS, METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS, check_predictive_options
 from .checkpoint import STAGE_OUTPUTS, load_state, load_weights, read_json
 
 ROLES = ("classifier", "signal", "logits")
@@ -188,10 +188,7 @@ class Bundle:
         check_sampling(self.meta["signal"].get("conditioning"), method, options, f"options of {method!r}")
         coupling = self.coupling
         if method == "predictive":  # its own regression net, shown d alone: no other net, chain or guidance applies
-            refused = [k for k in PREDICTIVE_REFUSES if k in options]
-            if refused:
-                raise CoupledError(f"method 'predictive' runs its own net ({METHOD_NETS['predictive']}) with no chain "
-                                   f"or logits; drop {refused[0]} from its options")
+            check_predictive_options(options, "option ")
             net, meta = self._net(METHOD_NETS["predictive"], "signal")
             coupling = replace(coupling, signal_denoiser=wrap_denoiser("signal", net, meta),
                                signal_chain=replace(coupling.signal_chain, process=process_from_dict(meta["process"])))

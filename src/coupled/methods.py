@@ -90,11 +90,22 @@ BUNDLE_CHECKS = {"signal_guidance": _finite_at_least_0, "signal_net": _signal_ne
                  "classifier_gradient": _finite_at_least_0, "observation_weight": _weight, "zero_shot": _zero_shot}
 
 
+def check_predictive_options(options: dict, prefix: str = "") -> None:
+    """`predictive` runs its own regression net with no chain and no logits: an option that picks another net,
+    guides, sets a chain's eta or samples zero-shot is one CoupledError naming it."""
+    refused = [k for k in PREDICTIVE_REFUSES if k in options]
+    if refused:
+        raise CoupledError(f"{prefix}{refused[0]}: method 'predictive' runs its own net ({METHOD_NETS['predictive']}) "
+                           f"with no chain or logits; drop {refused[0]} from its options")
+
+
 def check_method_settings(method: str, options: dict, prefix: str = "") -> None:
     """The options of `sampling.methods.METHOD` (a config's, or those a bundle's pipeline.json stores) checked
     before anything runs: an unknown option or a value out of range is one CoupledError, the option's name
     preceded by `prefix`."""
     method_settings(method)  # an unknown method: one line naming the valid ones
+    if method == "predictive":
+        check_predictive_options(options, prefix)
     engine_method = REFERENCE_METHODS.get(method, method)
     check_method_options(engine_method, {k: v for k, v in options.items() if k not in BUNDLE_CHECKS}, prefix)
     for name, value in options.items():
