@@ -35,6 +35,7 @@ from coupled.bundle import default_device, load_bundle
 from coupled.evaluation import fair
 from coupled.evaluation.report import headline_table
 from coupled.evaluation.api import evaluate_config
+from coupled.evaluation.bench import available_methods
 from coupled.evaluation.runner import evaluate
 from coupled.domains.registry import domain_of
 
@@ -70,7 +71,8 @@ def run_val(cfg, args):
            if not args.corruptions or k in args.corruptions}
     grid = fair.candidate_grid(cfg["sampling"].get("signal_guidance", 3.0), wide=args.wide)
     net = lambda s: s.options.get("signal_net", "joint")  # noqa: E731
-    specs = [s for s in grid if net(s) in args.nets]
+    runnable, _ = available_methods(bundle)  # e.g. no predictive without signal_predictive, as `coupled tune` skips it
+    specs = [s for s in grid if net(s) in args.nets and s.method in runnable]
     # only the candidates the file lacks, with the configurations they vary run beside them as timing anchors
     old = json.loads(VAL.read_text())
     known = {r["label"] for r in old["candidates"]}

@@ -28,7 +28,7 @@ def test_method_registry_and_every_list_of_methods_agree():
     # the report shows the registry's order, each reference method beside the engine method it runs
     assert METHOD_ORDER == ("noisy", "finetuned_classifier", *BASELINES[1:], *COUPLED)
     assert set(COUPLED) <= set(PAPER_METHODS) <= set(METHODS)
-    assert set(DETERMINISTIC) == {"noisy", *(r for r, m in REFERENCE_METHODS.items() if m == "noisy")}
+    assert set(DETERMINISTIC) == {"noisy", "predictive", *(r for r, m in REFERENCE_METHODS.items() if m == "noisy")}
     assert set(METHOD_NETS) <= set(ALL_METHODS)
     assert {s.method for s in candidate_grid()} == set(ALL_METHODS), "every method enters the fair comparison"
     assert {s.options.get("signal_net", "joint") for s in candidate_grid()} == set(SIGNAL_NETS)

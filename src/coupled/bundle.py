@@ -20,7 +20,7 @@ from .classifiers import check_fingerprint
 from .engine.conditioning import check_sampling
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
-from .methods import BUNDLE_CHECKS, METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS
+from .methods import BUNDLE_CHECKS, METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS, check_predictive_options
 from .checkpoint import STAGE_OUTPUTS, load_state, load_weights, read_json
 
 ROLES = ("classifier", "signal", "logits")
@@ -175,7 +175,9 @@ class Bundle:
         signal denoiser; baselines may pick theirs on validation), `signal_eta` (the signal chain's eta).
         `classifier_gradient` (a number >= 0: gradient guidance through the frozen classifier, `ClassifierGradient`).
         `observation_weight` (a in [0, 1]: observation adding, the classifier readout hears x_hat + a (d - x_hat)).
-        `card` runs with the CARD logit net, `finetuned_classifier` is `noisy` with the fine-tuned classifier.
+        `card` runs with the CARD logit net, `predictive` with the predictive enhancer (signal_predictive, none of
+        signal_net, signal_guidance, signal_eta, zero_shot), `finetuned_classifier` is `noisy` with the fine-tuned
+        classifier.
         `zero_shot` ({sampler, prior, options}): the signal chain becomes that zero-shot posterior sampler over
         the unconditional prior of the folder `prior` (the evaluation binds each batch's measurement).
         """
@@ -185,6 +187,11 @@ class Bundle:
             return self.coupling, REFERENCE_METHODS.get(method, method), options
         check_sampling(self.meta["signal"].get("conditioning"), method, options, f"options of {method!r}")
         coupling = self.coupling
+        if method == "predictive":  # its own regression net, shown d alone: no other net, chain or guidance applies
+            check_predictive_options(options, "option ")
+            net, meta = self._net(METHOD_NETS["predictive"], "signal")
+            coupling = replace(coupling, signal_denoiser=wrap_denoiser("signal", net, meta),
+                               signal_chain=replace(coupling.signal_chain, process=process_from_dict(meta["process"])))
         net_name = options.pop("signal_net", "joint")
         if net_name not in SIGNAL_NETS:
             raise CoupledError(f"unknown signal_net {net_name!r}; choose one of: {', '.join(SIGNAL_NETS)}")

@@ -26,7 +26,7 @@ from .errors import CoupledError
 # what each training stage leaves in a bundle folder: the networks' file stems
 STAGE_OUTPUTS = {"classifier": ["classifier"], "signal": ["signal_pretrained"], "logits": ["logits_pretrained"],
                  "joint": ["signal", "logits"], "card": ["card"], "finetuned": ["classifier_finetuned"],
-                 "sequential": ["signal_sequential"]}
+                 "sequential": ["signal_sequential"], "predictive": ["signal_predictive"]}
 
 __all__ = ["MANIFEST", "sha256_file", "seal", "verify_file", "read_json", "save_weights", "load_weights",
            "record_in_manifest", "verify_outputs", "load_state", "parse_weights"]

@@ -60,6 +60,9 @@ DEFAULTS: dict = {
              "lr": 1e-3, "ema_decay": 0.999, "ema_warmup": True, "init": None},
     "finetuned": {"steps": 1500, "batch_size": 128, "lr": 5e-4, "clean_fraction": 0.2},
     "sequential": {"steps": 3000, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True},
+    # the predictive enhancer (issue 16): the signal net trained by regression from the degraded input alone, warm-
+    # started from signal_pretrained (StoRM's predictive stage; method `predictive`)
+    "predictive": {"steps": 1500, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True},
     # crop: the denoiser stages train on windows of this many samples along the last axis (0: whole items)
     "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0, "crop": 0},
     "sampling": {

@@ -13,12 +13,14 @@ import numbers
 from .engine import METHODS, check_method_options, method_options
 from .errors import CoupledError
 
-# Networks of the baselines (stages card, finetuned, sequential), loaded on first use when the folder has them.
+# Networks of the baselines (stages card, finetuned, sequential, predictive), loaded on first use when the folder has them.
 SIGNAL_NETS = {"joint": "signal", "pretrained": "signal_pretrained", "sequential": "signal_sequential"}
 # Evaluation-level methods that are not strategies of the engine: (the engine method they run, what they swap)
 REFERENCE_METHODS = {"finetuned_classifier": "noisy"}
 # the network file of the folder a method needs beyond the bundle's own three
-METHOD_NETS = {"card": "card", **dict.fromkeys(REFERENCE_METHODS, "classifier_finetuned")}
+METHOD_NETS = {"card": "card", "predictive": "signal_predictive", **dict.fromkeys(REFERENCE_METHODS, "classifier_finetuned")}
+# the bundle options a method with its own regression signal net cannot take (it runs no chain and no logits)
+PREDICTIVE_REFUSES = ("signal_net", "signal_guidance", "signal_eta", "zero_shot")
 # Options the bundle handles before the strategy sees them (which nets and chain settings a method runs with)
 BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gradient", "observation_weight",
                   "zero_shot")
@@ -88,11 +90,22 @@ BUNDLE_CHECKS = {"signal_guidance": _finite_at_least_0, "signal_net": _signal_ne
                  "classifier_gradient": _finite_at_least_0, "observation_weight": _weight, "zero_shot": _zero_shot}
 
 
+def check_predictive_options(options: dict, prefix: str = "") -> None:
+    """`predictive` runs its own regression net with no chain and no logits: an option that picks another net,
+    guides, sets a chain's eta or samples zero-shot is one CoupledError naming it."""
+    refused = [k for k in PREDICTIVE_REFUSES if k in options]
+    if refused:
+        raise CoupledError(f"{prefix}{refused[0]}: method 'predictive' runs its own net ({METHOD_NETS['predictive']}) "
+                           f"with no chain or logits; drop {refused[0]} from its options")
+
+
 def check_method_settings(method: str, options: dict, prefix: str = "") -> None:
     """The options of `sampling.methods.METHOD` (a config's, or those a bundle's pipeline.json stores) checked
     before anything runs: an unknown option or a value out of range is one CoupledError, the option's name
     preceded by `prefix`."""
     method_settings(method)  # an unknown method: one line naming the valid ones
+    if method == "predictive":
+        check_predictive_options(options, prefix)
     engine_method = REFERENCE_METHODS.get(method, method)
     check_method_options(engine_method, {k: v for k, v in options.items() if k not in BUNDLE_CHECKS}, prefix)
     for name, value in options.items():

@@ -6,7 +6,7 @@ import torch
 from dataclasses import replace
 
 from coupled.engine import (
-    METHODS, CentredProcess, Chain, expected_calls, item_generators, parallel_schedule,
+    METHODS, NOISELESS, CentredProcess, Chain, VPProcess, expected_calls, item_generators, parallel_schedule,
     randn, refresh_steps, run_method, standardise,
 )
 from coupled.errors import CoupledError
@@ -20,6 +20,7 @@ OPTIONS = {
     "card": [{}],
     "sequential_ensemble": [{}, {"k": 2, "signal_steps": 2}],
     "one_step": [{}],
+    "predictive": [{}],
     "purification": [{}, {"noise_fraction": 0.3, "signal_steps": 2}, {"noise_fraction": 1.0}],
     "parallel": [{}, {"switch_fraction": 0.0}, {"switch_fraction": 1.0},
                  {"signal_steps": 5, "logit_steps": 5, "switch_fraction": 0.3},
@@ -28,7 +29,7 @@ OPTIONS = {
     "nested": [{}, {"refresh_every": 1}, {"refresh_every": 0}, {"refresh_every": 1, "refresh_window": (0.0, 0.5)},
                {"refresh_every": 1, "refresh_from": 0.4, "refresh_signal_steps": 2}],
 }
-NO_LOGIT_CHAIN = {"noisy", "sequential", "sequential_ensemble", "one_step", "purification"}
+NO_LOGIT_CHAIN = {"noisy", "sequential", "sequential_ensemble", "one_step", "predictive", "purification"}
 NO_SIGNAL_CHAIN = {"noisy", "logits_only", "card"}
 CASES = [(m, o) for m, opts in OPTIONS.items() for o in opts]
 
@@ -70,6 +71,7 @@ def test_call_count_formulas_by_hand():
     assert expected_calls("nested", coupling, refresh_every=1, refresh_from=0.3, refresh_signal_steps=2) == _calls(6 + 2 * 2, 4, 3)
     assert expected_calls("sequential_ensemble", coupling, k=4, signal_steps=2) == _calls(8, 0, 4)
     assert expected_calls("one_step", coupling) == _calls(1, 0, 1)
+    assert expected_calls("predictive", coupling) == _calls(1, 0, 1)
     assert expected_calls("purification", coupling, signal_steps=3) == _calls(3, 0, 1)
     assert refresh_steps(10, 2, (0.5, 1.0)) == [5, 7, 9]
     assert refresh_steps(10, 3, (0.0, 1.0)) == [3, 6, 9]  # step 0 never refreshes: no y0_hat yet
@@ -100,6 +102,27 @@ def test_one_step_is_sequential_with_one_step_and_ensemble_of_one_is_sequential(
     seq = run_method("sequential", coupling, d, item_generators(range(4)))
     assert torch.equal(ens.x_hat, seq.x_hat) and torch.equal(ens.prediction(), seq.prediction())
     torch.testing.assert_close(ens.classifier_logits.exp().sum(-1), torch.ones(4))  # log of averaged probabilities
+
+
+@pytest.mark.parametrize("process", [VPProcess(1000), CentredProcess()], ids=["vp", "centred"])
+def test_predictive_is_one_noiseless_call_at_the_priors_mean(process):
+    """StoRM's predictive stage: one call of the signal denoiser shown d alone (the prior's mean: zeros for VP, d
+    for the centred process; the top time; the null logit token), x_hat its output, f of it the readout; what
+    training regresses (`predictive_input`) is what sampling shows."""
+    from coupled.engine import predictive_input
+
+    coupling, log = make_coupling(process=process)
+    d = degraded()
+    res = run_method("predictive", coupling, d, item_generators(range(4)))
+    assert len(log) == 1 and log[0]["logits"] is None and log[0]["t"] == process.top
+    assert process.top == (999.0 if process.kind == "vp" else 1.0)
+    assert torch.equal(log[0]["x"], torch.zeros_like(d) if process.kind == "vp" else d)
+    x_t, t, center = predictive_input(process, d)
+    assert torch.equal(x_t, log[0]["x"]) and torch.equal(t, torch.full((4,), process.top))
+    assert center is (d if process.kind == "centred" else None)
+    assert torch.equal(res.x_hat, log[0]["out"])
+    torch.testing.assert_close(res.classifier_logits, run_method("noisy", coupling, res.x_hat).classifier_logits)
+    assert torch.equal(run_method("predictive", coupling, d).x_hat, res.x_hat)  # no generator needed
 
 
 def test_purification_starts_part_way_from_the_degraded_input():
@@ -153,7 +176,11 @@ def test_determinism_and_batch_independence(method, options):
             continue
         assert torch.equal(ta, tb), f"{method}.{name} not deterministic"
         torch.testing.assert_close(ta[2:3], t1, rtol=1e-5, atol=1e-5)
-    if method not in ("noisy",):
+    if method in NOISELESS:  # no random number drawn: other seeds give the same answer
+        c = run_method(method, coupling, d, item_generators([20, 21, 22, 23]), **options)
+        for name in ("x_hat", "classifier_logits"):
+            assert getattr(a, name) is None or torch.equal(getattr(a, name), getattr(c, name)), f"{method}.{name} read a seed"
+    else:
         c = run_method(method, coupling, d, item_generators([20, 21, 22, 23]), **options)
         out = a.y_hat if a.y_hat is not None else a.x_hat
         assert not torch.equal(out, c.y_hat if c.y_hat is not None else c.x_hat), "seed had no effect"

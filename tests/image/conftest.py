@@ -21,6 +21,7 @@ TINY = {
     "card": {"net": {"hidden": 32, "feature_dim": 8, "encoder_channels": [8], "time_dim": 16}, "steps": 6, "batch_size": 8},
     "finetuned": {"steps": 6, "batch_size": 16},
     "sequential": {"steps": 6, "batch_size": 8},
+    "predictive": {"steps": 6, "batch_size": 8},
     "train": {"checkpoint_every": 3, "log_every": 1},
     "sampling": {"signal": {"steps": 2, "sampler": "ddim", "eta": 0.0},
                  "logits": {"steps": 2, "sampler": "pc", "corrector_steps": 1, "snr": 0.5}},

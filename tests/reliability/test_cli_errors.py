@@ -84,6 +84,13 @@ CONFIG_ROWS = {  # config override -> what the message must name
                                "sampling.methods.alternating.rounds must be an integer >= 1"),
     "method_window_reversed": ({"sampling": {"methods": {"nested": {"refresh_window": [0.9, 0.1]}}}},
                                "sampling.methods.nested.refresh_window"),
+    # the predictive enhancer (issue 16): its stage's budget, and the options its own net cannot take
+    "predictive_steps_0": ({"predictive": {"steps": 0}}, "predictive.steps"),
+    "predictive_lr_string": ({"predictive": {"lr": "fast"}}, "predictive.lr"),
+    "predictive_signal_net": ({"sampling": {"methods": {"predictive": {"signal_net": "joint"}}}},
+                              "sampling.methods.predictive.signal_net: method 'predictive' runs its own net"),
+    "predictive_observation_weight_2": ({"sampling": {"methods": {"predictive": {"observation_weight": 2}}}},
+                                        "sampling.methods.predictive.observation_weight must lie in [0, 1]"),
 }
 
 
@@ -195,6 +202,11 @@ OPTION_ROWS = [
     (["train", "{cfg}", "--output", "{file}/sub"], "--output"),
     (["train", "{cfg}", "--stages", "joint"], "classifier.safetensors"),
     (["train", "{cfg}", "--stages", "pretrain"], "--stages"),
+    (["train", "{cfg}", "--stages", "predictive"], "train stage 'signal' first"),
+    # the bundled image models hold no predictive enhancer: its method names the stage that trains it
+    (["evaluate", "configs/mnist.yaml", "--methods", "predictive", "--max-items", "4", "--levels", "heavy",
+      "--corruptions", "pixel_noise", "--seeds", "0", "--out", "{dir}/ev", "--quiet"],
+     "has no signal_predictive.safetensors; train it with `coupled train CONFIG --stages predictive`"),
     (["train", "{dir}/missing.yaml"], "no such config file"),
     (["evaluate", "{cfg}", "--max-items", "-5"], "--max-items"),
     (["evaluate", "configs/mnist.yaml", "--picks", "{dir}/missing.json"], "no such picks file"),

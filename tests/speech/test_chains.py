@@ -22,8 +22,8 @@ from coupled.domains.speech.representation import CompressedSTFT, RecogniserOnRe
 from .conftest import TINY
 from tests.padding import assert_padded_batch_is_each_item_alone
 
-STAGES = ["signal", "logits", "joint", "card", "sequential"]
-METHODS = ["noisy", "sequential", "one_step", "parallel", "alternating", "nested", "logits_only"]
+STAGES = ["signal", "logits", "joint", "card", "sequential", "predictive"]
+METHODS = ["noisy", "sequential", "one_step", "predictive", "parallel", "alternating", "nested", "logits_only"]
 SIGNAL_NET = {"size": "tiny", "channels": [8, 16, 32], "mid_blocks": 1, "time_dim": 32, "groups": 4}
 LOGIT_NET = {"hidden": 16, "dilations": [1, 2], "time_dim": 16, "encoder_channels": [4, 8], "feature_dim": 8}
 
@@ -41,6 +41,7 @@ def bundle_cfg(tiny_corpus, tmp_path_factory):
             "joint": {"steps": 2, "batch_size": 4},
             "card": {"net": LOGIT_NET, "steps": 2, "batch_size": 4},
             "sequential": {"steps": 2, "batch_size": 4},
+            "predictive": {"steps": 2, "batch_size": 4},
             "train": {"checkpoint_every": 100, "log_every": 1},
             "sampling": {"signal": {"steps": 2, "sampler": "pc", "corrector_steps": 1, "snr": 0.5},
                          "logits": {"steps": 2, "sampler": "pc", "corrector_steps": 1, "snr": 0.5},

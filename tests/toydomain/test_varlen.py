@@ -36,6 +36,7 @@ TINY = {
     "card": {"net": {"width": 16}, "steps": 4, "batch_size": 16},
     "finetuned": {"steps": 4, "batch_size": 16},
     "sequential": {"steps": 4, "batch_size": 16},
+    "predictive": {"steps": 4, "batch_size": 16},
     "train": {"checkpoint_every": 100, "log_every": 2},
     "sampling": {"signal": {"steps": 2, "sampler": "ddim", "eta": 0.0},
                  "logits": {"steps": 2, "sampler": "pc", "corrector_steps": 1, "snr": 0.5},
@@ -140,3 +141,74 @@ def test_the_default_classifier_loss_refuses_what_it_cannot_train_in_one_line():
     good, _ = VARLEN.classifier_loss(spelled, labels, frame_lengths=torch.tensor([5, 2, 3]))
     bad, _ = VARLEN.classifier_loss(spelled, ["c", "a b", "b"], frame_lengths=torch.tensor([5, 2, 3]))
     assert good < 0.1 < bad
+
+
+def _predictive_loss(cfg, ckpt, weights=None):
+    """The predictive stage's loss on one fixed padded batch, with its warm start (signal_pretrained) or `weights`."""
+    from coupled.checkpoint import load_weights, load_state
+    from coupled.training.run import build_setup
+
+    setup = build_setup("predictive", cfg, ckpt)
+    if weights is not None:
+        load_state(setup.nets["signal"], load_weights(ckpt, weights)[0], weights)
+    m = SimpleNamespace(setup_=setup, nets=torch.nn.ModuleDict(setup.nets), frozen=setup.frozen)
+    batch = SplitBatches(VARLEN.load_splits(cfg)["train"])(list(range(0, 64, 2)))
+    with torch.no_grad():
+        loss, logs = LOSSES["predictive"](m, batch, step_generator(0, "predictive", 10_000))
+    return float(loss), float(logs["observation_mse"])
+
+
+def test_the_predictive_stage_regresses_the_clean_signal_and_lowers_its_loss(trained, tmp_path):
+    """Issue 16's predictive enhancer: `coupled train --stages predictive` warm-starts the signal net from
+    signal_pretrained, trains it by regression from d alone, writes signal_predictive (x0 or v prediction, the
+    signal process, `warm_start`), and its loss on a fixed batch falls well below the warm start's and below the
+    degraded input's own error."""
+    import shutil
+
+    _, ckpt, cfg = trained
+    work = tmp_path / "ckpt"
+    shutil.copytree(ckpt, work)
+    from coupled.training.run import train
+
+    cfg = {**cfg, "output": str(work), "predictive": {**cfg["predictive"], "steps": 40, "lr": 0.003}}
+    train(cfg, ["predictive"], accelerator="cpu", progress=False)
+    meta = json.loads((work / "signal_predictive.json").read_text())
+    assert meta["stage"] == "predictive" and meta["warm_start"] == "signal_pretrained" and meta["steps"] == 40
+    assert meta["prediction"] == "v" and meta["process"] == json.loads((work / "signal.json").read_text())["process"]
+    before, observation = _predictive_loss(cfg, work)
+    after, _ = _predictive_loss(cfg, work, "signal_predictive")
+    print(f"predictive loss: warm start {before:.4f}, trained {after:.4f}, degraded input {observation:.4f}")
+    assert after < 0.7 * before and after < observation, (before, after, observation)
+
+
+def test_the_predictive_method_is_deterministic_and_needs_its_net(trained, tmp_path):
+    """`predictive` gives one answer whatever the sampling seed (it draws no noise), and a bundle without
+    signal_predictive names the stage that trains it, in one line."""
+    import shutil
+
+    from coupled.bundle import load_bundle
+    from coupled.evaluation.runner import MethodSpec, run_specs
+
+    _, ckpt, cfg = trained
+    data = VARLEN.load_splits(cfg)["test"].subset(list(range(6)))
+    degraded = VARLEN.corrupt_set(data.signals, "white_noise", 0.9, 7, lengths=data.lengths)
+    bundle = load_bundle(ckpt, sampling=cfg["sampling"], domain=VARLEN.name)
+    specs = [MethodSpec("predictive", "predictive", {}), MethodSpec("mixed", "predictive", {"observation_weight": 0.5})]
+    run = lambda seed: run_specs(bundle, data.signals, data.labels, degraded, specs, seed=seed, batch_size=4,  # noqa: E731
+                                 device=torch.device("cpu"), keep_x_hat=True, lengths=data.lengths)
+    a, b = run(0), run(5)
+    for label in ("predictive", "mixed"):
+        assert all(torch.equal(x, y) for x, y in zip(a[label]["x_hat"], b[label]["x_hat"], strict=True))
+        assert (a[label]["pred"] == b[label]["pred"]).all()
+    with pytest.raises(CoupledError, match="drop signal_net"):
+        bundle.prepare("predictive", {"signal_net": "pretrained"})
+    bare = tmp_path / "bare"
+    shutil.copytree(ckpt, bare)
+    for suffix in ("safetensors", "json"):
+        (bare / f"signal_predictive.{suffix}").unlink()
+    from coupled.checkpoint import seal
+
+    seal(bare)
+    with pytest.raises(CoupledError, match=r"has no signal_predictive.safetensors; train it with `coupled train CONFIG "
+                                           r"--stages predictive`$"):
+        load_bundle(bare, sampling=cfg["sampling"], domain=VARLEN.name).prepare("predictive", {})

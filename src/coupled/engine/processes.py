@@ -178,6 +178,15 @@ class VPProcess(_ProcessBase):
         """A draw from N(0, I), the VP prior (the center is ignored)."""
         return randn(shape, generator, device=device, dtype=dtype)
 
+    @property
+    def top(self) -> float:
+        """The noisiest training time, T - 1 (where the prior sits)."""
+        return float(self.num_train_steps - 1)
+
+    def prior_mean(self, like: torch.Tensor, center=None) -> torch.Tensor:
+        """The prior's mean, zeros shaped as `like` (the center is ignored)."""
+        return torch.zeros_like(like)
+
     def sample_time(self, batch: int, generator=None, device=None) -> torch.Tensor:
         """Training times, uniform over the T steps."""
         return torch.randint(0, self.num_train_steps, (batch,), generator=generator).float().to(device)
@@ -242,6 +251,17 @@ class CentredProcess(_ProcessBase):
             raise CoupledError("a centred process needs a center (the observation) to draw its prior")
         _, _, s = self.coefficients(torch.ones(1))
         return center + s.item() * randn(shape, generator, device=center.device, dtype=center.dtype)
+
+    @property
+    def top(self) -> float:
+        """The noisiest time, 1 (where the prior sits)."""
+        return 1.0
+
+    def prior_mean(self, like: torch.Tensor, center=None) -> torch.Tensor:
+        """The prior's mean: the center itself (the observation)."""
+        if center is None:
+            raise CoupledError("a centred process needs a center (the observation) for its prior mean")
+        return center.to(like.dtype).expand_as(like).clone()
 
     def sample_time(self, batch: int, generator=None, device=None) -> torch.Tensor:
         """Training times, uniform in [t_eps, 1]."""

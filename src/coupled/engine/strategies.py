@@ -1,7 +1,8 @@
 """The spec's methods, as functions over two chains and a frozen classifier.
 
 Baselines: `noisy`, `sequential`, `logits_only` (CARD-style; `card` is the same function, run with a logit
-net trained for it), and the equal-cost baselines `sequential_ensemble`, `one_step` and `purification`.
+net trained for it), the equal-cost baselines `sequential_ensemble`, `one_step` and `purification`, and
+`predictive` (one call at the prior's mean, no noise: StoRM's predictive stage, run with a net trained for it).
 Coupled strategies: `parallel`, `alternating`, `nested`.
 
 Every method takes a `Coupling` (classifier, denoisers, chain recipes), the degraded batch `d`, a generator
@@ -44,7 +45,8 @@ __all__ = [
     "Coupling", "StrategyResult", "METHODS", "COUPLED", "BASELINES", "PAPER_METHODS", "run_method", "noisy", "sequential",
     "logits_only", "sequential_ensemble", "one_step", "purification", "parallel", "alternating", "nested",
     "switch_step", "refresh_steps", "parallel_schedule", "expected_calls", "method_options", "readouts",
-    "StepEvent", "signal_trajectory", "logit_trajectory", "length_conditioning",
+    "StepEvent", "signal_trajectory", "logit_trajectory", "length_conditioning", "predictive", "predictive_input",
+    "NOISELESS",
 ]
 
 
@@ -437,6 +439,30 @@ def one_step(coupling: Coupling, degraded: torch.Tensor, generator=None, *, call
     return run.result("one_step", None, state.x0_hat, run.readout(state.x0_hat))
 
 
+def predictive_input(process, degraded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """What a predictive (regression) signal net is shown, in training and in `predictive` alike: the state
+    x_t = the prior's mean for `degraded` (d itself for a centred process, zeros for VP), the time t [B] = the top of
+    the process's range, and the center (d for a centred process, None for VP)."""
+    center = degraded if process.kind == "centred" else None
+    t = torch.full((degraded.shape[0],), process.top, device=degraded.device)
+    return process.prior_mean(degraded, center), t, center
+
+
+@torch.no_grad()
+def predictive(coupling: Coupling, degraded: torch.Tensor, generator=None, *, callback: Callable | None = None,
+               lengths=None):
+    """StoRM's predictive stage as a baseline: one x0_hat of the signal denoiser from the degraded input alone
+    (`predictive_input`: the prior's mean at the top time, null logit token, no noise drawn), then f. Run with
+    a net trained by regression for it (stage `predictive`, file signal_predictive; the bundle swaps it in);
+    deterministic: the generator is never read. Calls: 1 D_x, 1 f."""
+    run = _Run(coupling, degraded, generator, "x", "predictive", callback, lengths)
+    x_t, t, center = predictive_input(run.c.signal_chain.process, run.d)
+    x0_hat = run._counted(run.c.signal_denoiser, "signal", observation=run.d, logits=None)(x_t, t, center=center)
+    if callback is not None:
+        callback(StepEvent("predictive", "signal", 0, float(t[0]), x0_hat, x0_hat, dict(run.calls)))
+    return run.result("predictive", None, x0_hat, run.readout(x0_hat))
+
+
 @torch.no_grad()
 def purification(coupling: Coupling, degraded: torch.Tensor, generator=None, *, noise_fraction: float = 0.5,
                  signal_steps: int | None = None, callback: Callable | None = None, lengths=None):
@@ -550,14 +576,18 @@ def nested(
 
 # the registry's lists, in the order reports show them: the classifier alone, signal-side baselines, logit-side
 # ones, then the coupled strategies; PAPER_METHODS are the paper's six (what `coupled evaluate` runs by default)
-BASELINES = ("noisy", "sequential", "one_step", "purification", "sequential_ensemble", "logits_only", "card")
+BASELINES = ("noisy", "sequential", "one_step", "predictive", "purification", "sequential_ensemble", "logits_only",
+             "card")
 COUPLED = ("parallel", "alternating", "nested")
 PAPER_METHODS = ("noisy", "sequential", "logits_only", *COUPLED)
 METHODS = {
     "noisy": noisy, "sequential": sequential, "logits_only": logits_only, "card": card,
-    "sequential_ensemble": sequential_ensemble, "one_step": one_step, "purification": purification,
+    "sequential_ensemble": sequential_ensemble, "one_step": one_step, "predictive": predictive,
+    "purification": purification,
     "parallel": parallel, "alternating": alternating, "nested": nested,
 }
+# the methods that draw no random number: one sampling seed gives all there is
+NOISELESS = ("noisy", "predictive")
 # the methods that run a signal chain: their classifier readout hears a signal estimate (observation adding acts there)
 SIGNAL_METHODS = tuple(m for m in METHODS if m not in ("noisy", "logits_only", "card"))
 # `classifier` is argmax f(x_hat) (f(d) for noisy), `logits` argmax y_hat; the logit-only baselines' f(d)
@@ -626,6 +656,8 @@ def expected_calls(method: str, coupling: Coupling, **options) -> dict:
         out = (nx, 0, 1)
     elif method == "one_step":
         out = (sx.calls_per_step, 0, 1)
+    elif method == "predictive":
+        out = (1, 0, 1)
     elif method == "sequential_ensemble":
         k = options.get("k", 3)
         out = (k * nx, 0, k)

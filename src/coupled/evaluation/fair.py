@@ -69,8 +69,8 @@ def candidate_grid(guidance: float = 3.0, grid: str = "full", observation_weight
                    ) -> list[MethodSpec]:
     """Every configuration tried on validation (`tuning.grid`: "full", or "compact" for a domain whose network
     calls are dear, e.g. speech on CPU). Baselines: sequential over steps, eta and which signal
-    denoiser (joint-trained, pre-trained, or its own equal-budget null-token one); one_step per denoiser;
-    purification over noising time and steps; the ensemble over K and steps; CARD and the logit-only
+    denoiser (joint-trained, pre-trained, or its own equal-budget null-token one); one_step per denoiser; the
+    predictive enhancer (its own net, no knob); purification over noising time and steps; the ensemble over K and steps; CARD and the logit-only
     baseline over logit steps and samples. Coupled: signal and logit steps separately, Parallel's
     guidance, Alternating's rounds and logit samples, Nested's refresh schedule cold and warm-started, and
     gradient guidance through the classifier on each strategy's cheapest strong configuration. `wide` adds
@@ -97,6 +97,7 @@ def _compact_grid(guidance: float) -> list[MethodSpec]:
     for net, steps in itertools.product(nets, (1, 2, 5)):
         specs.append(_spec("sequential", {"signal_net": net, "signal_steps": steps}))
     specs += [_spec("one_step", {"signal_net": net}) for net in nets]
+    specs.append(_spec("predictive", {}))
     specs.append(_spec("purification", {"noise_fraction": 0.3, "signal_steps": 1}))
     specs.append(_spec("sequential_ensemble", {"k": 3, "signal_steps": 1}))
     specs += [_spec(m, {"logit_steps": 5, "logit_samples": 1}) for m in ("card", "logits_only")]
@@ -121,6 +122,7 @@ def _full_grid(guidance: float) -> list[MethodSpec]:
         specs.append(_spec("sequential", {"signal_net": "joint", "signal_steps": steps, "signal_eta": 0.0}))
     for net in nets:
         specs.append(_spec("one_step", {"signal_net": net}))
+    specs.append(_spec("predictive", {}))  # its own regression net: no knob but observation adding
     for net, nf, steps in itertools.product(("joint", "sequential"), (0.3, 0.6), (1, 2)):
         specs.append(_spec("purification", {"signal_net": net, "noise_fraction": nf, "signal_steps": steps}))
     for net, (k, steps) in itertools.product(("joint", "sequential"), [(2, 1), (3, 1), (5, 1), (3, 2)]):

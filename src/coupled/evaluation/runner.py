@@ -22,13 +22,13 @@ from tqdm.auto import tqdm
 
 from ..methods import REFERENCE_METHODS, zero_shot_label
 from ..domains.registry import get_domain
-from ..engine import COUPLED, SIGNAL_METHODS, Measurement, item_generators, readouts, run_method
+from ..engine import COUPLED, NOISELESS, SIGNAL_METHODS, Measurement, item_generators, readouts, run_method
 from ..errors import CoupledError
 from ..seeds import item_seeds
 
 CORRUPTION_SEED = 12345  # the seed of the fixed corrupted splits every method is evaluated on
-# no sampling: one seed is all there is (noisy, and the reference methods that run it)
-DETERMINISTIC = ("noisy", *(r for r, engine_method in REFERENCE_METHODS.items() if engine_method == "noisy"))
+# no sampling: one seed is all there is (noisy, predictive, and the reference methods that run one of them)
+DETERMINISTIC = (*NOISELESS, *(r for r, engine_method in REFERENCE_METHODS.items() if engine_method in NOISELESS))
 
 
 @dataclass(frozen=True)

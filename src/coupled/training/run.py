@@ -161,6 +161,12 @@ def build_setup(stage: str, cfg: dict, output: Path, fingerprint_shape=None) -> 
         net, _ = load_net(output, "signal_pretrained", "signal")
         net = net.requires_grad_(True).train()
         return StageSetup(stage, cfg, {"signal": net}, {"signal": _net_meta("signal", net, cfg)}, {"signal_process": px})
+    if stage == "predictive":  # the predictive enhancer: the signal net's architecture, warm-started from pre-training
+        net, _ = load_net(output, "signal_pretrained", "signal")
+        net = net.requires_grad_(True).train()
+        meta = _net_meta("signal", net, cfg)
+        meta.update(prediction=predictive_prediction(meta["prediction"]), warm_start="signal_pretrained")
+        return StageSetup(stage, cfg, {"signal": net}, {"signal": meta}, {"signal_process": px})
     if stage == "finetuned":  # the reference row: the clean classifier fine-tuned on corrupted digits
         net, cmeta = load_net(output, "classifier", "classifier")
         net = net.requires_grad_(True).train()
@@ -201,6 +207,13 @@ def build_setup(stage: str, cfg: dict, output: Path, fingerprint_shape=None) -> 
     return StageSetup(stage, cfg, nets, metas, frozen)
 
 
+def predictive_prediction(prediction: str) -> str:
+    """The prediction type the predictive enhancer is trained and sampled with: the signal section's when it is x0
+    or v; eps and score become x0, since converting them divides by a(t), which vanishes at the top of a VP process
+    (where `engine.predictive_input` shows the net the degraded input)."""
+    return prediction if prediction in ("x0", "v") else "x0"
+
+
 def joint_conditioning(cfg: dict) -> tuple[dict, list]:
     """The coupled methods (with their options) and [signal_steps, logit_steps] grids joint training plans
     for: `joint.methods` / `joint.grids`, else the coupled methods of `sampling.methods` on the sampling steps."""
@@ -224,7 +237,8 @@ def write_pipeline(cfg: dict, output: Path) -> None:
 
 # the earlier outputs each stage loads (checked before anything is written or trained)
 NEEDS = {"logits": ("classifier", "signal_pretrained"), "joint": ("classifier", "signal_pretrained", "logits_pretrained"),
-         "card": ("classifier",), "finetuned": ("classifier",), "sequential": ("signal_pretrained",)}
+         "card": ("classifier",), "finetuned": ("classifier",), "sequential": ("signal_pretrained",),
+         "predictive": ("signal_pretrained",)}
 
 
 def _is_rank_zero() -> bool:

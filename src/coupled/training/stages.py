@@ -30,7 +30,7 @@ from torch import nn
 from ..engine import Denoiser, item_generators, randn
 from ..engine.classifier import frame_lengths
 from ..engine.processes import MaskedNoise, _bcast, length_mask
-from ..engine.strategies import length_conditioning
+from ..engine.strategies import length_conditioning, predictive_input
 from ..errors import CoupledError
 from ..seeds import stream_seed
 from ..atomic import atomic_write_text
@@ -41,15 +41,16 @@ from .checkpoint import (
 )
 from .ema import EMA
 
-STAGES = ("classifier", "signal", "logits", "joint", "card", "finetuned", "sequential")
+STAGES = ("classifier", "signal", "logits", "joint", "card", "finetuned", "sequential", "predictive")
 # the coupled bundle's own stages, in order; the rest train the baselines' networks (issue 7: every baseline
 # gets its own budget): CARD's logit net, a classifier fine-tuned on corrupted data (a labelled reference
-# that breaks the frozen-classifier premise), and sequential's null-token denoiser trained as long as the
-# coupled signal net (pre-training + joint steps)
+# that breaks the frozen-classifier premise), sequential's null-token denoiser trained as long as the
+# coupled signal net (pre-training + joint steps), and the predictive enhancer (issue 16: the signal net trained
+# by regression from the degraded input alone, StoRM's predictive stage)
 BUNDLE_STAGES = STAGES[:4]
 BASELINE_STAGES = STAGES[4:]
 # the stages whose losses need no label (train.crop may cut their items; a transcript fits the whole utterance only)
-CROP_STAGES = ("signal", "logits", "joint", "card", "sequential")
+CROP_STAGES = ("signal", "logits", "joint", "card", "sequential", "predictive")
 COND_PARAMS = ("logit_mlp", "null_logits")  # SignalUNet's logit-conditioning path (joint.cond_lr_scale)
 
 
@@ -553,5 +554,27 @@ def joint_loss(m, batch, g):
     return (1 - lam) * loss_x + lam * loss_y, {"loss_x": loss_x, "loss_y": loss_y}
 
 
+def predictive_loss(m, batch, g):
+    """The predictive enhancer (StoRM's predictive stage): the signal net shown the degraded input alone, as the
+    `predictive` method shows it (`engine.predictive_input`: the prior's mean at the top time, the null logit token,
+    no noise), regressed onto the clean signal: the MSE of its x0_hat over each item's valid elements, in the space
+    the chains run on (`Domain.represent`; unclipped, so no gradient is cut at the data range). Logs `observation_mse`,
+    the same MSE of d itself (where d lives in the signal's space, the loss falls below it once the net enhances)."""
+    s, _, lengths = batch
+    s, d, lengths = _corrupted_pair(m, s, g, lengths)
+    mask = _signal_mask(s, lengths)
+    if mask is not None:
+        d = d * mask
+    proc = m.frozen["signal_process"]
+    den = Denoiser(m.nets["signal"], proc, m.setup_.metas["signal"]["prediction"])
+    x_t, t, center = predictive_input(proc, d)
+    x0_hat = den(x_t, t, center=center, observation=d, logits=None, **length_conditioning("signal", lengths))
+    err, base = x0_hat - s, d - s
+    if mask is None:
+        return err.square().mean(), {"observation_mse": base.square().mean()}
+    keep = mask.expand(s.shape)
+    return err[keep].square().mean(), {"observation_mse": base[keep].square().mean()}
+
+
 LOSSES = {"classifier": classifier_loss, "signal": signal_loss, "logits": logit_loss, "joint": joint_loss,
-          "card": card_loss, "finetuned": finetuned_loss, "sequential": signal_loss}
+          "card": card_loss, "finetuned": finetuned_loss, "sequential": signal_loss, "predictive": predictive_loss}

@@ -50,7 +50,7 @@ SPEECH_DEFAULTS: dict = {
                    "bootstrap": 1000, "num_threads": 1, "batch_size": 64},
 }
 # the generic pipeline's sections the stages and the evaluator read (classifier, signal, logits, joint, card,
-# finetuned, sequential, train, sampling, demo), with no corruption levels of their own: the speech sweep is
+# finetuned, sequential, predictive, train, sampling, demo), with no corruption levels of their own: the speech sweep is
 # `degradations`, its calibrated levels `levels`
 for _key, _value in DEFAULTS.items():
     if _key not in SPEECH_DEFAULTS:
@@ -70,6 +70,7 @@ SPEECH_DEFAULTS["logits"].update(batch_size=16)
 SPEECH_DEFAULTS["card"].update(batch_size=16)
 SPEECH_DEFAULTS["joint"].update(batch_size=16)
 SPEECH_DEFAULTS["sequential"].update(batch_size=16)
+SPEECH_DEFAULTS["predictive"].update(batch_size=16)
 # Both chains run DDIM on the centred process (deterministic, ending on its estimate): on validation it beat SGMSE+'s
 # predictor-corrector for almost every method at the few steps this CPU budget allows, where pc ends on noise
 # (docs/results/speech_val.json against speech_val_pc.json; docs/speech.md)
