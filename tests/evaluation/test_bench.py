@@ -68,7 +68,7 @@ def test_timed_coupling_changes_nothing_but_the_clock(trained):
 
 def test_methods_without_their_nets_are_skipped_with_a_note(tmp_path):
     methods, skipped = available_methods(SimpleNamespace(folder=tmp_path))
-    assert set(skipped) == {"card", "finetuned_classifier"} and "card.safetensors" in skipped["card"]
+    assert set(skipped) == {"card", "finetuned_classifier", "predictive"} and "card.safetensors" in skipped["card"]
     assert "card" not in methods and "parallel" in methods
     specs = bench_specs(methods, {"parallel": {"switch_fraction": 0.5}}, (1, 2), default_steps=3)
     labels = [s.label for s in specs]

@@ -19,13 +19,13 @@ def _sha(path):
 def test_train_writes_a_loadable_bundle(trained):
     _, ckpt = trained
     for name in ("classifier", "signal", "logits", "signal_pretrained", "logits_pretrained", "card",
-                 "classifier_finetuned", "signal_sequential"):
+                 "classifier_finetuned", "signal_sequential", "signal_predictive"):
         assert (ckpt / f"{name}.safetensors").is_file() and (ckpt / f"{name}.json").is_file()
     meta = json.loads((ckpt / "signal.json").read_text())
     assert meta["process"]["kind"] == "vp" and meta["net"]["channels"] == [8, 16]
     assert json.loads((ckpt / "pipeline.json").read_text())["sampling"]["signal"]["steps"] == 2
     log = [json.loads(line) for line in (ckpt / "training_log.jsonl").read_text().splitlines()]
-    assert [s["stage"] for s in log] == ["classifier", "signal", "logits", "joint", "card", "finetuned", "sequential"]
+    assert [s["stage"] for s in log] == ["classifier", "signal", "logits", "joint", "card", "finetuned", "sequential", "predictive"]
     assert any((ckpt / "logs").rglob("metrics.csv")) and any((ckpt / "logs").rglob("events.out.tfevents*"))
 
 
@@ -39,7 +39,7 @@ def test_resume_of_a_finished_run_takes_new_sampling_settings_and_keeps_the_weig
     weights = {p.name: _sha(p) for p in (tmp_path / "ckpt").glob("*.safetensors")}
     cfg = write_config(tmp_path, sampling={**TINY["sampling"], "signal_guidance": 2.0})
     out = run_cli("train", cfg, "--resume", "--quiet", "--accelerator", "cpu")
-    assert out.stdout.count("'skipped': True") == 7
+    assert out.stdout.count("'skipped': True") == 8
     assert json.loads((tmp_path / "ckpt" / "pipeline.json").read_text())["sampling"]["signal_guidance"] == 2.0
     assert {p.name: _sha(p) for p in (tmp_path / "ckpt").glob("*.safetensors")} == weights
 

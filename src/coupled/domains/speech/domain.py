@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...engine.strategies import COUPLED, PAPER_METHODS
 from ...errors import CoupledError
 from ..registry import Domain, register_domain
 
@@ -112,13 +113,12 @@ class SpeechDomain(Domain):
                   "item_noun": "digit strings", "throughput_batches": (1, 8),
                   "throughput_methods": ("sequential", "parallel"), "throughput_seconds": 2.0,
                   "call_seconds": 2.0, "call_repeats": 5,
-                  "length_sweep": {"per_group": 4, "methods": ("noisy", "one_step", "sequential", "parallel", "nested")}},
+                  "length_sweep": {"per_group": 4, "methods": ("noisy", "one_step", "sequential", *COUPLED)}},
         "full": {"items": 100, "steps": (), "batch_size": 16, "corruptions": ("white_noise", "babble_noise", "reverb"),
                  "specs": "picks", "item_noun": "digit strings", "throughput_batches": (1, 8, 32),
                  "throughput_methods": ("sequential", "parallel", "nested"), "throughput_seconds": 5.0,
                  "call_seconds": 2.0, "call_repeats": 20,
-                 "length_sweep": {"per_group": 6, "methods": ("noisy", "one_step", "sequential", "purification",
-                                                              "parallel", "alternating", "nested")}},
+                 "length_sweep": {"per_group": 6, "methods": ("one_step", "purification", *PAPER_METHODS)}},
     }
 
     # ---- config
