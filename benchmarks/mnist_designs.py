@@ -1,0 +1,491 @@
+"""The Gaussian laboratory's designs on MNIST (issue 18, item 3): does a design made for a circulant Gaussian
+with the digits' power spectrum help the trained prior (checkpoints/mnist_prior) on real digits?
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py spectrum   # part a, ~1 min
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids      # part b, ~15 min on one core
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py guidance   # part c, ~25 min on one core
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py tables     # the tables docs/results.md quotes
+
+Results (JSON + PNG) go to docs/results/designs/. The spectrum is the training digits' (the bundle's split);
+nothing is tuned: the designs come from the closed form alone, the figures from the test digits.
+
+- spectrum: lam_k = E|fft2(x, 'ortho')_k|^2 of the 3,500 training digits in [-1, 1] (`coupled.analysis.
+  power_spectrum_2d`, uncentred: the VP process diffuses raw pixels), and how circulant their second moment is
+  (`circulant_report`).
+- grids: DDIM (eta 0) with the prior on the designed grid (`design_grid` on lam, the prior's cosine process)
+  and on the uniform trailing grids of the cosine and the linear-beta schedules (the linear grid's alpha_bar
+  mapped to the nearest training step of the prior's cosine process in log-SNR), at 3, 5, 10 and 20 steps;
+  every grid starts from the same initial noise (paired). Quality: the Frechet distance between the frozen
+  classifier's penultimate features (the 128 ReLU units before its last layer) of the samples and of the
+  1,000 test digits. Interval: a paired bootstrap over samples (the same resampled indices for both grids and
+  for the real digits), the difference averaged over seeds.
+- guidance: DPS, PiGDM and DDNM(+) with the anchors' default weights against weights designed by
+  `design_guidance` on lam and each operator's closed-form gains (see `_operator`), at 10 steps (equal network
+  evaluations), observation noise std 0.05, 3 sampling seeds; PSNR and the classifier's accuracy on x_hat,
+  paired bootstrap intervals over test digits (seed outcomes averaged per digit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from coupled.analysis import (
+    circulant_report, design_grid, design_guidance, grid_alpha_bar, power_spectrum_2d, sampler_transfer,
+    w2_to_data, w2_to_posterior, Transfer,
+)
+from coupled.atomic import atomic_write, atomic_write_json
+from coupled.bundle import NullObservation, load_net, wrap_denoiser
+from coupled.domains.registry import get_domain
+from coupled.engine import VPProcess, sample
+from coupled.seeds import sequence, stream_seed
+
+OUT = Path("docs/results/designs")
+BUNDLE, PRIOR = Path("checkpoints/mnist"), Path("checkpoints/mnist_prior")
+STEPS = (3, 5, 10, 20)
+
+
+def _splits():
+    cfg = json.loads((BUNDLE / "config.json").read_text())
+    return get_domain("image").load_splits(cfg)
+
+
+def _spectrum(train):
+    lam = power_spectrum_2d(train.signals)
+    return lam, torch.ones_like(lam)
+
+
+def _spectrum_with_mean(train):
+    """(C's spectrum, |fft2(m)|^2): the prior N(m, C) with the digits' mean image m and centred spectrum."""
+    mean = train.signals.double().mean(0)[0]
+    return power_spectrum_2d(train.signals, centred=True), torch.fft.fft2(mean, norm="ortho").abs().flatten() ** 2
+
+
+def _save_png(path, fig):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+
+
+# ------------------------------------------------------------------------------------------------ part a
+
+
+def cmd_spectrum(a):
+    import matplotlib.pyplot as plt
+
+    splits = _splits()
+    train = splits["train"].signals
+    lam, counts = _spectrum(splits["train"])
+    rep = {"raw": circulant_report(train), "centred": circulant_report(train, centred=True)}
+    # what the mismatch costs in the laboratory's own terms: the W2 scale of the sampler's closed form
+    process = VPProcess(1000, "cosine")
+    w2_cos5 = float(w2_to_data(lam, sampler_transfer(lam, grid_alpha_bar(process, process.grid(5))), counts))
+    w2_prior = float(w2_to_data(lam, Transfer(0 * lam, torch.ones_like(lam)), counts))
+    # radial profile for the figure
+    h = w = 28
+    ky = torch.fft.fftfreq(h) * h
+    kx = torch.fft.fftfreq(w) * w
+    radius = (ky[:, None] ** 2 + kx[None, :] ** 2).sqrt().flatten()
+    lam_c = power_spectrum_2d(train, centred=True)
+    out = {
+        "command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py spectrum",
+        "images": int(train.shape[0]), "size": [h, w], "units": "[-1, 1] pixels",
+        "lam": lam.tolist(), "lam_centred": lam_c.tolist(),
+        "dc_fraction": float(lam[0] / lam.sum()),
+        "energy_below_radius_4": float(lam[radius < 4].sum() / lam.sum()),
+        "circulant": rep,
+        "w2_uniform_cosine_5_steps_closed_form": w2_cos5, "w2_prior_noise_to_data_closed_form": w2_prior,
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(OUT / "spectrum.json", out)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    img = torch.fft.fftshift(lam.reshape(h, w)).log10()
+    im = axes[0].imshow(img, cmap="viridis")
+    axes[0].set_title("log10 power spectrum (fftshift)")
+    fig.colorbar(im, ax=axes[0])
+    axes[1].loglog(1 + radius, lam, ".", ms=3, label="raw (uncentred)")
+    axes[1].loglog(1 + radius, lam_c, ".", ms=3, alpha=0.6, label="centred")
+    axes[1].set_xlabel("1 + |k|")
+    axes[1].set_ylabel("lam_k")
+    axes[1].legend()
+    axes[1].set_title("per bin")
+    Mf = __import__("coupled.analysis", fromlist=["fourier_moment"]).fourier_moment(train)
+    axes[2].imshow(Mf.abs().log10().clamp(min=-4), cmap="magma")
+    axes[2].set_title("log10 |F M F^H| (784 x 784)")
+    fig.suptitle(f"MNIST training digits: {rep['raw']['offdiagonal_energy']:.0%} of the second moment's energy is off "
+                 "the Fourier diagonal")
+    _save_png(OUT / "spectrum.png", fig)
+    print(json.dumps({k: v for k, v in out.items() if not k.startswith("lam")}, indent=1))
+
+
+# ------------------------------------------------------------------------------------------------ shared
+
+
+def _prior():
+    net, meta = load_net(PRIOR, "prior", "signal")
+    den = wrap_denoiser("signal", NullObservation(net), meta)
+    return den, den.process
+
+
+def _classifier():
+    net, _ = load_net(BUNDLE, "classifier", "classifier")
+    net.eval()
+
+    def features(x):
+        with torch.no_grad():
+            h = net.head[:-1](net.features(x))
+        return h
+
+    def logits(x):
+        with torch.no_grad():
+            return net(x)
+
+    return features, logits
+
+
+def _frechet_stats(f):
+    f = f.double()
+    mu = f.mean(0)
+    c = f - mu
+    return mu, c.T @ c / (f.shape[0] - 1)
+
+
+def frechet(f1, f2) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets [n, D] (the FID formula)."""
+    m1, s1 = _frechet_stats(f1)
+    m2, s2 = _frechet_stats(f2)
+    ev = np.linalg.eigvals((s1 @ s2).numpy())
+    tr = float(np.sqrt(np.clip(ev.real, 0, None)).sum())
+    return float(((m1 - m2) ** 2).sum() + s1.trace() + s2.trace() - 2 * tr)
+
+
+def _linear_grid_on(process: VPProcess, steps: int) -> torch.Tensor:
+    """The linear-beta schedule's uniform trailing grid, as the nearest training steps of `process` in log-SNR."""
+    lin = VPProcess(process.num_train_steps, "linear")
+    ab = grid_alpha_bar(lin, lin.grid(steps))[:-1].clamp(1e-12, 1 - 1e-12)
+    ab_p = process.alpha_bar.double().clamp(1e-12, 1 - 1e-12)
+    ls, lp = (ab / (1 - ab)).log(), (ab_p / (1 - ab_p)).log()
+    times = [int((lp - v).abs().argmin()) for v in ls]
+    for i in range(1, len(times)):
+        times[i] = min(times[i], times[i - 1] - 1)
+    return torch.tensor([*times, -1], dtype=torch.float32)
+
+
+def _bootstrap(diff_fn, n, reps, seed):
+    rng = np.random.default_rng(sequence("bootstrap", seed))
+    vals = [diff_fn(rng.integers(0, n, n)) for _ in range(reps)]
+    return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))]
+
+
+# ------------------------------------------------------------------------------------------------ part b
+
+
+def cmd_grids(a):
+    import matplotlib.pyplot as plt
+
+    torch.set_num_threads(1)
+    splits = _splits()
+    lam, counts = _spectrum(splits["train"])
+    lam_c, mean_power = _spectrum_with_mean(splits["train"])
+    den, process = _prior()
+    features, _ = _classifier()
+    real = features(splits["test"].signals)
+    val_fd = frechet(features(splits["val"].signals), real)
+    grids, w2, w2m = {}, {}, {}
+    for s in a.steps:
+        t0 = time.time()
+        grids[s] = {"cosine": process.grid(s), "linear": _linear_grid_on(process, s),
+                    "designed": design_grid(lam, counts, process, s),
+                    "designed_mean": design_grid(lam_c, counts, process, s, mean_power=mean_power)}
+        w2[s] = {k: float(w2_to_data(lam, sampler_transfer(lam, grid_alpha_bar(process, g)), counts))
+                 for k, g in grids[s].items()}
+        w2m[s] = {k: float(w2_to_data(lam_c, sampler_transfer(lam_c, grid_alpha_bar(process, g)), counts, mean_power))
+                  for k, g in grids[s].items()}
+        print(f"{s} steps: designed {grids[s]['designed'][:-1].int().tolist()} ({time.time() - t0:.0f}s); "
+              f"designed_mean {grids[s]['designed_mean'][:-1].int().tolist()}; closed-form W2 {w2[s]} / {w2m[s]}",
+              flush=True)
+    cells, feats = {}, {}
+    total = sum(s for s in a.steps) * 4 * len(a.seeds) * a.samples
+    bar = tqdm(total=total, desc="network calls", unit="img", mininterval=30)
+    started = time.time()
+    for seed in a.seeds:
+        gens_all = [torch.Generator().manual_seed(stream_seed("sampling", seed, i)) for i in range(a.samples)]
+        noise = process.prior((a.samples, 1, 28, 28), gens_all)
+        for s in a.steps:
+            for name, grid in grids[s].items():
+                outs = []
+                for b in range(0, a.samples, a.batch):
+                    with torch.no_grad():
+                        outs.append(sample(den, process, grid, noise[b:b + a.batch].clone(), sampler="ddim", eta=0.0))
+                    bar.update(s * outs[-1].shape[0])
+                x = torch.cat(outs).clamp(-1, 1)
+                f = features(x)
+                feats[(seed, s, name)] = f
+                cells[f"{seed}/{s}/{name}"] = frechet(f, real)
+                if seed == a.seeds[0] and s == 5:
+                    feats[("img", s, name)] = x[:32]
+    bar.close()
+    seconds = time.time() - started
+    summary = {}
+    for s in a.steps:
+        per = {name: [cells[f"{seed}/{s}/{name}"] for seed in a.seeds] for name in grids[s]}
+        mean = {k: float(np.mean(v)) for k, v in per.items()}
+        best = min(("cosine", "linear"), key=lambda k: mean[k])
+
+        def diff(idx, s=s, best=best, name="designed"):
+            return float(np.mean([frechet(feats[(seed, s, name)][idx], real[idx])
+                                  - frechet(feats[(seed, s, best)][idx], real[idx])
+                                  for seed in a.seeds]))
+
+        n = min(a.samples, real.shape[0])
+        summary[s] = {"fd": per, "fd_mean": mean, "best_heuristic": best, "closed_form_w2": w2[s],
+                      "closed_form_w2_mean_model": w2m[s],
+                      "grids": {k: g[:-1].int().tolist() for k, g in grids[s].items()}}
+        for name in ("designed", "designed_mean"):
+            summary[s][name] = {
+                "minus_best": mean[name] - mean[best],
+                "per_seed_difference": [a_ - b_ for a_, b_ in zip(per[name], per[best])],
+                "interval95": _bootstrap(lambda idx, name=name: diff(idx, name=name), n, a.bootstrap, 18)
+                if a.bootstrap else None}
+        print(f"{s} steps: {mean} best heuristic {best}; designed {summary[s]['designed']}; "
+              f"designed_mean {summary[s]['designed_mean']}", flush=True)
+    out = {"command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids",
+           "samples_per_cell": a.samples, "seeds": a.seeds, "sampler": "ddim eta 0", "prior": str(PRIOR),
+           "reference": "1000 test digits", "features": "frozen classifier's penultimate layer (128 ReLU units)",
+           "fd_val_vs_test_digits": val_fd, "sampling_seconds": round(seconds, 1),
+           "bootstrap": f"{a.bootstrap} paired resamples of the sample and reference indices",
+           "steps": {str(k): v for k, v in summary.items()}}
+    OUT.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(OUT / "grids.json", out)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), gridspec_kw={"width_ratios": [1.2, 1.2, 1.6]})
+    for name, mk in (("cosine", "o-"), ("linear", "s-"), ("designed", "^-"), ("designed_mean", "v-")):
+        axes[0].errorbar(a.steps, [summary[s]["fd_mean"][name] for s in a.steps],
+                         yerr=[np.std(summary[s]["fd"][name]) for s in a.steps], fmt=mk, label=name, capsize=3)
+        axes[1].plot(a.steps, [summary[s]["closed_form_w2"][name] for s in a.steps], mk, label=f"{name}: N(0, M)")
+        axes[1].plot(a.steps, [summary[s]["closed_form_w2_mean_model"][name] for s in a.steps], mk[0], alpha=0.4,
+                     ls="--", label=f"{name}: N(m, C)")
+    axes[0].axhline(val_fd, color="gray", ls=":", label="500 real val digits")
+    axes[0].set(xscale="log", yscale="log", xlabel="DDIM steps", ylabel="Frechet distance (classifier features)",
+                title="measured on the trained prior (3 seeds)")
+    axes[1].set(xscale="log", yscale="log", xlabel="DDIM steps", ylabel="closed-form W2 to N(0, C)",
+                title="predicted by the circulant Gaussian")
+    for ax in axes[:2]:
+        ax.set_xticks(a.steps, [str(s) for s in a.steps])
+        ax.legend()
+    names = ("cosine", "linear", "designed", "designed_mean")
+    ims = [feats[("img", 5, n)][:8] for n in names] if 5 in a.steps else []
+    if ims:
+        grid_img = torch.cat([torch.cat(list(x[:, 0]), dim=1) for x in ims], dim=0)
+        axes[2].imshow(grid_img, cmap="gray", vmin=-1, vmax=1)
+        axes[2].set_yticks([14, 42, 70, 98], list(names))
+        axes[2].set_xticks([])
+        axes[2].set_title("5 steps, same initial noise")
+    _save_png(OUT / "grids.png", fig)
+
+
+# ------------------------------------------------------------------------------------------------ part c
+
+NOISE_STD, BOX, DIGIT = 0.05, 12, (4, 24)  # observation noise; inpainting box side, inside the central 20 x 20
+BLUR = 2.126  # the bundle's heavy gaussian_blur sigma (configs/mnist.yaml), here with periodic boundaries
+# the anchors' defaults: DPS's official zeta' (0.5 box inpainting, 0.3 super-resolution and deblurring), PiGDM's
+# weight 1 (the exact likelihood score for white data of variance 1), DDNM's weight 1 (its projection)
+DEFAULTS = {"dps": {"blur": 0.3, "inpaint": 0.5, "down": 0.3}, "pigdm": 1.0, "ddnm": 1.0}
+SAMPLER_OPTIONS = {"dps": {"eta": 1.0}, "pigdm": {"eta": 1.0, "clip": (-1.0, 1.0)}, "ddnm": {}}
+CLOSED = {"dps": ("dps", "ddim", 1.0, "dps_weights", {}), "pigdm": ("pigdm", "ddim", 1.0, "pigdm_weights", {}),
+          "ddnm": ("ddnm", "ddpm", 0.0, "projection_weights", {"ddnm_plus": True})}
+
+
+def _boxes(n, first=0):
+    """A 0/1 mask per item [n, 1, 28, 28]: a BOX x BOX hole at a uniform position inside the digit's central area
+    (about a third of it), drawn from the corruption stream of run 18 (issue 18), item by item."""
+    mask = torch.ones(n, 1, 28, 28)
+    lo, hi = DIGIT
+    for i in range(n):
+        g = torch.Generator().manual_seed(stream_seed("corruption", 18, first + i))
+        top, left = (int(v) for v in torch.randint(lo, hi - BOX + 1, (2,), generator=g))
+        mask[i, :, top:top + BOX, left:left + BOX] = 0
+    return mask
+
+
+def _operator(name, n):
+    """(engine operator, closed-form (lam weights, h, counts) builder) for `name` on n items."""
+    from coupled.engine.operators import AreaDownsample, CirculantBlur, Mask
+
+    if name == "blur":
+        op = CirculantBlur(BLUR, (28, 28))
+
+        def closed(lam):
+            return lam, op.gains.flatten().double(), torch.ones_like(lam)
+    elif name == "inpaint":
+        op = Mask(_boxes(n))
+        seen = 1 - BOX * BOX / 784
+
+        def closed(lam):  # commuting approximation: every bin seen exactly in a fraction `seen` of its energy
+            one = torch.ones_like(lam)
+            return torch.cat([lam, lam]), torch.cat([one, 0 * one]), torch.cat([seen * one, (1 - seen) * one])
+    elif name == "down":
+        op = AreaDownsample(2)
+
+        def closed(lam):  # approximation: 2x2 block means as an ideal low-pass of gain 1/2 (the 14 x 14 lowest bins)
+            k = torch.fft.fftfreq(28) * 28
+            low = ((k[:, None] >= -7) & (k[:, None] < 7) & (k[None, :] >= -7) & (k[None, :] < 7)).flatten()
+            return lam, 0.5 * low.double(), torch.ones_like(lam)
+    else:
+        raise ValueError(name)
+    return op, closed
+
+
+def _measure(op, x, first=0):
+    y = op(x)
+    noise = torch.stack([torch.randn(y.shape[1:], generator=torch.Generator().manual_seed(
+        stream_seed("corruption", 18, 100000 + first + i))) for i in range(x.shape[0])])
+    return y + NOISE_STD * noise
+
+
+def _paired(diff: np.ndarray, reps: int, seed: int):
+    rng = np.random.default_rng(sequence("bootstrap", seed))
+    idx = rng.integers(0, len(diff), (reps, len(diff)))
+    means = diff[idx].mean(1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def cmd_guidance(a):
+    import matplotlib.pyplot as plt
+
+    from coupled.domains.image.metrics import psnr
+    from coupled.engine.operators import Measurement
+
+    torch.set_num_threads(1)
+    splits = _splits()
+    lam_raw, _ = _spectrum(splits["train"])
+    den, process = _prior()
+    _, logits_of = _classifier()
+    data = splits[a.split]
+    x0, labels = data.signals[:a.items], data.labels[:a.items]
+    n = x0.shape[0]
+    grid = process.grid(a.steps)
+    results, examples = {}, {}
+    total = len(a.operators) * len(a.samplers) * 2 * len(a.seeds) * n * a.steps
+    bar = tqdm(total=total, desc="image steps", unit="img", mininterval=30)
+    started = time.time()
+    for op_name in a.operators:
+        op, closed = _operator(op_name, n)
+        y = _measure(op, x0)
+        lam, h, counts = closed(lam_raw)
+        s2 = NOISE_STD ** 2
+        for sampler in a.samplers:
+            method, cf_sampler, eta, key, extra = CLOSED[sampler]
+            ab = grid_alpha_bar(process, grid)
+            default = DEFAULTS[sampler][op_name] if isinstance(DEFAULTS[sampler], dict) else DEFAULTS[sampler]
+            designed = design_guidance(lam, h, s2, ab, counts, method=method, sampler=cf_sampler, eta=eta,
+                                       init=default, iters=a.iters, nonnegative=True)
+
+            def cf_w2(w):
+                t = sampler_transfer(lam, ab, sampler=cf_sampler, eta=eta, h=h, s2=s2, counts=counts, **{key: w}, **extra)
+                return float(w2_to_posterior(lam, h, s2, t, counts))
+
+            variants = {"default": default, "designed": [float(v) for v in designed]}
+            cell = {"weights": variants, "closed_form_w2": {k: cf_w2(torch.as_tensor(v, dtype=torch.float64))
+                                                            for k, v in variants.items()}}
+            per = {}
+            for vname, weight in variants.items():
+                ps, acc = [], []
+                for seed in a.seeds:
+                    outs = []
+                    for b in range(0, n, a.batch):
+                        e = min(n, b + a.batch)
+                        gens = [torch.Generator().manual_seed(stream_seed("sampling", seed, i)) for i in range(b, e)]
+                        m = Measurement(op.batch(b, e), y[b:e], NOISE_STD)
+                        xt = process.prior((e - b, 1, 28, 28), gens)
+                        outs.append(sample(den, process, grid, xt, sampler=sampler, generator=gens, measurement=m,
+                                           weight=weight, **SAMPLER_OPTIONS[sampler]).clamp(-1, 1))
+                        bar.update((e - b) * a.steps)
+                    xh = torch.cat(outs)
+                    ps.append(psnr(xh, x0).numpy())
+                    acc.append((logits_of(xh).argmax(1) == labels).double().numpy())
+                    if seed == a.seeds[0]:
+                        examples[(op_name, sampler, vname)] = xh[:6]
+                per[vname] = {"psnr": np.mean(ps, 0), "acc": np.mean(acc, 0),
+                              "psnr_seeds": [float(v.mean()) for v in ps], "acc_seeds": [float(v.mean()) for v in acc]}
+            for metric in ("psnr", "acc"):
+                diff = per["designed"][metric] - per["default"][metric]
+                cell[metric] = {k: float(per[k][metric].mean()) for k in per}
+                cell[f"{metric}_seeds"] = {k: per[k][f"{metric}_seeds"] for k in per}
+                cell[f"{metric}_difference"] = float(diff.mean())
+                cell[f"{metric}_interval95"] = _paired(diff, 2000, 18)
+            results[f"{op_name}/{sampler}"] = cell
+            print(f"{op_name} {sampler}: default {default} designed {[round(v, 3) for v in variants['designed']]}; "
+                  f"W2 {cell['closed_form_w2']}; PSNR {cell['psnr']} diff {cell['psnr_difference']:+.2f} "
+                  f"{cell['psnr_interval95']}; acc {cell['acc']} diff {cell['acc_difference']:+.3f} "
+                  f"{cell['acc_interval95']}", flush=True)
+    bar.close()
+    out = {"command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py guidance"
+                      + (f" --split {a.split}" if a.split != "test" else ""),
+           "split": a.split, "items": n, "seeds": a.seeds, "steps": a.steps, "noise_std": NOISE_STD,
+           "blur_sigma": BLUR, "box": BOX, "downsample": 2, "prior": str(PRIOR), "grid": grid[:-1].int().tolist(),
+           "sampling_seconds": round(time.time() - started, 1),
+           "interval": "paired bootstrap (2000) over digits of designed - default, seed outcomes averaged per digit",
+           "cells": results}
+    OUT.mkdir(parents=True, exist_ok=True)
+    stem = "guidance" if a.split == "test" else f"guidance_{a.split}"
+    atomic_write_json(OUT / f"{stem}.json", out)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), gridspec_kw={"width_ratios": [1, 1, 1.5]})
+    keys = list(results)
+    xs = np.arange(len(keys))
+    for ax, metric, label in ((axes[0], "psnr", "PSNR difference (dB)"), (axes[1], "acc", "accuracy difference")):
+        d = [results[k][f"{metric}_difference"] for k in keys]
+        lo = [d_ - results[k][f"{metric}_interval95"][0] for d_, k in zip(d, keys)]
+        hi = [results[k][f"{metric}_interval95"][1] - d_ for d_, k in zip(d, keys)]
+        ax.errorbar(xs, d, yerr=[lo, hi], fmt="o", capsize=3)
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set_xticks(xs, keys, rotation=60, ha="right")
+        ax.set_title(f"designed - default: {label}")
+    rows = []
+    for k in keys:
+        op_name, sampler = k.split("/")
+        rows.append(torch.cat(list(examples[(op_name, sampler, "default")][:3, 0])
+                              + list(examples[(op_name, sampler, "designed")][:3, 0]), dim=1))
+    axes[2].imshow(torch.cat(rows, 0), cmap="gray", vmin=-1, vmax=1)
+    axes[2].set_yticks([14 + 28 * i for i in range(len(keys))], keys)
+    axes[2].set_xticks([42, 126], ["default weights", "designed weights"])
+    fig.suptitle(f"{a.steps} steps, {n} {a.split} digits, {len(a.seeds)} seeds, noise std {NOISE_STD}")
+    _save_png(OUT / f"{stem}.png", fig)
+
+
+# ------------------------------------------------------------------------------------------------ entry
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("spectrum")
+    g = sub.add_parser("grids")
+    g.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    g.add_argument("--samples", type=int, default=1000)
+    g.add_argument("--batch", type=int, default=250)
+    g.add_argument("--bootstrap", type=int, default=300)
+    c = sub.add_parser("guidance")
+    c.add_argument("--operators", nargs="+", default=["blur", "inpaint", "down"], choices=["blur", "inpaint", "down"])
+    c.add_argument("--samplers", nargs="+", default=["dps", "pigdm", "ddnm"], choices=["dps", "pigdm", "ddnm"])
+    c.add_argument("--split", default="test", choices=["val", "test"])
+    c.add_argument("--items", type=int, default=300)
+    c.add_argument("--steps", type=int, default=10)
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    c.add_argument("--batch", type=int, default=100)
+    c.add_argument("--iters", type=int, default=200)
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    {"spectrum": cmd_spectrum, "grids": cmd_grids, "guidance": cmd_guidance}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
