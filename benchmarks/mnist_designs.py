@@ -188,9 +188,23 @@ def _bootstrap(diff_fn, n, reps, seed):
 # ------------------------------------------------------------------------------------------------ part b
 
 
-def cmd_grids(a):
-    import matplotlib.pyplot as plt
+def _grid_designs(steps, lam, counts, lam_c, mean_power, process):
+    """The two designed grids at `steps`, from docs/results/designs/grid_designs.json when computed before (the
+    design is deterministic: L-BFGS and coordinate descent on fixed data; minutes per step count on one core)."""
+    path = OUT / "grid_designs.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    if str(steps) not in cache:
+        t0 = time.time()
+        cache[str(steps)] = {
+            "designed": design_grid(lam, counts, process, steps)[:-1].int().tolist(),
+            "designed_mean": design_grid(lam_c, counts, process, steps, mean_power=mean_power)[:-1].int().tolist(),
+            "seconds": round(time.time() - t0, 1)}
+        OUT.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, dict(sorted(cache.items(), key=lambda kv: int(kv[0]))))
+    return {k: torch.tensor([*cache[str(steps)][k], -1], dtype=torch.float32) for k in ("designed", "designed_mean")}
 
+
+def cmd_grids(a):
     torch.set_num_threads(1)
     splits = _splits()
     lam, counts = _spectrum(splits["train"])
@@ -198,96 +212,112 @@ def cmd_grids(a):
     den, process = _prior()
     features, _ = _classifier()
     real = features(splits["test"].signals)
-    val_fd = frechet(features(splits["val"].signals), real)
-    grids, w2, w2m = {}, {}, {}
+    path = OUT / "grids.json"
+    out = json.loads(path.read_text()) if path.exists() else {
+        "command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids --steps S --samples N",
+        "seeds": a.seeds, "sampler": "ddim eta 0", "prior": str(PRIOR), "reference": "1000 test digits",
+        "features": "frozen classifier's penultimate layer (128 ReLU units)",
+        "fd_val_vs_test_digits": frechet(features(splits["val"].signals), real),
+        "bootstrap": f"{a.bootstrap} paired resamples of the sample and reference indices", "steps": {}}
     for s in a.steps:
-        t0 = time.time()
-        grids[s] = {"cosine": process.grid(s), "linear": _linear_grid_on(process, s),
-                    "designed": design_grid(lam, counts, process, s),
-                    "designed_mean": design_grid(lam_c, counts, process, s, mean_power=mean_power)}
-        w2[s] = {k: float(w2_to_data(lam, sampler_transfer(lam, grid_alpha_bar(process, g)), counts))
-                 for k, g in grids[s].items()}
-        w2m[s] = {k: float(w2_to_data(lam_c, sampler_transfer(lam_c, grid_alpha_bar(process, g)), counts, mean_power))
-                  for k, g in grids[s].items()}
-        print(f"{s} steps: designed {grids[s]['designed'][:-1].int().tolist()} ({time.time() - t0:.0f}s); "
-              f"designed_mean {grids[s]['designed_mean'][:-1].int().tolist()}; closed-form W2 {w2[s]} / {w2m[s]}",
+        grids = {"cosine": process.grid(s), "linear": _linear_grid_on(process, s),
+                 **_grid_designs(s, lam, counts, lam_c, mean_power, process)}
+        w2 = {k: float(w2_to_data(lam, sampler_transfer(lam, grid_alpha_bar(process, g)), counts)) for k, g in grids.items()}
+        w2m = {k: float(w2_to_data(lam_c, sampler_transfer(lam_c, grid_alpha_bar(process, g)), counts, mean_power))
+               for k, g in grids.items()}
+        print(f"{s} steps: grids {({k: g[:-1].int().tolist() for k, g in grids.items()})}; closed-form W2 {w2} / {w2m}",
               flush=True)
-    cells, feats = {}, {}
-    total = sum(s for s in a.steps) * 4 * len(a.seeds) * a.samples
-    bar = tqdm(total=total, desc="network calls", unit="img", mininterval=30)
-    started = time.time()
-    for seed in a.seeds:
-        gens_all = [torch.Generator().manual_seed(stream_seed("sampling", seed, i)) for i in range(a.samples)]
-        noise = process.prior((a.samples, 1, 28, 28), gens_all)
-        for s in a.steps:
-            for name, grid in grids[s].items():
+        feats, cells, examples = {}, {}, {}
+        bar = tqdm(total=s * len(grids) * len(a.seeds) * a.samples, desc=f"{s} steps", unit="img", mininterval=30)
+        started = time.time()
+        for seed in a.seeds:
+            gens = [torch.Generator().manual_seed(stream_seed("sampling", seed, i)) for i in range(a.samples)]
+            noise = process.prior((a.samples, 1, 28, 28), gens)
+            for name, grid in grids.items():
                 outs = []
                 for b in range(0, a.samples, a.batch):
-                    with torch.no_grad():
-                        outs.append(sample(den, process, grid, noise[b:b + a.batch].clone(), sampler="ddim", eta=0.0))
+                    outs.append(sample(den, process, grid, noise[b:b + a.batch].clone(), sampler="ddim", eta=0.0))
                     bar.update(s * outs[-1].shape[0])
                 x = torch.cat(outs).clamp(-1, 1)
-                f = features(x)
-                feats[(seed, s, name)] = f
-                cells[f"{seed}/{s}/{name}"] = frechet(f, real)
-                if seed == a.seeds[0] and s == 5:
-                    feats[("img", s, name)] = x[:32]
-    bar.close()
-    seconds = time.time() - started
-    summary = {}
-    for s in a.steps:
-        per = {name: [cells[f"{seed}/{s}/{name}"] for seed in a.seeds] for name in grids[s]}
+                feats[(seed, name)] = features(x)
+                cells[(seed, name)] = frechet(feats[(seed, name)], real)
+                if seed == a.seeds[0]:
+                    examples[name] = x[:10]
+        bar.close()
+        per = {name: [cells[(seed, name)] for seed in a.seeds] for name in grids}
         mean = {k: float(np.mean(v)) for k, v in per.items()}
         best = min(("cosine", "linear"), key=lambda k: mean[k])
+        n = min(a.samples, real.shape[0])
+        ref = real[torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(
+            stream_seed("bootstrap", 18, s)))[:n]] if n < real.shape[0] else real
 
-        def diff(idx, s=s, best=best, name="designed"):
-            return float(np.mean([frechet(feats[(seed, s, name)][idx], real[idx])
-                                  - frechet(feats[(seed, s, best)][idx], real[idx])
+        def diff(idx, name):
+            return float(np.mean([frechet(feats[(seed, name)][idx], ref[idx]) - frechet(feats[(seed, best)][idx], ref[idx])
                                   for seed in a.seeds]))
 
-        n = min(a.samples, real.shape[0])
-        summary[s] = {"fd": per, "fd_mean": mean, "best_heuristic": best, "closed_form_w2": w2[s],
-                      "closed_form_w2_mean_model": w2m[s],
-                      "grids": {k: g[:-1].int().tolist() for k, g in grids[s].items()}}
+        entry = {"samples_per_cell": a.samples, "seeds": a.seeds, "sampling_seconds": round(time.time() - started, 1),
+                 "fd": per, "fd_mean": mean, "best_heuristic": best, "closed_form_w2": w2, "closed_form_w2_mean_model": w2m,
+                 "grids": {k: g[:-1].int().tolist() for k, g in grids.items()}}
         for name in ("designed", "designed_mean"):
-            summary[s][name] = {
-                "minus_best": mean[name] - mean[best],
-                "per_seed_difference": [a_ - b_ for a_, b_ in zip(per[name], per[best])],
-                "interval95": _bootstrap(lambda idx, name=name: diff(idx, name=name), n, a.bootstrap, 18)
-                if a.bootstrap else None}
-        print(f"{s} steps: {mean} best heuristic {best}; designed {summary[s]['designed']}; "
-              f"designed_mean {summary[s]['designed_mean']}", flush=True)
-    out = {"command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids",
-           "samples_per_cell": a.samples, "seeds": a.seeds, "sampler": "ddim eta 0", "prior": str(PRIOR),
-           "reference": "1000 test digits", "features": "frozen classifier's penultimate layer (128 ReLU units)",
-           "fd_val_vs_test_digits": val_fd, "sampling_seconds": round(seconds, 1),
-           "bootstrap": f"{a.bootstrap} paired resamples of the sample and reference indices",
-           "steps": {str(k): v for k, v in summary.items()}}
-    OUT.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(OUT / "grids.json", out)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), gridspec_kw={"width_ratios": [1.2, 1.2, 1.6]})
-    for name, mk in (("cosine", "o-"), ("linear", "s-"), ("designed", "^-"), ("designed_mean", "v-")):
-        axes[0].errorbar(a.steps, [summary[s]["fd_mean"][name] for s in a.steps],
-                         yerr=[np.std(summary[s]["fd"][name]) for s in a.steps], fmt=mk, label=name, capsize=3)
-        axes[1].plot(a.steps, [summary[s]["closed_form_w2"][name] for s in a.steps], mk, label=f"{name}: N(0, M)")
-        axes[1].plot(a.steps, [summary[s]["closed_form_w2_mean_model"][name] for s in a.steps], mk[0], alpha=0.4,
-                     ls="--", label=f"{name}: N(m, C)")
-    axes[0].axhline(val_fd, color="gray", ls=":", label="500 real val digits")
-    axes[0].set(xscale="log", yscale="log", xlabel="DDIM steps", ylabel="Frechet distance (classifier features)",
-                title="measured on the trained prior (3 seeds)")
-    axes[1].set(xscale="log", yscale="log", xlabel="DDIM steps", ylabel="closed-form W2 to N(0, C)",
-                title="predicted by the circulant Gaussian")
-    for ax in axes[:2]:
-        ax.set_xticks(a.steps, [str(s) for s in a.steps])
-        ax.legend()
-    names = ("cosine", "linear", "designed", "designed_mean")
-    ims = [feats[("img", 5, n)][:8] for n in names] if 5 in a.steps else []
-    if ims:
-        grid_img = torch.cat([torch.cat(list(x[:, 0]), dim=1) for x in ims], dim=0)
-        axes[2].imshow(grid_img, cmap="gray", vmin=-1, vmax=1)
-        axes[2].set_yticks([14, 42, 70, 98], list(names))
-        axes[2].set_xticks([])
-        axes[2].set_title("5 steps, same initial noise")
+            d = [a_ - b_ for a_, b_ in zip(per[name], per[best])]
+            entry[name] = {"minus_best": mean[name] - mean[best], "per_seed_difference": d,
+                           "seed_t_interval95": _t_interval(d),
+                           "bootstrap_interval95": _bootstrap(lambda idx, name=name: diff(idx, name), n, a.bootstrap, 18)
+                           if a.bootstrap else None}
+        print(f"{s} steps: FD {mean} best heuristic {best}; designed {entry['designed']}; "
+              f"designed_mean {entry['designed_mean']}", flush=True)
+        out = json.loads(path.read_text()) if path.exists() else out
+        out["steps"][str(s)] = entry
+        out["steps"] = dict(sorted(out["steps"].items(), key=lambda kv: int(kv[0])))
+        OUT.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, out)
+        if s == 5:
+            _examples_png(examples)
+        _grids_png(out)
+
+
+def _t_interval(d):
+    """A 95% Student-t interval of the mean of the per-seed differences (n - 1 degrees of freedom)."""
+    from scipy import stats
+
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return None
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return [float(d.mean() - half), float(d.mean() + half)]
+
+
+def _examples_png(examples):
+    import matplotlib.pyplot as plt
+
+    names = list(examples)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.imshow(torch.cat([torch.cat(list(examples[n][:, 0]), dim=1) for n in names], dim=0), cmap="gray", vmin=-1, vmax=1)
+    ax.set_yticks([14 + 28 * i for i in range(len(names))], names)
+    ax.set_xticks([])
+    ax.set_title("DDIM, 5 steps, the same initial noise per column (seed 0)")
+    _save_png(OUT / "grids_examples.png", fig)
+
+
+def _grids_png(out):
+    import matplotlib.pyplot as plt
+
+    steps = [int(s) for s in out["steps"]]
+    e = [out["steps"][str(s)] for s in steps]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name, mk in (("cosine", "o"), ("linear", "s"), ("designed", "^"), ("designed_mean", "v")):
+        axes[0].errorbar(steps, [c["fd_mean"][name] for c in e], yerr=[np.std(c["fd"][name]) for c in e], fmt=mk + "-",
+                         label=name, capsize=3)
+        axes[1].plot(steps, [c["closed_form_w2"][name] for c in e], mk + "-", label=name)
+        axes[2].plot(steps, [c["closed_form_w2_mean_model"][name] for c in e], mk + "-", label=name)
+    axes[0].axhline(out["fd_val_vs_test_digits"], color="gray", ls=":", label="500 real val digits")
+    axes[0].set(ylabel="Frechet distance, classifier features", title="measured: trained prior, 3 seeds (mean, sd)")
+    axes[1].set(ylabel="closed-form W2", title="predicted: N(0, M), M's circulant part")
+    axes[2].set(ylabel="closed-form W2", title="predicted: N(m, C), mean image + centred spectrum")
+    for ax in axes:
+        ax.set(xscale="log", yscale="log", xlabel="DDIM steps")
+        ax.set_xticks(steps, [str(s) for s in steps])
+        ax.legend(fontsize=8)
     _save_png(OUT / "grids.png", fig)
 
 

@@ -149,3 +149,12 @@ def test_designed_pigdm_and_ddnm_weights_are_no_worse_than_the_defaults(method, 
                                      COUNTS))
 
     assert w.shape == (3,) and w2(w) <= w2(1.0)
+
+
+def test_nonnegative_designs_stay_nonnegative_and_the_unconstrained_one_is_no_worse():
+    """The engine's samplers take weights >= 0; the closed form alone may prefer a step away from the data."""
+    ab = grid_alpha_bar(PROCESS, PROCESS.grid(3))
+    w2 = lambda w: float(w2_to_posterior(LAM, H, S2, sampler_transfer(LAM, ab, h=H, s2=S2, dps_weights=w, counts=COUNTS), COUNTS))  # noqa: E731
+    free = design_guidance(LAM, H, S2, ab, COUNTS, method="dps", iters=20)
+    kept = design_guidance(LAM, H, S2, ab, COUNTS, method="dps", iters=20, nonnegative=True)
+    assert torch.all(kept >= 0) and w2(kept) <= w2(1.0) + 1e-12 and w2(free) <= w2(kept) + 1e-9
