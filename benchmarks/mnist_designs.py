@@ -328,6 +328,8 @@ BLUR = 2.126  # the bundle's heavy gaussian_blur sigma (configs/mnist.yaml), her
 # the anchors' defaults: DPS's official zeta' (0.5 box inpainting, 0.3 super-resolution and deblurring), PiGDM's
 # weight 1 (the exact likelihood score for white data of variance 1), DDNM's weight 1 (its projection)
 DEFAULTS = {"dps": {"blur": 0.3, "inpaint": 0.5, "down": 0.3}, "pigdm": 1.0, "ddnm": 1.0}
+# the constant weights the validation sweep tries (`guidance --sweep --split val`): the baseline tuned as a knob
+SWEEP = {"dps": (0.3, 1, 3, 10, 30, 100), "pigdm": (0.25, 0.5, 1, 2, 4), "ddnm": (0.25, 0.5, 1, 2, 4)}
 SAMPLER_OPTIONS = {"dps": {"eta": 1.0}, "pigdm": {"eta": 1.0, "clip": (-1.0, 1.0)}, "ddnm": {}}
 CLOSED = {"dps": ("dps", "ddim", 1.0, "dps_weights", {}), "pigdm": ("pigdm", "ddim", 1.0, "pigdm_weights", {}),
           "ddnm": ("ddnm", "ddpm", 0.0, "projection_weights", {"ddnm_plus": True})}
@@ -403,7 +405,10 @@ def cmd_guidance(a):
     n = x0.shape[0]
     grid = process.grid(a.steps)
     results, examples = {}, {}
-    total = len(a.operators) * len(a.samplers) * 2 * len(a.seeds) * n * a.steps
+    tune_path = OUT / f"tune_val_{a.steps}steps.json"
+    tuned = json.loads(tune_path.read_text()) if (not a.sweep and a.split == "test" and tune_path.exists()) else None
+    per_cell = max(len(SWEEP[k]) for k in a.samplers) if a.sweep else 2 + (tuned is not None)
+    total = len(a.operators) * len(a.samplers) * per_cell * len(a.seeds) * n * a.steps
     bar = tqdm(total=total, desc="image steps", unit="img", mininterval=30)
     started = time.time()
     for op_name in a.operators:
@@ -423,6 +428,10 @@ def cmd_guidance(a):
                 return float(w2_to_posterior(lam, h, s2, t, counts))
 
             variants = {"default": default, "designed": [float(v) for v in designed]}
+            if a.sweep:  # validation: the best constant weight of a grid, picked by mean PSNR
+                variants = {f"{c:g}": float(c) for c in SWEEP[sampler]}
+            elif tuned is not None:
+                variants["tuned"] = tuned["cells"][f"{op_name}/{sampler}"]["pick"]
             cell = {"weights": variants, "closed_form_w2": {k: cf_w2(torch.as_tensor(v, dtype=torch.float64))
                                                             for k, v in variants.items()}}
             per = {}
@@ -446,26 +455,41 @@ def cmd_guidance(a):
                 per[vname] = {"psnr": np.mean(ps, 0), "acc": np.mean(acc, 0),
                               "psnr_seeds": [float(v.mean()) for v in ps], "acc_seeds": [float(v.mean()) for v in acc]}
             for metric in ("psnr", "acc"):
-                diff = per["designed"][metric] - per["default"][metric]
                 cell[metric] = {k: float(per[k][metric].mean()) for k in per}
                 cell[f"{metric}_seeds"] = {k: per[k][f"{metric}_seeds"] for k in per}
+                if a.sweep:
+                    continue
+                diff = per["designed"][metric] - per["default"][metric]
                 cell[f"{metric}_difference"] = float(diff.mean())
                 cell[f"{metric}_interval95"] = _paired(diff, 2000, 18)
+                if "tuned" in per:
+                    diff = per["designed"][metric] - per["tuned"][metric]
+                    cell[f"{metric}_difference_vs_tuned"] = float(diff.mean())
+                    cell[f"{metric}_interval95_vs_tuned"] = _paired(diff, 2000, 18)
             results[f"{op_name}/{sampler}"] = cell
+            if a.sweep:
+                cell["pick"] = variants[max(per, key=lambda k: (cell["psnr"][k], cell["acc"][k]))]
+                print(f"{op_name} {sampler}: sweep PSNR {cell['psnr']} acc {cell['acc']} -> pick {cell['pick']}", flush=True)
+                continue
             print(f"{op_name} {sampler}: default {default} designed {[round(v, 3) for v in variants['designed']]}; "
                   f"W2 {cell['closed_form_w2']}; PSNR {cell['psnr']} diff {cell['psnr_difference']:+.2f} "
                   f"{cell['psnr_interval95']}; acc {cell['acc']} diff {cell['acc_difference']:+.3f} "
                   f"{cell['acc_interval95']}", flush=True)
     bar.close()
-    out = {"command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py guidance"
-                      + (f" --split {a.split}" if a.split != "test" else ""),
+    out = {"command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py guidance "
+                      + (f"--sweep --split val --items {n} --seeds {' '.join(map(str, a.seeds))} " if a.sweep else "")
+                      + f"--steps {a.steps}",
+           "tuned_from": str(tune_path) if tuned is not None else None,
            "split": a.split, "items": n, "seeds": a.seeds, "steps": a.steps, "noise_std": NOISE_STD,
            "blur_sigma": BLUR, "box": BOX, "downsample": 2, "prior": str(PRIOR), "grid": grid[:-1].int().tolist(),
            "sampling_seconds": round(time.time() - started, 1),
            "interval": "paired bootstrap (2000) over digits of designed - default, seed outcomes averaged per digit",
            "cells": results}
     OUT.mkdir(parents=True, exist_ok=True)
-    stem = "guidance" if a.split == "test" else f"guidance_{a.split}"
+    if a.sweep:
+        atomic_write_json(tune_path, out)
+        return
+    stem = f"guidance_{a.steps}steps" + ("" if a.split == "test" else f"_{a.split}")
     atomic_write_json(OUT / f"{stem}.json", out)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), gridspec_kw={"width_ratios": [1, 1, 1.5]})
     keys = list(results)
@@ -474,7 +498,13 @@ def cmd_guidance(a):
         d = [results[k][f"{metric}_difference"] for k in keys]
         lo = [d_ - results[k][f"{metric}_interval95"][0] for d_, k in zip(d, keys)]
         hi = [results[k][f"{metric}_interval95"][1] - d_ for d_, k in zip(d, keys)]
-        ax.errorbar(xs, d, yerr=[lo, hi], fmt="o", capsize=3)
+        ax.errorbar(xs, d, yerr=[lo, hi], fmt="o", capsize=3, label="vs the anchors' default")
+        if tuned is not None:
+            d = [results[k][f"{metric}_difference_vs_tuned"] for k in keys]
+            lo = [d_ - results[k][f"{metric}_interval95_vs_tuned"][0] for d_, k in zip(d, keys)]
+            hi = [results[k][f"{metric}_interval95_vs_tuned"][1] - d_ for d_, k in zip(d, keys)]
+            ax.errorbar(xs + 0.2, d, yerr=[lo, hi], fmt="s", capsize=3, label="vs the constant tuned on validation")
+            ax.legend(fontsize=8)
         ax.axhline(0, color="gray", lw=0.8)
         ax.set_xticks(xs, keys, rotation=60, ha="right")
         ax.set_title(f"designed - default: {label}")
@@ -482,12 +512,77 @@ def cmd_guidance(a):
     for k in keys:
         op_name, sampler = k.split("/")
         rows.append(torch.cat(list(examples[(op_name, sampler, "default")][:3, 0])
-                              + list(examples[(op_name, sampler, "designed")][:3, 0]), dim=1))
+                              + list(examples[(op_name, sampler, "designed")][:3, 0])
+                              + (list(examples[(op_name, sampler, "tuned")][:3, 0]) if tuned is not None else []), dim=1))
     axes[2].imshow(torch.cat(rows, 0), cmap="gray", vmin=-1, vmax=1)
     axes[2].set_yticks([14 + 28 * i for i in range(len(keys))], keys)
-    axes[2].set_xticks([42, 126], ["default weights", "designed weights"])
+    axes[2].set_xticks([42, 126, 210][:2 + (tuned is not None)],
+                       ["default weights", "designed weights", "tuned constant"][:2 + (tuned is not None)])
     fig.suptitle(f"{a.steps} steps, {n} {a.split} digits, {len(a.seeds)} seeds, noise std {NOISE_STD}")
     _save_png(OUT / f"{stem}.png", fig)
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+
+def _fmt_iv(iv, f="{:+.1f}"):
+    return "n/a" if iv is None else "[" + ", ".join(f.format(v) for v in iv) + "]"
+
+
+def cmd_tables(a):
+    spec = json.loads((OUT / "spectrum.json").read_text())
+    r, c = spec["circulant"]["raw"], spec["circulant"]["centred"]
+    print(f"Spectrum: DC holds {spec['dc_fraction']:.1%} of E||x||^2 (= {r['rms_norm'] ** 2:.0f}); off the Fourier diagonal: "
+          f"{r['offdiagonal_energy']:.1%} of M's energy ({c['offdiagonal_energy']:.1%} of the covariance's); W2(N(0, M), "
+          f"N(0, circ M)) = {r['w2_gaussian']:.2f} (spectrum part {r['w2_eigen']:.2f}); centred {c['w2_gaussian']:.2f} "
+          f"({c['w2_eigen']:.2f}); sqrt(E||x||^2) = {r['rms_norm']:.2f}")
+    path = OUT / "grids.json"
+    if path.exists():
+        g = json.loads(path.read_text())
+        print(f"\nGrids: Frechet distance to 1000 test digits (classifier features; 500 real val digits: "
+              f"{g['fd_val_vs_test_digits']:.1f}), mean over seeds (per-seed sd)")
+        print("| steps | samples/cell | cosine | linear | designed N(0, M) | designed N(m, C) | designed - best | seed t 95% | "
+              "bootstrap 95% | designed(m, C) - best | seed t 95% | bootstrap 95% |")
+        print("|" + "---|" * 12)
+        for st, e in g["steps"].items():
+            cells = [f"{e['fd_mean'][k]:.1f} ({np.std(e['fd'][k]):.1f})" for k in ("cosine", "linear", "designed", "designed_mean")]
+            d1, d2 = e["designed"], e["designed_mean"]
+            print(f"| {st} | {e['samples_per_cell']} | " + " | ".join(cells) + f" | {d1['minus_best']:+.1f} ({e['best_heuristic']}) | "
+                  f"{_fmt_iv(d1['seed_t_interval95'])} | {_fmt_iv(d1['bootstrap_interval95'])} | {d2['minus_best']:+.1f} | "
+                  f"{_fmt_iv(d2['seed_t_interval95'])} | {_fmt_iv(d2['bootstrap_interval95'])} |")
+        print("\n| steps | grid | timesteps | closed-form W2, N(0, M) | closed-form W2, N(m, C) |")
+        print("|---|---|---|---|---|")
+        for st, e in g["steps"].items():
+            for k in ("cosine", "linear", "designed", "designed_mean"):
+                print(f"| {st} | {k} | {' '.join(map(str, e['grids'][k]))} | {e['closed_form_w2'][k]:.2f} | "
+                      f"{e['closed_form_w2_mean_model'][k]:.2f} |")
+    for path in sorted(OUT.glob("guidance_*steps*.json")):
+        gd = json.loads(path.read_text())
+        print(f"\nGuidance ({gd['split']}, {gd['items']} digits, {len(gd['seeds'])} seeds, {gd['steps']} steps, noise std "
+              f"{gd['noise_std']}): default vs designed weights")
+        print("| operator | sampler | default weight | designed weights | closed-form W2 default / designed | PSNR default | "
+              "PSNR designed | difference [95%] | accuracy default | accuracy designed | difference [95%] |")
+        print("|" + "---|" * 11)
+        rows_tuned = []
+        for key, cell in gd["cells"].items():
+            op_name, sampler = key.split("/")
+            w = cell["weights"]
+            cf = cell["closed_form_w2"]
+            print(f"| {op_name} | {sampler} | {w['default']} | {' '.join(f'{v:.2g}' for v in w['designed'])} | "
+                  f"{cf['default']:.2f} / {cf['designed']:.2f} | {cell['psnr']['default']:.2f} | {cell['psnr']['designed']:.2f} | "
+                  f"{cell['psnr_difference']:+.2f} {_fmt_iv(cell['psnr_interval95'], '{:+.2f}')} | {cell['acc']['default']:.3f} | "
+                  f"{cell['acc']['designed']:.3f} | {cell['acc_difference']:+.3f} {_fmt_iv(cell['acc_interval95'], '{:+.3f}')} |")
+            if "tuned" in w:
+                rows_tuned.append(
+                    f"| {op_name} | {sampler} | {w['tuned']:g} | {cell['psnr']['tuned']:.2f} | "
+                    f"{cell['psnr_difference_vs_tuned']:+.2f} {_fmt_iv(cell['psnr_interval95_vs_tuned'], '{:+.2f}')} | "
+                    f"{cell['acc']['tuned']:.3f} | {cell['acc_difference_vs_tuned']:+.3f} "
+                    f"{_fmt_iv(cell['acc_interval95_vs_tuned'], '{:+.3f}')} |")
+        if rows_tuned:
+            print(f"\nThe same, designed against the constant weight tuned on validation ({gd['tuned_from']}: best mean PSNR)")
+            print("| operator | sampler | tuned weight | PSNR tuned | designed - tuned [95%] | accuracy tuned | designed - tuned [95%] |")
+            print("|" + "---|" * 7)
+            print("\n".join(rows_tuned))
 
 
 # ------------------------------------------------------------------------------------------------ entry
@@ -512,9 +607,11 @@ def main(argv=None):
     c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     c.add_argument("--batch", type=int, default=100)
     c.add_argument("--iters", type=int, default=200)
+    c.add_argument("--sweep", action="store_true", help="validation: try SWEEP's constant weights, write tune_val_<S>steps.json")
+    sub.add_parser("tables")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    {"spectrum": cmd_spectrum, "grids": cmd_grids, "guidance": cmd_guidance}[a.cmd](a)
+    {"spectrum": cmd_spectrum, "grids": cmd_grids, "guidance": cmd_guidance, "tables": cmd_tables}[a.cmd](a)
 
 
 if __name__ == "__main__":
