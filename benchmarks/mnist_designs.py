@@ -2,12 +2,16 @@
 with the digits' power spectrum help the trained prior (checkpoints/mnist_prior) on real digits?
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py spectrum   # part a, ~1 min
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids      # part b, ~15 min on one core
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py guidance   # part c, ~25 min on one core
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids --steps 5 --samples 1000  # part b
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids --steps 3 10 --samples 300
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids --steps 20 --samples 200
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py guidance --sweep --split val --seeds 0 --steps S
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py guidance --steps S   # part c, S = 5, 10
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py tables     # the tables docs/results.md quotes
 
-Results (JSON + PNG) go to docs/results/designs/. The spectrum is the training digits' (the bundle's split);
-nothing is tuned: the designs come from the closed form alone, the figures from the test digits.
+Each grids or guidance run takes 2 to 15 minutes on one core. Results (JSON + PNG) go to docs/results/designs/.
+The spectrum is the training digits' (the bundle's split); the designs are not tuned: they come from the closed
+form alone. The only tuned quantity is the baseline's constant guidance weight (on validation digits).
 
 - spectrum: lam_k = E|fft2(x, 'ortho')_k|^2 of the 3,500 training digits in [-1, 1] (`coupled.analysis.
   power_spectrum_2d`, uncentred: the VP process diffuses raw pixels), and how circulant their second moment is
@@ -22,7 +26,10 @@ nothing is tuned: the designs come from the closed form alone, the figures from 
 - guidance: DPS, PiGDM and DDNM(+) with the anchors' default weights against weights designed by
   `design_guidance` on lam and each operator's closed-form gains (see `_operator`), at 10 steps (equal network
   evaluations), observation noise std 0.05, 3 sampling seeds; PSNR and the classifier's accuracy on x_hat,
-  paired bootstrap intervals over test digits (seed outcomes averaged per digit).
+  paired bootstrap intervals over test digits (seed outcomes averaged per digit). The digits are class-balanced
+  (`_balanced`: the splits are stored sorted by label). `guidance --sweep --split val --seeds 0` first tunes a
+  constant weight per cell on validation digits (tune_val_<S>steps.json); the test run then compares the designed
+  weights with both the anchors' defaults and that tuned constant.
 """
 
 from __future__ import annotations
@@ -375,6 +382,14 @@ def _operator(name, n):
     return op, closed
 
 
+def _balanced(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """The indices of n items taken class by class in turn (the first of each class, then the second, ...): the
+    splits are stored sorted by label, so their first n items would be one or two classes."""
+    per = [torch.nonzero(labels == c).flatten().tolist() for c in sorted(set(labels.tolist()))]
+    order = [idx[r] for r in range(max(map(len, per))) for idx in per if r < len(idx)]
+    return torch.tensor(order[:n], dtype=torch.long)
+
+
 def _measure(op, x, first=0):
     y = op(x)
     noise = torch.stack([torch.randn(y.shape[1:], generator=torch.Generator().manual_seed(
@@ -401,7 +416,8 @@ def cmd_guidance(a):
     den, process = _prior()
     _, logits_of = _classifier()
     data = splits[a.split]
-    x0, labels = data.signals[:a.items], data.labels[:a.items]
+    keep = _balanced(data.labels, a.items)
+    x0, labels = data.signals[keep], data.labels[keep]
     n = x0.shape[0]
     grid = process.grid(a.steps)
     results, examples = {}, {}
@@ -477,8 +493,9 @@ def cmd_guidance(a):
                   f"{cell['acc_interval95']}", flush=True)
     bar.close()
     out = {"command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py guidance "
-                      + (f"--sweep --split val --items {n} --seeds {' '.join(map(str, a.seeds))} " if a.sweep else "")
-                      + f"--steps {a.steps}",
+                      + ("--sweep " if a.sweep else "")
+                      + f"--split {a.split} --items {n} --seeds {' '.join(map(str, a.seeds))} --steps {a.steps}",
+           "digits": f"{n} {a.split} digits, classes in turn ({torch.bincount(labels, minlength=10).tolist()} per class)",
            "tuned_from": str(tune_path) if tuned is not None else None,
            "split": a.split, "items": n, "seeds": a.seeds, "steps": a.steps, "noise_std": NOISE_STD,
            "blur_sigma": BLUR, "box": BOX, "downsample": 2, "prior": str(PRIOR), "grid": grid[:-1].int().tolist(),
@@ -602,7 +619,7 @@ def main(argv=None):
     c.add_argument("--operators", nargs="+", default=["blur", "inpaint", "down"], choices=["blur", "inpaint", "down"])
     c.add_argument("--samplers", nargs="+", default=["dps", "pigdm", "ddnm"], choices=["dps", "pigdm", "ddnm"])
     c.add_argument("--split", default="test", choices=["val", "test"])
-    c.add_argument("--items", type=int, default=300)
+    c.add_argument("--items", type=int, default=100, help="digits, the classes taken in turn")
     c.add_argument("--steps", type=int, default=10)
     c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     c.add_argument("--batch", type=int, default=100)
