@@ -40,26 +40,40 @@ def _minimise(loss_fn, params: torch.Tensor, iters: int) -> torch.Tensor:
     return best[1]
 
 
+_METHODS = {"dps": ("dps_weights", 1.0), "projection": ("projection_weights", 0.0), "pigdm": ("pigdm_weights", 1.0),
+            "ddnm": ("projection_weights", 1.0)}
+
+
 def design_guidance(lam, h, s2, alpha_bar, counts, *, method: str = "dps", sampler: str = "ddim", eta: float = 0.0,
-                    init=None, iters: int = 200, rcond: float = 1e-3) -> torch.Tensor:
+                    init=None, iters: int = 200, rcond: float = 1e-3, prior_variance: float = 1.0,
+                    nonnegative: bool = False) -> torch.Tensor:
     """Per-step guidance weights [S] minimising the averaged W2 (`w2_to_posterior`) of the zero-shot sampler.
 
     `method` 'dps' designs DPS's normalised step sizes zeta_i (its default is zeta = 1), 'projection' the
-    DDNM-like weights p_i (DDNM's is 1); `init` (a number or [S]) is where the search starts: by default 1
-    for DPS (its default) and 0 for the projection (the unconditional sampler: DDNM's exact projection of a
-    noisy observation amplifies the noise by 1/h and starts the search on a cliff)."""
-    if method not in ("dps", "projection"):
-        raise CoupledError(f"unknown zero-shot method {method!r}; choose 'dps' or 'projection'")
+    DDNM-like weights p_i (DDNM's is 1), 'ddnm' the same weights of DDNM+ (`ddnm_plus`: the engine's ddnm with
+    a noisy observation; use sampler 'ddpm'), 'pigdm' PiGDM's weights w_i (`prior_variance` v; its default is 1);
+    `init` (a number or [S]) is where the search starts: by default each method's default weight, except 0 for
+    the projection (the unconditional sampler: DDNM's exact projection of a noisy observation amplifies the
+    noise by 1/h and starts the search on a cliff). `nonnegative` searches weights >= 0 only (w = softplus(u)),
+    what the engine's samplers accept: unconstrained, the closed form can prefer a step *away* from the data."""
+    if method not in _METHODS:
+        raise CoupledError(f"unknown zero-shot method {method!r}; choose one of: {', '.join(_METHODS)}")
     steps = torch.as_tensor(alpha_bar).numel() - 1
-    key = "dps_weights" if method == "dps" else "projection_weights"
+    key, default = _METHODS[method]
+    extra = {"ddnm_plus": True} if method == "ddnm" else {"prior_variance": prior_variance} if method == "pigdm" else {}
 
-    def loss(w):
-        t = sampler_transfer(lam, alpha_bar, sampler=sampler, eta=eta, h=h, s2=s2, counts=counts, rcond=rcond, **{key: w})
+    to_w = torch.nn.functional.softplus if nonnegative else (lambda u: u)
+
+    def loss(u):
+        t = sampler_transfer(lam, alpha_bar, sampler=sampler, eta=eta, h=h, s2=s2, counts=counts, rcond=rcond,
+                             **{key: to_w(u)}, **extra)
         return w2_to_posterior(lam, h, s2, t, counts)
 
-    init = (1.0 if method == "dps" else 0.0) if init is None else init
+    init = default if init is None else init
     start = torch.as_tensor(init, dtype=_f64).expand(steps).clone()
-    return _minimise(loss, start, iters)
+    if nonnegative:
+        start = torch.log(torch.expm1(start.clamp(min=1e-6)))
+    return to_w(_minimise(loss, start, iters))
 
 
 def _alpha_bar_from(u: torch.Tensor) -> torch.Tensor:
@@ -76,32 +90,36 @@ def _params_from(alpha_bar: torch.Tensor) -> torch.Tensor:
 
 
 def design_alpha_bar(lam, counts, init_alpha_bar, *, sampler: str = "ddim", eta: float = 0.0,
-                     iters: int = 300) -> torch.Tensor:
-    """The grid's alpha_bar [S + 1] (terminal 1 last) minimising `w2_to_data`, continuous, from `init_alpha_bar`."""
-    loss = lambda u: w2_to_data(lam, sampler_transfer(lam, _alpha_bar_from(u), sampler=sampler, eta=eta), counts)  # noqa: E731
+                     iters: int = 300, mean_power=None) -> torch.Tensor:
+    """The grid's alpha_bar [S + 1] (terminal 1 last) minimising `w2_to_data` (with the prior's `mean_power`, if
+    given), continuous, from `init_alpha_bar`."""
+    loss = lambda u: w2_to_data(lam, sampler_transfer(lam, _alpha_bar_from(u), sampler=sampler, eta=eta), counts,  # noqa: E731
+                                mean_power)
     u = _minimise(loss, _params_from(torch.as_tensor(init_alpha_bar, dtype=_f64)), iters)
     return _alpha_bar_from(u).detach()
 
 
-def grid_w2(lam, counts, process: VPProcess, grid, *, sampler: str = "ddim", eta: float = 0.0) -> float:
-    """W2 to the data of the sampler on an engine grid of `process`."""
-    return float(w2_to_data(lam, sampler_transfer(lam, grid_alpha_bar(process, grid), sampler=sampler, eta=eta), counts))
+def grid_w2(lam, counts, process: VPProcess, grid, *, sampler: str = "ddim", eta: float = 0.0, mean_power=None) -> float:
+    """W2 to the data of the sampler on an engine grid of `process` (`mean_power`: see `w2_to_data`)."""
+    return float(w2_to_data(lam, sampler_transfer(lam, grid_alpha_bar(process, grid), sampler=sampler, eta=eta), counts,
+                            mean_power))
 
 
 def design_grid(lam, counts, process: VPProcess, steps: int, *, sampler: str = "ddim", eta: float = 0.0,
-                iters: int = 300, sweeps: int = 4, starts=(1.0, 0.8, 0.6, 0.4)) -> torch.Tensor:
+                iters: int = 300, sweeps: int = 4, starts=(1.0, 0.8, 0.6, 0.4), mean_power=None) -> torch.Tensor:
     """An engine grid (S training steps of `process`, descending, then -1) minimising W2 to the data.
 
     The continuous design (`design_alpha_bar`, started from the trailing grids over the first fraction
     `starts` of the training steps, the best kept: the closed form has local minima) is rounded to the
     nearest training steps in log-SNR, then polished by coordinate descent over integer steps (moves of 1 to
-    256); the result is never worse than the trailing grid."""
+    256); the result is never worse than the trailing grid. `mean_power`: a prior N(m, C), see `w2_to_data`."""
     start = process.grid(steps)
     ab_train = process.alpha_bar.double()
     lsnr_train = torch.log(ab_train / (1 - ab_train))
     designs = [design_alpha_bar(lam, counts, grid_alpha_bar(process, process.grid(steps, start=f)), sampler=sampler,
-                                eta=eta, iters=iters) for f in starts]
-    ab = min(designs, key=lambda a: float(w2_to_data(lam, sampler_transfer(lam, a, sampler=sampler, eta=eta), counts)))[:-1]
+                                eta=eta, iters=iters, mean_power=mean_power) for f in starts]
+    ab = min(designs, key=lambda a: float(w2_to_data(lam, sampler_transfer(lam, a, sampler=sampler, eta=eta), counts,
+                                                     mean_power)))[:-1]
     lsnr = torch.log(ab / (1 - ab))
     times = [int((lsnr_train - v).abs().argmin()) for v in lsnr]
     T = process.num_train_steps
@@ -112,7 +130,8 @@ def design_grid(lam, counts, process: VPProcess, steps: int, *, sampler: str = "
         times = [max(t, steps - 1 - i) for i, t in enumerate(times)]
 
     def w2(ts):
-        return grid_w2(lam, counts, process, torch.tensor([*ts, -1], dtype=torch.float32), sampler=sampler, eta=eta)
+        return grid_w2(lam, counts, process, torch.tensor([*ts, -1], dtype=torch.float32), sampler=sampler, eta=eta,
+                       mean_power=mean_power)
 
     best = w2(times)
     for _ in range(sweeps):
@@ -131,6 +150,6 @@ def design_grid(lam, counts, process: VPProcess, steps: int, *, sampler: str = "
         if not improved:
             break
     grid = torch.tensor([*times, -1], dtype=torch.float32)
-    if w2(times) > grid_w2(lam, counts, process, start, sampler=sampler, eta=eta):
+    if w2(times) > grid_w2(lam, counts, process, start, sampler=sampler, eta=eta, mean_power=mean_power):
         return start
     return grid

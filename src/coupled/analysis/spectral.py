@@ -48,6 +48,7 @@ class Transfer:
 
     gain: torch.Tensor
     var: torch.Tensor
+    mean_gain: torch.Tensor | None = None  # unconditional samplers: output mean = mean_gain * the prior's mean m
 
 
 def real_fourier_basis(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,6 +141,9 @@ def sampler_transfer(
     counts: torch.Tensor | None = None,
     projection_weights=None,
     rcond: float = 1e-3,
+    pigdm_weights=None,
+    prior_variance: float = 1.0,
+    ddnm_plus: bool = False,
 ) -> Transfer:
     """Output mean gain and variance per frequency of the engine's sampler on the grid `alpha_bar`.
 
@@ -158,37 +162,66 @@ def sampler_transfer(
             denoised estimate before the sampler step: x0_hat <- x0_hat + p_i A^+ (d - A x0_hat), A^+ the
             pseudo-inverse (gains below rcond * max|h| count as 0); p_i = 1 is DDNM's projection
             A^+ d + (I - A^+ A) x0_hat.
-    Returns the `Transfer` (gain, var); every operation is differentiable in torch (the designs use it).
+        ddnm_plus: with `projection_weights` and s2 > 0, the engine's DDNM+ (`samplers.ddnm_step`, sampler
+            'ddpm'): the correction is scaled per bin by lambda_t(|h|) (1 where gamma_t |h| >= c_0 sigma_y, else
+            |h| gamma_t / (c_0 sigma_y)) and the step's fresh noise shrunk to Phi_t = sqrt(gamma_t^2 - (p_i c_0
+            lambda_t sigma_y / |h|)^2) (`zeroshot.ddnm_scalings`).
+        pigdm_weights: [S] weights w_i of the engine's PiGDM (`samplers.pigdm_step`, Song et al. 2023, eq. 7-8):
+            x0_hat <- x0_hat + w_i s_t^2 / a_t kappa h / (r_t^2 h^2 + s2) (d - h x0_hat), r_t^2 = v s_t^2 /
+            (a_t^2 v + s_t^2) with v = `prior_variance`, then the sampler's step (the engine's: 'ddim', eta 1).
+    Returns the `Transfer` (gain, var); every operation is differentiable in torch (the designs use it). An
+    unconditional sampler's also carries `mean_gain` [K]: for a prior N(m, C) (C circulant, any mean m) the ideal
+    denoiser is m + kappa (x_t - a_t m), the output variance is the same and its mean is mean_gain * m per bin
+    (`w2_to_data`'s `mean_power`).
     """
     lam = torch.as_tensor(lam, dtype=_f64)
     ab = torch.as_tensor(alpha_bar, dtype=_f64)
     steps = ab.numel() - 1
     if steps < 1:
         raise CoupledError("a grid needs at least two times (one step)")
-    guided = dps_weights is not None or projection_weights is not None
+    guided = dps_weights is not None or projection_weights is not None or pigdm_weights is not None
     if guided and h is None:
         raise CoupledError("a guided sampler needs the degradation's gains h and noise variance s2")
     h = torch.zeros_like(lam) if h is None else torch.as_tensor(h, dtype=_f64)
     dps = None if dps_weights is None else torch.as_tensor(dps_weights, dtype=_f64).expand(steps)
     proj = None if projection_weights is None else torch.as_tensor(projection_weights, dtype=_f64).expand(steps)
+    pig = None if pigdm_weights is None else torch.as_tensor(pigdm_weights, dtype=_f64).expand(steps)
+    sy = math.sqrt(float(s2))
     if dps is not None and dps_normalised and counts is None:
         raise CoupledError("a normalised DPS step needs `counts` (coordinates per bin, bin_counts(N))")
     hp = _pinv(h, rcond)
-    gain, var = torch.zeros_like(lam), torch.ones_like(lam)
+    gain, var, mgain = torch.zeros_like(lam), torch.ones_like(lam), torch.zeros_like(lam)
     for i in range(steps):
         kappa = denoiser_gain(lam, ab[i])
         A, B, gamma = _step_coefficients(sampler, eta, ab[i], ab[i + 1])
         x_coef, d_coef = kappa, torch.zeros_like(lam)  # x0_hat = x_coef x + d_coef d
         if proj is not None:
-            x_coef, d_coef = (1 - proj[i] * hp * h) * kappa, proj[i] * hp
+            p = proj[i]
+            if ddnm_plus and sy > 0:
+                ha = h.abs() * (hp != 0)
+                if float(B) == 0.0:
+                    lam_t = torch.ones_like(lam)
+                else:
+                    lam_t = torch.where(gamma * ha >= B * sy, torch.ones_like(lam), ha * gamma / (B * sy))
+                p = p * lam_t
+                carried = torch.where(ha > 0, proj[i] * B * lam_t * sy / torch.where(ha > 0, ha, torch.ones_like(ha)),
+                                      torch.zeros_like(ha))
+                gamma = (gamma * gamma - carried * carried).clamp(min=1e-30).sqrt()
+            x_coef, d_coef = (1 - p * hp * h) * kappa, p * hp
+        if pig is not None:
+            a2 = ab[i]
+            r2 = prior_variance * (1 - a2) / (a2 * prior_variance + 1 - a2)
+            c = pig[i] * (1 - a2) / a2.sqrt() * kappa * (h * h / (r2 * h * h + s2)) * hp
+            x_coef, d_coef = kappa * (1 - c * h), c
         alpha, beta = A + B * x_coef, B * d_coef
         if dps is not None:
             w = dps[i]
             if dps_normalised:
                 w = w / residual_rms(lam, h, s2, gain, var, kappa, counts).clamp(min=1e-30)
             alpha, beta = alpha - w * (kappa * h) ** 2, beta + w * kappa * h
+        mgain = alpha * mgain + B * (1 - ab[i].sqrt() * kappa)
         gain, var = alpha * gain + beta, alpha * alpha * var + gamma * gamma
-    return Transfer(gain, var)
+    return Transfer(gain, var, None if guided else mgain)
 
 
 def posterior(lam, h, s2) -> Transfer:
@@ -214,9 +247,16 @@ def w2_diagonal(mean1, var1, mean2, var2, counts=None) -> torch.Tensor:
     return terms.sum().sqrt()
 
 
-def w2_to_data(lam, transfer: Transfer, counts) -> torch.Tensor:
-    """W2 between the generated distribution N(0, var) and the data N(0, lam) over R^N (paper 1's objective)."""
-    return w2_diagonal(0.0 * lam, transfer.var, 0.0 * lam, lam, counts)
+def w2_to_data(lam, transfer: Transfer, counts, mean_power=None) -> torch.Tensor:
+    """W2 between the generated distribution N(0, var) and the data N(0, lam) over R^N (paper 1's objective).
+    With `mean_power` [K] (|m_k|^2 per bin of a prior N(m, C), lam then C's spectrum) the generated mean is
+    transfer.mean_gain * m, and the distance adds sum mean_power (mean_gain - 1)^2."""
+    if mean_power is None:
+        return w2_diagonal(0.0 * lam, transfer.var, 0.0 * lam, lam, counts)
+    if transfer.mean_gain is None:
+        raise CoupledError("a prior with a mean needs an unconditional sampler's transfer (its mean_gain)")
+    root = torch.as_tensor(mean_power, dtype=_f64).clamp(min=0).sqrt()
+    return w2_diagonal(root * transfer.mean_gain, transfer.var, root, lam, counts)
 
 
 def w2_to_posterior(lam, h, s2, transfer: Transfer, counts) -> torch.Tensor:
