@@ -116,9 +116,12 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     records, examples = [], []
     with torch.no_grad():
         for sev, specs in runs:
+            # a test run's examples show the headline's two estimates: the matched baseline's and the coupled pick's
+            shown = None if val is None else [label for k in sev for label in
+                                               (fair.matched_label(val["picks"], k), val["picks"][k]["coupled"]["method"])]
             recs, ex = evaluate(bundle, data, sev, specs=specs, seeds_for_level=seeds_for_level or _level_seeds(ev),
                                 batch_size=ev["batch_size"], device=device, progress=progress,
-                                corruption_seed=ev.get("corruption_seed", CORRUPTION_SEED))
+                                corruption_seed=ev.get("corruption_seed", CORRUPTION_SEED), example_labels=shown)
             records += recs
             examples += ex
     # what ran: each label's own options (they override the sampling section's step counts and method options)

@@ -238,13 +238,14 @@ def zero_shot_specs(specs, samplers, prior) -> list[MethodSpec]:
 
 def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, batch_size: int = 250,
              corruption_seed: int = CORRUPTION_SEED, device="cpu", progress: bool = True, n_examples: int = 3,
-             score_estimates: bool = True):
+             score_estimates: bool = True, example_labels=None):
     """Every spec over every corruption and severity of `severities` ({name: {level: severity}}).
 
     Returns (records, example_rows): records as `report.summarise` reads them (one per spec, corruption,
     severity and seed; deterministic methods run on the first seed only), and rows for
     `report.plot_examples` (heavy severity, first seed, items where a coupled method changed the answer).
-    `score_estimates`: as `run_specs`.
+    `score_estimates`: as `run_specs`. `example_labels`: the spec labels whose estimates the examples show beside
+    sequential's (default: the coupled ones; a fair test run passes its matched baseline and coupled pick).
     """
     domain = get_domain(getattr(bundle, "domain", None))
     device = torch.device(device)
@@ -277,7 +278,7 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
                              signal_seconds=seconds, measurement=measurement, score_estimates=score_estimates)
         if first and level == "heavy":
             examples += _example_rows(name, domain.severity_value(sev), rep, degraded, outcomes, {s.label: s.method for s in todo}, n_examples,
-                                      domain.example_panel)
+                                      domain.example_panel, example_labels)
         for spec in todo:
             r = outcomes[spec.label]
             records.append({"method": spec.label, "base_method": spec.method, "settings": dict(spec.options),
@@ -287,11 +288,13 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
     return records, examples
 
 
-def _example_rows(name, sev, data, degraded, outcomes, methods: dict, n, panel):
-    """Items where a coupled method's answer differs from sequential's: clean / degraded / each x_hat, each drawn
-    by the domain's `panel` (signal -> picture)."""
+def _example_rows(name, sev, data, degraded, outcomes, methods: dict, n, panel, shown=None):
+    """Items where a coupled method's answer differs from sequential's: clean / degraded / sequential's x_hat and
+    that of each label of `shown` that ran (default: the coupled ones), each drawn by the domain's `panel`
+    (signal -> picture)."""
     seq = outcomes.get("sequential")
     coupled = [label for label, m in methods.items() if m in COUPLED]
+    shown = coupled if shown is None else [label for label in dict.fromkeys(shown) if label in outcomes and label != "sequential"]
     if seq is None:
         return []
     changed = np.zeros(len(degraded), dtype=bool)
@@ -305,7 +308,7 @@ def _example_rows(name, sev, data, degraded, outcomes, methods: dict, n, panel):
         label = data.labels[i].item() if torch.is_tensor(data.labels) else data.labels[i]
         n_i = None if data.lengths is None else int(data.lengths[i])
         signals = [(f"clean ({label})", data.signals[i, ..., :n_i]), (f"{name} {sev:g}", degraded[i, ..., :n_i])]
-        for m in ("sequential", *coupled):
+        for m in ("sequential", *shown):
             if outcomes[m]["x_hat"] is not None:
                 pred = outcomes[m]["pred"][i].item() if hasattr(outcomes[m]["pred"][i], "item") else outcomes[m]["pred"][i]
                 signals.append((f"{m}: {pred}{'' if pred == label else ' (wrong)'}", outcomes[m]["x_hat"][i][..., :n_i]))
