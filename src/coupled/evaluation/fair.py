@@ -91,11 +91,15 @@ def candidate_grid(guidance: float = 3.0, grid: str = "full", observation_weight
 
 def _compact_grid(guidance: float) -> list[MethodSpec]:
     """About a third of the full grid: each method at the step counts where the full grid's picks sit (one and two
-    signal steps, five logit steps), and sequential at five signal steps too."""
+    signal steps, five logit steps), and sequential at five signal steps too, with the sampling section's eta and,
+    at two and five steps, with eta 1 (the full grid tries both; a stochastic sequential chain can beat a
+    deterministic one, as on speech reverberation)."""
     nets = tuple(SIGNAL_NETS)
     specs = [_spec("noisy", {}), *(_spec(m, {}) for m in REFERENCE_METHODS)]
     for net, steps in itertools.product(nets, (1, 2, 5)):
         specs.append(_spec("sequential", {"signal_net": net, "signal_steps": steps}))
+    for net, steps in itertools.product(nets, (2, 5)):
+        specs.append(_spec("sequential", {"signal_net": net, "signal_steps": steps, "signal_eta": 1.0}))
     specs += [_spec("one_step", {"signal_net": net}) for net in nets]
     specs.append(_spec("predictive", {}))
     specs.append(_spec("purification", {"noise_fraction": 0.3, "signal_steps": 1}))
