@@ -14,35 +14,15 @@ import pytest
 import torch
 
 from coupled.analysis import (
-    bin_counts, circulant_report, design_guidance, fourier_moment, gaussian_blur_gains, grid_alpha_bar,
-    power_law_spectrum, power_spectrum_2d, real_fourier_basis, sampler_transfer, w2_to_data, w2_to_posterior,
+    circulant_report, design_guidance, fourier_moment, grid_alpha_bar,
+    power_spectrum_2d, sampler_transfer, w2_to_data, w2_to_posterior,
 )
-from coupled.engine import VPProcess, sample
+from coupled.engine import sample
 from coupled.engine.gaussian import GaussianPrior
 from coupled.engine.operators import Measurement, Separable
 from coupled.errors import CoupledError
 
-N, SAMPLES, TOL = 16, 20000, 4.0
-PROCESS = VPProcess(1000)
-LAM = power_law_spectrum(N)
-COUNTS = bin_counts(N)
-F, BIN = real_fourier_basis(N)
-H = gaussian_blur_gains(N, 1.0)
-S2 = 1e-2
-
-
-def _circulant(per_bin):
-    return F.T @ torch.diag(per_bin[BIN]) @ F
-
-
-def _agree(out, mean, var):
-    y = out.double() @ F.T
-    n = y.shape[0]
-    v = var[BIN]
-    mean_z = (y.mean(0) - mean) / (v / n).sqrt()
-    var_z = (y.var(0) - v) / (v * math.sqrt(2 / (n - 1)))
-    assert mean_z.abs().max() < TOL, mean_z
-    assert var_z.abs().max() < TOL, var_z
+from .lab import BIN, COUNTS, F, H, LAM, N, PROCESS, S2, SAMPLES, TOL, _agree, _circulant
 
 
 def _stationary(n, size=8, seed=0):

@@ -12,40 +12,19 @@ import pytest
 import torch
 
 from coupled.analysis import (
-    Transfer, bin_counts, design_grid, design_guidance, gaussian_blur_gains, grid_alpha_bar, posterior,
-    power_law_spectrum, real_fourier_basis, sampler_transfer, w2_diagonal, w2_to_data, w2_to_posterior,
+    Transfer, design_grid, design_guidance, grid_alpha_bar, posterior,
+    sampler_transfer, w2_diagonal, w2_to_data, w2_to_posterior,
 )
 from coupled.engine import VPProcess, ddim_step, ddpm_step, sample
 from coupled.engine.gaussian import GaussianPrior
 from coupled.errors import CoupledError
 
-N, SAMPLES, TOL = 16, 20000, 4.0
-PROCESS = VPProcess(1000)
-LAM = power_law_spectrum(N)
-COUNTS = bin_counts(N)
-F, BIN = real_fourier_basis(N)
-H = gaussian_blur_gains(N, 1.0)
-S2 = 1e-2
-
-
-def _circulant(per_bin):
-    return F.T @ torch.diag(per_bin[BIN]) @ F
+from .lab import BIN, COUNTS, F, H, LAM, N, PROCESS, S2, SAMPLES, TOL, _agree, _circulant
 
 
 PRIOR = GaussianPrior(torch.zeros(N), _circulant(LAM).float())
 DENOISE = PRIOR.denoiser(PROCESS)
 A = _circulant(H)
-
-
-def _agree(out, mean, var):
-    """Per coordinate of the Fourier basis: empirical mean and variance of `out` [n, N] vs the closed form."""
-    y = out.double() @ F.T
-    n = y.shape[0]
-    v = var[BIN]
-    mean_z = (y.mean(0) - mean) / (v / n).sqrt()
-    var_z = (y.var(0) - v) / (v * math.sqrt(2 / (n - 1)))
-    assert mean_z.abs().max() < TOL, mean_z
-    assert var_z.abs().max() < TOL, var_z
 
 
 def test_the_real_fourier_basis_diagonalises_circulant_matrices():
