@@ -112,3 +112,13 @@ def test_headline_paired_interval_and_per_seed_deltas():
                              {"picks": picks})
     nested_row = next(line for line in table.splitlines() if "nested (logits)" in line)
     assert "| 0.700 |" in nested_row and nested_row.split("|")[6].strip().startswith("+")  # Δ vs sequential > 0
+
+
+def test_the_compact_grid_tries_sequential_at_eta_1_as_the_full_grid_does():
+    """On speech reverb an untuned eta-1 sequential chain beat the compact grid's tuned baseline on test."""
+    from coupled.evaluation.fair import candidate_grid
+
+    for grid in ("compact", "full"):
+        etas = {(s.options["signal_steps"], s.options.get("signal_eta")) for s in candidate_grid(grid=grid)
+                if s.method == "sequential" and s.options.get("signal_net") == "joint"}
+        assert {(2, 1.0), (5, 1.0)} <= etas, grid
