@@ -29,7 +29,8 @@ ECG_DEFAULTS: dict = {
     "classifier": {**DEFAULTS["classifier"], "net": {"num_classes": 3}},
 }
 # the config's `data` section: kind -> keys (the first kind is the default)
-DATA_KINDS = {"synthetic": {"kind", "seed"},
+# synthetic `patients`: [train, val, test] patient counts instead of synth.SPLITS' (600, 100, 200), e.g. for tests
+DATA_KINDS = {"synthetic": {"kind", "seed", "patients"},
               "cinc2017": {"kind", "seed", "root", "fractions"},
               "wfdb": {"kind", "seed", "root", "labels", "fractions"}}
 
@@ -70,11 +71,15 @@ class ECGDomain(Domain):
             from .loaders import load_folder_splits
 
             return load_folder_splits(data)
+        from ...errors import CoupledError
         from .synth import cached_split
 
+        counts = data.get("patients") or [None] * 3
+        if len(counts) != 3 or any(c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 3) for c in counts):
+            raise CoupledError(f"data.patients must be three patient counts >= 3 (train, val, test), got {counts!r}")
         out = {}
-        for split in self.splits:
-            x, y, pid, _ = cached_split(split, int(data.get("seed", 0)))
+        for split, n in zip(self.splits, counts):
+            x, y, pid, _ = cached_split(split, int(data.get("seed", 0)), n)
             out[split] = LabelledSignals(torch.tensor(x), torch.tensor(y), len(CLASS_NAMES),
                                          f"ecg_synthetic/{split}")
         return out

@@ -58,11 +58,14 @@ class RhythmCNNConfig(_Config):
 
 @dataclass(frozen=True)
 class SignalUNetConfig(_Config):
-    """`channels[i]`: the width after i stride-2 downsamplings (2500 -> 1250 -> 625 -> 313 for three levels)."""
+    """`patch`: the trace enters as non-overlapping patches of this many samples (a stride-`patch` conv; a transposed
+    conv of the same stride writes the output), so the U-Net runs at length / patch: 2500 / 4 = 625, then
+    `channels[i]` is the width after i stride-2 downsamplings (625 -> 313 -> 157 for two levels)."""
 
     length: int = LENGTH
     num_classes: int = 3
-    channels: tuple = (16, 32, 48)
+    patch: int = 4
+    channels: tuple = (32, 48, 64)
     kernel: int = 5
     time_dim: int = 128
     mid_blocks: int = 2
@@ -154,7 +157,9 @@ class SignalUNet1d(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
         self.logit_mlp = nn.Sequential(nn.Linear(cfg.num_classes, e), nn.SiLU(), nn.Linear(e, e))
         self.null_logits = nn.Parameter(torch.zeros(e))
-        self.conv_in = nn.Conv1d(2, ch[0], k, padding=k // 2)
+        if cfg.length % cfg.patch:
+            raise CoupledError(f"SignalUNetConfig.patch={cfg.patch} must divide length={cfg.length}; pick a divisor")
+        self.conv_in = nn.Conv1d(2, ch[0], cfg.patch, stride=cfg.patch)
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         c_prev = ch[0]
         for c in ch:
@@ -168,7 +173,7 @@ class SignalUNet1d(nn.Module):
             self.up.append(_ResBlock(2 * c, c, e, k, g))
             c_prev = c
         self.norm_out = _norm(ch[0], g)
-        self.conv_out = nn.Conv1d(ch[0], 1, k, padding=k // 2)
+        self.conv_out = nn.ConvTranspose1d(ch[0], 1, cfg.patch, stride=cfg.patch)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 

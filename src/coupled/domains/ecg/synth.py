@@ -163,9 +163,6 @@ def make_split(split: str, seed: int = 0, patients: int | None = None, segments:
 
 
 @functools.lru_cache(maxsize=6)
-def cached_split(split: str, seed: int = 0):
-    """`make_split(split, seed)`, kept for the process (the stages of one `coupled train` share it); read-only arrays."""
-    out = make_split(split, seed)
-    for a in out[:3]:
-        a.setflags(write=False)
-    return out
+def cached_split(split: str, seed: int = 0, patients: int | None = None):
+    """`make_split(split, seed, patients)`, kept for the process (the stages of one `coupled train` share it)."""
+    return make_split(split, seed, patients)
