@@ -48,7 +48,8 @@ class ECGDomain(Domain):
     a logit MLP; macro-F1 as the task score."""
 
     name = "ecg"
-    commands = ("train", "evaluate", "reproduce", "calibrate", "tune")
+    commands = ("train", "evaluate", "reproduce", "calibrate", "tune", "demo")
+    demo_config = "configs/ecg.yaml"  # `coupled demo --domain ecg`
     default_arch = {"classifier": "ecg_cnn", "signal": "ecg_unet", "logits": "ecg_logit_net"}
     shape_keys = ("length",)
     samples_per_second = float(RATE)
@@ -133,9 +134,19 @@ class ECGDomain(Domain):
         return macro_f1_counts(refs, hyps, len(CLASS_NAMES))
 
     # ---- report and input
-    def example_panel(self, signal):
+    def example_panel(self, signal, height: int = 120, seconds: float = 2.5):
+        """The trace's first `seconds` drawn as a dark line on white ([height, ceil(125 * seconds)] in [-1, 1], what the
+        report's grey panels show; every second sample, amplitude -1.5 .. 1.5 bottom to top, clipped, consecutive
+        samples joined, the line 3 pixels thick): the report's grid draws panels at equal aspect, so a whole 10-s
+        trace would be a hairline strip."""
         a = np.asarray(signal.detach().cpu() if hasattr(signal, "detach") else signal, dtype=np.float32).reshape(-1)
-        return np.repeat(a[None, ::4], 40, axis=0)
+        a = a[: int(seconds * RATE):2]
+        rows = np.round((1.0 - (np.clip(a, -1.5, 1.5) + 1.5) / 3.0) * (height - 1)).astype(int)
+        img = np.ones((height, len(rows)), dtype=np.float32)
+        for j, r in enumerate(rows):
+            lo, hi = sorted((r, rows[j - 1] if j else r))
+            img[max(lo - 1, 0):hi + 2, j] = -1.0
+        return img
 
     def read_input(self, path):
         """A .npy trace at 250 Hz, or a WFDB record (path without extension) / CinC 2017 .mat, as [N, 1, 2500]."""
