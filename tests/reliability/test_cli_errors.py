@@ -276,6 +276,10 @@ OPTION_ROWS = [
     (["train", "configs/speech.yaml", "--set", "signal.net.bins=64", "--stages", "signal"], "signal.net.bins"),
     (["train", "configs/speech.yaml", "--set", "corruptions.train_severity.reverb_noise=[0.4,1.0]", "--stages", "signal"],
      "corruptions.train_severity.reverb_noise"),
+    # the ECG domain (issue 19): its data kinds and its networks' options
+    (["train", "configs/ecg.yaml", "--set", "data.kind=physionet", "--stages", "classifier"], "data.kind must be one of synthetic, cinc2017, wfdb"),
+    (["train", "configs/ecg.yaml", "--set", "data.root=x", "--stages", "classifier"], "data.root"),
+    (["train", "configs/ecg.yaml", "--set", "signal.net.widht=3", "--stages", "signal"], "unknown SignalUNetConfig option(s) ['widht']"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
 ]

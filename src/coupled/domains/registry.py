@@ -7,7 +7,8 @@ signal metrics, the readout of logits into answers and the task score, example p
 how a user's input file is read. Training, evaluation, the config and the CLI ask `get_domain(name)` for it
 (a config's `domain:` key, default `image`) instead of importing a domain.
 
-The built-in domains (image, speech, gaussian, gmm) register themselves when the registry is first asked; a
+The built-in domains (every package under `coupled/domains/` with a `domain.py`, and every other module there but
+this one: image, speech, gaussian, gmm, ecg) register themselves when the registry is first asked; a
 user's domain registers when its module is imported, which a config may ask for with
 `domain: my_pkg.my_domain:DOMAIN` (the module is imported and the object registered under its `name`).
 
@@ -36,10 +37,10 @@ __all__ = ["Domain", "Registry", "LabelledSignals", "register_domain", "get_doma
            "domain_spec",
            "check_num_classes", "corrupt_items"]
 
-# the domains shipped with the library, imported (and so registered) on the registry's first use, in this order
-_BUILTIN = ("coupled.domains.image.domain", "coupled.domains.speech.domain", "coupled.domains.gaussian",
-            "coupled.domains.gmm.domain")
-_BUILTIN_NAMES = ("image", "speech", "gaussian", "gmm")  # listed first, in this order, whichever was imported first
+# the domains shipped with the library are found on the registry's first use (`_builtin_modules`): a new domain
+# folder with a `domain.py` needs no edit here; these are imported first and listed first, in this order
+_BUILTIN_ORDER = ("image", "speech", "gaussian", "gmm")
+_BUILTIN_NAMES: list[str] = []  # the built-in domains' names, in the order they registered
 _DOMAINS: dict[str, "Domain"] = {}
 _SPECS: dict[str, str] = {}  # name -> "module.path:OBJECT" of a domain a config named by module (a plug-in)
 _loaded = False
@@ -457,12 +458,31 @@ class Domain:
 
 
 # ------------------------------------------------------------------------------------------------ registry
+def _builtin_modules() -> list[str]:
+    """The module of each built-in domain: `coupled.domains.NAME.domain` for a package with a `domain.py`,
+    `coupled.domains.NAME` for a module (but this registry), the names of `_BUILTIN_ORDER` first, then by name."""
+    import pkgutil
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    found = {}
+    for info in pkgutil.iter_modules([str(here)]):
+        if info.ispkg and (here / info.name / "domain.py").is_file():
+            found[info.name] = f"{__package__}.{info.name}.domain"
+        elif not info.ispkg and info.name != "registry":
+            found[info.name] = f"{__package__}.{info.name}"
+    order = [n for n in _BUILTIN_ORDER if n in found] + sorted(n for n in found if n not in _BUILTIN_ORDER)
+    return [found[n] for n in order]
+
+
 def _load_builtins() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in _BUILTIN:
+        for module in _builtin_modules():
+            before = set(_DOMAINS)
             importlib.import_module(module)
+            _BUILTIN_NAMES.extend(n for n in _DOMAINS if n not in before and n not in _BUILTIN_NAMES)
 
 
 def register_domain(domain: Domain) -> Domain:

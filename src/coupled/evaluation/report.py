@@ -81,17 +81,18 @@ def _check_record(i: int, r, signal_metrics=IMAGE_METRICS) -> None:
         raise CoupledError(f"record {i} field 'calls' must be a dict with numeric keys {list(_CALLS)}, got {r['calls']!r}")
 
 
-def _stack(recs: list[dict], key: str, n: int, where: str, ratio: bool = False) -> np.ndarray | None:
-    """Per-seed arrays of one field -> [S, N] float64 ([S, N, 2] for a ratio metric's scores), or None when no
-    seed has it."""
+def _stack(recs: list[dict], key: str, n: int, where: str, ratio: bool = False, columns: int | None = 2) -> np.ndarray | None:
+    """Per-seed arrays of one field -> [S, N] float64 ([S, N, M] for a ratio metric's scores of `columns` M counts
+    per item, None: any M), or None when no seed has it."""
     vals = [scores_of(r, key[6:]) if key.startswith("score_") else r[key] for r in recs]
     if all(v is None for v in vals):
         return None
     if any(v is None for v in vals):
         raise CoupledError(f"'{key}' is None for some seeds of {where} but not others; give it for every seed or for none")
     arrs = [np.asarray(v, dtype=np.float64) for v in vals]
-    if any(a.shape != ((n, 2) if ratio else (n,)) for a in arrs):
-        raise CoupledError(f"'{key}' of {where} must have {n} items ({'[N, 2] pairs' if ratio else '1-D'}) like every record of that corruption and severity, got shapes {[a.shape for a in arrs]}; score the same test items")
+    want = (n, columns or (arrs[0].shape[-1] if arrs[0].ndim == 2 else -1)) if ratio else (n,)
+    if any(a.shape != want for a in arrs):
+        raise CoupledError(f"'{key}' of {where} must have {n} items ({f'[N, {columns}] counts' if ratio and columns else '[N, M] counts' if ratio else '1-D'}) like every record of that corruption and severity, got shapes {[a.shape for a in arrs]}; score the same test items")
     return np.stack(arrs)
 
 
@@ -193,7 +194,7 @@ def summarise(records, *, domain: str, dataset: str, split: str, clean_accuracy:
         for m, recs in by_method.items():
             recs.sort(key=lambda r: int(r["seed"]))
             where = f"method '{m}' at {corruption} {severity:g}"
-            scores[m] = {ro: _stack(recs, f"score_{ro}", n, where, metric.ratio) for ro in READOUTS}
+            scores[m] = {ro: _stack(recs, f"score_{ro}", n, where, metric.ratio, metric.columns) for ro in READOUTS}
             scores[m].update({q: _stack(recs, q, n, where) for q in signal_metrics})
             if scores[m]["classifier"] is None and scores[m]["logits"] is None:
                 raise CoupledError(f"both 'score_classifier' and 'score_logits' are None for {where}; give at least one readout")

@@ -63,9 +63,9 @@ def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
     """
     _check_settings(n_boot, level)
     m = get_metric(metric)
-    v = _per_item(values, "values", m.ratio)
+    v = _per_item(values, "values", m.ratio, m.columns)
     if m.ratio:
-        return _quantiles(_statistics([v[:, 0], v[:, 1]], lambda a, b: a / b, n_boot, seed), level)
+        return _quantiles(_statistics(list(v.T), lambda *s: m.statistic(np.stack(s, -1)), n_boot, seed), level)
     n = v.shape[0]
     return _quantiles(_statistics([v], lambda s: s / n, n_boot, seed), level)
 
@@ -82,11 +82,13 @@ def paired_bootstrap(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.9
     """
     _check_settings(n_boot, level)
     m = get_metric(metric)
-    a, b = _per_item(a, "a", m.ratio), _per_item(b, "b", m.ratio)
+    a, b = _per_item(a, "a", m.ratio, m.columns), _per_item(b, "b", m.ratio, m.columns)
     if a.shape != b.shape:
         raise CoupledError(f"paired scores must cover the same items, got {a.shape[0]} and {b.shape[0]} items; score both methods on the same test items")
     if m.ratio:
-        stats = _statistics([a[:, 0], a[:, 1], b[:, 0], b[:, 1]], lambda an, ad, bn, bd: an / ad - bn / bd, n_boot, seed)
+        w = a.shape[1]
+        stats = _statistics([*a.T, *b.T], lambda *s: m.statistic(np.stack(s[:w], -1)) - m.statistic(np.stack(s[w:], -1)),
+                            n_boot, seed)
         if np.array_equal(a, b):
             return 0.0, 0.0, 0.0
         return (m.value(a) - m.value(b), *_quantiles(stats, level))
