@@ -439,6 +439,7 @@ def plot_pareto(val: dict, results: dict, path):
     validation candidate (best readout) as a point coloured by method, each method's frontier as a line, the
     overall Pareto frontier in black, and the test figures of the picks as stars."""
     import matplotlib
+    import matplotlib.ticker
 
     from .report import _figure, _save
 
@@ -449,7 +450,8 @@ def plot_pareto(val: dict, results: dict, path):
         {h[side]["method"] for h in results.get("headline", []) for side in ("coupled", "baseline")}
     # what this run evaluated gets a colour and a legend entry; the other candidates stay as grey points
     methods = [m for m in dict.fromkeys(r["method"] for r in val["candidates"]) if m in ran]
-    colour = {m: matplotlib.colormaps["tab10"](i % 10) for i, m in enumerate(methods)}
+    palette = matplotlib.colormaps["tab10" if len(methods) <= 10 else "tab20"]  # no two methods share a colour
+    colour = {m: palette(i % palette.N) for i, m in enumerate(methods)}
     handles = {}
     for ax, corruption in zip(axes, corruptions):
         metric = get_metric(val["picks"][corruption]["coupled"].get("metric", "accuracy"))
@@ -479,6 +481,11 @@ def plot_pareto(val: dict, results: dict, path):
                     handles[f"test: {side} pick"] = ax.plot([s["seconds_per_item"]], [s["value"]], mk, color=colour.get(s["method"], "k"),
                                                             ms=13, mec="k")[0]
         ax.set(xscale="log", title=f"{corruption} (heavy)", xlabel="measured seconds per item (log)", ylabel=metric.name)
+        # labels at 1, 2 and 5 of each decade, none on the minor ticks: matplotlib's default labels every minor
+        # tick of a narrow range, and they run into each other
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3, which="both")
     fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small")
     return _save(fig, path)
