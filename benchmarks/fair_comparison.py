@@ -13,7 +13,7 @@
         --wide --nets joint sequential --max-items 250 --val-file docs/results/fair_val_occlusion.json
     .venv/bin/python benchmarks/fair_comparison.py test --config configs/mnist_occlusion.yaml \
         --val-file docs/results/fair_val_occlusion.json --test-file docs/results/image_occlusion.json --out-dir docs/results/image_occlusion \
-        --levels heavy --headline-only   # what fitted the session (docs/results.md)
+        # every method at light, medium and heavy, 3 seeds (docs/results.md; add --levels heavy --headline-only for the headline alone)
 
 The bundle folder must hold the baselines' networks too (`coupled train configs/mnist.yaml --stages card
 finetuned sequential`). Selection rule and the candidate grid: `coupled.evaluation.fair`.
