@@ -19,7 +19,7 @@ import torch
 
 from coupled.checkpoint import save_weights
 from coupled.config import load_config
-from coupled.domains.ecg.dacl import DACL_TRAINING, train_dacl
+from coupled.domains.ecg.dacl import DACL_TRAINING, degraded_copies, train_dacl
 from coupled.domains.registry import domain_of
 
 
@@ -30,6 +30,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     for k, v in DACL_TRAINING.items():
         p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
+    p.add_argument("--degraded-copies", type=int, default=0,
+                   help="the variant dacl_degraded (not the paper's recipe): add this many degraded copies of every "
+                        "training trace (a random degradation of corruptions.train_severity each)")
+    p.add_argument("--name", default="dacl", help="the network file: dacl, or dacl_degraded for the variant")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -37,16 +41,22 @@ def main(argv=None):
     domain = domain_of(cfg)
     started = time.time()
     train = domain.load_splits(cfg)["train"]
-    net, log = train_dacl(train.signals, train.labels, seed=a.seed, progress=not a.quiet,
+    signals, labels = train.signals, train.labels
+    data = f"{train.name} ({len(train)} clean traces of the training patients)"
+    if a.degraded_copies:
+        ranges = cfg["corruptions"]["train_severity"]
+        signals = torch.cat([signals, degraded_copies(signals, ranges, a.degraded_copies, a.seed)])
+        labels = labels.repeat(1 + a.degraded_copies)
+        data += f" + {a.degraded_copies} degraded copies of each ({', '.join(f'{k} {v}' for k, v in ranges.items())})"
+    net, log = train_dacl(signals, labels, seed=a.seed, progress=not a.quiet,
                           training={k: getattr(a, k) for k in DACL_TRAINING})
-    meta = {"arch": "ecg_dacl", "domain": domain.name, "kind": "classifier", "stage": "dacl",
-            "net": net.cfg.to_dict(), "num_classes": net.cfg.num_classes, "logit_scale": 0.8,
-            "data": f"{train.name} ({len(train)} clean traces of the training patients)",
+    meta = {"arch": "ecg_dacl", "domain": domain.name, "kind": "classifier", "stage": a.name,
+            "net": net.cfg.to_dict(), "num_classes": net.cfg.num_classes, "logit_scale": 0.8, "data": data,
             "reference": "retrained reference: breaks the frozen-classifier premise", **log,
             "wall_seconds": round(time.time() - started, 1)}
     out = a.out or cfg["output"]
-    save_weights(out, "dacl", net.state_dict(), meta)
-    print(f"wrote {out}/dacl.safetensors in {meta['wall_seconds']:.0f} s "
+    save_weights(out, a.name, net.state_dict(), meta)
+    print(f"wrote {out}/{a.name}.safetensors in {meta['wall_seconds']:.0f} s "
           f"(training {log['train_seconds']:.0f} s; contrastive loss {log['contrastive_loss']:.3f}, head loss {log['head_loss']:.3f})")
 
 

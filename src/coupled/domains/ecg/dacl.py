@@ -175,6 +175,26 @@ def diffusion_views(z0: torch.Tensor, timesteps, abar: torch.Tensor, g: torch.Ge
     return torch.cat(views)
 
 
+def degraded_copies(signals: torch.Tensor, ranges: dict, copies: int, seed: int) -> torch.Tensor:
+    """`copies` degraded copies of training traces `signals` [N, 1, L] ([copies * N, 1, L], copy-major): each trace
+    gets one of the degradations of `ranges` ({name: [lo, hi]}, a config's `corruptions.train_severity`), drawn
+    uniformly, at a severity uniform in its range, from the "training" stream of `seed` (never the test corruption
+    seed). For the variant `dacl_degraded`, which is not the paper's recipe."""
+    from ...seeds import stream_seed
+    from .degrade import CORRUPTIONS
+
+    g = torch.Generator().manual_seed(stream_seed("training", seed, 0xDAC, 1))
+    names = sorted(ranges)
+    out = []
+    for _ in range(copies):
+        for x in signals:
+            name = names[int(torch.randint(len(names), (1,), generator=g))]
+            lo, hi = ranges[name]
+            severity = lo + (hi - lo) * float(torch.rand((), generator=g))
+            out.append(CORRUPTIONS[name](x[None], severity, g))
+    return torch.cat(out) if out else signals[:0]
+
+
 DACL_TRAINING = {"vae_steps": 800, "vae_beta": 1e-3, "contrastive_steps": 1500, "head_steps": 500,
                  "batch_size": 64, "lr": 2e-3}
 

@@ -52,8 +52,11 @@ class ECGDomain(Domain):
     demo_config = "configs/ecg.yaml"  # `coupled demo --domain ecg`
     default_arch = {"classifier": "ecg_cnn", "signal": "ecg_unet", "logits": "ecg_logit_net"}
     # DACL (Zewail, arXiv 2509.20048; dacl.py): a robust encoder retrained on the training patients, run on the degraded
-    # trace in place of the frozen classifier: a retrained reference that breaks the frozen-classifier premise
-    reference_methods = {"dacl": ("noisy", "dacl", "python benchmarks/ecg_dacl.py --out FOLDER")}
+    # trace in place of the frozen classifier: a retrained reference that breaks the frozen-classifier premise.
+    # `dacl_degraded` (not the paper's recipe): the same, trained on each clean trace and one degraded copy of it
+    reference_methods = {"dacl": ("noisy", "dacl", "python benchmarks/ecg_dacl.py --out FOLDER"),
+                         "dacl_degraded": ("noisy", "dacl_degraded", "python benchmarks/ecg_dacl.py --degraded-copies 1 "
+                                           "--name dacl_degraded --out FOLDER")}
     shape_keys = ("length",)
     samples_per_second = float(RATE)
     data_kinds = DATA_KINDS
