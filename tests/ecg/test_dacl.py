@@ -64,6 +64,7 @@ def test_training_rejects_unknown_options_and_a_bad_encoder_shape():
 
 def test_the_reference_method_is_the_domains_own():
     assert get_domain("ecg").reference_methods["dacl"][:2] == ("noisy", "dacl")
+    assert get_domain("ecg").reference_methods["dacl_degraded"][:2] == ("noisy", "dacl_degraded")
     assert "dacl" not in get_domain("image").reference_methods
 
 
