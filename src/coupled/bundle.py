@@ -156,8 +156,7 @@ class Bundle:
                 how = own.get(name, "coupled train CONFIG --stages " + stage).replace("FOLDER", str(self.folder))
                 raise CoupledError(f"{self.folder} has no {name}.safetensors; train it with `{how}`")
             net, meta = load_net(self.folder, name, kind, self.domain)
-            if self.signal_net is not None:
-                check_signal_shapes(self.folder, self.domain, {"signal": self.signal_net, name: net}, "signal")
+            check_signal_shapes(self.folder, self.domain, {"signal": self.signal_net, name: net}, "signal")
             self._extra[name] = net.to(self.device)
             self.meta[name] = meta
         return self._extra[name], self.meta[name]

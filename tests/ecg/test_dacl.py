@@ -69,16 +69,19 @@ def test_the_reference_method_is_the_domains_own():
 
 
 @has_dacl
-def test_bundled_dacl_scores_its_reported_clean_macro_f1():
+@pytest.mark.parametrize("name", ["dacl", "dacl_degraded"])
+def test_bundled_dacl_scores_its_reported_clean_macro_f1(name):
     dom = get_domain("ecg")
-    net, meta = load_net(BUNDLE, "dacl", "classifier", dom)
+    net, meta = load_net(BUNDLE, name, "classifier", dom)
     assert isinstance(net, DACLNet) and meta["arch"] == "ecg_dacl"
     x, y, _, _ = make_split("test", 0, patients=30)  # the first 30 test patients: 90 traces
     torch.set_grad_enabled(False)
     score = dom.clean_score(net, LabelledSignals(torch.tensor(x), torch.tensor(y), 3, "ecg_synthetic/test"))
     reported = next(r["macro_f1"] for r in json.loads(RESULTS.read_text())["rows"]
-                    if r["corruption"] == "clean" and r["label"] == "dacl")
-    assert score >= reported - 0.1  # 90 of the 600 traces the report scores
+                    if r["corruption"] == "clean" and r["label"] == name)
+    # 90 of the 600 traces the report scores (0.956 and 0.912 there against 0.897 and 0.915 reported); an untrained
+    # or mis-loaded net answers near-constantly, 0.17-0.33
+    assert reported > 0.85 and score >= reported - 0.1
 
 
 @has_dacl
