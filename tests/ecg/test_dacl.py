@@ -7,6 +7,8 @@ import shutil
 import pytest
 import torch
 
+pytest.importorskip("kymatio.scattering1d.frontend.torch_frontend")  # the ecg extra's
+
 from coupled.bundle import load_bundle, load_net
 from coupled.domains.ecg.dacl import DACLConfig, DACLNet, diffusion_views, alpha_bar, supcon_loss, train_dacl
 from coupled.domains.ecg.synth import make_split
