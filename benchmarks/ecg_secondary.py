@@ -10,6 +10,12 @@ f(x_hat) for `classifier` (f(d) for noisy). Accuracy of the argmax, AUROC of the
 
     python benchmarks/ecg_secondary.py --picks docs/results/ecg_val.json --headline-only --seeds 0 1 2 \
         --out docs/results/ecg_secondary.json
+
+With --methods instead of --picks it scores the named methods as they are (no picks: e.g. the frozen classifier
+`noisy` and the retrained reference `dacl`, both deterministic, one seed) on the same degraded items and on the clean
+test traces (corruption "clean"):
+
+    python benchmarks/ecg_secondary.py --methods noisy dacl --seeds 0 --out docs/results/ecg_dacl.json
 """
 
 from __future__ import annotations
@@ -59,18 +65,21 @@ def _logits_of(bundle, spec, readout, degraded, seed, batch_size):
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/ecg.yaml")
-    p.add_argument("--picks", required=True, help="a picks file of coupled tune, e.g. docs/results/ecg_val.json")
+    p.add_argument("--picks", help="a picks file of coupled tune, e.g. docs/results/ecg_val.json")
+    p.add_argument("--methods", nargs="+", help="instead of --picks: these methods untuned, and on the clean traces too")
     p.add_argument("--headline-only", action="store_true", help="noisy, tuned sequential and the headline's two rows")
     p.add_argument("--level", default="heavy")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampling seeds")
     p.add_argument("--max-items", type=int, default=None, help="the first N test items (default: all)")
     p.add_argument("--out", default="runs/ecg_secondary.json")
     a = p.parse_args(argv)
+    if (a.picks is None) == (a.methods is None):
+        p.error("pass one of --picks (the tuned picks) or --methods (methods as they are)")
     use_threads(1)
     torch.set_grad_enabled(False)
     cfg = load_config(a.config)
     dom = get_domain("ecg")
-    picks = json.loads(open(a.picks).read())["picks"]
+    picks = json.loads(open(a.picks).read())["picks"] if a.picks else None
     bundle = load_bundle(cfg["output"], sampling=cfg["sampling"], domain="ecg")
     test = dom.load_splits(cfg)["test"]
     if a.max_items:
@@ -79,20 +88,25 @@ def main(argv=None) -> dict:
     labels = test.labels.numpy()
     af = labels == 1
     bs = cfg["evaluation"]["batch_size"]
-    out = {"config": a.config, "picks": a.picks, "level": a.level, "items": len(test), "sampling_seeds": a.seeds,
+    out = {"config": a.config, "picks": a.picks, "methods": a.methods, "level": a.level, "items": len(test), "sampling_seeds": a.seeds,
            "corruption_seed": cfg["evaluation"].get("corruption_seed", CORRUPTION_SEED), "rows": []}
-    for name, pick in picks.items():
-        sev = cfg["corruptions"]["severities"][name][a.level]
-        degraded = dom.corrupt_set(test.signals, name, sev, out["corruption_seed"], lengths=test.lengths, indices=test.ids)
-        degraded, _ = represent(bundle, degraded, test.lengths)
+    names = list(picks) if picks else ["clean", *cfg["corruptions"]["severities"]]
+    for name in names:
+        sev = None if name == "clean" else cfg["corruptions"]["severities"][name][a.level]
+        degraded = rep.signals if name == "clean" else \
+            dom.corrupt_set(test.signals, name, sev, out["corruption_seed"], lengths=test.lengths, indices=test.ids)
+        if name != "clean":
+            degraded, _ = represent(bundle, degraded, test.lengths)
         started = time.perf_counter()
-        for spec in fair.test_specs(picks, name, headline_only=a.headline_only):
+        specs = fair.test_specs(picks, name, headline_only=a.headline_only) if picks else \
+            [fair.MethodSpec(m, m, {}) for m in a.methods]
+        for spec in specs:
             base = spec.label.split("@")[0]
-            readout = "classifier" if spec.label.startswith("sequential@") else \
-                pick["baseline"]["readout"] if spec.label == fair.matched_label(picks, name) and spec.label != base else \
-                pick["per_method"][base]["readout"]
+            readout = "classifier" if not picks or spec.label.startswith("sequential@") else \
+                picks[name]["baseline"]["readout"] if spec.label == fair.matched_label(picks, name) and spec.label != base else \
+                picks[name]["per_method"][base]["readout"]
             seeds = a.seeds[:1] if spec.method == "noisy" else a.seeds
-            per_seed = []
+            per_seed, t0 = [], time.perf_counter()
             for seed in seeds:
                 logits = _logits_of(bundle, spec, readout, degraded, seed, bs)
                 pred = logits.argmax(-1).numpy()
@@ -101,7 +115,7 @@ def main(argv=None) -> dict:
                                  "auroc_af": auroc(torch.softmax(logits, -1)[:, 1].numpy(), af)})
             row = {"corruption": name, "severity": sev, "label": spec.label, "method": spec.method, "readout": readout,
                    "settings": spec.options, **{k: float(np.mean([s[k] for s in per_seed])) for k in per_seed[0]},
-                   "per_seed": per_seed}
+                   "seconds_per_item": (time.perf_counter() - t0) / (len(seeds) * len(test)), "per_seed": per_seed}
             out["rows"].append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "per_seed"}), flush=True)
         print(f"# {name}: {time.perf_counter() - started:.0f} s", flush=True)

@@ -32,8 +32,14 @@ def test_method_registry_and_every_list_of_methods_agree():
     assert set(METHOD_NETS) <= set(ALL_METHODS)
     assert {s.method for s in candidate_grid()} == set(ALL_METHODS), "every method enters the fair comparison"
     assert {s.options.get("signal_net", "joint") for s in candidate_grid()} == set(SIGNAL_NETS)
+    # `coupled evaluate --methods` also offers each domain's own reference methods (Domain.reference_methods), after
+    # the library's, and none of them may reuse a library method's name
+    from coupled.domains.registry import domain_names, get_domain
+
+    own = list(dict.fromkeys(m for d in domain_names() for m in get_domain(d).reference_methods))
+    assert not set(own) & set(ALL_METHODS)
     choices = _cli_choices()
-    assert choices["methods"] == list(ALL_METHODS) and choices["method"] == list(METHODS)
+    assert choices["methods"] == [*ALL_METHODS, *own] and choices["method"] == list(METHODS)
 
 
 def test_stage_registry_and_every_table_of_stages_agree():

@@ -133,13 +133,28 @@ class Bundle:
                 part.to(device)
         return self
 
+    @property
+    def reference_methods(self) -> dict:
+        """Reference method -> the engine method it runs: the library's (`methods.REFERENCE_METHODS`) and those of
+        the bundle's domain (`Domain.reference_methods`)."""
+        own = get_domain(self.domain).reference_methods
+        return {**REFERENCE_METHODS, **{name: spec[0] for name, spec in own.items()}}
+
+    @property
+    def method_nets(self) -> dict:
+        """Method -> the network file of the folder it needs beyond the bundle's own three (`methods.METHOD_NETS`
+        and the domain's reference methods' files)."""
+        own = get_domain(self.domain).reference_methods
+        return {**METHOD_NETS, **{name: spec[1] for name, spec in own.items()}}
+
     def _net(self, name: str, kind: str):
         """A baseline network of the folder (loaded once), with its metadata."""
         if name not in self._extra:
             if self.folder is None or not (self.folder / f"{name}.safetensors").is_file():
+                own = {spec[1]: spec[2] for spec in get_domain(self.domain).reference_methods.values()}
                 stage = next((s for s, outs in STAGE_OUTPUTS.items() if name in outs), "signal")
-                raise CoupledError(f"{self.folder} has no {name}.safetensors; train it with "
-                                   f"`coupled train CONFIG --stages {stage}`")
+                how = own.get(name, "coupled train CONFIG --stages " + stage).replace("FOLDER", str(self.folder))
+                raise CoupledError(f"{self.folder} has no {name}.safetensors; train it with `{how}`")
             net, meta = load_net(self.folder, name, kind, self.domain)
             check_signal_shapes(self.folder, self.domain, {"signal": self.signal_net, name: net}, "signal")
             self._extra[name] = net.to(self.device)
@@ -182,9 +197,10 @@ class Bundle:
         the unconditional prior of the folder `prior` (the evaluation binds each batch's measurement).
         """
         options = dict(options)
-        if self.coupling.signal_denoiser is None and method not in REFERENCE_METHODS and method != "card":
+        references = self.reference_methods
+        if self.coupling.signal_denoiser is None and method not in references and method != "card":
             # a classifier alone (no denoisers): the methods that need one fail in the engine, in one line
-            return self.coupling, REFERENCE_METHODS.get(method, method), options
+            return self.coupling, method, options
         check_sampling(self.meta["signal"].get("conditioning"), method, options, f"options of {method!r}")
         coupling = self.coupling
         if method == "predictive":  # its own regression net, shown d alone: no other net, chain or guidance applies
@@ -219,12 +235,12 @@ class Bundle:
             net, meta = self._net(METHOD_NETS["card"], "logits")
             coupling = replace(coupling, logit_denoiser=wrap_denoiser("logits", net, meta),
                                logit_chain=replace(coupling.logit_chain, process=process_from_dict(meta["process"])))
-        if method in REFERENCE_METHODS:
-            net, _ = self._net(METHOD_NETS[method], "classifier")
+        if method in references:
+            net, _ = self._net(self.method_nets[method], "classifier")
             c = coupling.classifier
             net = get_domain(self.domain).wrap_classifier(net, self.meta.get("signal"))
             coupling = replace(coupling, classifier=FrozenClassifier(net, c.num_classes, c.logit_scale))
-            method = REFERENCE_METHODS[method]
+            method = references[method]
         return coupling, method, options
 
 

@@ -217,7 +217,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from .methods import REFERENCE_METHODS
-    from .domains.registry import domain_names
+    from .domains.registry import domain_names, get_domain
     from .engine import METHODS, ZERO_SHOT
 
     from .cli_checks import (OneLineParser, accelerator, budget, count, device, folder, output_file, override, seed,
@@ -295,8 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only these corruptions of the config (default: all of them)")
     ev.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"],
                     help="only these severity levels (default: all three)")
-    ev.add_argument("--methods", nargs="+", choices=[*METHODS, *REFERENCE_METHODS], metavar="METHOD",
-                    help=f"methods to run (default: the paper's six); any of: {', '.join((*METHODS, *REFERENCE_METHODS))}")
+    # the library's reference methods and every registered domain's own (a domain's run only on its bundles)
+    references = [*REFERENCE_METHODS, *dict.fromkeys(m for d in domain_names() for m in get_domain(d).reference_methods)]
+    ev.add_argument("--methods", nargs="+", choices=[*METHODS, *references], metavar="METHOD",
+                    help=f"methods to run (default: the paper's six); any of: {', '.join((*METHODS, *references))}")
     ev.add_argument("--seeds", nargs="+", type=seed, help="sampling seeds at every level (default: the config's)")
     ev.add_argument("--picks", help="validation picks (docs/results/fair_val.json): run each method as tuned, "
                                     "add the cost-matched headline")

@@ -118,8 +118,10 @@ def available_methods(bundle) -> tuple[list[str], dict]:
     from pathlib import Path
 
     methods, skipped = [], {}
-    for m in (*METHODS, *REFERENCE_METHODS):
-        net = METHOD_NETS.get(m)
+    # a bundle's domain may add reference methods of its own (`Bundle.reference_methods`, `Bundle.method_nets`)
+    nets = getattr(bundle, "method_nets", METHOD_NETS)
+    for m in (*METHODS, *getattr(bundle, "reference_methods", REFERENCE_METHODS)):
+        net = nets.get(m)
         if net and (bundle.folder is None or not (Path(bundle.folder) / f"{net}.safetensors").is_file()):
             skipped[m] = f"{bundle.folder} has no {net}.safetensors"
             continue

@@ -178,6 +178,11 @@ class Domain:
     data_kinds: dict | None = None
     # role -> architecture used when a checkpoint's JSON names none (checkpoints written before `arch` was saved)
     default_arch: dict = {}
+    # the domain's own retrained references beside the library's (`methods.REFERENCE_METHODS`): name -> (the engine
+    # method it runs, the network file of the bundle it runs with in place of the frozen classifier, the command that
+    # trains that file), e.g. {"robust": ("noisy", "robust", "python train_robust.py --out FOLDER")};
+    # `coupled evaluate --methods NAME` runs one when the bundle holds its file (`Bundle.reference_methods`)
+    reference_methods: dict = {}
     # the network-config keys that fix the shape of a signal: every network of a bundle must agree on them
     shape_keys: tuple = ()
     # the range signals lie in: a signal denoiser's estimate is clipped to it (None: unbounded, e.g. a

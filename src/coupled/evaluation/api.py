@@ -65,7 +65,6 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     import torch
 
     from ..bundle import default_device, load_bundle
-    from ..methods import REFERENCE_METHODS
     from ..domains.registry import check_num_classes, domain_of
     from ..engine import METHODS
     from . import fair
@@ -100,7 +99,7 @@ def evaluate_config(cfg: dict, *, checkpoint=None, split: str | None = None, out
     if levels:
         severities = {k: {lv: s for lv, s in v.items() if lv in levels} for k, v in severities.items()}
     if val is None:
-        valid = (*METHODS, *REFERENCE_METHODS)
+        valid = (*METHODS, *bundle.reference_methods)  # the library's references and the domain's
         methods = tuple(methods or PAPER_METHODS)  # the paper's six; the equal-cost baselines run from picks
         bad = sorted(set(methods) - set(valid))
         if bad:

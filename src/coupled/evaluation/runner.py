@@ -69,6 +69,12 @@ def represent_split(bundle, data):
     return data if signals is data.signals and lengths is data.lengths else replace(data, signals=signals, lengths=lengths)
 
 
+def _engine_method(bundle, method: str) -> str:
+    """The engine method `method` runs: itself, or what a reference method of the library or of the bundle's domain
+    (`Bundle.reference_methods`) runs."""
+    return getattr(bundle, "reference_methods", REFERENCE_METHODS).get(method, method)
+
+
 def _readouts(method: str) -> tuple[str, ...]:
     return ("classifier",) if method in DETERMINISTIC else readouts(method)
 
@@ -167,7 +173,7 @@ def run_specs(bundle, clean: torch.Tensor, labels, degraded: torch.Tensor, specs
         o = out[spec.label]
         cat = lambda k: np.concatenate(o[k]) if o[k] else None  # noqa: E731
         pred = np.asarray(o["pred"])
-        ro = _readouts(spec.method)
+        ro = _readouts(_engine_method(bundle, spec.method))
         if lengths is None:
             x_hat = torch.cat(o["x_hat"]) if o["x_hat"] else None
         else:
@@ -272,7 +278,7 @@ def evaluate(bundle, data, severities: dict, *, specs, seeds_for_level=None, bat
             zero_shot = any(s.options.get("zero_shot") for s in specs) or (chain is not None and chain.zero_shot)
             measurement = domain.linear_measurement(name, sev, corruption_seed, data) if zero_shot else None
         first = seed == seeds_for_level(level)[0]
-        todo = [s for s in specs if first or s.method not in DETERMINISTIC]
+        todo = [s for s in specs if first or _engine_method(bundle, s.method) not in DETERMINISTIC]
         outcomes = run_specs(bundle, rep.signals, rep.labels, degraded, todo, seed, batch_size, device,
                              keep_x_hat=first and level == "heavy", lengths=rep.lengths, task=rep.task,
                              signal_seconds=seconds, measurement=measurement, score_estimates=score_estimates)

@@ -51,6 +51,12 @@ class ECGDomain(Domain):
     commands = ("train", "evaluate", "reproduce", "calibrate", "tune", "demo")
     demo_config = "configs/ecg.yaml"  # `coupled demo --domain ecg`
     default_arch = {"classifier": "ecg_cnn", "signal": "ecg_unet", "logits": "ecg_logit_net"}
+    # DACL (Zewail, arXiv 2509.20048; dacl.py): a robust encoder retrained on the training patients, run on the degraded
+    # trace in place of the frozen classifier: a retrained reference that breaks the frozen-classifier premise.
+    # `dacl_degraded` (not the paper's recipe): the same, trained on each clean trace and one degraded copy of it
+    reference_methods = {"dacl": ("noisy", "dacl", "python benchmarks/ecg_dacl.py --out FOLDER"),
+                         "dacl_degraded": ("noisy", "dacl_degraded", "python benchmarks/ecg_dacl.py --degraded-copies 1 "
+                                           "--name dacl_degraded --out FOLDER")}
     shape_keys = ("length",)
     samples_per_second = float(RATE)
     data_kinds = DATA_KINDS
@@ -101,7 +107,9 @@ class ECGDomain(Domain):
         from .networks import (LogitNet1d, LogitNetConfig, RhythmCNN, RhythmCNNConfig, SignalUNet1d,
                                SignalUNetConfig)
 
-        return {"classifier": {"ecg_cnn": _builder(RhythmCNN, RhythmCNNConfig)},
+        from .dacl import DACLConfig, DACLNet
+
+        return {"classifier": {"ecg_cnn": _builder(RhythmCNN, RhythmCNNConfig), "ecg_dacl": _builder(DACLNet, DACLConfig)},
                 "signal": {"ecg_unet": _builder(SignalUNet1d, SignalUNetConfig)},
                 "logits": {"ecg_logit_net": _builder(LogitNet1d, LogitNetConfig)}}
 
