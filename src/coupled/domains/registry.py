@@ -35,7 +35,7 @@ from ..scores import get_metric
 
 __all__ = ["Domain", "Registry", "LabelledSignals", "register_domain", "get_domain", "domain_names", "domain_of",
            "domain_spec",
-           "check_num_classes", "corrupt_items"]
+           "check_num_classes", "corrupt_items", "net_builder"]
 
 # the domains shipped with the library are found on the registry's first use (`_builtin_modules`): a new domain
 # folder with a `domain.py` needs no edit here; these are imported first and listed first, in this order
@@ -108,6 +108,17 @@ class LabelledSignals:
         lengths = None if self.lengths is None else self.lengths[idx]
         ids = None if self.ids is None else self.ids[idx]
         return LabelledSignals(self.signals[idx], labels, self.num_classes, self.name, lengths, self.task, ids)
+
+
+def net_builder(net_cls, cfg_cls) -> Callable:
+    """A `Domain.networks` entry for a net built from a frozen config dataclass: config dict ->
+    `net_cls(cfg_cls.from_dict(config))`, with `net_class` kept for `Domain.arch_of`'s isinstance checks."""
+
+    def build(config: dict):
+        return net_cls(cfg_cls.from_dict(config))
+
+    build.net_class = net_cls
+    return build
 
 
 def check_num_classes(data, num_classes: int) -> None:

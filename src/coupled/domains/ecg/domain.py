@@ -13,7 +13,7 @@ import copy
 import numpy as np
 
 from ...defaults import DEFAULTS
-from ..registry import Domain, LabelledSignals, register_domain
+from ..registry import Domain, LabelledSignals, net_builder, register_domain
 from .synth import CLASS_NAMES, LENGTH, RATE
 
 ECG_DEFAULTS: dict = {
@@ -33,14 +33,6 @@ ECG_DEFAULTS: dict = {
 DATA_KINDS = {"synthetic": {"kind", "seed", "patients"},
               "cinc2017": {"kind", "seed", "root", "fractions"},
               "wfdb": {"kind", "seed", "root", "labels", "fractions"}}
-
-
-def _builder(net_cls, cfg_cls):
-    def build(config: dict):
-        return net_cls(cfg_cls.from_dict(config))
-
-    build.net_class = net_cls
-    return build
 
 
 class ECGDomain(Domain):
@@ -109,9 +101,9 @@ class ECGDomain(Domain):
 
         from .dacl import DACLConfig, DACLNet
 
-        return {"classifier": {"ecg_cnn": _builder(RhythmCNN, RhythmCNNConfig), "ecg_dacl": _builder(DACLNet, DACLConfig)},
-                "signal": {"ecg_unet": _builder(SignalUNet1d, SignalUNetConfig)},
-                "logits": {"ecg_logit_net": _builder(LogitNet1d, LogitNetConfig)}}
+        return {"classifier": {"ecg_cnn": net_builder(RhythmCNN, RhythmCNNConfig), "ecg_dacl": net_builder(DACLNet, DACLConfig)},
+                "signal": {"ecg_unet": net_builder(SignalUNet1d, SignalUNetConfig)},
+                "logits": {"ecg_logit_net": net_builder(LogitNet1d, LogitNetConfig)}}
 
     def signal_shape(self, net):
         cfg = getattr(net, "cfg", None)

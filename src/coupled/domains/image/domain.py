@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from ...defaults import DEFAULTS
-from ..registry import Domain, register_domain
+from ..registry import Domain, net_builder, register_domain
 
 # the generic defaults with the image experiment's data and corruptions (configs/mnist.yaml starts from these)
 IMAGE_DEFAULTS: dict = {
@@ -23,14 +23,6 @@ IMAGE_DEFAULTS: dict = {
         "calibration": {},
     },
 }
-
-
-def _builder(net_cls, cfg_cls):
-    def build(config: dict):
-        return net_cls(cfg_cls.from_dict(config))
-
-    build.net_class = net_cls
-    return build
 
 
 class ImageDomain(Domain):
@@ -102,9 +94,9 @@ class ImageDomain(Domain):
     def networks(self) -> dict:
         from .networks import ClassifierConfig, DigitClassifier, LogitNet, LogitNetConfig, SignalUNet, SignalUNetConfig
 
-        return {"classifier": {"digit_cnn": _builder(DigitClassifier, ClassifierConfig)},
-                "signal": {"signal_unet": _builder(SignalUNet, SignalUNetConfig)},
-                "logits": {"logit_net": _builder(LogitNet, LogitNetConfig)}}
+        return {"classifier": {"digit_cnn": net_builder(DigitClassifier, ClassifierConfig)},
+                "signal": {"signal_unet": net_builder(SignalUNet, SignalUNetConfig)},
+                "logits": {"logit_net": net_builder(LogitNet, LogitNetConfig)}}
 
     def signal_shape(self, net) -> tuple[int, int, int] | None:
         cfg = getattr(net, "cfg", None)
