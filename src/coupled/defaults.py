@@ -78,8 +78,10 @@ DEFAULTS: dict = {
             "nested": {"refresh_every": 2, "refresh_window": [0.5, 1.0]},
         },
     },
+    # corruption_seed: the seed of the fixed degraded items every method is evaluated on (another seed: new noise
+    # draws of the same items, e.g. to check a result on a second set of degradations)
     "evaluation": {"split": "test", "batch_size": 250, "seeds": [0, 1, 2], "heavy_seeds": 3, "other_seeds": 1,
-                   "max_items": None, "bootstrap": 2000},
+                   "max_items": None, "bootstrap": 2000, "corruption_seed": 12345},
     # picks: validation picks (benchmarks/fair_comparison.py val) the demo runs; null: the paper's six methods
     # corruptions: the demo's (at their heavy level); [] all of the config's
     "demo": {"items": 200, "seed": 0, "picks": None, "corruptions": []},

@@ -20,13 +20,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..defaults import DEFAULTS
 from ..methods import REFERENCE_METHODS, zero_shot_label
 from ..domains.registry import get_domain
 from ..engine import COUPLED, NOISELESS, SIGNAL_METHODS, Measurement, item_generators, readouts, run_method
 from ..errors import CoupledError
 from ..seeds import item_seeds
 
-CORRUPTION_SEED = 12345  # the seed of the fixed corrupted splits every method is evaluated on
+CORRUPTION_SEED = DEFAULTS["evaluation"]["corruption_seed"]  # the seed of the fixed corrupted splits every method is evaluated on
 # no sampling: one seed is all there is (noisy, predictive, and the reference methods that run one of them)
 DETERMINISTIC = (*NOISELESS, *(r for r, engine_method in REFERENCE_METHODS.items() if engine_method in NOISELESS))
 
