@@ -3,6 +3,7 @@ sequential and Parallel on checkpoints/mnist at the heavy level of each corrupti
 designed grid (engine `Chain.timesteps`) against its default uniform trailing cosine grid, at 3, 5 and 10 steps.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 10
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --table   # the table docs/results.md quotes
 
 The designed grid is `design_grid` on the training digits' raw power spectrum for the bundle's signal process (the
 cosine VP process of 1000 steps, the same as the generation prior's), read from docs/results/designs/
@@ -56,13 +57,31 @@ def specs(steps: int) -> list[MethodSpec]:
                                                 "signal_guidance": 1.0})]
 
 
+def table(path: Path) -> str:
+    """The markdown table of docs/results.md from grids_in_methods.json."""
+    out = json.loads(path.read_text())
+    rows = ["| steps | corruption (heavy) | method | default grid | designed grid | designed - default [95% CI] |",
+            "|---|---|---|---|---|---|"]
+    for s, cell in out["steps"].items():
+        for key, c in cell["cells"].items():
+            corruption, method = key.split("/")
+            lo, hi = c["delta_ci"]
+            rows.append(f"| {s} | {corruption} | {method} | {c['default']:.3f} | {c['designed']:.3f} | "
+                        f"{c['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+    return "\n".join(rows)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, nargs="+", default=[3, 5, 10])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--items", type=int, default=500)
     p.add_argument("--bootstrap", type=int, default=2000)
+    p.add_argument("--table", action="store_true", help="print the table of the stored results and stop")
     a = p.parse_args()
+    if a.table:
+        print(table(OUT / "grids_in_methods.json"))
+        return
     torch.set_num_threads(1)
     cfg = json.loads((BUNDLE / "config.json").read_text())
     splits = get_domain("image").load_splits(cfg)
