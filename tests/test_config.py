@@ -92,3 +92,22 @@ def test_evaluate_and_demo_take_the_sampling_stored_with_the_weights(tmp_path):
         checkpoint_sampling(cfg, over, warn=warn)
     (folder / "pipeline.json").unlink()  # no stored settings: the config's own
     assert checkpoint_sampling(cfg, over, warn=warn) == cfg["sampling"]
+
+
+def test_a_sampling_chain_takes_an_explicit_grid():
+    """sampling.signal.timesteps (engine Chain.timesteps): a list in the config, checked as a list of numbers here
+    and against the process when the chain is built; absent by default."""
+    from coupled.config import make_config
+    from coupled.errors import CoupledError
+    from coupled.bundle import chains_from_sampling
+    from coupled.engine import CentredProcess, VPProcess
+
+    assert "timesteps" not in make_config({})["sampling"]["signal"]
+    cfg = make_config({"sampling": {"signal": {"steps": 3, "sampler": "ddim", "timesteps": [973, 880, 480, -1]}}})
+    signal, _ = chains_from_sampling(VPProcess(1000), CentredProcess(), cfg["sampling"])
+    assert signal.grid.tolist() == [973, 880, 480, -1]
+    with pytest.raises(CoupledError, match="sampling.signal.timesteps must be null or a list"):
+        make_config({"sampling": {"signal": {"timesteps": "973"}}})
+    bad = make_config({"sampling": {"signal": {"steps": 2, "timesteps": [973, 880, 480, -1]}}})
+    with pytest.raises(CoupledError, match="needs 3 times"):
+        chains_from_sampling(VPProcess(1000), CentredProcess(), bad["sampling"])

@@ -67,6 +67,11 @@ def check_value(key: str, default, value) -> None:
     name = key.rsplit(".", 1)[-1]
     if name == "max_items" and value is None:
         return
+    if name == "timesteps":  # a chain's explicit grid; the Chain checks it against its process and steps
+        if value is not None and (not isinstance(value, list) or len(value) < 2
+                                  or not all(_is_number(t) and math.isfinite(t) for t in value)):
+            _fail(key, "be null or a list of grid times, noisiest first, ending with the terminal time (-1 for VP)", value)
+        return
     if default is None and name in NULLABLE_STRINGS:
         if value is not None and (not isinstance(value, str) or not value.strip()):
             _fail(key, f"be null or {NULLABLE_STRINGS[name]}", value)
@@ -185,6 +190,8 @@ def section_defaults(key: str, default: dict, user) -> dict:
     else:  # an option of this sampler that the defaults leave out (e.g. pc's denoise_final) may be set
         default = {**default, **{k: SAMPLER_OPTIONS[sampler][k] for k in user
                                  if k in SAMPLER_OPTIONS[sampler] and k not in default}}
+    if "timesteps" in user:  # an explicit grid (engine Chain.timesteps), unset by default
+        default = {**default, "timesteps": None}
     wrong = sorted(set(user) & (every - set(SAMPLER_OPTIONS[sampler])))
     if wrong:
         raise CoupledError(f"config key {key}.{wrong[0]} is not an option of sampler {sampler!r}; its options: "

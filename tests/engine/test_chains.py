@@ -58,3 +58,55 @@ def test_the_options_a_sampler_takes_get_their_defaults_and_round_trip():
         assert set(d) - {"process", "steps", "sampler", "spacing", "start_fraction"} == set(chain.options)
         assert Chain.from_dict(d) == chain
         assert chain.with_steps(2).options == chain.options
+
+
+# ------------------------------------------------------------------------------- explicit grids (timesteps)
+
+
+def _run(chain, seed=0, center=None):
+    """One trajectory of a fixed smooth toy denoiser (x0_hat = 0.5 tanh x), from a seeded prior."""
+    g = torch.Generator().manual_seed(seed)
+    state = chain.start((4, 6), g, center=center)
+    return chain.run(state, lambda x, t, center=None: 0.5 * torch.tanh(x), g).x
+
+
+@pytest.mark.parametrize("chain", [Chain(VP, 5, "ddim", eta=1.0), Chain(VP, 3, "ddpm"),
+                                   Chain(VP, 4, "ddim", spacing="leading"), Chain(CE, 5, "pc", corrector_steps=1)])
+def test_an_explicit_grid_equal_to_the_default_gives_identical_samples(chain):
+    center = torch.ones(4, 6) if chain.process.kind == "centred" else None
+    explicit = Chain(chain.process, chain.steps, chain.sampler, **chain.options,
+                     timesteps=tuple(chain.grid.tolist()))
+    assert torch.equal(explicit.grid, chain.grid)
+    assert torch.equal(_run(explicit, center=center), _run(chain, center=center))
+
+
+def test_a_different_explicit_grid_gives_different_samples_and_round_trips():
+    default = Chain(VP, 5, "ddim", eta=1.0)
+    designed = Chain(VP, 5, "ddim", eta=1.0, timesteps=[979, 939, 795, 507, 173, -1])  # JSON gives lists
+    assert designed.timesteps == (979, 939, 795, 507, 173, -1) and designed.grid.tolist()[:-1] == [979, 939, 795, 507, 173]
+    assert not torch.equal(_run(designed), _run(default))
+    d = designed.to_dict()
+    assert d["timesteps"] == [979, 939, 795, 507, 173, -1] and "timesteps" not in default.to_dict()
+    assert Chain.from_dict(d) == designed and Chain.from_dict(d) != default
+    assert designed.with_steps(5) is designed
+    centred = Chain(CE, 2, "pc", timesteps=torch.tensor([0.9, 0.2, 0.0]))
+    assert centred.timesteps == (pytest.approx(0.9), pytest.approx(0.2), 0.0)
+
+
+@pytest.mark.parametrize("build,match", [
+    (lambda: Chain(VP, 3, timesteps=(100, 500, 900, -1)), "strictly descend"),
+    (lambda: Chain(VP, 3, timesteps=(900, 500, 500, -1)), "strictly descend"),
+    (lambda: Chain(VP, 3, timesteps=(1000, 500, 100, -1)), r"lie in \[0, 999\]"),
+    (lambda: Chain(VP, 3, timesteps=(900, 500, 100)), "terminal time -1"),
+    (lambda: Chain(VP, 3, timesteps=(900, 500.5, 100, -1)), "integers"),
+    (lambda: Chain(VP, 3, timesteps=(900, 100, -1)), "needs 4 times"),
+    (lambda: Chain(VP, 3, timesteps="900"), "terminal time|sequence of times"),
+    (lambda: Chain(VP, 2, timesteps=(900, 100, -1), spacing="leading"), "replaces spacing"),
+    (lambda: Chain(VP, 2, timesteps=(900, 100, -1), start_fraction=0.5), "start_fraction"),
+    (lambda: Chain(VP, 2, timesteps=(900, 100, -1)).with_start(0.5), "start_fraction"),
+    (lambda: Chain(VP, 2, timesteps=(900, 100, -1)).with_steps(3), "has 2 steps, not 3"),
+    (lambda: Chain(CE, 2, "pc", timesteps=(1.0, 0.01, 0.0)), r"lie in \[0.03, 1\]"),
+    (lambda: Chain.from_dict({"process": VP.to_dict(), "steps": 2, "sampler": "ddim", "timesteps": [9, 5]}), "terminal"),
+])
+def test_bad_explicit_grids_are_one_line_errors(build, match):
+    _one_line_error(build, match)

@@ -44,6 +44,9 @@ class Chain:
     by `to_dict`). An option the sampler does not take is an error, so leave it unset (None); the ones
     it takes are filled with their defaults, so `Chain(vp, 5).eta == 0.0`. `spacing` picks the grid
     ('trailing' or 'leading' for VP, 'linear' for centred); None takes the process's default.
+    `timesteps` gives the grid explicitly instead (a designed one, `coupled.analysis.design_grid`): `steps` + 1 times
+    in `process.grid`'s format, strictly descending, the terminal time last (-1 for VP, whose times are training
+    steps); it replaces `spacing` and needs `start_fraction` 1 (the grid's first time is where it starts).
     `start_fraction` < 1 runs only the last part of the process's time range (purification, warm-started
     refreshes): such a chain starts from a noised estimate (`start_from`) rather than from the prior.
     """
@@ -60,6 +63,7 @@ class Chain:
     clip: tuple | None = None
     spacing: str | None = None
     start_fraction: float = 1.0
+    timesteps: tuple | None = None
     measurement: Measurement | None = field(default=None, repr=False, compare=False)
     _grid: torch.Tensor = field(init=False, repr=False, compare=False)
 
@@ -75,9 +79,29 @@ class Chain:
             raise CoupledError(f"a per-step weight needs one value per step ({self.steps}), got {len(self.weight)}")
         if self.measurement is not None and self.sampler not in ZERO_SHOT:
             raise CoupledError(f"sampler {self.sampler!r} takes no measurement; the zero-shot ones do: {', '.join(ZERO_SHOT)}")
-        spacing = {} if self.spacing is None else {"spacing": self.spacing}
-        grid = self.process.grid(self.steps, start=self.start_fraction, **spacing)
+        if self.timesteps is not None:
+            grid = self._explicit_grid()
+        else:
+            spacing = {} if self.spacing is None else {"spacing": self.spacing}
+            grid = self.process.grid(self.steps, start=self.start_fraction, **spacing)
         object.__setattr__(self, "_grid", grid)
+
+    def _explicit_grid(self) -> torch.Tensor:
+        if isinstance(self.timesteps, torch.Tensor):
+            object.__setattr__(self, "timesteps", tuple(self.timesteps.tolist()))
+        grid = self.process.check_grid(self.timesteps)
+        if grid.numel() != self.steps + 1:
+            raise CoupledError(f"an explicit grid of {self.steps} steps needs {self.steps + 1} times (the terminal last), "
+                               f"got {grid.numel()}; set steps to {grid.numel() - 1} or give another grid")
+        if self.spacing is not None:
+            raise CoupledError(f"an explicit grid (timesteps) replaces spacing={self.spacing!r}; set only one")
+        if self.start_fraction != 1.0:
+            raise CoupledError(f"an explicit grid (timesteps) sets its own start; it cannot run with "
+                               f"start_fraction={self.start_fraction}")
+        # JSON gives lists and a VP grid is integral: the recipe holds a tuple of the values as given back by to_dict
+        as_int = self.process.kind == "vp"
+        object.__setattr__(self, "timesteps", tuple(int(t) if as_int else float(t) for t in grid.tolist()))
+        return grid
 
     @property
     def options(self) -> dict:
@@ -95,8 +119,13 @@ class Chain:
         return calls_per_step(self.sampler, self.options)
 
     def with_steps(self, steps: int | None) -> "Chain":
-        """The same chain with another number of steps (None keeps it)."""
-        return self if steps is None or steps == self.steps else replace(self, steps=steps)
+        """The same chain with another number of steps (None keeps it; an explicit grid has its own count)."""
+        if steps is None or steps == self.steps:
+            return self
+        if self.timesteps is not None:
+            raise CoupledError(f"the chain's explicit grid (timesteps) has {self.steps} steps, not {steps}; "
+                               f"give a grid of {steps} steps")
+        return replace(self, steps=steps)
 
     def with_measurement(self, measurement: Measurement | None) -> "Chain":
         """The same recipe bound to one batch's observation (a zero-shot sampler's y = A x + n)."""
@@ -163,12 +192,13 @@ class Chain:
         return {
             "process": self.process.to_dict(), "steps": self.steps, "sampler": self.sampler, **self.options,
             "spacing": self.spacing, "start_fraction": self.start_fraction,
+            **({} if self.timesteps is None else {"timesteps": list(self.timesteps)}),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Chain":
         d = dict(d)
-        valid = {"process", "steps", "sampler", *_OPTION_FIELDS, "spacing", "start_fraction"}
+        valid = {"process", "steps", "sampler", *_OPTION_FIELDS, "spacing", "start_fraction", "timesteps"}
         unknown = set(d) - valid
         if unknown:
             raise CoupledError(f"unknown chain option(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}")

@@ -114,6 +114,23 @@ class _ProcessBase:
             raise CoupledError(f"steps={steps} exceeds the process's {limit} training steps; use at most {limit}")
         return steps
 
+    def check_grid(self, times) -> torch.Tensor:
+        """An explicit grid (as `grid` returns it: strictly descending times inside the process's range, then the
+        terminal time) as a float tensor; CoupledError otherwise."""
+        lo, hi, terminal = self._grid_range
+        try:
+            values = [float(t) for t in times]
+        except (TypeError, ValueError):
+            raise CoupledError(f"a grid must be a sequence of times, got {times!r}") from None
+        if len(values) < 2 or values[-1] != terminal:
+            raise CoupledError(f"a grid needs at least one time and must end with the terminal time {terminal:g}, got {times!r}")
+        inner = values[:-1]
+        if not all(lo - 1e-6 <= t <= hi + 1e-6 for t in inner):  # float32 grids round t_eps down; NaN fails
+            raise CoupledError(f"a grid's times must lie in [{lo:g}, {hi:g}] for this process, got {inner}")
+        if any(b >= a for a, b in zip(inner, inner[1:])):
+            raise CoupledError(f"a grid's times must strictly descend (noisiest first), got {inner}")
+        return torch.tensor(values)
+
 
 @dataclass(frozen=True)
 class VPProcess(_ProcessBase):
@@ -173,6 +190,17 @@ class VPProcess(_ProcessBase):
         else:
             raise CoupledError(f"unknown grid spacing {spacing!r}; choose 'leading' or 'trailing'")
         return torch.cat([ts, torch.tensor([-1.0])])
+
+    @property
+    def _grid_range(self):
+        """(lowest, highest, terminal) grid times: training steps 0 .. T - 1, then -1."""
+        return 0.0, float(self.num_train_steps - 1), -1.0
+
+    def check_grid(self, times) -> torch.Tensor:
+        grid = super().check_grid(times)
+        if not torch.equal(grid, grid.round()):
+            raise CoupledError(f"a VP grid's times are training steps (integers), got {grid[:-1].tolist()}")
+        return grid
 
     def prior(self, shape, generator, *, center=None, device=None, dtype=torch.float32) -> torch.Tensor:
         """A draw from N(0, I), the VP prior (the center is ignored)."""
@@ -244,6 +272,11 @@ class CentredProcess(_ProcessBase):
             raise CoupledError(f"unknown grid spacing {spacing!r} for a centred process; use 'linear'")
         top = self.t_eps + _check_start(start) * (1 - self.t_eps)
         return torch.cat([torch.linspace(top, self.t_eps, steps), torch.zeros(1)])
+
+    @property
+    def _grid_range(self):
+        """(lowest, highest, terminal) grid times: t_eps .. 1, then 0."""
+        return self.t_eps, 1.0, 0.0
 
     def prior(self, shape, generator, *, center=None, device=None, dtype=torch.float32) -> torch.Tensor:
         """center + sigma(1) noise, SGMSE+'s prior (the mean's residual e^{-theta} (x0 - center) is ignored)."""

@@ -1,0 +1,140 @@
+"""The laboratory's designed grids inside the methods (issue 18, item 3, the part not done in mnist_designs.py):
+sequential and Parallel on checkpoints/mnist at the heavy level of each corruption, the signal chain on the
+designed grid (engine `Chain.timesteps`) against its default uniform trailing cosine grid, at 3, 5 and 10 steps.
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 10
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --table   # the table docs/results.md quotes
+
+The designed grid is `design_grid` on the training digits' raw power spectrum for the bundle's signal process (the
+cosine VP process of 1000 steps, the same as the generation prior's), read from docs/results/designs/
+grid_designs.json (`mnist_designs.py grids` wrote it; computed here when missing). It is designed for
+*unconditional* generation (W2 between the Gaussian model's samples and the data); the chain here is the
+observation-conditioned denoiser, whose x0_hat is much closer to the answer at every step: whether the design
+transfers is the question. Methods as the validation picks run them (docs/results/fair_val.json): sequential with
+the joint signal net and eta 1; Parallel with 5 logit steps, switch_fraction 0.5, signal_guidance 1 and the
+classifier readout; only the signal steps change. Validation digits, 3 sampling seeds (the same per-item noise
+for both grids: common random numbers), paired bootstrap over digits of the seed-averaged per-digit accuracy
+(`coupled.evaluation.stats.paired_bootstrap`). Output: docs/results/designs/grids_in_methods.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from coupled.analysis import design_grid, power_spectrum_2d
+from coupled.atomic import atomic_write_json
+from coupled.bundle import load_bundle
+from coupled.domains.registry import get_domain
+from coupled.engine import VPProcess
+from coupled.evaluation.runner import MethodSpec, evaluate
+from coupled.evaluation.stats import bootstrap_ci, paired_bootstrap
+
+BUNDLE = Path("checkpoints/mnist")
+OUT = Path("docs/results/designs")
+HEAVY = {"pixel_noise": 0.716, "gaussian_noise": 3.928, "gaussian_blur": 2.126}
+
+
+def designed_grid(steps: int, process: VPProcess, train) -> list[int]:
+    """The raw-spectrum design at `steps` (engine format, -1 last), cached as mnist_designs.py caches it."""
+    path = OUT / "grid_designs.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    if str(steps) in cache:
+        return [*cache[str(steps)]["designed"], -1]
+    lam = power_spectrum_2d(train.signals)
+    return design_grid(lam, torch.ones_like(lam), process, steps).int().tolist()
+
+
+def specs(steps: int) -> list[MethodSpec]:
+    return [MethodSpec("sequential", "sequential", {"signal_net": "joint", "signal_steps": steps, "signal_eta": 1.0}),
+            MethodSpec("parallel", "parallel", {"signal_steps": steps, "logit_steps": 5, "switch_fraction": 0.5,
+                                                "signal_guidance": 1.0})]
+
+
+def table(path: Path) -> str:
+    """The markdown table of docs/results.md from grids_in_methods.json."""
+    out = json.loads(path.read_text())
+    rows = ["| steps | corruption (heavy) | method | default grid | designed grid | designed - default [95% CI] |",
+            "|---|---|---|---|---|---|"]
+    for s, cell in out["steps"].items():
+        for key, c in cell["cells"].items():
+            corruption, method = key.split("/")
+            lo, hi = c["delta_ci"]
+            rows.append(f"| {s} | {corruption} | {method} | {c['default']:.3f} | {c['designed']:.3f} | "
+                        f"{c['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+    return "\n".join(rows)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, nargs="+", default=[3, 5, 10])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--items", type=int, default=500)
+    p.add_argument("--bootstrap", type=int, default=2000)
+    p.add_argument("--table", action="store_true", help="print the table of the stored results and stop")
+    a = p.parse_args()
+    if a.table:
+        print(table(OUT / "grids_in_methods.json"))
+        return
+    torch.set_num_threads(1)
+    cfg = json.loads((BUNDLE / "config.json").read_text())
+    splits = get_domain("image").load_splits(cfg)
+    val = splits["val"]
+    if a.items < len(val.labels):
+        from dataclasses import replace
+
+        val = replace(val, signals=val.signals[:a.items], labels=val.labels[:a.items],
+                      ids=None if val.ids is None else val.ids[:a.items])
+    stored = json.loads((BUNDLE / "pipeline.json").read_text())["sampling"]
+    path = OUT / "grids_in_methods.json"
+    out = json.loads(path.read_text()) if path.exists() else {
+        "command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps S",
+        "split": "val", "items": len(val.labels), "seeds": a.seeds, "severities": HEAVY, "readout": "classifier",
+        "bootstrap": f"{a.bootstrap} paired resamples of validation digits (seed-averaged per digit)",
+        "design": "design_grid on the training digits' raw power spectrum, cosine VP 1000 (grid_designs.json 'designed')",
+        "steps": {}}
+    for s in a.steps:
+        started = time.time()
+        records = {}
+        grids = {}
+        for name in ("default", "designed"):
+            sampling = copy.deepcopy(stored)
+            sampling["signal"]["steps"] = s
+            bundle = load_bundle(BUNDLE, sampling=sampling)
+            process = bundle.coupling.signal_chain.process
+            if name == "designed":
+                sampling["signal"]["timesteps"] = designed_grid(s, process, splits["train"])
+                bundle = load_bundle(BUNDLE, sampling=sampling)
+            grids[name] = bundle.coupling.signal_chain.grid[:-1].int().tolist()
+            recs, _ = evaluate(bundle, val, {c: {"heavy": v} for c, v in HEAVY.items()}, specs=specs(s),
+                               seeds_for_level=lambda level: a.seeds, progress=False, n_examples=0, score_estimates=False)
+            records[name] = recs
+        cells = {}
+        for c in HEAVY:
+            for m in ("sequential", "parallel"):
+                per = {name: np.stack([r["score_classifier"] for r in records[name]
+                                       if r["corruption"] == c and r["method"] == m]).astype(float)
+                       for name in records}  # [seeds, items]
+                delta, lo, hi = paired_bootstrap(per["designed"], per["default"], n_boot=a.bootstrap)
+                cells[f"{c}/{m}"] = {
+                    "default": float(per["default"].mean()), "designed": float(per["designed"].mean()),
+                    "default_ci": list(bootstrap_ci(per["default"], n_boot=a.bootstrap)),
+                    "designed_ci": list(bootstrap_ci(per["designed"], n_boot=a.bootstrap)),
+                    "delta": delta, "delta_ci": [lo, hi],
+                    "per_seed": {name: per[name].mean(1).round(4).tolist() for name in per}}
+                print(f"{s} steps {c:15s} {m:10s} default {cells[f'{c}/{m}']['default']:.3f} designed "
+                      f"{cells[f'{c}/{m}']['designed']:.3f} delta {delta:+.3f} [{lo:+.3f}, {hi:+.3f}]", flush=True)
+        out["steps"][str(s)] = {"grids": grids, "cells": cells, "seconds": round(time.time() - started, 1)}
+        OUT.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, out)
+        print(f"{s} steps: {out['steps'][str(s)]['seconds']} s; grids {grids}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
