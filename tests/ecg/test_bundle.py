@@ -19,8 +19,8 @@ def test_bundled_classifier_scores_at_least_095_macro_f1_on_clean_test_patients(
     net, meta = load_net(BUNDLE, "classifier", "classifier", dom)
     x, y, _, _ = make_split("test", 0)  # the test patients of configs/ecg.yaml (data seed 0), as load_splits gives them
     test = LabelledSignals(torch.tensor(x), torch.tensor(y), 3, "ecg_synthetic/test")
-    torch.set_grad_enabled(False)
-    score = dom.clean_score(net, test)
+    with torch.no_grad():  # a context, not torch.set_grad_enabled(False): the switch would leak into later tests
+        score = dom.clean_score(net, test)
     logged = [json.loads(line) for line in (BUNDLE / "training_log.jsonl").read_text().splitlines()]
     recorded = next(r["test_macro_f1"] for r in logged if r.get("stage") == "classifier" and "test_macro_f1" in r)
     assert score >= 0.95

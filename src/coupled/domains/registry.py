@@ -331,7 +331,8 @@ class Domain:
     def arch_of(self, role: str, net) -> str:
         """The architecture name of a built network (recorded in its checkpoint JSON)."""
         for arch, builder in self.networks.get(role, {}).items():
-            if isinstance(builder, type) and isinstance(net, builder):
+            cls = builder if isinstance(builder, type) else getattr(builder, "net_class", None)  # `net_builder`'s
+            if cls is not None and isinstance(net, cls):
                 return arch
         return self.default_arch.get(role) or next(iter(self.networks.get(role, {"": None})))
 

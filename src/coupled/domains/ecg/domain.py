@@ -109,12 +109,6 @@ class ECGDomain(Domain):
         cfg = getattr(net, "cfg", None)
         return None if cfg is None else (1, cfg.length)
 
-    def arch_of(self, role: str, net) -> str:
-        for arch, build in self.networks.get(role, {}).items():
-            if isinstance(net, build.net_class):
-                return arch
-        return self.default_arch[role]
-
     # ---- metrics and score
     @property
     def signal_metrics(self) -> dict:

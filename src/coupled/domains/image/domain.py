@@ -102,12 +102,6 @@ class ImageDomain(Domain):
         cfg = getattr(net, "cfg", None)
         return None if cfg is None else (cfg.in_channels, cfg.image_size, cfg.image_size)
 
-    def arch_of(self, role: str, net) -> str:
-        for arch, build in self.networks.get(role, {}).items():
-            if isinstance(net, build.net_class):
-                return arch
-        return self.default_arch[role]
-
     # ---- metrics
     @property
     def signal_metrics(self) -> dict:
