@@ -40,7 +40,7 @@ __all__ = ["Domain", "Registry", "LabelledSignals", "register_domain", "get_doma
 # the domains shipped with the library are found on the registry's first use (`_builtin_modules`): a new domain
 # folder with a `domain.py` needs no edit here; these are imported first and listed first, in this order
 _BUILTIN_ORDER = ("image", "speech", "gaussian", "gmm")
-_BUILTIN_NAMES: list[str] = []  # the built-in domains' names, in the order they registered
+_BUILTIN_PACKAGES: list[str] = []  # the built-in domains' modules or packages, in listing order
 _DOMAINS: dict[str, "Domain"] = {}
 _SPECS: dict[str, str] = {}  # name -> "module.path:OBJECT" of a domain a config named by module (a plug-in)
 _loaded = False
@@ -496,10 +496,22 @@ def _load_builtins() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in _builtin_modules():
-            before = set(_DOMAINS)
+        modules = _builtin_modules()
+        _BUILTIN_PACKAGES.extend(m.rsplit(".", 1)[0] if m.endswith(".domain") else m for m in modules)
+        for module in modules:
             importlib.import_module(module)
-            _BUILTIN_NAMES.extend(n for n in _DOMAINS if n not in before and n not in _BUILTIN_NAMES)
+
+
+def _builtin_names() -> list[str]:
+    """The built-in domains' names in `_BUILTIN_PACKAGES`' order, whichever was imported first (a test or a user
+    may import the speech domain before the registry is asked): a domain is built in when its object's class lives
+    under one of those packages."""
+    def package_of(d):
+        module = type(d).__module__
+        return next((i for i, p in enumerate(_BUILTIN_PACKAGES) if module == p or module.startswith(p + ".")), None)
+
+    owned = {n: package_of(d) for n, d in _DOMAINS.items()}
+    return sorted((n for n, i in owned.items() if i is not None), key=lambda n: owned[n])
 
 
 def register_domain(domain: Domain) -> Domain:
@@ -519,7 +531,8 @@ def domain_names(command: str | None = None) -> list[str]:
     """The registered domains' names, the built-in ones first, then in registration order (those serving
     `command` when given)."""
     _load_builtins()
-    names = [n for n in _BUILTIN_NAMES if n in _DOMAINS] + [n for n in _DOMAINS if n not in _BUILTIN_NAMES]
+    builtin = _builtin_names()
+    names = builtin + [n for n in _DOMAINS if n not in builtin]
     return [n for n in names if command is None or command in _DOMAINS[n].commands]
 
 
