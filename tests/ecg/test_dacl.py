@@ -35,6 +35,19 @@ def test_dacl_net_maps_traces_to_logits_and_keeps_kymatio_filters_out_of_its_wei
         net(torch.randn(2, 2500))
 
 
+def test_dacl_answers_do_not_depend_on_the_batch_or_its_order():
+    """Per-item buffers only (no batch statistics): a trace's logits alone, in a batch and in a reversed batch agree."""
+    torch.manual_seed(0)
+    net = DACLNet(DACLConfig(latent=4, channels=(8, 16), embed=16, projection=8)).eval()
+    x = torch.randn(4, 1, 2500)
+    with torch.no_grad():
+        batch = net(x)
+        alone = torch.cat([net(x[i:i + 1]) for i in range(4)])
+        reversed_ = net(x.flip(0)).flip(0)
+    torch.testing.assert_close(batch, alone, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(batch, reversed_, rtol=1e-4, atol=1e-5)
+
+
 def test_supervised_contrastive_loss_is_lower_for_the_true_labels_than_for_shuffled_ones():
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(3).repeat(8)
