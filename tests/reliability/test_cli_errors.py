@@ -235,6 +235,8 @@ OPTION_ROWS = [
     # a generic key now (the generic evaluator reads it): every domain's config takes it and checks it
     (["evaluate", "configs/ecg.yaml", "--set", "evaluation.corruption_seed=-1"], "config key evaluation.corruption_seed must lie in"),
     (["evaluate", "configs/mnist.yaml", "--set", "evaluation.corruption_seed=abc"], "config key evaluation.corruption_seed must be an integer"),
+    (["evaluate", "configs/mnist.yaml", "--set", "sampling.signal.timesteps=abc"], "sampling.signal.timesteps must be null or a list"),
+    (["evaluate", "configs/mnist.yaml", "--set", "sampling.signal.timesteps=[5, 900, -1]"], "a grid's times must strictly descend"),
     (["evaluate", "configs/speech.yaml", "--set", "evaluation.task=phones"], "evaluation.task must be digits or keywords"),
     (["classify", "x.png", "--checkpoint", "{bundle}", "--pick-for", "pixel_noise"], "--pick-for goes with --picks FILE"),
     (["classify", "x.png", "--checkpoint", "{bundle}", "--picks", "{dir}/none.json"], "no such picks file"),
