@@ -93,22 +93,31 @@ def cmd_reproduce(args) -> None:
     import json
     import time
 
-    from .evaluation.api import evaluate_config
     from .atomic import atomic_write_json
-    from .training.run import train
+    from .commands import run
+    from .evaluation.api import evaluate_config
+    from .training.stages import STAGES
 
     cfg = _config(args)
-    _domain(cfg, "reproduce")
+    domain = _domain(cfg, "reproduce")
     t0 = time.time()
-    stages = train(cfg, resume=args.resume, devices=args.devices, accelerator=args.accelerator, progress=not args.quiet)
+    # every stage through the domain's dispatch: a domain that trains its classifier with its own code (speech's
+    # recogniser, which builds its corpus first) runs that as the classifier stage, the generic trainer the rest
+    stages = run(domain, "train", cfg, stages=list(STAGES), resume=args.resume, devices=args.devices,
+                 accelerator=args.accelerator, progress=not args.quiet)
     t_train = time.time() - t0
     for s in stages:  # a user's frozen classifier is installed, not trained: no steps
         steps = f"{s['steps']} steps" if "steps" in s else f"frozen ({s.get('frozen', 'installed')})"
         print(f"stage {s['stage']}: {steps}, {s.get('wall_seconds', 0):.0f} s", flush=True)
-    evaluate_config(cfg, out=args.out, progress=not args.quiet)
-    t_eval = time.time() - t0 - t_train
+    # the training's timing is written before the evaluation starts (evaluate_seconds null until it ends), so an
+    # evaluation stopped part-way still leaves the training's measured seconds
     timing = {"stages": [{k: s.get(k) for k in ("stage", "steps", "wall_seconds", "skipped")} for s in stages],
-              "train_seconds": round(t_train, 1), "evaluate_seconds": round(t_eval, 1)}
+              "train_seconds": round(t_train, 1), "evaluate_seconds": None}
+    atomic_write_json(f"{cfg['output']}/reproduce_timing.json", timing)
+    evaluate_config(cfg, out=args.out, progress=not args.quiet, max_items=args.max_items,
+                    corruptions=args.corruptions, levels=args.levels, methods=args.methods, picks=args.picks,
+                    headline_only=args.headline_only)
+    timing["evaluate_seconds"] = round(time.time() - t0 - t_train, 1)
     atomic_write_json(f"{cfg['output']}/reproduce_timing.json", timing)
     print(json.dumps(timing, indent=2))
 
@@ -215,6 +224,29 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _add_selection(sp) -> None:
+    """The flags that choose what an evaluation runs: `coupled evaluate`'s, and `coupled reproduce`'s after training."""
+    from .cli_checks import count
+    from .domains.registry import domain_names, get_domain
+    from .engine import METHODS
+    from .methods import REFERENCE_METHODS
+
+    sp.add_argument("--max-items", type=count(), default=None,
+                    help="evaluate a fixed random subset of this many items (default: the config's, else all)")
+    sp.add_argument("--corruptions", nargs="+", metavar="CORRUPTION",
+                    help="only these corruptions of the config (default: all of them)")
+    sp.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"],
+                    help="only these severity levels (default: all three)")
+    # the library's reference methods and every registered domain's own (a domain's run only on its bundles)
+    references = [*REFERENCE_METHODS, *dict.fromkeys(m for d in domain_names() for m in get_domain(d).reference_methods)]
+    sp.add_argument("--methods", nargs="+", choices=[*METHODS, *references], metavar="METHOD",
+                    help=f"methods to run (default: the paper's six); any of: {', '.join((*METHODS, *references))}")
+    sp.add_argument("--picks", help="validation picks (docs/results/fair_val.json): run each method as tuned, "
+                                    "add the cost-matched headline")
+    sp.add_argument("--headline-only", action="store_true",
+                    help="with --picks: run only noisy, tuned sequential and the cost-matched headline's two rows")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .methods import REFERENCE_METHODS
     from .domains.registry import domain_names, get_domain
@@ -282,28 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sp.add_argument("--out", type=folder, default="runs/reproduce",
                             help="evaluation results folder (default: runs/reproduce)")
+            _add_selection(sp)
 
     ev = add("evaluate", cmd_evaluate, "evaluate every method over corruptions and severities", reads_checkpoint=True)
     ev.add_argument("--split", choices=["train", "val", "test"], default=None,
                     help="data split (default: the config's evaluation.split)")
     ev.add_argument("--out", type=folder, default="runs/eval",
                     help="results folder: results.json, report.md, plots (default: runs/eval)")
-    ev.add_argument("--max-items", type=count(), default=None,
-                    help="evaluate a fixed random subset of this many items (default: the config's, else all)")
+    _add_selection(ev)
     ev.add_argument("--results", type=output_file, help="also write results.json to this path")
-    ev.add_argument("--corruptions", nargs="+", metavar="CORRUPTION",
-                    help="only these corruptions of the config (default: all of them)")
-    ev.add_argument("--levels", nargs="+", choices=["light", "medium", "heavy"],
-                    help="only these severity levels (default: all three)")
-    # the library's reference methods and every registered domain's own (a domain's run only on its bundles)
-    references = [*REFERENCE_METHODS, *dict.fromkeys(m for d in domain_names() for m in get_domain(d).reference_methods)]
-    ev.add_argument("--methods", nargs="+", choices=[*METHODS, *references], metavar="METHOD",
-                    help=f"methods to run (default: the paper's six); any of: {', '.join((*METHODS, *references))}")
     ev.add_argument("--seeds", nargs="+", type=seed, help="sampling seeds at every level (default: the config's)")
-    ev.add_argument("--picks", help="validation picks (docs/results/fair_val.json): run each method as tuned, "
-                                    "add the cost-matched headline")
-    ev.add_argument("--headline-only", action="store_true",
-                    help="with --picks: run only noisy, tuned sequential and the cost-matched headline's two rows")
     ev.add_argument("--zero-shot", nargs="+", metavar="SAMPLER",
                     help="also run every method that has a signal chain zero-shot, its signal chain this posterior "
                          f"sampler ({', '.join(ZERO_SHOT)}; options as in dps:weight=2) around the unconditional "

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from ...threads import use_threads
 from .config import TRAIN_DEFAULTS
-from .corpus import built_corpus, load_split
+from .corpus import CorpusConfig, build_corpus, built_corpus, corpus_root, is_corpus, load_split
 from .degrade import scale_noise, white_noise
 from .metrics import keyword_accuracy, wer
 from .recogniser import CTCRecogniser, RecogniserConfig, collate, encode, save_recogniser, transcribe
@@ -138,5 +138,10 @@ def train_recogniser(corpus_root, out, settings: dict | None = None, progress: b
 
 def train_from_config(cfg: dict, progress: bool = True) -> dict:
     """`coupled train configs/speech.yaml`: train the recogniser of a speech config into its `output`."""
+    root = corpus_root(cfg)
+    if not is_corpus(root) and not (root.is_dir() and any(root.iterdir())):
+        # training (and `coupled reproduce`) synthesises a missing corpus, as `coupled data speech` would; a folder of
+        # other files is refused by built_corpus with the command to run
+        build_corpus(CorpusConfig.from_dict(cfg["corpus"]), root, progress=progress)
     root = built_corpus(cfg)
     return train_recogniser(root, cfg["output"], cfg["recogniser"], progress=progress)
