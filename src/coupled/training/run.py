@@ -277,6 +277,8 @@ def train(cfg: dict, stages=STAGES, *, resume: bool = False, devices: int = 1, a
     user = prepare_user_classifier(cfg, splits["train"]) if user else None
     check_networks(cfg, stages, user.num_classes if user else cfg["classifier"]["net"].get("num_classes", 10),
                    user_classifier=user is not None)
+    if "classifier" not in stages and user is None and (output / "classifier.json").is_file():
+        _frozen_classifier(output, cfg)  # the classifier reads what the chains will run on (speech: the representation)
     shape = tuple(splits["train"].signals.shape[1:])
     use_threads(cfg["train"]["num_threads"], devices)  # the config's count, else the cores shared among the processes
     output.mkdir(parents=True, exist_ok=True)

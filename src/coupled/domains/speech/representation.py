@@ -305,8 +305,11 @@ class RecogniserOnRepresentation(nn.Module):
         if isinstance(representation, LogMel):
             own = LogMel.for_recogniser(recogniser.cfg, max_gain=representation.max_gain)
             if representation != own:
-                raise CoupledError(f"this log-mel ({representation.to_dict()}) is not the recogniser's front end; "
-                                   "use LogMel.for_recogniser(recogniser.cfg)")
+                fix = {k: v for k, v in own.to_dict().items() if representation.to_dict().get(k) != v}
+                raise CoupledError(f"the log-mel representation differs from the recogniser's front end in "
+                                   f"{', '.join(sorted(fix))}; set them in the config's representation as the "
+                                   f"recogniser has them: {{kind: mel, " + ", ".join(f"{k}: {v}" for k, v in fix.items())
+                                   + "} (in Python: LogMel.for_recogniser(recogniser.cfg))")
         elif not isinstance(representation, CompressedSTFT):
             raise CoupledError(f"unknown speech representation {type(representation).__name__}; valid: "
                                "CompressedSTFT, LogMel")
