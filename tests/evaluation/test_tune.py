@@ -102,3 +102,16 @@ def test_tune_corruptions_and_the_wide_grid(trained, tmp_path):
     assert wide & {r["label"] for r in val["candidates"]}
     bad = run_cli("tune", cfg, "--corruptions", "blurr", "--out", tmp_path / "p.json", "--quiet", check=False)
     assert bad.returncode == 2 and "--corruptions 'blurr' has no heavy level" in bad.stderr
+
+
+def test_tune_runs_with_an_explicit_grid(trained, tmp_path):
+    """Issue 18: a config whose signal chain has an explicit grid (sampling.signal.timesteps) made `coupled tune`
+    fail on the first candidate at another step count (one_step's one); those run the default grid now."""
+    cfg, _ = trained
+    out = tmp_path / "picks.json"
+    run_cli("tune", cfg, "--max-items", "4", "--corruptions", "gaussian_blur", "--out", out, "--quiet",
+            "--set", "corruptions.severities.gaussian_blur.heavy=2.0", "--set", "sampling.signal.steps=2",
+            "--set", "sampling.signal.timesteps=[900,400,-1]")
+    val = json.loads(out.read_text())
+    steps = {r["settings"].get("signal_steps") for r in val["candidates"] if r["method"] == "sequential"}
+    assert {"one_step", "sequential"} <= {r["method"] for r in val["candidates"]} and len(steps) > 1

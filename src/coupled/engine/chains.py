@@ -119,13 +119,12 @@ class Chain:
         return calls_per_step(self.sampler, self.options)
 
     def with_steps(self, steps: int | None) -> "Chain":
-        """The same chain with another number of steps (None keeps it; an explicit grid has its own count)."""
+        """The same chain with another number of steps (None keeps it). An explicit grid is designed for its own
+        count: at another count the chain runs the process's default grid (one_step's single step, a tuned
+        candidate's count), and at its own count the explicit grid again."""
         if steps is None or steps == self.steps:
             return self
-        if self.timesteps is not None:
-            raise CoupledError(f"the chain's explicit grid (timesteps) has {self.steps} steps, not {steps}; "
-                               f"give a grid of {steps} steps")
-        return replace(self, steps=steps)
+        return replace(self, steps=steps, timesteps=None)
 
     def with_measurement(self, measurement: Measurement | None) -> "Chain":
         """The same recipe bound to one batch's observation (a zero-shot sampler's y = A x + n)."""
@@ -137,8 +136,11 @@ class Chain:
         return self.sampler in ZERO_SHOT
 
     def with_start(self, start_fraction: float) -> "Chain":
-        """The same chain over the last `start_fraction` of the time range (1 keeps it whole)."""
-        return self if start_fraction == self.start_fraction else replace(self, start_fraction=start_fraction)
+        """The same chain over the last `start_fraction` of the time range (1 keeps it whole). An explicit grid sets
+        its own start: part-way (purification, Nested's refreshes) the chain runs the process's default grid."""
+        if start_fraction == self.start_fraction:
+            return self
+        return replace(self, start_fraction=start_fraction, timesteps=None)
 
     def start(self, shape, generator, *, center: torch.Tensor | None = None, device=None) -> ChainState:
         """A fresh trajectory at the prior; `center` is kept only for centred processes."""
