@@ -103,7 +103,12 @@ def cmd_reproduce(args) -> None:
     t0 = time.time()
     # every stage through the domain's dispatch: a domain that trains its classifier with its own code (speech's
     # recogniser, which builds its corpus first) runs that as the classifier stage, the generic trainer the rest
-    stages = run(domain, "train", cfg, stages=list(STAGES), resume=args.resume, devices=args.devices,
+    wanted = list(cfg["train"].get("stages") or STAGES)  # the stages the config's bundle is built from
+    unknown = [s for s in wanted if s not in STAGES]
+    if unknown or len(set(wanted)) < len(wanted):
+        raise CoupledError(f"config key train.stages must list distinct stages of: {', '.join(STAGES)}; got "
+                           f"{wanted}; fix it in the config file")
+    stages = run(domain, "train", cfg, stages=wanted, resume=args.resume, devices=args.devices,
                  accelerator=args.accelerator, progress=not args.quiet)
     t_train = time.time() - t0
     for s in stages:  # a user's frozen classifier is installed, not trained: no steps

@@ -63,8 +63,9 @@ DEFAULTS: dict = {
     # the predictive enhancer (issue 16): the signal net trained by regression from the degraded input alone, warm-
     # started from signal_pretrained (StoRM's predictive stage; method `predictive`)
     "predictive": {"steps": 1500, "batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "ema_warmup": True},
-    # crop: the denoiser stages train on windows of this many samples along the last axis (0: whole items)
-    "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0, "crop": 0},
+    # crop: the denoiser stages train on windows of this many samples along the last axis (0: whole items);
+    # stages: what `coupled reproduce` trains, in order ([]: every stage); a bundle built from fewer lists them
+    "train": {"checkpoint_every": 250, "log_every": 25, "num_threads": 0, "crop": 0, "stages": []},
     "sampling": {
         # false: the signal denoiser always gets the null logit token (ablation: logit conditioning off)
         "signal_logits": True,

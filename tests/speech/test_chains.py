@@ -198,13 +198,15 @@ def test_each_domains_bench_rewrites_only_its_own_part_of_the_page(tmp_path):
 def test_reproduce_synthesises_the_corpus_trains_the_recogniser_and_every_stage_then_evaluates(bundle_cfg, tmp_path):
     """`coupled reproduce configs/speech.yaml` (issue 16, item 8): the corpus (into a new folder), the recogniser
     (speech's own classifier stage) and every generic stage from scratch, then the evaluation with `evaluate`'s
-    selection flags; reproduce_timing.json names each stage with its seconds, written before the evaluation."""
+    selection flags; reproduce_timing.json names each stage of train.stages with its seconds, written before the
+    evaluation."""
     path, _ = bundle_cfg
     user = yaml.safe_load(path.read_text())
     user["data"]["root"] = str(tmp_path / "corpus")  # not built yet: training builds it
     user["recogniser"] = {"net": {"channels": 16, "dilations": [1], "n_mels": 32}, "steps": 2, "batch_size": 4,
                           "eval_every": 2, "warmup": 1}
-    user["finetuned"] = {"steps": 2, "batch_size": 4}
+    # train.stages: the stages the bundle is built from (configs/speech.yaml leaves out sequential)
+    user["train"]["stages"] = ["classifier", "signal", "logits", "joint", "card", "predictive"]
     cfg = tmp_path / "speech.yaml"
     cfg.write_text(yaml.safe_dump(user))
     out, ckpt = tmp_path / "ev", tmp_path / "ckpt"
@@ -212,8 +214,7 @@ def test_reproduce_synthesises_the_corpus_trains_the_recogniser_and_every_stage_
                  "--max-items", "3", "--accelerator", "cpu", "--quiet"]) in (0, None)
     assert (tmp_path / "corpus" / "manifest.json").is_file()
     timing = json.loads((ckpt / "reproduce_timing.json").read_text())
-    assert [s["stage"] for s in timing["stages"]] == ["classifier", "signal", "logits", "joint", "card", "finetuned",
-                                                      "sequential", "predictive"]
+    assert [s["stage"] for s in timing["stages"]] == user["train"]["stages"]
     assert timing["stages"][0]["wall_seconds"] > 0 and timing["evaluate_seconds"] > 0
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"noisy", "sequential"} and all(r["n_items"] == 3 for r in rows)
