@@ -1,6 +1,6 @@
 """Paired intervals of the coupled pick against the retrained reference DACL on the ECG headline's test items.
 
-For each heavy degradation of docs/results/ecg.json: the headline's coupled pick (its method, settings and readout)
+For each heavy degradation of docs/results/ecg_without_predictive.json: the headline's coupled pick (its method, settings and readout)
 over the sampling seeds, and each named reference method (deterministic: one run), on the same degraded test traces
 as `coupled evaluate` (`Domain.corrupt_set`, corruption seed 12345, the items' ids; the evaluator's per-item sampling
 generators). The macro-F1 difference (coupled - reference) with a paired bootstrap over traces (2,000 resamples,
@@ -44,7 +44,7 @@ def _counts(bundle, method, options, readout, degraded, labels, seed, batch_size
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/ecg.yaml")
-    p.add_argument("--headline", default="docs/results/ecg.json")
+    p.add_argument("--headline", default="docs/results/ecg_without_predictive.json")
     p.add_argument("--methods", nargs="+", default=["dacl"], help="reference methods of the bundle")
     p.add_argument("--out", default="runs/ecg_dacl_paired.json")
     a = p.parse_args(argv)
