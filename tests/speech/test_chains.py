@@ -218,6 +218,13 @@ def test_reproduce_synthesises_the_corpus_trains_the_recogniser_and_every_stage_
     assert timing["stages"][0]["wall_seconds"] > 0 and timing["evaluate_seconds"] > 0
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"noisy", "sequential"} and all(r["n_items"] == 3 for r in rows)
+    # --resume keeps what is done: the recogniser and every finished stage are skipped, with their recorded seconds
+    weights = (ckpt / "classifier.safetensors").read_bytes()
+    assert main(["reproduce", str(cfg), "--output", str(ckpt), "--out", str(out), "--methods", "noisy",
+                 "--max-items", "3", "--accelerator", "cpu", "--quiet", "--resume"]) in (0, None)
+    again = json.loads((ckpt / "reproduce_timing.json").read_text())["stages"]
+    assert all(s["skipped"] for s in again) and again[1]["wall_seconds"] == timing["stages"][1]["wall_seconds"]
+    assert (ckpt / "classifier.safetensors").read_bytes() == weights
 
 
 def test_the_mel_representation_trains_and_evaluates_through_the_same_stages(bundle_cfg, tmp_path, capsys):
