@@ -51,10 +51,15 @@ def designed_grid(steps: int, process: VPProcess, train) -> list[int]:
     return design_grid(lam, torch.ones_like(lam), process, steps).int().tolist()
 
 
-def specs(steps: int) -> list[MethodSpec]:
-    return [MethodSpec("sequential", "sequential", {"signal_net": "joint", "signal_steps": steps, "signal_eta": 1.0}),
-            MethodSpec("parallel", "parallel", {"signal_steps": steps, "logit_steps": 5, "switch_fraction": 0.5,
-                                                "signal_guidance": 1.0})]
+def specs(steps: int, methods=("sequential", "parallel")) -> list[MethodSpec]:
+    """The methods as the validation picks run them, at `steps` signal steps: Alternating with 2 rounds, 5 logit steps
+    and one logit sample; Nested with 5 logit steps, refreshes every 2 over [0.5, 1] (its refreshes start part-way,
+    where an explicit grid gives way to the default one, so only its first trajectory runs the designed grid)."""
+    every = {"sequential": {"signal_net": "joint", "signal_steps": steps, "signal_eta": 1.0},
+             "parallel": {"signal_steps": steps, "logit_steps": 5, "switch_fraction": 0.5, "signal_guidance": 1.0},
+             "alternating": {"rounds": 2, "signal_steps": steps, "logit_steps": 5, "logit_samples": 1},
+             "nested": {"signal_steps": steps, "logit_steps": 5, "refresh_every": 2, "refresh_window": [0.5, 1.0]}}
+    return [MethodSpec(m, m, every[m]) for m in methods]
 
 
 def table(path: Path) -> str:
@@ -77,6 +82,9 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--items", type=int, default=500)
     p.add_argument("--bootstrap", type=int, default=2000)
+    p.add_argument("--methods", nargs="+", default=["sequential", "parallel"],
+                   choices=["sequential", "parallel", "alternating", "nested"],
+                   help="the methods whose signal chain runs each grid (cells of other methods already stored are kept)")
     p.add_argument("--table", action="store_true", help="print the table of the stored results and stop")
     a = p.parse_args()
     if a.table:
@@ -112,12 +120,12 @@ def main():
                 sampling["signal"]["timesteps"] = designed_grid(s, process, splits["train"])
                 bundle = load_bundle(BUNDLE, sampling=sampling)
             grids[name] = bundle.coupling.signal_chain.grid[:-1].int().tolist()
-            recs, _ = evaluate(bundle, val, {c: {"heavy": v} for c, v in HEAVY.items()}, specs=specs(s),
+            recs, _ = evaluate(bundle, val, {c: {"heavy": v} for c, v in HEAVY.items()}, specs=specs(s, a.methods),
                                seeds_for_level=lambda level: a.seeds, progress=False, n_examples=0, score_estimates=False)
             records[name] = recs
         cells = {}
         for c in HEAVY:
-            for m in ("sequential", "parallel"):
+            for m in a.methods:
                 per = {name: np.stack([r["score_classifier"] for r in records[name]
                                        if r["corruption"] == c and r["method"] == m]).astype(float)
                        for name in records}  # [seeds, items]
@@ -130,7 +138,15 @@ def main():
                     "per_seed": {name: per[name].mean(1).round(4).tolist() for name in per}}
                 print(f"{s} steps {c:15s} {m:10s} default {cells[f'{c}/{m}']['default']:.3f} designed "
                       f"{cells[f'{c}/{m}']['designed']:.3f} delta {delta:+.3f} [{lo:+.3f}, {hi:+.3f}]", flush=True)
-        out["steps"][str(s)] = {"grids": grids, "cells": cells, "seconds": round(time.time() - started, 1)}
+        seconds = round(time.time() - started, 1)
+        # merged into the file as it is now (another process may have written other step counts or methods)
+        if path.exists():
+            out = json.loads(path.read_text())
+        old = out["steps"].get(str(s), {})
+        runs = old.get("runs", [{"methods": ["sequential", "parallel"], "seconds": old["seconds"]}] if old else [])
+        out["steps"][str(s)] = {"grids": grids, "cells": {**old.get("cells", {}), **cells},
+                                "seconds": round(sum(r["seconds"] for r in runs) + seconds, 1),
+                                "runs": runs + [{"methods": list(a.methods), "seconds": seconds}]}
         OUT.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, out)
         print(f"{s} steps: {out['steps'][str(s)]['seconds']} s; grids {grids}", flush=True)
