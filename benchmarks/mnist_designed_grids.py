@@ -51,6 +51,16 @@ def designed_grid(steps: int, process: VPProcess, train) -> list[int]:
     return design_grid(lam, torch.ones_like(lam), process, steps).int().tolist()
 
 
+def linear_grid(steps: int, process: VPProcess) -> list[int]:
+    """The linear-beta grid of `mnist_designs.py grids` (engine format, -1 last), the one the generation table uses."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from mnist_designs import _linear_grid_on
+
+    return _linear_grid_on(process, steps).int().tolist()  # ends with the terminal -1
+
+
 def specs(steps: int, methods=("sequential", "parallel")) -> list[MethodSpec]:
     """The methods as the validation picks run them, at `steps` signal steps: Alternating with 2 rounds, 5 logit steps
     and one logit sample; Nested with 5 logit steps, refreshes every 2 over [0.5, 1] (its refreshes start part-way,
@@ -85,6 +95,9 @@ def main():
     p.add_argument("--methods", nargs="+", default=["sequential", "parallel"],
                    choices=["sequential", "parallel", "alternating", "nested"],
                    help="the methods whose signal chain runs each grid (cells of other methods already stored are kept)")
+    p.add_argument("--against", nargs="+", default=["default"], choices=["default", "linear"],
+                   help="the grids the designed one is compared with (default: the uniform trailing cosine grid; "
+                        "linear: the linear-beta schedule's uniform grid mapped to the cosine process by log-SNR)")
     p.add_argument("--table", action="store_true", help="print the table of the stored results and stop")
     a = p.parse_args()
     if a.table:
@@ -111,13 +124,14 @@ def main():
         started = time.time()
         records = {}
         grids = {}
-        for name in ("default", "designed"):
+        for name in ("designed", *a.against):
             sampling = copy.deepcopy(stored)
             sampling["signal"]["steps"] = s
             bundle = load_bundle(BUNDLE, sampling=sampling)
             process = bundle.coupling.signal_chain.process
-            if name == "designed":
-                sampling["signal"]["timesteps"] = designed_grid(s, process, splits["train"])
+            if name != "default":
+                sampling["signal"]["timesteps"] = (designed_grid(s, process, splits["train"]) if name == "designed"
+                                                   else linear_grid(s, process))
                 bundle = load_bundle(BUNDLE, sampling=sampling)
             grids[name] = bundle.coupling.signal_chain.grid[:-1].int().tolist()
             recs, _ = evaluate(bundle, val, {c: {"heavy": v} for c, v in HEAVY.items()}, specs=specs(s, a.methods),
@@ -129,24 +143,28 @@ def main():
                 per = {name: np.stack([r["score_classifier"] for r in records[name]
                                        if r["corruption"] == c and r["method"] == m]).astype(float)
                        for name in records}  # [seeds, items]
-                delta, lo, hi = paired_bootstrap(per["designed"], per["default"], n_boot=a.bootstrap)
-                cells[f"{c}/{m}"] = {
-                    "default": float(per["default"].mean()), "designed": float(per["designed"].mean()),
-                    "default_ci": list(bootstrap_ci(per["default"], n_boot=a.bootstrap)),
-                    "designed_ci": list(bootstrap_ci(per["designed"], n_boot=a.bootstrap)),
-                    "delta": delta, "delta_ci": [lo, hi],
-                    "per_seed": {name: per[name].mean(1).round(4).tolist() for name in per}}
-                print(f"{s} steps {c:15s} {m:10s} default {cells[f'{c}/{m}']['default']:.3f} designed "
-                      f"{cells[f'{c}/{m}']['designed']:.3f} delta {delta:+.3f} [{lo:+.3f}, {hi:+.3f}]", flush=True)
+                cell = {name: float(per[name].mean()) for name in per}
+                cell.update({f"{name}_ci": list(bootstrap_ci(per[name], n_boot=a.bootstrap)) for name in per})
+                cell["per_seed"] = {name: per[name].mean(1).round(4).tolist() for name in per}
+                for other in a.against:  # "delta" is designed - default; "delta_vs_linear" designed - linear
+                    delta, lo, hi = paired_bootstrap(per["designed"], per[other], n_boot=a.bootstrap)
+                    key = "delta" if other == "default" else f"delta_vs_{other}"
+                    cell.update({key: delta, f"{key}_ci": [lo, hi]})
+                    print(f"{s} steps {c:15s} {m:10s} {other} {cell[other]:.3f} designed {cell['designed']:.3f} "
+                          f"delta {delta:+.3f} [{lo:+.3f}, {hi:+.3f}]", flush=True)
+                old_cell = out["steps"].get(str(s), {}).get("cells", {}).get(f"{c}/{m}", {})
+                cells[f"{c}/{m}"] = {**old_cell, **cell,
+                                     "per_seed": {**old_cell.get("per_seed", {}), **cell["per_seed"]}}
         seconds = round(time.time() - started, 1)
         # merged into the file as it is now (another process may have written other step counts or methods)
         if path.exists():
             out = json.loads(path.read_text())
         old = out["steps"].get(str(s), {})
         runs = old.get("runs", [{"methods": ["sequential", "parallel"], "seconds": old["seconds"]}] if old else [])
-        out["steps"][str(s)] = {"grids": grids, "cells": {**old.get("cells", {}), **cells},
+        out["steps"][str(s)] = {"grids": {**old.get("grids", {}), **grids}, "cells": {**old.get("cells", {}), **cells},
                                 "seconds": round(sum(r["seconds"] for r in runs) + seconds, 1),
-                                "runs": runs + [{"methods": list(a.methods), "seconds": seconds}]}
+                                "runs": runs + [{"methods": list(a.methods), "against": list(a.against),
+                                                 "seconds": seconds}]}
         OUT.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, out)
         print(f"{s} steps: {out['steps'][str(s)]['seconds']} s; grids {grids}", flush=True)
