@@ -1,8 +1,12 @@
 """The laboratory's designed grids inside the methods (issue 18, item 3, the part not done in mnist_designs.py):
 sequential and Parallel on checkpoints/mnist at the heavy level of each corruption, the signal chain on the
-designed grid (engine `Chain.timesteps`) against its default uniform trailing cosine grid, at 3, 5 and 10 steps.
+designed grid (engine `Chain.timesteps`) against its default uniform trailing cosine grid (or the linear-beta grid,
+`--against linear`), at 3, 5, 10 and 20 steps; `--methods` adds Alternating and Nested. Each run merges its cells
+into the stored step counts.
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 10
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 10 20
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --methods alternating nested
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --against linear
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --table   # the table docs/results.md quotes
 
 The designed grid is `design_grid` on the training digits' raw power spectrum for the bundle's signal process (the
