@@ -253,8 +253,7 @@ def _add_selection(sp) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .methods import REFERENCE_METHODS
-    from .domains.registry import domain_names, get_domain
+    from .domains.registry import domain_names
     from .engine import METHODS, ZERO_SHOT
 
     from .cli_checks import (OneLineParser, accelerator, budget, count, device, folder, output_file, override, seed,

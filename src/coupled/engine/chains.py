@@ -120,8 +120,8 @@ class Chain:
 
     def with_steps(self, steps: int | None) -> "Chain":
         """The same chain with another number of steps (None keeps it). An explicit grid is designed for its own
-        count: at another count the chain runs the process's default grid (one_step's single step, a tuned
-        candidate's count), and at its own count the explicit grid again."""
+        count: at another count (one_step's single step, a tuned candidate's count) the returned chain runs the
+        process's default grid; asked for its own count, the chain is returned as it is, grid and all."""
         if steps is None or steps == self.steps:
             return self
         return replace(self, steps=steps, timesteps=None)
