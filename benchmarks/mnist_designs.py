@@ -45,8 +45,8 @@ import torch
 from tqdm import tqdm
 
 from coupled.analysis import (
-    circulant_report, design_grid, design_guidance, grid_alpha_bar, power_spectrum_2d, sampler_transfer,
-    w2_to_data, w2_to_posterior, Transfer,
+    circulant_report, denoising_error, design_grid, design_guidance, effective_spectrum, gaussian_mmse, grid_alpha_bar,
+    power_spectrum_2d, sampler_transfer, w2_to_data, w2_to_posterior, Transfer,
 )
 from coupled.atomic import atomic_write, atomic_write_json
 from coupled.bundle import NullObservation, load_net, wrap_denoiser
@@ -195,20 +195,87 @@ def _bootstrap(diff_fn, n, reps, seed):
 # ------------------------------------------------------------------------------------------------ part b
 
 
-def _grid_designs(steps, lam, counts, lam_c, mean_power, process):
-    """The two designed grids at `steps`, from docs/results/designs/grid_designs.json when computed before (the
-    design is deterministic: L-BFGS and coordinate descent on fixed data; minutes per step count on one core)."""
+DESIGNS = ("designed", "designed_mean", "designed_error")  # the three designed grids, by the model they design for
+ERROR_TIMES = 40  # noise levels at which the prior's denoising error is measured (uniform over the training steps)
+
+
+def _prior_error(den, process, val):
+    """The prior's measured denoising error per noise level on the validation digits and the Gaussian fitted to it
+    (`effective_spectrum`), from docs/results/designs/prior_error.json when measured before (half a minute)."""
+    path = OUT / "prior_error.json"
+    if path.exists():
+        e = json.loads(path.read_text())
+        return torch.tensor(e["fit"]["lam"], dtype=torch.float64), torch.tensor(e["fit"]["counts"], dtype=torch.float64)
+    times = torch.unique(torch.linspace(0, process.num_train_steps - 1, ERROR_TIMES).round().long())[1:]  # t = 0 is clean
+    t0 = time.time()
+    err = denoising_error(den, process, val.signals, times.tolist(),
+                          generator=torch.Generator().manual_seed(stream_seed("sampling", 18, 0)))
+    ab = process.alpha_bar.double()[times]
+    lam, counts = effective_spectrum(ab, err, int(val.signals[0].numel()))
+    fit = gaussian_mmse(lam, counts, ab)
+    OUT.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {
+        "command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py error",
+        "what": "E||x0_hat(x_t) - x0||^2 of the prior on the 500 validation digits (one noise draw each), per time t",
+        "t": times.tolist(), "alpha_bar": ab.tolist(), "error": err.tolist(), "seconds": round(time.time() - t0, 1),
+        "fit": {"lam": lam.tolist(), "counts": counts.tolist(), "relative_rms": float(((fit / err - 1) ** 2).mean().sqrt()),
+                "relative_max": float((fit / err - 1).abs().max()), "coordinates": float(counts.sum())}})
+    return lam, counts
+
+
+def _grid_designs(steps, lam, counts, lam_c, mean_power, process, lam_e, counts_e):
+    """The designed grids at `steps`, from docs/results/designs/grid_designs.json when computed before (the
+    design is deterministic: L-BFGS and coordinate descent on fixed data; minutes per step count on one core):
+    `designed` for N(0, circ M), `designed_mean` for N(m, C) and `designed_error` for the Gaussian whose MMSE
+    per noise level is the prior's measured error (`_prior_error`)."""
     path = OUT / "grid_designs.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
-    if str(steps) not in cache:
-        t0 = time.time()
-        cache[str(steps)] = {
-            "designed": design_grid(lam, counts, process, steps)[:-1].int().tolist(),
-            "designed_mean": design_grid(lam_c, counts, process, steps, mean_power=mean_power)[:-1].int().tolist(),
-            "seconds": round(time.time() - t0, 1)}
+    entry = cache.get(str(steps), {})
+    make = {"designed": lambda: design_grid(lam, counts, process, steps),
+            "designed_mean": lambda: design_grid(lam_c, counts, process, steps, mean_power=mean_power),
+            "designed_error": lambda: design_grid(lam_e, counts_e, process, steps)}
+    missing = [k for k in DESIGNS if k not in entry]
+    if missing:
+        for k in missing:
+            t0 = time.time()
+            entry[k] = make[k]()[:-1].int().tolist()
+            entry.setdefault("seconds_per_design", {})[k] = round(time.time() - t0, 1)
+        cache[str(steps)] = entry
         OUT.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, dict(sorted(cache.items(), key=lambda kv: int(kv[0]))))
-    return {k: torch.tensor([*cache[str(steps)][k], -1], dtype=torch.float32) for k in ("designed", "designed_mean")}
+    return {k: torch.tensor([*entry[k], -1], dtype=torch.float32) for k in DESIGNS}
+
+
+def cmd_error(a):
+    """The prior's denoising error per noise level against the Wiener filters of the two spectral models, and the
+    Gaussian fitted to it (prior_error.json, prior_error.png)."""
+    splits = _splits()
+    den, process = _prior()
+    lam_e, counts_e = _prior_error(den, process, splits["val"])
+    e = json.loads((OUT / "prior_error.json").read_text())
+    lam, counts = _spectrum(splits["train"])
+    lam_c, _ = _spectrum_with_mean(splits["train"])
+    ab = torch.tensor(e["alpha_bar"], dtype=torch.float64)
+    curves = {"prior, measured (500 val digits)": torch.tensor(e["error"]),
+              "Wiener filter of N(0, circ M)": gaussian_mmse(lam, counts, ab),
+              "Wiener filter of N(m, C) (C's spectrum)": gaussian_mmse(lam_c, counts, ab),
+              "fitted Gaussian (designed_error's model)": gaussian_mmse(lam_e, counts_e, ab)}
+    print(f"fit: relative rms {e['fit']['relative_rms']:.3f}, max {e['fit']['relative_max']:.3f}, "
+          f"{e['fit']['coordinates']:.0f} coordinates; measured in {e['seconds']} s")
+    for i in range(0, len(e["t"]), 4):
+        print(f"t {e['t'][i]:4d}: " + ", ".join(f"{k.split(' (')[0]} {float(v[i]):.1f}" for k, v in curves.items()))
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for (name, v), mk in zip(curves.items(), ("o", "-", "--", ":")):
+        axes[0].plot(e["t"], v.numpy(), mk, label=name, ms=3)
+    axes[0].set(xlabel="training step t (cosine process)", ylabel="E||x0_hat - x0||^2 (pixels, [-1, 1])", yscale="log",
+                title="denoising error per noise level")
+    axes[0].legend(fontsize=8)
+    big = counts_e > 0.05
+    axes[1].scatter(lam_e[big].numpy(), counts_e[big].numpy())
+    axes[1].set(xscale="log", yscale="log", xlabel="variance", ylabel="coordinates", title="the fitted Gaussian's spectrum (weights > 0.05)")
+    _save_png(OUT / "prior_error.png", fig)
 
 
 def cmd_grids(a):
@@ -217,6 +284,7 @@ def cmd_grids(a):
     lam, counts = _spectrum(splits["train"])
     lam_c, mean_power = _spectrum_with_mean(splits["train"])
     den, process = _prior()
+    lam_e, counts_e = _prior_error(den, process, splits["val"])
     features, _ = _classifier()
     real = features(splits["test"].signals)
     path = OUT / "grids.json"
@@ -228,12 +296,14 @@ def cmd_grids(a):
         "bootstrap": f"{a.bootstrap} paired resamples of the sample and reference indices", "steps": {}}
     for s in a.steps:
         grids = {"cosine": process.grid(s), "linear": _linear_grid_on(process, s),
-                 **_grid_designs(s, lam, counts, lam_c, mean_power, process)}
+                 **_grid_designs(s, lam, counts, lam_c, mean_power, process, lam_e, counts_e)}
         w2 = {k: float(w2_to_data(lam, sampler_transfer(lam, grid_alpha_bar(process, g)), counts)) for k, g in grids.items()}
         w2m = {k: float(w2_to_data(lam_c, sampler_transfer(lam_c, grid_alpha_bar(process, g)), counts, mean_power))
                for k, g in grids.items()}
-        print(f"{s} steps: grids {({k: g[:-1].int().tolist() for k, g in grids.items()})}; closed-form W2 {w2} / {w2m}",
-              flush=True)
+        w2e = {k: float(w2_to_data(lam_e, sampler_transfer(lam_e, grid_alpha_bar(process, g)), counts_e))
+               for k, g in grids.items()}
+        print(f"{s} steps: grids {({k: g[:-1].int().tolist() for k, g in grids.items()})}; closed-form W2 {w2} / {w2m} / "
+              f"{w2e}", flush=True)
         feats, cells, examples = {}, {}, {}
         bar = tqdm(total=s * len(grids) * len(a.seeds) * a.samples, desc=f"{s} steps", unit="img", mininterval=30)
         started = time.time()
@@ -264,15 +334,14 @@ def cmd_grids(a):
 
         entry = {"samples_per_cell": a.samples, "seeds": a.seeds, "sampling_seconds": round(time.time() - started, 1),
                  "fd": per, "fd_mean": mean, "best_heuristic": best, "closed_form_w2": w2, "closed_form_w2_mean_model": w2m,
-                 "grids": {k: g[:-1].int().tolist() for k, g in grids.items()}}
-        for name in ("designed", "designed_mean"):
+                 "closed_form_w2_error_model": w2e, "grids": {k: g[:-1].int().tolist() for k, g in grids.items()}}
+        for name in DESIGNS:
             d = [a_ - b_ for a_, b_ in zip(per[name], per[best])]
             entry[name] = {"minus_best": mean[name] - mean[best], "per_seed_difference": d,
                            "seed_t_interval95": _t_interval(d),
                            "bootstrap_interval95": _bootstrap(lambda idx, name=name: diff(idx, name), n, a.bootstrap, 18)
                            if a.bootstrap else None}
-        print(f"{s} steps: FD {mean} best heuristic {best}; designed {entry['designed']}; "
-              f"designed_mean {entry['designed_mean']}", flush=True)
+        print(f"{s} steps: FD {mean} best heuristic {best}; " + "; ".join(f"{k} {entry[k]}" for k in DESIGNS), flush=True)
         out = json.loads(path.read_text()) if path.exists() else out
         out["steps"][str(s)] = entry
         out["steps"] = dict(sorted(out["steps"].items(), key=lambda kv: int(kv[0])))
@@ -312,7 +381,9 @@ def _grids_png(out):
     steps = [int(s) for s in out["steps"]]
     e = [out["steps"][str(s)] for s in steps]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for name, mk in (("cosine", "o"), ("linear", "s"), ("designed", "^"), ("designed_mean", "v")):
+    for name, mk in (("cosine", "o"), ("linear", "s"), ("designed", "^"), ("designed_mean", "v"), ("designed_error", "D")):
+        if any(name not in c["fd_mean"] for c in e):
+            continue
         axes[0].errorbar(steps, [c["fd_mean"][name] for c in e], yerr=[np.std(c["fd"][name]) for c in e], fmt=mk + "-",
                          label=name, capsize=3)
         axes[1].plot(steps, [c["closed_form_w2"][name] for c in e], mk + "-", label=name)
@@ -609,6 +680,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("spectrum")
+    sub.add_parser("error")
     g = sub.add_parser("grids")
     g.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -628,7 +700,7 @@ def main(argv=None):
     sub.add_parser("tables")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    {"spectrum": cmd_spectrum, "grids": cmd_grids, "guidance": cmd_guidance, "tables": cmd_tables}[a.cmd](a)
+    {"spectrum": cmd_spectrum, "error": cmd_error, "grids": cmd_grids, "guidance": cmd_guidance, "tables": cmd_tables}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ differentiable closed form of `spectral` with torch's L-BFGS and keep the best p
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..engine.processes import VPProcess
 from ..errors import CoupledError
-from .spectral import grid_alpha_bar, sampler_transfer, w2_to_data, w2_to_posterior
+from .spectral import gaussian_mmse, grid_alpha_bar, sampler_transfer, w2_to_data, w2_to_posterior
 
-__all__ = ["design_guidance", "design_alpha_bar", "design_grid", "grid_w2"]
+__all__ = ["design_guidance", "design_alpha_bar", "design_grid", "grid_w2", "effective_spectrum"]
 
 _f64 = torch.float64
 
@@ -153,3 +155,34 @@ def design_grid(lam, counts, process: VPProcess, steps: int, *, sampler: str = "
     if w2(times) > grid_w2(lam, counts, process, start, sampler=sampler, eta=eta, mean_power=mean_power):
         return start
     return grid
+
+
+def effective_spectrum(alpha_bar, error, dim: int, *, levels: int = 64, iters: int = 500):
+    """(lam, counts): the Gaussian whose MMSE per noise level matches a measured denoising error curve.
+
+    `error[i]` is E||x0_hat(x_t) - x0||^2 (summed over the `dim` coordinates) of a trained denoiser at
+    `alpha_bar[i]` (`empirical.denoising_error`). The fit puts nonnegative weights `counts` (coordinates, their sum
+    pulled towards `dim`) on `levels` variances spaced in log from 1e-6 of the largest error to the largest, so that
+    `gaussian_mmse(lam, counts, alpha_bar)` matches `error` in log (a relative fit: the curve spans decades).
+    Designing a grid for this Gaussian (`design_grid(lam, counts, ...)`) spends steps where the *trained*
+    denoiser's error changes, not where a Wiener filter of the data's power spectrum would: the I-MMSE view, in
+    which a distribution's MMSE curve is what sampling it step by step has to resolve."""
+    ab = torch.as_tensor(alpha_bar, dtype=_f64).flatten()
+    err = torch.as_tensor(error, dtype=_f64).flatten()
+    if ab.numel() != err.numel() or ab.numel() < 2:
+        raise CoupledError(f"alpha_bar and error need the same length >= 2, got {ab.numel()} and {err.numel()}")
+    if not bool(torch.isfinite(err).all()) or float(err.min()) <= 0:
+        raise CoupledError("the measured error must be finite and positive at every noise level; measure it again")
+    if not bool(((ab > 0) & (ab < 1)).all()):
+        raise CoupledError("alpha_bar must lie strictly between 0 and 1 (drop the clean and the pure-noise ends)")
+    top = float(err.max())
+    lam = torch.logspace(math.log10(top * 1e-6), math.log10(top), levels, dtype=_f64)
+    target = err.log()
+
+    def loss(u):
+        counts = torch.nn.functional.softplus(u)
+        fit = gaussian_mmse(lam, counts, ab).clamp(min=1e-300).log()
+        return ((fit - target) ** 2).mean() + 1e-2 * (counts.sum().log() - math.log(dim)) ** 2
+
+    start = torch.full((levels,), math.log(math.expm1(dim / levels)), dtype=_f64)
+    return lam, torch.nn.functional.softplus(_minimise(loss, start, iters)).detach()

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import CoupledError
 
-__all__ = ["power_spectrum_2d", "fourier_moment", "circulant_report"]
+__all__ = ["power_spectrum_2d", "fourier_moment", "circulant_report", "denoising_error"]
 
 _f64 = torch.float64
 
@@ -74,3 +74,26 @@ def circulant_report(images, *, centred: bool = False) -> dict:
     w2_eigen = float(((lam.sort().values.sqrt() - eig.sort().values.sqrt()) ** 2).sum().sqrt())
     return {"offdiagonal_energy": off / total, "w2_gaussian": w2, "w2_eigen": w2_eigen,
             "rms_norm": float(lam.sum().sqrt()), "centred": centred}
+
+
+def denoising_error(denoiser, process, signals, times, *, generator: torch.Generator | None = None,
+                    batch: int = 250) -> torch.Tensor:
+    """E||denoiser(x_t, t) - x0||^2 per item (summed over its coordinates) at each training time of `times`
+    (float64 [len(times)]): every signal noised once per time with noise drawn from `generator`, under
+    `torch.no_grad`. With the exact denoiser of a Gaussian this is `spectral.gaussian_mmse`; with a trained one
+    it is that network's error per noise level, what `design.effective_spectrum` fits."""
+    x0 = torch.as_tensor(signals)
+    if x0.dim() < 2 or x0.shape[0] < 1:
+        raise CoupledError(f"signals must be [B, ...] with B >= 1, got {tuple(x0.shape)}")
+    out = []
+    with torch.no_grad():
+        for t in times:
+            total = 0.0
+            for b in range(0, x0.shape[0], batch):
+                x = x0[b:b + batch]
+                tt = torch.full((x.shape[0],), int(t), dtype=torch.long)
+                noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+                x0_hat = denoiser(process.add_noise(x, tt, noise), tt)
+                total += float(((x0_hat.double() - x.double()) ** 2).flatten(1).sum(1).sum())
+            out.append(total / x0.shape[0])
+    return torch.tensor(out, dtype=_f64)

@@ -35,7 +35,7 @@ from ..errors import CoupledError
 __all__ = [
     "Transfer", "real_fourier_basis", "bin_counts", "power_law_spectrum", "gaussian_blur_gains", "grid_alpha_bar",
     "denoiser_gain", "sampler_transfer", "posterior", "w2_diagonal", "w2_to_data", "w2_to_posterior",
-    "residual_rms",
+    "residual_rms", "gaussian_mmse",
 ]
 
 _f64 = torch.float64
@@ -97,6 +97,14 @@ def denoiser_gain(lam: torch.Tensor, alpha_bar) -> torch.Tensor:
     filter of engine/gaussian.py, per frequency)."""
     ab = torch.as_tensor(alpha_bar, dtype=_f64)
     return ab.sqrt() * lam / (ab * lam + 1 - ab)
+
+
+def gaussian_mmse(lam, counts, alpha_bar) -> torch.Tensor:
+    """E||E[x0 | x_t] - x0||^2 of x0 ~ N(0, diag lam) (`counts` coordinates per bin) at each `alpha_bar`:
+    sum counts lam (1 - ab) / (ab lam + 1 - ab), float64 with alpha_bar's shape."""
+    lam, counts = torch.as_tensor(lam, dtype=_f64), torch.as_tensor(counts, dtype=_f64)
+    ab = torch.as_tensor(alpha_bar, dtype=_f64)[..., None]
+    return (counts * lam * (1 - ab) / (ab * lam + 1 - ab)).sum(-1)
 
 
 def _pinv(h: torch.Tensor, rcond: float) -> torch.Tensor:
