@@ -1,0 +1,83 @@
+"""A grid designed from a denoiser's measured error per noise level (issue 18, item 3's design for the digits):
+`empirical.denoising_error` measures E||x0_hat(x_t) - x0||^2, `design.effective_spectrum` fits the Gaussian with
+that MMSE curve (`spectral.gaussian_mmse`), and `design_grid` designs for it.
+
+Monte Carlo tolerance: with the exact denoiser of N(0, C) the error x0_hat - x0 is Gaussian with the posterior
+covariance, whose eigenvalues per real coordinate are v_k = lam_k (1 - ab) / (ab lam_k + 1 - ab); the squared
+error summed over the coordinates has mean sum v_k (the MMSE) and variance 2 sum v_k^2, so its mean over n items
+has standard error sqrt(2 sum v_k^2 / n). Every noise level must agree within 4 standard errors (as the other
+laboratory tests: two-sided p ~ 6e-5 per comparison, the draws seeded).
+"""
+
+import math
+
+import pytest
+import torch
+
+from coupled.analysis import (
+    bin_counts, denoising_error, design_grid, effective_spectrum, gaussian_mmse, grid_w2,
+    power_law_spectrum,
+)
+from coupled.engine import VPProcess
+from coupled.engine.gaussian import GaussianPrior
+from coupled.errors import CoupledError
+
+from .lab import BIN, COUNTS, LAM, N, PROCESS, TOL, _circulant
+
+TIMES = [50, 200, 400, 600, 800, 950]
+
+
+def _alpha_bar(times):
+    return PROCESS.alpha_bar.double()[torch.tensor(times)]
+
+
+def test_the_exact_denoisers_error_is_the_gaussian_mmse():
+    n = 4000
+    prior = GaussianPrior(torch.zeros(N), _circulant(LAM).float())
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(n, N, generator=g, dtype=torch.float64) @ _circulant(LAM.sqrt()).T).float()
+    measured = denoising_error(prior.denoiser(PROCESS), PROCESS, x, TIMES, generator=g, batch=1000)
+    ab = _alpha_bar(TIMES)
+    mmse = gaussian_mmse(LAM, COUNTS, ab)
+    v = LAM[BIN][None, :] * (1 - ab[:, None]) / (ab[:, None] * LAM[BIN][None, :] + 1 - ab[:, None])
+    se = (2 * (v ** 2).sum(1) / n).sqrt()
+    assert torch.all(((measured - mmse) / se).abs() < TOL), (measured, mmse)
+    # a denoiser that ignores the data (x0_hat = 0) errs by E||x0||^2 = sum lam at every level: the test can fail
+    zero = denoising_error(lambda x_t, t: torch.zeros_like(x_t), PROCESS, x, TIMES[:1], generator=g)
+    assert float(zero[0]) == pytest.approx(float((COUNTS * LAM).sum()), rel=0.05)
+
+
+def test_the_fitted_gaussian_reproduces_the_curve_and_its_grid_the_true_design():
+    """From the MMSE curve of a known spectrum alone, the fit matches the curve and the grid designed for the fit
+    is, on the true spectrum, as close to the data as the true spectrum's own design (within 5%)."""
+    n = 64
+    lam, counts = power_law_spectrum(n), bin_counts(n)
+    times = torch.linspace(10, 990, 40).round().long().tolist()
+    ab = _alpha_bar(times)
+    curve = gaussian_mmse(lam, counts, ab)
+    lam_fit, counts_fit = effective_spectrum(ab, curve, n)
+    assert torch.allclose(gaussian_mmse(lam_fit, counts_fit, ab), curve, rtol=0.01)
+    assert float(counts_fit.sum()) == pytest.approx(n, rel=0.05)
+    true_grid = design_grid(lam, counts, PROCESS, 3, iters=60, starts=(1.0, 0.6))
+    fit_grid = design_grid(lam_fit, counts_fit, PROCESS, 3, iters=60, starts=(1.0, 0.6))
+    w2 = lambda grid: grid_w2(lam, counts, PROCESS, grid)  # noqa: E731
+    assert w2(fit_grid) <= 1.05 * w2(true_grid)
+    assert w2(fit_grid) < 0.5 * w2(PROCESS.grid(3))  # and the design matters here: uniform is far worse
+
+
+def test_gaussian_mmse_of_a_hand_case():
+    # one coordinate of variance 1 at alpha_bar 1/2: 1 * (1/2) / (1/2 + 1/2) = 1/2; two coordinates count twice
+    assert float(gaussian_mmse([1.0], [2.0], 0.5)) == pytest.approx(1.0)
+    assert gaussian_mmse([1.0, 4.0], [1.0, 1.0], torch.tensor([0.5, 0.2])).shape == (2,)
+
+
+def test_bad_curves_are_one_line_errors():
+    ab = _alpha_bar(TIMES)
+    with pytest.raises(CoupledError, match="same length"):
+        effective_spectrum(ab, torch.ones(3), N)
+    with pytest.raises(CoupledError, match="finite and positive"):
+        effective_spectrum(ab, torch.tensor([1.0, 2.0, math.nan, 4.0, 5.0, 6.0]), N)
+    with pytest.raises(CoupledError, match="strictly between 0 and 1"):
+        effective_spectrum(torch.linspace(0, 1, 6), torch.ones(6), N)
+    with pytest.raises(CoupledError, match="signals must be"):
+        denoising_error(lambda x, t: x, VPProcess(10), torch.zeros(4), [1])
