@@ -7,11 +7,13 @@ into the stored step counts.
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 10 20
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --methods alternating nested
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --against linear
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --table   # the table docs/results.md quotes
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --design designed_error
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --table [--design designed_error]
 
-The designed grid is `design_grid` on the training digits' raw power spectrum for the bundle's signal process (the
-cosine VP process of 1000 steps, the same as the generation prior's), read from docs/results/designs/
-grid_designs.json (`mnist_designs.py grids` wrote it; computed here when missing). It is designed for
+The designed grid (`--design designed`, the default) is `design_grid` on the training digits' raw power spectrum
+for the bundle's signal process (the cosine VP process of 1000 steps, the same as the generation prior's), read
+from docs/results/designs/grid_designs.json (`mnist_designs.py grids` wrote it; computed here when missing);
+`--design designed_error` is the one designed from the prior's measured denoising error. Both are designed for
 *unconditional* generation (W2 between the Gaussian model's samples and the data); the chain here is the
 observation-conditioned denoiser, whose x0_hat is much closer to the answer at every step: whether the design
 transfers is the question. Methods as the validation picks run them (docs/results/fair_val.json): sequential with
@@ -45,12 +47,16 @@ OUT = Path("docs/results/designs")
 HEAVY = {"pixel_noise": 0.716, "gaussian_noise": 3.928, "gaussian_blur": 2.126}
 
 
-def designed_grid(steps: int, process: VPProcess, train) -> list[int]:
-    """The raw-spectrum design at `steps` (engine format, -1 last), cached as mnist_designs.py caches it."""
+def designed_grid(steps: int, process: VPProcess, train, design: str = "designed") -> list[int]:
+    """A design at `steps` (engine format, -1 last), cached as mnist_designs.py caches it: `designed` (the raw
+    spectrum's, computed here when missing) or `designed_error` (the prior's measured error's: run
+    `mnist_designs.py grids --steps S` first)."""
     path = OUT / "grid_designs.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
-    if str(steps) in cache:
-        return [*cache[str(steps)]["designed"], -1]
+    if design in cache.get(str(steps), {}):
+        return [*cache[str(steps)][design], -1]
+    if design != "designed":
+        raise SystemExit(f"no {design} grid at {steps} steps in {path}; run mnist_designs.py grids --steps {steps} first")
     lam = power_spectrum_2d(train.signals)
     return design_grid(lam, torch.ones_like(lam), process, steps).int().tolist()
 
@@ -76,17 +82,27 @@ def specs(steps: int, methods=("sequential", "parallel")) -> list[MethodSpec]:
     return [MethodSpec(m, m, every[m]) for m in methods]
 
 
-def table(path: Path) -> str:
-    """The markdown table of docs/results.md from grids_in_methods.json."""
+def _delta_key(design: str, other: str) -> str:
+    """Where a cell stores design - other: 'delta' / 'delta_vs_linear' for the raw-spectrum design (the first
+    runs' keys), '<design>_delta' / '<design>_delta_vs_linear' for another design."""
+    key = "delta" if other == "default" else f"delta_vs_{other}"
+    return key if design == "designed" else f"{design}_{key}"
+
+
+def table(path: Path, design: str = "designed") -> str:
+    """The markdown table of docs/results.md from grids_in_methods.json (cells that ran `design`)."""
     out = json.loads(path.read_text())
-    rows = ["| steps | corruption (heavy) | method | default grid | designed grid | designed - default [95% CI] |",
+    key = _delta_key(design, "default")
+    rows = [f"| steps | corruption (heavy) | method | default grid | {design} grid | {design} - default [95% CI] |",
             "|---|---|---|---|---|---|"]
     for s, cell in out["steps"].items():
-        for key, c in cell["cells"].items():
-            corruption, method = key.split("/")
-            lo, hi = c["delta_ci"]
-            rows.append(f"| {s} | {corruption} | {method} | {c['default']:.3f} | {c['designed']:.3f} | "
-                        f"{c['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+        for name, c in cell["cells"].items():
+            if key not in c:
+                continue
+            corruption, method = name.split("/")
+            lo, hi = c[f"{key}_ci"]
+            rows.append(f"| {s} | {corruption} | {method} | {c['default']:.3f} | {c[design]:.3f} | "
+                        f"{c[key]:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
     return "\n".join(rows)
 
 
@@ -102,10 +118,12 @@ def main():
     p.add_argument("--against", nargs="+", default=["default"], choices=["default", "linear"],
                    help="the grids the designed one is compared with (default: the uniform trailing cosine grid; "
                         "linear: the linear-beta schedule's uniform grid mapped to the cosine process by log-SNR)")
+    p.add_argument("--design", default="designed", choices=["designed", "designed_error"],
+                   help="the designed grid: the raw power spectrum's (default) or the prior's measured error's")
     p.add_argument("--table", action="store_true", help="print the table of the stored results and stop")
     a = p.parse_args()
     if a.table:
-        print(table(OUT / "grids_in_methods.json"))
+        print(table(OUT / "grids_in_methods.json", a.design))
         return
     torch.set_num_threads(1)
     cfg = json.loads((BUNDLE / "config.json").read_text())
@@ -128,13 +146,13 @@ def main():
         started = time.time()
         records = {}
         grids = {}
-        for name in ("designed", *a.against):
+        for name in (a.design, *a.against):
             sampling = copy.deepcopy(stored)
             sampling["signal"]["steps"] = s
             bundle = load_bundle(BUNDLE, sampling=sampling)
             process = bundle.coupling.signal_chain.process
             if name != "default":
-                sampling["signal"]["timesteps"] = (designed_grid(s, process, splits["train"]) if name == "designed"
+                sampling["signal"]["timesteps"] = (designed_grid(s, process, splits["train"], name) if name == a.design
                                                    else linear_grid(s, process))
                 bundle = load_bundle(BUNDLE, sampling=sampling)
             grids[name] = bundle.coupling.signal_chain.grid[:-1].int().tolist()
@@ -151,10 +169,10 @@ def main():
                 cell.update({f"{name}_ci": list(bootstrap_ci(per[name], n_boot=a.bootstrap)) for name in per})
                 cell["per_seed"] = {name: per[name].mean(1).round(4).tolist() for name in per}
                 for other in a.against:  # "delta" is designed - default; "delta_vs_linear" designed - linear
-                    delta, lo, hi = paired_bootstrap(per["designed"], per[other], n_boot=a.bootstrap)
-                    key = "delta" if other == "default" else f"delta_vs_{other}"
+                    delta, lo, hi = paired_bootstrap(per[a.design], per[other], n_boot=a.bootstrap)
+                    key = _delta_key(a.design, other)
                     cell.update({key: delta, f"{key}_ci": [lo, hi]})
-                    print(f"{s} steps {c:15s} {m:10s} {other} {cell[other]:.3f} designed {cell['designed']:.3f} "
+                    print(f"{s} steps {c:15s} {m:10s} {other} {cell[other]:.3f} {a.design} {cell[a.design]:.3f} "
                           f"delta {delta:+.3f} [{lo:+.3f}, {hi:+.3f}]", flush=True)
                 old_cell = out["steps"].get(str(s), {}).get("cells", {}).get(f"{c}/{m}", {})
                 cells[f"{c}/{m}"] = {**old_cell, **cell,
@@ -168,7 +186,7 @@ def main():
         out["steps"][str(s)] = {"grids": {**old.get("grids", {}), **grids}, "cells": {**old.get("cells", {}), **cells},
                                 "seconds": round(sum(r["seconds"] for r in runs) + seconds, 1),
                                 "runs": runs + [{"methods": list(a.methods), "against": list(a.against),
-                                                 "seconds": seconds}]}
+                                                 "design": a.design, "seconds": seconds}]}
         OUT.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, out)
         print(f"{s} steps: {out['steps'][str(s)]['seconds']} s; grids {grids}", flush=True)

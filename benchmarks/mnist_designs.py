@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -297,6 +296,8 @@ def cmd_grids(a):
     for s in a.steps:
         grids = {"cosine": process.grid(s), "linear": _linear_grid_on(process, s),
                  **_grid_designs(s, lam, counts, lam_c, mean_power, process, lam_e, counts_e)}
+        if a.truncated:  # the cosine grid started where designed_error starts: is the gain its start or its spacing?
+            grids["cosine_truncated"] = process.grid(s, start=(int(grids["designed_error"][0]) + 1) / process.num_train_steps)
         w2 = {k: float(w2_to_data(lam, sampler_transfer(lam, grid_alpha_bar(process, g)), counts)) for k, g in grids.items()}
         w2m = {k: float(w2_to_data(lam_c, sampler_transfer(lam_c, grid_alpha_bar(process, g)), counts, mean_power))
                for k, g in grids.items()}
@@ -335,7 +336,14 @@ def cmd_grids(a):
         entry = {"samples_per_cell": a.samples, "seeds": a.seeds, "sampling_seconds": round(time.time() - started, 1),
                  "fd": per, "fd_mean": mean, "best_heuristic": best, "closed_form_w2": w2, "closed_form_w2_mean_model": w2m,
                  "closed_form_w2_error_model": w2e, "grids": {k: g[:-1].int().tolist() for k, g in grids.items()}}
-        for name in DESIGNS:
+        if a.truncated:
+            d = [a_ - b_ for a_, b_ in zip(per["designed_error"], per["cosine_truncated"])]
+            entry["designed_error_vs_truncated"] = {
+                "minus": mean["designed_error"] - mean["cosine_truncated"], "per_seed_difference": d,
+                "seed_t_interval95": _t_interval(d),
+                "bootstrap_interval95": _bootstrap(lambda idx: diff(idx, "designed_error") - diff(idx, "cosine_truncated"),
+                                                   n, a.bootstrap, 18) if a.bootstrap else None}
+        for name in (*DESIGNS, "cosine_truncated") if a.truncated else DESIGNS:
             d = [a_ - b_ for a_, b_ in zip(per[name], per[best])]
             entry[name] = {"minus_best": mean[name] - mean[best], "per_seed_difference": d,
                            "seed_t_interval95": _t_interval(d),
@@ -629,21 +637,29 @@ def cmd_tables(a):
         g = json.loads(path.read_text())
         print(f"\nGrids: Frechet distance to 1000 test digits (classifier features; 500 real val digits: "
               f"{g['fd_val_vs_test_digits']:.1f}), mean over seeds (per-seed sd)")
-        print("| steps | samples/cell | cosine | linear | designed N(0, M) | designed N(m, C) | designed - best | seed t 95% | "
-              "bootstrap 95% | designed(m, C) - best | seed t 95% | bootstrap 95% |")
-        print("|" + "---|" * 12)
+        print("| steps | samples/cell | cosine | linear | designed N(0, M) | designed N(m, C) | designed from the error | best | "
+              "designed - best [seed t] [bootstrap] | designed(m, C) - best [seed t] [bootstrap] | "
+              "designed(error) - best [seed t] [bootstrap] |")
+        print("|" + "---|" * 10)
         for st, e in g["steps"].items():
-            cells = [f"{e['fd_mean'][k]:.1f} ({np.std(e['fd'][k]):.1f})" for k in ("cosine", "linear", "designed", "designed_mean")]
-            d1, d2 = e["designed"], e["designed_mean"]
-            print(f"| {st} | {e['samples_per_cell']} | " + " | ".join(cells) + f" | {d1['minus_best']:+.1f} ({e['best_heuristic']}) | "
-                  f"{_fmt_iv(d1['seed_t_interval95'])} | {_fmt_iv(d1['bootstrap_interval95'])} | {d2['minus_best']:+.1f} | "
-                  f"{_fmt_iv(d2['seed_t_interval95'])} | {_fmt_iv(d2['bootstrap_interval95'])} |")
-        print("\n| steps | grid | timesteps | closed-form W2, N(0, M) | closed-form W2, N(m, C) |")
-        print("|---|---|---|---|---|")
+            cells = [f"{e['fd_mean'][k]:.1f} ({np.std(e['fd'][k]):.1f})" if k in e["fd_mean"] else "-"
+                     for k in ("cosine", "linear", *DESIGNS)]
+            diffs = [f"{e[k]['minus_best']:+.1f} {_fmt_iv(e[k]['seed_t_interval95'])} {_fmt_iv(e[k]['bootstrap_interval95'])}"
+                     if k in e else "-" for k in DESIGNS]
+            print(f"| {st} | {e['samples_per_cell']} | " + " | ".join(cells) + f" | {e['best_heuristic']} | "
+                  + " | ".join(diffs) + " |")
+            if "designed_error_vs_truncated" in e:
+                t = e["designed_error_vs_truncated"]
+                print(f"|   | cosine from t = {e['grids']['cosine_truncated'][0]}: {e['fd_mean']['cosine_truncated']:.1f}; "
+                      f"designed(error) - it {t['minus']:+.1f} {_fmt_iv(t['seed_t_interval95'])} "
+                      f"{_fmt_iv(t['bootstrap_interval95'])} |")
+        print("\n| steps | grid | timesteps | closed-form W2, N(0, M) | N(m, C) | the error's Gaussian |")
+        print("|---|---|---|---|---|---|")
         for st, e in g["steps"].items():
-            for k in ("cosine", "linear", "designed", "designed_mean"):
+            for k in e["grids"]:
+                w2e = e.get("closed_form_w2_error_model", {}).get(k)
                 print(f"| {st} | {k} | {' '.join(map(str, e['grids'][k]))} | {e['closed_form_w2'][k]:.2f} | "
-                      f"{e['closed_form_w2_mean_model'][k]:.2f} |")
+                      f"{e['closed_form_w2_mean_model'][k]:.2f} | {'-' if w2e is None else f'{w2e:.2f}'} |")
     for path in sorted(OUT.glob("guidance_*steps*.json")):
         gd = json.loads(path.read_text())
         print(f"\nGuidance ({gd['split']}, {gd['items']} digits, {len(gd['seeds'])} seeds, {gd['steps']} steps, noise std "
@@ -687,6 +703,8 @@ def main(argv=None):
     g.add_argument("--samples", type=int, default=1000)
     g.add_argument("--batch", type=int, default=250)
     g.add_argument("--bootstrap", type=int, default=300)
+    g.add_argument("--truncated", action="store_true",
+                   help="also the cosine grid started at designed_error's first time (is the gain the start?)")
     c = sub.add_parser("guidance")
     c.add_argument("--operators", nargs="+", default=["blur", "inpaint", "down"], choices=["blur", "inpaint", "down"])
     c.add_argument("--samplers", nargs="+", default=["dps", "pigdm", "ddnm"], choices=["dps", "pigdm", "ddnm"])
