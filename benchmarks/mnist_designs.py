@@ -24,12 +24,14 @@ form alone. The only tuned quantity is the baseline's constant guidance weight (
   1,000 test digits. Interval: a paired bootstrap over samples (the same resampled indices for both grids and
   for the real digits), the difference averaged over seeds.
 - guidance: DPS, PiGDM and DDNM(+) with the anchors' default weights against weights designed by
-  `design_guidance` on lam and each operator's closed-form gains (see `_operator`), at 10 steps (equal network
-  evaluations), observation noise std 0.05, 3 sampling seeds; PSNR and the classifier's accuracy on x_hat,
+  `design_guidance` on lam and each operator's closed-form gains (see `_operator`), for the averaged W2 to the
+  posterior ("designed") and for the closed-form squared error to the clean digit, PSNR's ("designed_mse"), at
+  the same grid (equal network evaluations), observation noise std 0.05, 3 sampling seeds; PSNR and the
+  classifier's accuracy on x_hat,
   paired bootstrap intervals over test digits (seed outcomes averaged per digit). The digits are class-balanced
   (`_balanced`: the splits are stored sorted by label). `guidance --sweep --split val --seeds 0` first tunes a
-  constant weight per cell on validation digits (tune_val_<S>steps.json); the test run then compares the designed
-  weights with both the anchors' defaults and that tuned constant.
+  constant weight per cell on validation digits (tune_val_<S>steps.json); the test run then compares both designs
+  with both the anchors' defaults and that tuned constant.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from tqdm import tqdm
 
 from coupled.analysis import (
     circulant_report, denoising_error, design_grid, design_guidance, effective_spectrum, gaussian_mmse, grid_alpha_bar,
-    power_spectrum_2d, sampler_transfer, w2_to_data, w2_to_posterior, Transfer,
+    mse_to_truth, power_spectrum_2d, sampler_transfer, w2_to_data, w2_to_posterior, Transfer,
 )
 from coupled.atomic import atomic_write, atomic_write_json
 from coupled.bundle import NullObservation, load_net, wrap_denoiser
@@ -417,6 +419,8 @@ DEFAULTS = {"dps": {"blur": 0.3, "inpaint": 0.5, "down": 0.3}, "pigdm": 1.0, "dd
 # the constant weights the validation sweep tries (`guidance --sweep --split val`): the baseline tuned as a knob
 SWEEP = {"dps": (0.3, 1, 3, 10, 30, 100), "pigdm": (0.25, 0.5, 1, 2, 4), "ddnm": (0.25, 0.5, 1, 2, 4)}
 SAMPLER_OPTIONS = {"dps": {"eta": 1.0}, "pigdm": {"eta": 1.0, "clip": (-1.0, 1.0)}, "ddnm": {}}
+# the designs the test run compares: name -> design_guidance's objective
+DESIGNS = {"designed": "w2", "designed_mse": "mse"}
 CLOSED = {"dps": ("dps", "ddim", 1.0, "dps_weights", {}), "pigdm": ("pigdm", "ddim", 1.0, "pigdm_weights", {}),
           "ddnm": ("ddnm", "ddpm", 0.0, "projection_weights", {"ddnm_plus": True})}
 
@@ -502,7 +506,7 @@ def cmd_guidance(a):
     results, examples = {}, {}
     tune_path = OUT / f"tune_val_{a.steps}steps.json"
     tuned = json.loads(tune_path.read_text()) if (not a.sweep and a.split == "test" and tune_path.exists()) else None
-    per_cell = max(len(SWEEP[k]) for k in a.samplers) if a.sweep else 2 + (tuned is not None)
+    per_cell = max(len(SWEEP[k]) for k in a.samplers) if a.sweep else len(DESIGNS) + 1 + (tuned is not None)
     total = len(a.operators) * len(a.samplers) * per_cell * len(a.seeds) * n * a.steps
     bar = tqdm(total=total, desc="image steps", unit="img", mininterval=30)
     started = time.time()
@@ -515,20 +519,24 @@ def cmd_guidance(a):
             method, cf_sampler, eta, key, extra = CLOSED[sampler]
             ab = grid_alpha_bar(process, grid)
             default = DEFAULTS[sampler][op_name] if isinstance(DEFAULTS[sampler], dict) else DEFAULTS[sampler]
-            designed = design_guidance(lam, h, s2, ab, counts, method=method, sampler=cf_sampler, eta=eta,
-                                       init=default, iters=a.iters, nonnegative=True)
+            variants = {"default": default}
+            for name, objective in DESIGNS.items():  # the same nonnegative search from the same start
+                variants[name] = [float(v) for v in design_guidance(
+                    lam, h, s2, ab, counts, method=method, sampler=cf_sampler, eta=eta, init=default, iters=a.iters,
+                    nonnegative=True, objective=objective)]
 
-            def cf_w2(w):
+            def closed_form(w, distance):
+                w = torch.as_tensor(w, dtype=torch.float64)
                 t = sampler_transfer(lam, ab, sampler=cf_sampler, eta=eta, h=h, s2=s2, counts=counts, **{key: w}, **extra)
-                return float(w2_to_posterior(lam, h, s2, t, counts))
+                return float(distance(lam, h, s2, t, counts))
 
-            variants = {"default": default, "designed": [float(v) for v in designed]}
             if a.sweep:  # validation: the best constant weight of a grid, picked by mean PSNR
                 variants = {f"{c:g}": float(c) for c in SWEEP[sampler]}
             elif tuned is not None:
                 variants["tuned"] = tuned["cells"][f"{op_name}/{sampler}"]["pick"]
-            cell = {"weights": variants, "closed_form_w2": {k: cf_w2(torch.as_tensor(v, dtype=torch.float64))
-                                                            for k, v in variants.items()}}
+            cell = {"weights": variants,
+                    "closed_form_w2": {k: closed_form(v, w2_to_posterior) for k, v in variants.items()},
+                    "closed_form_mse": {k: closed_form(v, mse_to_truth) for k, v in variants.items()}}
             per = {}
             for vname, weight in variants.items():
                 ps, acc = [], []
@@ -554,21 +562,27 @@ def cmd_guidance(a):
                 cell[f"{metric}_seeds"] = {k: per[k][f"{metric}_seeds"] for k in per}
                 if a.sweep:
                     continue
-                diff = per["designed"][metric] - per["default"][metric]
-                cell[f"{metric}_difference"] = float(diff.mean())
-                cell[f"{metric}_interval95"] = _paired(diff, 2000, 18)
-                if "tuned" in per:
-                    diff = per["designed"][metric] - per["tuned"][metric]
-                    cell[f"{metric}_difference_vs_tuned"] = float(diff.mean())
-                    cell[f"{metric}_interval95_vs_tuned"] = _paired(diff, 2000, 18)
+                # "designed" keeps the keys of the files written before designed_mse: psnr_difference (vs
+                # default), psnr_difference_vs_tuned; designed_mse's are psnr_difference_designed_mse, ..._vs_tuned,
+                # ..._vs_designed
+                for name in DESIGNS:
+                    tag = "" if name == "designed" else f"_{name}"
+                    against = [("default", ""), ("tuned", "_vs_tuned")] + ([("designed", "_vs_designed")] if tag else [])
+                    for base, suffix in against:
+                        if base in per:
+                            diff = per[name][metric] - per[base][metric]
+                            cell[f"{metric}_difference{tag}{suffix}"] = float(diff.mean())
+                            cell[f"{metric}_interval95{tag}{suffix}"] = _paired(diff, 2000, 18)
             results[f"{op_name}/{sampler}"] = cell
             if a.sweep:
                 cell["pick"] = variants[max(per, key=lambda k: (cell["psnr"][k], cell["acc"][k]))]
                 print(f"{op_name} {sampler}: sweep PSNR {cell['psnr']} acc {cell['acc']} -> pick {cell['pick']}", flush=True)
                 continue
-            print(f"{op_name} {sampler}: default {default} designed {[round(v, 3) for v in variants['designed']]}; "
-                  f"W2 {cell['closed_form_w2']}; PSNR {cell['psnr']} diff {cell['psnr_difference']:+.2f} "
-                  f"{cell['psnr_interval95']}; acc {cell['acc']} diff {cell['acc_difference']:+.3f} "
+            print(f"{op_name} {sampler}: default {default} designed {[round(v, 3) for v in variants['designed']]} "
+                  f"designed_mse {[round(v, 3) for v in variants['designed_mse']]}; W2 {cell['closed_form_w2']}; "
+                  f"MSE {cell['closed_form_mse']}; PSNR {cell['psnr']} diff {cell['psnr_difference']:+.2f} "
+                  f"{cell['psnr_interval95']}, designed_mse {cell['psnr_difference_designed_mse']:+.2f} "
+                  f"{cell['psnr_interval95_designed_mse']}; acc {cell['acc']} diff {cell['acc_difference']:+.3f} "
                   f"{cell['acc_interval95']}", flush=True)
     bar.close()
     out = {"command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py guidance "
@@ -579,7 +593,8 @@ def cmd_guidance(a):
            "split": a.split, "items": n, "seeds": a.seeds, "steps": a.steps, "noise_std": NOISE_STD,
            "blur_sigma": BLUR, "box": BOX, "downsample": 2, "prior": str(PRIOR), "grid": grid[:-1].int().tolist(),
            "sampling_seconds": round(time.time() - started, 1),
-           "interval": "paired bootstrap (2000) over digits of designed - default, seed outcomes averaged per digit",
+           "interval": "paired bootstrap (2000) over digits of designed - default (and - tuned; designed_mse - default, "
+                       "- tuned, - designed), seed outcomes averaged per digit",
            "cells": results}
     OUT.mkdir(parents=True, exist_ok=True)
     if a.sweep:
@@ -587,33 +602,30 @@ def cmd_guidance(a):
         return
     stem = f"guidance_{a.steps}steps" + ("" if a.split == "test" else f"_{a.split}")
     atomic_write_json(OUT / f"{stem}.json", out)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), gridspec_kw={"width_ratios": [1, 1, 1.5]})
+    fig, axes = plt.subplots(1, 3, figsize=(19, 4.8), gridspec_kw={"width_ratios": [1, 1, 1.9]})
     keys = list(results)
     xs = np.arange(len(keys))
+    series = [("", "o", "designed (W2) - default"), ("_designed_mse", "^", "designed_mse - default")]
+    if tuned is not None:
+        series += [("_vs_tuned", "s", "designed (W2) - tuned constant"),
+                   ("_designed_mse_vs_tuned", "v", "designed_mse - tuned constant")]
     for ax, metric, label in ((axes[0], "psnr", "PSNR difference (dB)"), (axes[1], "acc", "accuracy difference")):
-        d = [results[k][f"{metric}_difference"] for k in keys]
-        lo = [d_ - results[k][f"{metric}_interval95"][0] for d_, k in zip(d, keys)]
-        hi = [results[k][f"{metric}_interval95"][1] - d_ for d_, k in zip(d, keys)]
-        ax.errorbar(xs, d, yerr=[lo, hi], fmt="o", capsize=3, label="vs the anchors' default")
-        if tuned is not None:
-            d = [results[k][f"{metric}_difference_vs_tuned"] for k in keys]
-            lo = [d_ - results[k][f"{metric}_interval95_vs_tuned"][0] for d_, k in zip(d, keys)]
-            hi = [results[k][f"{metric}_interval95_vs_tuned"][1] - d_ for d_, k in zip(d, keys)]
-            ax.errorbar(xs + 0.2, d, yerr=[lo, hi], fmt="s", capsize=3, label="vs the constant tuned on validation")
-            ax.legend(fontsize=8)
+        for j, (suffix, marker, name) in enumerate(series):
+            d = [results[k][f"{metric}_difference{suffix}"] for k in keys]
+            lo = [d_ - results[k][f"{metric}_interval95{suffix}"][0] for d_, k in zip(d, keys)]
+            hi = [results[k][f"{metric}_interval95{suffix}"][1] - d_ for d_, k in zip(d, keys)]
+            ax.errorbar(xs + 0.15 * j, d, yerr=[lo, hi], fmt=marker, capsize=3, label=name)
+        ax.legend(fontsize=7)
         ax.axhline(0, color="gray", lw=0.8)
-        ax.set_xticks(xs, keys, rotation=60, ha="right")
-        ax.set_title(f"designed - default: {label}")
-    rows = []
-    for k in keys:
-        op_name, sampler = k.split("/")
-        rows.append(torch.cat(list(examples[(op_name, sampler, "default")][:3, 0])
-                              + list(examples[(op_name, sampler, "designed")][:3, 0])
-                              + (list(examples[(op_name, sampler, "tuned")][:3, 0]) if tuned is not None else []), dim=1))
+        ax.set_xticks(xs + 0.075 * (len(series) - 1), keys, rotation=60, ha="right")
+        ax.set_title(label)
+    columns = [("default", "default weights"), ("designed", "designed (W2)"), ("designed_mse", "designed (MSE)")]
+    columns += [("tuned", "tuned constant")] if tuned is not None else []
+    rows = [torch.cat([im for vname, _ in columns for im in examples[(*k.split("/"), vname)][:3, 0]], dim=1)
+            for k in keys]
     axes[2].imshow(torch.cat(rows, 0), cmap="gray", vmin=-1, vmax=1)
     axes[2].set_yticks([14 + 28 * i for i in range(len(keys))], keys)
-    axes[2].set_xticks([42, 126, 210][:2 + (tuned is not None)],
-                       ["default weights", "designed weights", "tuned constant"][:2 + (tuned is not None)])
+    axes[2].set_xticks([42 + 84 * j for j in range(len(columns))], [title for _, title in columns])
     fig.suptitle(f"{a.steps} steps, {n} {a.split} digits, {len(a.seeds)} seeds, noise std {NOISE_STD}")
     _save_png(OUT / f"{stem}.png", fig)
 
@@ -660,33 +672,50 @@ def cmd_tables(a):
                 w2e = e.get("closed_form_w2_error_model", {}).get(k)
                 print(f"| {st} | {k} | {' '.join(map(str, e['grids'][k]))} | {e['closed_form_w2'][k]:.2f} | "
                       f"{e['closed_form_w2_mean_model'][k]:.2f} | {'-' if w2e is None else f'{w2e:.2f}'} |")
-    for path in sorted(OUT.glob("guidance_*steps*.json")):
+    for path in sorted(OUT.glob("guidance_*steps*.json"), key=lambda p: (len(p.stem), p.stem)):
         gd = json.loads(path.read_text())
-        print(f"\nGuidance ({gd['split']}, {gd['items']} digits, {len(gd['seeds'])} seeds, {gd['steps']} steps, noise std "
-              f"{gd['noise_std']}): default vs designed weights")
-        print("| operator | sampler | default weight | designed weights | closed-form W2 default / designed | PSNR default | "
-              "PSNR designed | difference [95%] | accuracy default | accuracy designed | difference [95%] |")
+        print(f"\nGuidance ({path.name}: {gd['split']}, {gd['items']} digits, {len(gd['seeds'])} seeds, {gd['steps']} "
+              f"steps, noise std {gd['noise_std']}; tuned: {gd['tuned_from']}, best mean PSNR; '-': not in this file)")
+        names = ("default", "tuned", "designed", "designed_mse")
+        print("| corruption | sampler | weights: default / tuned / designed | PSNR " + " / ".join(names) + " | designed - "
+              "default [95%] | designed - tuned [95%] | designed_mse - tuned [95%] | accuracy " + " / ".join(names) +
+              " | designed - default [95%] | designed - tuned [95%] | designed_mse - tuned [95%] |")
         print("|" + "---|" * 11)
-        rows_tuned = []
         for key, cell in gd["cells"].items():
             op_name, sampler = key.split("/")
             w = cell["weights"]
-            cf = cell["closed_form_w2"]
-            print(f"| {op_name} | {sampler} | {w['default']} | {' '.join(f'{v:.2g}' for v in w['designed'])} | "
-                  f"{cf['default']:.2f} / {cf['designed']:.2f} | {cell['psnr']['default']:.2f} | {cell['psnr']['designed']:.2f} | "
-                  f"{cell['psnr_difference']:+.2f} {_fmt_iv(cell['psnr_interval95'], '{:+.2f}')} | {cell['acc']['default']:.3f} | "
-                  f"{cell['acc']['designed']:.3f} | {cell['acc_difference']:+.3f} {_fmt_iv(cell['acc_interval95'], '{:+.3f}')} |")
-            if "tuned" in w:
-                rows_tuned.append(
-                    f"| {op_name} | {sampler} | {w['tuned']:g} | {cell['psnr']['tuned']:.2f} | "
-                    f"{cell['psnr_difference_vs_tuned']:+.2f} {_fmt_iv(cell['psnr_interval95_vs_tuned'], '{:+.2f}')} | "
-                    f"{cell['acc']['tuned']:.3f} | {cell['acc_difference_vs_tuned']:+.3f} "
-                    f"{_fmt_iv(cell['acc_interval95_vs_tuned'], '{:+.3f}')} |")
-        if rows_tuned:
-            print(f"\nThe same, designed against the constant weight tuned on validation ({gd['tuned_from']}: best mean PSNR)")
-            print("| operator | sampler | tuned weight | PSNR tuned | designed - tuned [95%] | accuracy tuned | designed - tuned [95%] |")
-            print("|" + "---|" * 7)
-            print("\n".join(rows_tuned))
+            weights = " / ".join(_fmt_weights(w.get(k)) for k in names[:3])
+            row = [op_name, sampler, weights]
+            for metric, f in (("psnr", "{:.2f}"), ("acc", "{:.3f}")):
+                row.append(" / ".join("-" if k not in cell[metric] else f.format(cell[metric][k]) for k in names))
+                for tag in ("", "_vs_tuned", "_designed_mse_vs_tuned"):
+                    row.append(_fmt_diff(cell, metric, tag, "{:+" + f[2:]))
+            print("| " + " | ".join(row) + " |")
+        print("\n| corruption | sampler | designed_mse weights | closed-form W2 default / tuned / designed / designed_mse | "
+              "closed-form MSE, same order | PSNR designed_mse - default [95%] | designed_mse - designed [95%] | "
+              "accuracy designed_mse - default [95%] | designed_mse - designed [95%] |")
+        print("|" + "---|" * 9)
+        for key, cell in gd["cells"].items():
+            op_name, sampler = key.split("/")
+            cf = [" / ".join("-" if k not in cell.get(c, {}) else f"{cell[c][k]:.4g}" for k in names)
+                  for c in ("closed_form_w2", "closed_form_mse")]
+            diffs = [_fmt_diff(cell, m, tag, f) for m, f in (("psnr", "{:+.2f}"), ("acc", "{:+.3f}"))
+                     for tag in ("_designed_mse", "_designed_mse_vs_designed")]
+            print(f"| {op_name} | {sampler} | {_fmt_weights(cell['weights'].get('designed_mse'))} | {cf[0]} | {cf[1]} | "
+                  + " | ".join(diffs) + " |")
+
+
+def _fmt_weights(w):
+    """A constant weight as itself, a per-step schedule as its values (2 significant digits); '-' if absent."""
+    if w is None:
+        return "-"
+    return f"{w:g}" if isinstance(w, (int, float)) else " ".join(f"{v:.2g}" for v in w)
+
+
+def _fmt_diff(cell, metric, tag, f):
+    """'+d [lo, hi]' of the cell's `metric`_difference`tag` and its interval; '-' where the file has none."""
+    d, iv = cell.get(f"{metric}_difference{tag}"), cell.get(f"{metric}_interval95{tag}")
+    return "-" if d is None else f"{f.format(d)} {_fmt_iv(iv, f)}"
 
 
 # ------------------------------------------------------------------------------------------------ entry

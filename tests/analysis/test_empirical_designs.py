@@ -19,10 +19,9 @@ from coupled.analysis import (
 )
 from coupled.engine import sample
 from coupled.engine.gaussian import GaussianPrior
-from coupled.engine.operators import Measurement, Separable
 from coupled.errors import CoupledError
 
-from .lab import BIN, COUNTS, F, H, LAM, N, PROCESS, S2, SAMPLES, TOL, _agree, _circulant
+from .lab import BIN, COUNTS, F, H, LAM, N, PROCESS, S2, SAMPLES, TOL, _agree, _circulant, _run_engine
 
 
 def _stationary(n, size=8, seed=0):
@@ -79,25 +78,10 @@ def test_a_prior_with_a_mean_matches_the_engines_ddim_with_the_exact_denoiser():
         w2_to_data(LAM, guided, COUNTS, mp)
 
 
-def _blur_operator():
-    return Separable(torch.ones(1, 1), _circulant(H))  # x [n, 1, N] -> A x along the last axis
-
-
 def _observation(seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(N, generator=g, dtype=torch.float64) @ _circulant(LAM.sqrt()).T
     return x @ _circulant(H).T + math.sqrt(S2) * torch.randn(N, generator=g, dtype=torch.float64)
-
-
-def _run_engine(sampler, weights, d, seed, **options):
-    denoise = GaussianPrior(torch.zeros(N), _circulant(LAM).float()).denoiser(PROCESS)
-    flat = lambda x, t, **kw: denoise(x[:, 0], t)[:, None]  # noqa: E731  ([n, 1, N] through the [n, N] denoiser)
-    m = Measurement(_blur_operator(), d.float().expand(SAMPLES, 1, N).clone(), math.sqrt(S2))
-    grid = PROCESS.grid(len(weights))
-    g = torch.Generator().manual_seed(seed)
-    out = sample(flat, PROCESS, grid, PROCESS.prior((SAMPLES, 1, N), g), sampler=sampler, generator=g,
-                 measurement=m, weight=list(weights), **options)
-    return out[:, 0], grid_alpha_bar(PROCESS, grid)
 
 
 def test_pigdm_closed_form_matches_the_engines_pigdm_step():

@@ -1,7 +1,8 @@
 """Designs from the closed form: time grids (Benita, Elad, Keshet, arXiv 2502.00180, section 5: the schedule
 minimising W2 between the generated and the data distribution) and per-step guidance weights of zero-shot
-samplers (arXiv 2602.07715: the weights minimising the averaged W2 to the true posterior). Both minimise the
-differentiable closed form of `spectral` with torch's L-BFGS and keep the best point seen.
+samplers (arXiv 2602.07715: the weights minimising the averaged W2 to the true posterior, or, for PSNR, the
+expected squared error to the clean signal). Both minimise the differentiable closed form of `spectral` with
+torch's L-BFGS and keep the best point seen.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 
 from ..engine.processes import VPProcess
 from ..errors import CoupledError
-from .spectral import gaussian_mmse, grid_alpha_bar, sampler_transfer, w2_to_data, w2_to_posterior
+from .spectral import gaussian_mmse, grid_alpha_bar, mse_to_truth, sampler_transfer, w2_to_data, w2_to_posterior
 
 __all__ = ["design_guidance", "design_alpha_bar", "design_grid", "grid_w2", "effective_spectrum"]
 
@@ -44,12 +45,16 @@ def _minimise(loss_fn, params: torch.Tensor, iters: int) -> torch.Tensor:
 
 _METHODS = {"dps": ("dps_weights", 1.0), "projection": ("projection_weights", 0.0), "pigdm": ("pigdm_weights", 1.0),
             "ddnm": ("projection_weights", 1.0)}
+# what a guidance design minimises: the averaged W2 to the posterior, or E||x_hat - x||^2 (PSNR's closed form)
+_OBJECTIVES = {"w2": w2_to_posterior, "mse": mse_to_truth}
 
 
 def design_guidance(lam, h, s2, alpha_bar, counts, *, method: str = "dps", sampler: str = "ddim", eta: float = 0.0,
                     init=None, iters: int = 200, rcond: float = 1e-3, prior_variance: float = 1.0,
-                    nonnegative: bool = False) -> torch.Tensor:
-    """Per-step guidance weights [S] minimising the averaged W2 (`w2_to_posterior`) of the zero-shot sampler.
+                    nonnegative: bool = False, objective: str = "w2") -> torch.Tensor:
+    """Per-step guidance weights [S] minimising `objective` of the zero-shot sampler: 'w2' the averaged W2 to the
+    posterior (`w2_to_posterior`), 'mse' the expected squared error to the clean signal (`mse_to_truth`, the
+    closed form of what PSNR measures; its optimum is the posterior mean, not a posterior sample).
 
     `method` 'dps' designs DPS's normalised step sizes zeta_i (its default is zeta = 1), 'projection' the
     DDNM-like weights p_i (DDNM's is 1), 'ddnm' the same weights of DDNM+ (`ddnm_plus`: the engine's ddnm with
@@ -60,6 +65,8 @@ def design_guidance(lam, h, s2, alpha_bar, counts, *, method: str = "dps", sampl
     what the engine's samplers accept: unconstrained, the closed form can prefer a step *away* from the data."""
     if method not in _METHODS:
         raise CoupledError(f"unknown zero-shot method {method!r}; choose one of: {', '.join(_METHODS)}")
+    if objective not in _OBJECTIVES:
+        raise CoupledError(f"unknown design objective {objective!r}; choose one of: {', '.join(_OBJECTIVES)}")
     steps = torch.as_tensor(alpha_bar).numel() - 1
     key, default = _METHODS[method]
     extra = {"ddnm_plus": True} if method == "ddnm" else {"prior_variance": prior_variance} if method == "pigdm" else {}
@@ -69,7 +76,7 @@ def design_guidance(lam, h, s2, alpha_bar, counts, *, method: str = "dps", sampl
     def loss(u):
         t = sampler_transfer(lam, alpha_bar, sampler=sampler, eta=eta, h=h, s2=s2, counts=counts, rcond=rcond,
                              **{key: to_w(u)}, **extra)
-        return w2_to_posterior(lam, h, s2, t, counts)
+        return _OBJECTIVES[objective](lam, h, s2, t, counts)
 
     init = default if init is None else init
     start = torch.as_tensor(init, dtype=_f64).expand(steps).clone()

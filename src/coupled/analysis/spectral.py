@@ -35,7 +35,7 @@ from ..errors import CoupledError
 __all__ = [
     "Transfer", "real_fourier_basis", "bin_counts", "power_law_spectrum", "gaussian_blur_gains", "grid_alpha_bar",
     "denoiser_gain", "sampler_transfer", "posterior", "w2_diagonal", "w2_to_data", "w2_to_posterior",
-    "residual_rms", "gaussian_mmse",
+    "mse_to_truth", "residual_rms", "gaussian_mmse",
 ]
 
 _f64 = torch.float64
@@ -274,3 +274,14 @@ def w2_to_posterior(lam, h, s2, transfer: Transfer, counts) -> torch.Tensor:
     post = posterior(lam, h, s2)
     mean_rms = (transfer.gain - post.gain).abs() * (h * h * lam + s2).sqrt()
     return w2_diagonal(mean_rms, transfer.var, 0.0 * lam, post.var, counts)
+
+
+def mse_to_truth(lam, h, s2, transfer: Transfer, counts) -> torch.Tensor:
+    """E ||x_hat - x||^2 over the prior x ~ N(0, lam), the observation noise and the sampler's noise (what PSNR
+    measures): with x_hat = gain d + sqrt(var) z and d = h x + n, the error (gain h - 1) x + gain n + sqrt(var) z
+    has variance (1 - gain h)^2 lam + gain^2 s2 + var per coordinate, summed over the coordinates (`counts` per
+    bin). The posterior mean (`posterior`'s gain, var 0) reaches the minimum, sum counts lam s2 / (h^2 lam + s2);
+    a posterior sample has twice that."""
+    lam, h = torch.as_tensor(lam, dtype=_f64), torch.as_tensor(h, dtype=_f64)
+    per_bin = (1 - transfer.gain * h) ** 2 * lam + transfer.gain ** 2 * s2 + transfer.var
+    return (torch.as_tensor(counts, dtype=_f64) * per_bin).sum()
