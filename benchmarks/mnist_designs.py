@@ -387,25 +387,34 @@ def _examples_png(examples):
 
 def _grids_png(out):
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     steps = [int(s) for s in out["steps"]]
     e = [out["steps"][str(s)] for s in steps]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    models = (("closed_form_w2", "predicted: N(0, M), M's circulant part"),
+              ("closed_form_w2_mean_model", "predicted: N(m, C), mean image + centred spectrum"),
+              ("closed_form_w2_error_model", "predicted: the Gaussian of the prior's error"))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     for name, mk in (("cosine", "o"), ("linear", "s"), ("designed", "^"), ("designed_mean", "v"), ("designed_error", "D")):
         if any(name not in c["fd_mean"] for c in e):
             continue
         axes[0].errorbar(steps, [c["fd_mean"][name] for c in e], yerr=[np.std(c["fd"][name]) for c in e], fmt=mk + "-",
                          label=name, capsize=3)
-        axes[1].plot(steps, [c["closed_form_w2"][name] for c in e], mk + "-", label=name)
-        axes[2].plot(steps, [c["closed_form_w2_mean_model"][name] for c in e], mk + "-", label=name)
+        for ax, (key, _) in zip(axes[1:], models):
+            if all(key in c for c in e):
+                ax.plot(steps, [c[key][name] for c in e], mk + "-", label=name)
+    trunc = [(s, c["fd_mean"]["cosine_truncated"]) for s, c in zip(steps, e) if "cosine_truncated" in c["fd_mean"]]
+    if trunc:
+        axes[0].plot(*zip(*trunc), "kx", ms=8, label="cosine started where designed_error starts")
     axes[0].axhline(out["fd_val_vs_test_digits"], color="gray", ls=":", label="500 real val digits")
     axes[0].set(ylabel="Frechet distance, classifier features", title="measured: trained prior, 3 seeds (mean, sd)")
-    axes[1].set(ylabel="closed-form W2", title="predicted: N(0, M), M's circulant part")
-    axes[2].set(ylabel="closed-form W2", title="predicted: N(m, C), mean image + centred spectrum")
+    for ax, (_, title) in zip(axes[1:], models):
+        ax.set(ylabel="closed-form W2", title=title)
     for ax in axes:
         ax.set(xscale="log", yscale="log", xlabel="DDIM steps")
         ax.set_xticks(steps, [str(s) for s in steps])
-        ax.legend(fontsize=8)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.legend(fontsize=7)
     _save_png(OUT / "grids.png", fig)
 
 
@@ -420,7 +429,7 @@ DEFAULTS = {"dps": {"blur": 0.3, "inpaint": 0.5, "down": 0.3}, "pigdm": 1.0, "dd
 SWEEP = {"dps": (0.3, 1, 3, 10, 30, 100), "pigdm": (0.25, 0.5, 1, 2, 4), "ddnm": (0.25, 0.5, 1, 2, 4)}
 SAMPLER_OPTIONS = {"dps": {"eta": 1.0}, "pigdm": {"eta": 1.0, "clip": (-1.0, 1.0)}, "ddnm": {}}
 # the designs the test run compares: name -> design_guidance's objective
-DESIGNS = {"designed": "w2", "designed_mse": "mse"}
+WEIGHT_DESIGNS = {"designed": "w2", "designed_mse": "mse"}
 CLOSED = {"dps": ("dps", "ddim", 1.0, "dps_weights", {}), "pigdm": ("pigdm", "ddim", 1.0, "pigdm_weights", {}),
           "ddnm": ("ddnm", "ddpm", 0.0, "projection_weights", {"ddnm_plus": True})}
 
@@ -506,7 +515,7 @@ def cmd_guidance(a):
     results, examples = {}, {}
     tune_path = OUT / f"tune_val_{a.steps}steps.json"
     tuned = json.loads(tune_path.read_text()) if (not a.sweep and a.split == "test" and tune_path.exists()) else None
-    per_cell = max(len(SWEEP[k]) for k in a.samplers) if a.sweep else len(DESIGNS) + 1 + (tuned is not None)
+    per_cell = max(len(SWEEP[k]) for k in a.samplers) if a.sweep else len(WEIGHT_DESIGNS) + 1 + (tuned is not None)
     total = len(a.operators) * len(a.samplers) * per_cell * len(a.seeds) * n * a.steps
     bar = tqdm(total=total, desc="image steps", unit="img", mininterval=30)
     started = time.time()
@@ -520,7 +529,7 @@ def cmd_guidance(a):
             ab = grid_alpha_bar(process, grid)
             default = DEFAULTS[sampler][op_name] if isinstance(DEFAULTS[sampler], dict) else DEFAULTS[sampler]
             variants = {"default": default}
-            for name, objective in DESIGNS.items():  # the same nonnegative search from the same start
+            for name, objective in WEIGHT_DESIGNS.items():  # the same nonnegative search from the same start
                 variants[name] = [float(v) for v in design_guidance(
                     lam, h, s2, ab, counts, method=method, sampler=cf_sampler, eta=eta, init=default, iters=a.iters,
                     nonnegative=True, objective=objective)]
@@ -565,7 +574,7 @@ def cmd_guidance(a):
                 # "designed" keeps the keys of the files written before designed_mse: psnr_difference (vs
                 # default), psnr_difference_vs_tuned; designed_mse's are psnr_difference_designed_mse, ..._vs_tuned,
                 # ..._vs_designed
-                for name in DESIGNS:
+                for name in WEIGHT_DESIGNS:
                     tag = "" if name == "designed" else f"_{name}"
                     against = [("default", ""), ("tuned", "_vs_tuned")] + ([("designed", "_vs_designed")] if tag else [])
                     for base, suffix in against:
@@ -652,7 +661,7 @@ def cmd_tables(a):
         print("| steps | samples/cell | cosine | linear | designed N(0, M) | designed N(m, C) | designed from the error | best | "
               "designed - best [seed t] [bootstrap] | designed(m, C) - best [seed t] [bootstrap] | "
               "designed(error) - best [seed t] [bootstrap] |")
-        print("|" + "---|" * 10)
+        print("|" + "---|" * 11)
         for st, e in g["steps"].items():
             cells = [f"{e['fd_mean'][k]:.1f} ({np.std(e['fd'][k]):.1f})" if k in e["fd_mean"] else "-"
                      for k in ("cosine", "linear", *DESIGNS)]
