@@ -8,12 +8,15 @@ into the stored step counts.
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --methods alternating nested
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --against linear
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --design designed_error
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --design designed_conditional
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --table [--design designed_error]
 
 The designed grid (`--design designed`, the default) is `design_grid` on the training digits' raw power spectrum
 for the bundle's signal process (the cosine VP process of 1000 steps, the same as the generation prior's), read
 from docs/results/designs/grid_designs.json (`mnist_designs.py grids` wrote it; computed here when missing);
-`--design designed_error` is the one designed from the prior's measured denoising error. Both are designed for
+`--design designed_error` is the one designed from the prior's measured denoising error, and `--design
+designed_conditional` one per corruption from the observation-conditioned net's own error given that corruption
+(`conditional_grid`: the design for the chain that actually runs). The first two are designed for
 *unconditional* generation (W2 between the Gaussian model's samples and the data); the chain here is the
 observation-conditioned denoiser, whose x0_hat is much closer to the answer at every step: whether the design
 transfers is the question. Methods as the validation picks run them (docs/results/fair_val.json): sequential with
@@ -59,6 +62,42 @@ def designed_grid(steps: int, process: VPProcess, train, design: str = "designed
         raise SystemExit(f"no {design} grid at {steps} steps in {path}; run mnist_designs.py grids --steps {steps} first")
     lam = power_spectrum_2d(train.signals)
     return design_grid(lam, torch.ones_like(lam), process, steps).int().tolist()
+
+
+def conditional_grid(steps: int, corruption: str, bundle, train) -> list[int]:
+    """The grid designed for the *conditional* chain at `steps` (engine format, -1 last): the W2 design for the
+    Gaussian whose MMSE per noise level is the observation-conditioned signal net's measured error given the heavy
+    corruption of 500 training digits (class-balanced; training, so the validation digits the comparison runs on
+    stay out of the design). Cached in docs/results/designs/conditional_designs.json per corruption."""
+    from coupled.analysis import denoising_error, effective_spectrum
+    from coupled.evaluation.runner import CORRUPTION_SEED
+    from coupled.seeds import stream_seed
+
+    path = OUT / "conditional_designs.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    entry = cache.setdefault(corruption, {})
+    if "lam" not in entry:
+        idx = torch.cat([torch.nonzero(train.labels == c).flatten()[:50] for c in range(10)])
+        x0 = train.signals[idx]
+        d = get_domain("image").corrupt_set(x0, corruption, HEAVY[corruption], CORRUPTION_SEED)
+        coupling, _, _ = bundle.prepare("sequential", {"signal_net": "joint", "signal_eta": 1.0})
+        process = coupling.signal_chain.process
+        times = torch.unique(torch.linspace(0, process.num_train_steps - 1, 40).round().long())[1:]
+        started = time.time()
+        err = denoising_error(coupling.signal_denoiser, process, x0, times.tolist(), observation=d, logits=None,
+                              generator=torch.Generator().manual_seed(stream_seed("sampling", 18, 1)))
+        ab = process.alpha_bar.double()[times]
+        lam, counts = effective_spectrum(ab, err, int(x0[0].numel()))
+        entry.update({"severity": HEAVY[corruption], "items": "500 training digits (50 per class)", "t": times.tolist(),
+                      "error": err.tolist(), "seconds": round(time.time() - started, 1), "lam": lam.tolist(),
+                      "counts": counts.tolist()})
+    if str(steps) not in entry.get("grids", {}):
+        lam, counts = torch.tensor(entry["lam"], dtype=torch.float64), torch.tensor(entry["counts"], dtype=torch.float64)
+        process = bundle.coupling.signal_chain.process
+        entry.setdefault("grids", {})[str(steps)] = design_grid(lam, counts, process, steps)[:-1].int().tolist()
+    OUT.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, cache)
+    return [*entry["grids"][str(steps)], -1]
 
 
 def linear_grid(steps: int, process: VPProcess) -> list[int]:
@@ -118,8 +157,9 @@ def main():
     p.add_argument("--against", nargs="+", default=["default"], choices=["default", "linear"],
                    help="the grids the designed one is compared with (default: the uniform trailing cosine grid; "
                         "linear: the linear-beta schedule's uniform grid mapped to the cosine process by log-SNR)")
-    p.add_argument("--design", default="designed", choices=["designed", "designed_error"],
-                   help="the designed grid: the raw power spectrum's (default) or the prior's measured error's")
+    p.add_argument("--design", default="designed", choices=["designed", "designed_error", "designed_conditional"],
+                   help="the designed grid: the raw power spectrum's (default), the prior's measured error's, or the "
+                        "conditional signal net's measured error's given each corruption (one grid per corruption)")
     p.add_argument("--table", action="store_true", help="print the table of the stored results and stop")
     a = p.parse_args()
     if a.table:
@@ -151,6 +191,17 @@ def main():
             sampling["signal"]["steps"] = s
             bundle = load_bundle(BUNDLE, sampling=sampling)
             process = bundle.coupling.signal_chain.process
+            if name == "designed_conditional":  # one grid per corruption, so one run per corruption
+                records[name], grids[name] = [], {}
+                for c, v in HEAVY.items():
+                    sampling["signal"]["timesteps"] = conditional_grid(s, c, bundle, splits["train"])
+                    b = load_bundle(BUNDLE, sampling=sampling)
+                    grids[name][c] = b.coupling.signal_chain.grid[:-1].int().tolist()
+                    recs, _ = evaluate(b, val, {c: {"heavy": v}}, specs=specs(s, a.methods),
+                                       seeds_for_level=lambda level: a.seeds, progress=False, n_examples=0,
+                                       score_estimates=False)
+                    records[name] += recs
+                continue
             if name != "default":
                 sampling["signal"]["timesteps"] = (designed_grid(s, process, splits["train"], name) if name == a.design
                                                    else linear_grid(s, process))

@@ -65,6 +65,20 @@ def test_the_fitted_gaussian_reproduces_the_curve_and_its_grid_the_true_design()
     assert w2(fit_grid) < 0.5 * w2(PROCESS.grid(3))  # and the design matters here: uniform is far worse
 
 
+def test_conditioning_reaches_the_denoiser_item_by_item():
+    """An observation-conditioned denoiser sees each item's own observation, across batch boundaries: one that
+    answers with its observation errs by exactly ||d - x0||^2 per item, whatever the noise."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(7, N, generator=g)
+    d = x + torch.arange(7.0)[:, None]  # item i is off by i in every coordinate
+    err = denoising_error(lambda x_t, t, observation, logits: observation, PROCESS, x, [10, 500], generator=g,
+                          batch=3, observation=d, logits=None)
+    expected = float((torch.arange(7.0) ** 2).mean() * N)
+    assert torch.allclose(err, torch.tensor([expected, expected], dtype=torch.float64))
+    with pytest.raises(CoupledError, match="one per signal"):
+        denoising_error(lambda x_t, t, observation: observation, PROCESS, x, [10], observation=d[:3])
+
+
 def test_gaussian_mmse_of_a_hand_case():
     # one coordinate of variance 1 at alpha_bar 1/2: 1 * (1/2) / (1/2 + 1/2) = 1/2; two coordinates count twice
     assert float(gaussian_mmse([1.0], [2.0], 0.5)) == pytest.approx(1.0)

@@ -77,14 +77,20 @@ def circulant_report(images, *, centred: bool = False) -> dict:
 
 
 def denoising_error(denoiser, process, signals, times, *, generator: torch.Generator | None = None,
-                    batch: int = 250) -> torch.Tensor:
+                    batch: int = 250, **conditioning) -> torch.Tensor:
     """E||denoiser(x_t, t) - x0||^2 per item (summed over its coordinates) at each training time of `times`
     (float64 [len(times)]): every signal noised once per time with noise drawn from `generator`, under
     `torch.no_grad`. With the exact denoiser of a Gaussian this is `spectral.gaussian_mmse`; with a trained one
-    it is that network's error per noise level, what `design.effective_spectrum` fits."""
+    it is that network's error per noise level, what `design.effective_spectrum` fits. `conditioning`: per-item
+    tensors [B, ...] passed to the denoiser batch by batch (e.g. `observation=d, logits=None` for an
+    observation-conditioned signal net: its error given the observation); anything else is passed as is."""
     x0 = torch.as_tensor(signals)
     if x0.dim() < 2 or x0.shape[0] < 1:
         raise CoupledError(f"signals must be [B, ...] with B >= 1, got {tuple(x0.shape)}")
+    for name, value in conditioning.items():
+        if torch.is_tensor(value) and value.shape[:1] != x0.shape[:1]:
+            raise CoupledError(f"conditioning {name!r} has {value.shape[0]} items for {x0.shape[0]} signals; "
+                               "pass one per signal")
     out = []
     with torch.no_grad():
         for t in times:
@@ -93,7 +99,8 @@ def denoising_error(denoiser, process, signals, times, *, generator: torch.Gener
                 x = x0[b:b + batch]
                 tt = torch.full((x.shape[0],), int(t), dtype=torch.long)
                 noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-                x0_hat = denoiser(process.add_noise(x, tt, noise), tt)
+                cond = {k: v[b:b + batch] if torch.is_tensor(v) else v for k, v in conditioning.items()}
+                x0_hat = denoiser(process.add_noise(x, tt, noise), tt, **cond)
                 total += float(((x0_hat.double() - x.double()) ** 2).flatten(1).sum(1).sum())
             out.append(total / x0.shape[0])
     return torch.tensor(out, dtype=_f64)
