@@ -9,6 +9,7 @@ into the stored step counts.
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --against linear
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --design designed_error
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --design designed_conditional
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --steps 3 5 --design designed_conditional_t999
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designed_grids.py --table [--design designed_error]
 
 The designed grid (`--design designed`, the default) is `design_grid` on the training digits' raw power spectrum
@@ -16,7 +17,8 @@ for the bundle's signal process (the cosine VP process of 1000 steps, the same a
 from docs/results/designs/grid_designs.json (`mnist_designs.py grids` wrote it; computed here when missing);
 `--design designed_error` is the one designed from the prior's measured denoising error, and `--design
 designed_conditional` one per corruption from the observation-conditioned net's own error given that corruption
-(`conditional_grid`: the design for the chain that actually runs). The first two are designed for
+(`conditional_grid`: the design for the chain that actually runs; `designed_conditional_t999` the same with its
+first time fixed at T - 1). The first two are designed for
 *unconditional* generation (W2 between the Gaussian model's samples and the data); the chain here is the
 observation-conditioned denoiser, whose x0_hat is much closer to the answer at every step: whether the design
 transfers is the question. Methods as the validation picks run them (docs/results/fair_val.json): sequential with
@@ -64,11 +66,13 @@ def designed_grid(steps: int, process: VPProcess, train, design: str = "designed
     return design_grid(lam, torch.ones_like(lam), process, steps).int().tolist()
 
 
-def conditional_grid(steps: int, corruption: str, bundle, train) -> list[int]:
+def conditional_grid(steps: int, corruption: str, bundle, train, fix_first: bool = False) -> list[int]:
     """The grid designed for the *conditional* chain at `steps` (engine format, -1 last): the W2 design for the
     Gaussian whose MMSE per noise level is the observation-conditioned signal net's measured error given the heavy
     corruption of 500 training digits (class-balanced; training, so the validation digits the comparison runs on
-    stay out of the design). Cached in docs/results/designs/conditional_designs.json per corruption."""
+    stay out of the design). `fix_first`: the first time stays T - 1 (`design_grid(fix_first=True)`: the chain
+    starts from pure noise, in distribution only at T - 1). Cached in docs/results/designs/conditional_designs.json
+    per corruption."""
     from coupled.analysis import denoising_error, effective_spectrum
     from coupled.evaluation.runner import CORRUPTION_SEED
     from coupled.seeds import stream_seed
@@ -91,13 +95,15 @@ def conditional_grid(steps: int, corruption: str, bundle, train) -> list[int]:
         entry.update({"severity": HEAVY[corruption], "items": "500 training digits (50 per class)", "t": times.tolist(),
                       "error": err.tolist(), "seconds": round(time.time() - started, 1), "lam": lam.tolist(),
                       "counts": counts.tolist()})
-    if str(steps) not in entry.get("grids", {}):
+    key = "grids_first_fixed" if fix_first else "grids"
+    if str(steps) not in entry.get(key, {}):
         lam, counts = torch.tensor(entry["lam"], dtype=torch.float64), torch.tensor(entry["counts"], dtype=torch.float64)
         process = bundle.coupling.signal_chain.process
-        entry.setdefault("grids", {})[str(steps)] = design_grid(lam, counts, process, steps)[:-1].int().tolist()
+        entry.setdefault(key, {})[str(steps)] = design_grid(lam, counts, process, steps,
+                                                           fix_first=fix_first)[:-1].int().tolist()
     OUT.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, cache)
-    return [*entry["grids"][str(steps)], -1]
+    return [*entry[key][str(steps)], -1]
 
 
 def linear_grid(steps: int, process: VPProcess) -> list[int]:
@@ -157,9 +163,11 @@ def main():
     p.add_argument("--against", nargs="+", default=["default"], choices=["default", "linear"],
                    help="the grids the designed one is compared with (default: the uniform trailing cosine grid; "
                         "linear: the linear-beta schedule's uniform grid mapped to the cosine process by log-SNR)")
-    p.add_argument("--design", default="designed", choices=["designed", "designed_error", "designed_conditional"],
+    p.add_argument("--design", default="designed", choices=["designed", "designed_error", "designed_conditional",
+                                                         "designed_conditional_t999"],
                    help="the designed grid: the raw power spectrum's (default), the prior's measured error's, or the "
-                        "conditional signal net's measured error's given each corruption (one grid per corruption)")
+                        "conditional signal net's measured error's given each corruption (one grid per corruption; "
+                        "_t999: its first time fixed at the last training step)")
     p.add_argument("--table", action="store_true", help="print the table of the stored results and stop")
     a = p.parse_args()
     if a.table:
@@ -191,10 +199,11 @@ def main():
             sampling["signal"]["steps"] = s
             bundle = load_bundle(BUNDLE, sampling=sampling)
             process = bundle.coupling.signal_chain.process
-            if name == "designed_conditional":  # one grid per corruption, so one run per corruption
+            if name.startswith("designed_conditional"):  # one grid per corruption, so one run per corruption
                 records[name], grids[name] = [], {}
                 for c, v in HEAVY.items():
-                    sampling["signal"]["timesteps"] = conditional_grid(s, c, bundle, splits["train"])
+                    sampling["signal"]["timesteps"] = conditional_grid(s, c, bundle, splits["train"],
+                                                                       fix_first=name.endswith("_t999"))
                     b = load_bundle(BUNDLE, sampling=sampling)
                     grids[name][c] = b.coupling.signal_chain.grid[:-1].int().tolist()
                     recs, _ = evaluate(b, val, {c: {"heavy": v}}, specs=specs(s, a.methods),

@@ -79,6 +79,19 @@ def test_conditioning_reaches_the_denoiser_item_by_item():
         denoising_error(lambda x_t, t, observation: observation, PROCESS, x, [10], observation=d[:3])
 
 
+def test_a_grid_with_its_first_time_fixed_starts_at_the_last_training_step():
+    """`fix_first` keeps T - 1 (where a trained network is in distribution from pure noise); for a spectrum whose
+    free design starts lower, the fixed one is worse in the closed form but still no worse than uniform."""
+    n = 64
+    lam, counts = 0.05 * power_law_spectrum(n), bin_counts(n)  # small variances: the free design starts late
+    free = design_grid(lam, counts, PROCESS, 3, iters=60, starts=(1.0, 0.6))
+    fixed = design_grid(lam, counts, PROCESS, 3, iters=60, fix_first=True)
+    w2 = lambda grid: grid_w2(lam, counts, PROCESS, grid)  # noqa: E731
+    assert int(free[0]) < PROCESS.num_train_steps - 1 and int(fixed[0]) == PROCESS.num_train_steps - 1
+    assert w2(free) <= w2(fixed) <= w2(PROCESS.grid(3))
+    assert torch.all(fixed[:-1] > fixed[1:]) and fixed[-1] == -1
+
+
 def test_gaussian_mmse_of_a_hand_case():
     # one coordinate of variance 1 at alpha_bar 1/2: 1 * (1/2) / (1/2 + 1/2) = 1/2; two coordinates count twice
     assert float(gaussian_mmse([1.0], [2.0], 0.5)) == pytest.approx(1.0)

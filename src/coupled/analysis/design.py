@@ -99,13 +99,15 @@ def _params_from(alpha_bar: torch.Tensor) -> torch.Tensor:
 
 
 def design_alpha_bar(lam, counts, init_alpha_bar, *, sampler: str = "ddim", eta: float = 0.0,
-                     iters: int = 300, mean_power=None) -> torch.Tensor:
+                     iters: int = 300, mean_power=None, fix_first: bool = False) -> torch.Tensor:
     """The grid's alpha_bar [S + 1] (terminal 1 last) minimising `w2_to_data` (with the prior's `mean_power`, if
-    given), continuous, from `init_alpha_bar`."""
-    loss = lambda u: w2_to_data(lam, sampler_transfer(lam, _alpha_bar_from(u), sampler=sampler, eta=eta), counts,  # noqa: E731
-                                mean_power)
-    u = _minimise(loss, _params_from(torch.as_tensor(init_alpha_bar, dtype=_f64)), iters)
-    return _alpha_bar_from(u).detach()
+    given), continuous, from `init_alpha_bar`; `fix_first` keeps its first alpha_bar where the start has it."""
+    start = _params_from(torch.as_tensor(init_alpha_bar, dtype=_f64))
+    full = (lambda u: torch.cat([start[:1], u])) if fix_first else (lambda u: u)  # noqa: E731
+    loss = lambda u: w2_to_data(lam, sampler_transfer(lam, _alpha_bar_from(full(u)), sampler=sampler, eta=eta),  # noqa: E731
+                                counts, mean_power)
+    u = _minimise(loss, start[1:] if fix_first else start, iters)
+    return _alpha_bar_from(full(u)).detach()
 
 
 def grid_w2(lam, counts, process: VPProcess, grid, *, sampler: str = "ddim", eta: float = 0.0, mean_power=None) -> float:
@@ -115,23 +117,31 @@ def grid_w2(lam, counts, process: VPProcess, grid, *, sampler: str = "ddim", eta
 
 
 def design_grid(lam, counts, process: VPProcess, steps: int, *, sampler: str = "ddim", eta: float = 0.0,
-                iters: int = 300, sweeps: int = 4, starts=(1.0, 0.8, 0.6, 0.4), mean_power=None) -> torch.Tensor:
+                iters: int = 300, sweeps: int = 4, starts=(1.0, 0.8, 0.6, 0.4), mean_power=None,
+                fix_first: bool = False) -> torch.Tensor:
     """An engine grid (S training steps of `process`, descending, then -1) minimising W2 to the data.
 
     The continuous design (`design_alpha_bar`, started from the trailing grids over the first fraction
     `starts` of the training steps, the best kept: the closed form has local minima) is rounded to the
     nearest training steps in log-SNR, then polished by coordinate descent over integer steps (moves of 1 to
-    256); the result is never worse than the trailing grid. `mean_power`: a prior N(m, C), see `w2_to_data`."""
+    256); the result is never worse than the trailing grid. `mean_power`: a prior N(m, C), see `w2_to_data`.
+    `fix_first`: the first time stays the last training step T - 1, where a chain started from the prior's pure
+    noise is in distribution for a trained network (the closed form's Wiener filter takes any input; a network
+    started at a lower time from pure noise sees what it never saw in training)."""
+    if fix_first:
+        starts = (1.0,)
     start = process.grid(steps)
     ab_train = process.alpha_bar.double()
     lsnr_train = torch.log(ab_train / (1 - ab_train))
     designs = [design_alpha_bar(lam, counts, grid_alpha_bar(process, process.grid(steps, start=f)), sampler=sampler,
-                                eta=eta, iters=iters, mean_power=mean_power) for f in starts]
+                                eta=eta, iters=iters, mean_power=mean_power, fix_first=fix_first) for f in starts]
     ab = min(designs, key=lambda a: float(w2_to_data(lam, sampler_transfer(lam, a, sampler=sampler, eta=eta), counts,
                                                      mean_power)))[:-1]
     lsnr = torch.log(ab / (1 - ab))
     times = [int((lsnr_train - v).abs().argmin()) for v in lsnr]
     T = process.num_train_steps
+    if fix_first:
+        times[0] = T - 1
     for i in range(1, len(times)):  # keep the times strictly decreasing
         times[i] = min(times[i], times[i - 1] - 1)
     if times[-1] < 0:
@@ -145,7 +155,7 @@ def design_grid(lam, counts, process: VPProcess, steps: int, *, sampler: str = "
     best = w2(times)
     for _ in range(sweeps):
         improved = False
-        for i in range(len(times)):
+        for i in range(1 if fix_first else 0, len(times)):
             for delta in (1, 2, 4, 8, 16, 32, 64, 128, 256):
                 for sign in (-1, 1):
                     t = times[i] + sign * delta
