@@ -23,22 +23,19 @@ Output: docs/results/zero_shot/coupling_tuned.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from zero_shot_vs_trained import PRIOR, _split  # noqa: E402  (the class-balanced splits of checkpoints/mnist)
+from zero_shot_vs_trained import PRIOR, _split, save_test, test_cell, val_test_main  # noqa: E402
 
 from coupled.atomic import atomic_write_json  # noqa: E402
 from coupled.bundle import load_bundle  # noqa: E402
 from coupled.evaluation.runner import MethodSpec, evaluate  # noqa: E402
-from coupled.evaluation.stats import bootstrap_ci, paired_bootstrap  # noqa: E402
 
 BUNDLE = Path("checkpoints/mnist")
 OUT = Path("docs/results/zero_shot")
@@ -106,13 +103,8 @@ def cmd_test(a):
             for method in ("sequential", "parallel"):
                 pick = out["picks"][f"{c}/{level}/{method}"]
                 v = cells[f"{c}/{level}/{pick}"]
-                delta, lo, hi = paired_bootstrap(v["scores"], seq["scores"], n_boot=2000)
-                test[f"{c}/{level}/{method}"] = {
-                    "pick": pick, "accuracy": float(v["scores"].mean()), "ci95": list(bootstrap_ci(v["scores"], n_boot=2000)),
-                    "seconds_per_item": v["seconds_per_item"], "calls": v["calls"], "minus_sequential": delta,
-                    "minus_sequential_ci95": [lo, hi], "per_seed": v["scores"].mean(1).round(4).tolist()}
-    out["test"] = {"items": a.items, "seeds": a.seeds, "seconds": round(time.time() - started, 1), "cells": test}
-    atomic_write_json(OUT / "coupling_tuned.json", out)
+                test[f"{c}/{level}/{method}"] = test_cell(pick, v, seq, "sequential")
+    save_test(OUT / "coupling_tuned.json", out, test, a, started)
     cmd_table(a)
 
 
@@ -140,19 +132,5 @@ def cmd_table(a):
               f"{v['minus_sequential']:+.3f} [{dlo:+.3f}, {dhi:+.3f}] | {v['seconds_per_item']:.4f} |")
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    v = sub.add_parser("val")
-    v.add_argument("--items", type=int, default=200, help="validation digits (class-balanced)")
-    t = sub.add_parser("test")
-    t.add_argument("--items", type=int, default=500, help="test digits (class-balanced)")
-    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    sub.add_parser("table")
-    a = p.parse_args()
-    torch.set_num_threads(1)
-    {"val": cmd_val, "test": cmd_test, "table": cmd_table}[a.cmd](a)
-
-
 if __name__ == "__main__":
-    main()
+    val_test_main(__doc__, cmd_val, cmd_test, cmd_table)

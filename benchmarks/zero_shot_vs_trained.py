@@ -118,15 +118,22 @@ def cmd_test(a):
         for fam in ("trained", "pigdm", "ddnm"):
             label = out["picks"][f"{c}/{fam}"]
             v = cells[f"{c}/{label}"]
-            delta, lo, hi = paired_bootstrap(v["scores"], ref["scores"], n_boot=2000)
-            test[f"{c}/{fam}"] = {"pick": label, "accuracy": float(v["scores"].mean()),
-                                  "ci95": list(bootstrap_ci(v["scores"], n_boot=2000)), "psnr": v["psnr"],
-                                  "seconds_per_item": v["seconds_per_item"], "calls": v["calls"],
-                                  "minus_trained": delta, "minus_trained_ci95": [lo, hi],
-                                  "per_seed": v["scores"].mean(1).round(4).tolist()}
-    out["test"] = {"items": a.items, "seeds": a.seeds, "seconds": round(time.time() - started, 1), "cells": test}
-    atomic_write_json(OUT / "tuned.json", out)
+            test[f"{c}/{fam}"] = {**test_cell(label, v, ref, "trained"), "psnr": v["psnr"]}
+    save_test(OUT / "tuned.json", out, test, a, started)
     cmd_table(a)
+
+
+def test_cell(pick: str, v: dict, ref: dict, against: str) -> dict:
+    """A pick's test scores [seeds, items] `v` summarised, with its paired bootstrap against `ref`'s."""
+    delta, lo, hi = paired_bootstrap(v["scores"], ref["scores"], n_boot=2000)
+    return {"pick": pick, "accuracy": float(v["scores"].mean()), "ci95": list(bootstrap_ci(v["scores"], n_boot=2000)),
+            "seconds_per_item": v["seconds_per_item"], "calls": v["calls"], f"minus_{against}": delta,
+            f"minus_{against}_ci95": [lo, hi], "per_seed": v["scores"].mean(1).round(4).tolist()}
+
+
+def save_test(path: Path, out: dict, cells: dict, a, started: float) -> None:
+    out["test"] = {"items": a.items, "seeds": a.seeds, "seconds": round(time.time() - started, 1), "cells": cells}
+    atomic_write_json(path, out)
 
 
 def cmd_table(a):
@@ -175,8 +182,9 @@ def _frontier_png(out):
     atomic_write(OUT / "tuned_frontier.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def val_test_main(doc: str, cmd_val, cmd_test, cmd_table, argv=None):
+    """The command line of a validation search and its test run (this file's, and zero_shot_coupling.py's)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("val")
     v.add_argument("--items", type=int, default=200, help="validation digits (class-balanced)")
@@ -184,10 +192,10 @@ def main():
     t.add_argument("--items", type=int, default=500, help="test digits (class-balanced)")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     sub.add_parser("table")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.set_num_threads(1)
     {"val": cmd_val, "test": cmd_test, "table": cmd_table}[a.cmd](a)
 
 
 if __name__ == "__main__":
-    main()
+    val_test_main(__doc__, cmd_val, cmd_test, cmd_table)
