@@ -182,8 +182,9 @@ def _frontier_png(out):
     atomic_write(OUT / "tuned_frontier.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
 
 
-def val_test_main(doc: str, cmd_val, cmd_test, cmd_table, argv=None):
-    """The command line of a validation search and its test run (this file's, and zero_shot_coupling.py's)."""
+def val_test_main(doc: str, cmd_val, cmd_test, cmd_table, argv=None, families=None):
+    """The command line of a validation search and its test run (this file's, and zero_shot_coupling.py's, whose
+    `families` become a `--families` option of both)."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("val")
@@ -191,6 +192,9 @@ def val_test_main(doc: str, cmd_val, cmd_test, cmd_table, argv=None):
     t = sub.add_parser("test")
     t.add_argument("--items", type=int, default=500, help="test digits (class-balanced)")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    if families:
+        for sp in (v, t):
+            sp.add_argument("--families", nargs="+", choices=families, help="run these families only (default: all)")
     sub.add_parser("table")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
