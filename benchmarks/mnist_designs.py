@@ -2,7 +2,8 @@
 with the digits' power spectrum help the trained prior (checkpoints/mnist_prior) on real digits?
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py spectrum   # part a, ~1 min
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids --steps 5 --samples 1000  # part b
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py error      # the prior's error, ~30 s
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids --steps 5 --samples 1000 --truncated  # part b
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids --steps 3 10 --samples 300
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py grids --steps 20 --samples 200
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py guidance --sweep --split val --seeds 0 --steps S
@@ -11,13 +12,18 @@ with the digits' power spectrum help the trained prior (checkpoints/mnist_prior)
 
 Each grids or guidance run takes 2 to 15 minutes on one core. Results (JSON + PNG) go to docs/results/designs/.
 The spectrum is the training digits' (the bundle's split); the designs are not tuned: they come from the closed
-form alone. The only tuned quantity is the baseline's constant guidance weight (on validation digits).
+form alone, or for `designed_error` from the prior's denoising error measured on the validation digits. The only
+tuned quantity is the baseline's constant guidance weight (on validation digits).
+
+- error: E||x0_hat(x_t) - x0||^2 of the prior per noise level (`coupled.analysis.denoising_error`) and the
+  Gaussian with that MMSE curve (`effective_spectrum`), which `grids` designs `designed_error` for.
 
 - spectrum: lam_k = E|fft2(x, 'ortho')_k|^2 of the 3,500 training digits in [-1, 1] (`coupled.analysis.
   power_spectrum_2d`, uncentred: the VP process diffuses raw pixels), and how circulant their second moment is
   (`circulant_report`).
-- grids: DDIM (eta 0) with the prior on the designed grid (`design_grid` on lam, the prior's cosine process)
-  and on the uniform trailing grids of the cosine and the linear-beta schedules (the linear grid's alpha_bar
+- grids: DDIM (eta 0) with the prior on the designed grids (`design_grid` on lam, on the centred spectrum with
+  the mean image, and on the error's Gaussian, for the prior's cosine process; `--truncated` adds the cosine grid
+  started where designed_error starts) and on the uniform trailing grids of the cosine and the linear-beta schedules (the linear grid's alpha_bar
   mapped to the nearest training step of the prior's cosine process in log-SNR), at 3, 5, 10 and 20 steps;
   every grid starts from the same initial noise (paired). Quality: the Frechet distance between the frozen
   classifier's penultimate features (the 128 ReLU units before its last layer) of the samples and of the
