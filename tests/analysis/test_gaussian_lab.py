@@ -15,11 +15,11 @@ from coupled.analysis import (
     Transfer, design_grid, design_guidance, grid_alpha_bar, posterior,
     sampler_transfer, w2_diagonal, w2_to_data, w2_to_posterior,
 )
-from coupled.engine import VPProcess, ddim_step, ddpm_step, sample
+from coupled.engine import VPProcess, ddim_step, sample
 from coupled.engine.gaussian import GaussianPrior
 from coupled.errors import CoupledError
 
-from .lab import BIN, COUNTS, F, H, LAM, N, PROCESS, S2, SAMPLES, TOL, _agree, _circulant
+from .lab import BIN, COUNTS, F, H, LAM, N, PROCESS, S2, SAMPLES, _agree, _circulant
 
 
 PRIOR = GaussianPrior(torch.zeros(N), _circulant(LAM).float())
