@@ -92,6 +92,17 @@ def test_a_grid_with_its_first_time_fixed_starts_at_the_last_training_step():
     assert torch.all(fixed[:-1] > fixed[1:]) and fixed[-1] == -1
 
 
+def test_the_measured_error_does_not_depend_on_the_batch_size():
+    """Each item gets the same noise whatever the batches (drawn for the whole set; torch's generator does not
+    split a draw into smaller ones the same way for small tensors: 3 coordinates per item shows it)."""
+    x = torch.randn(50, 3, generator=torch.Generator().manual_seed(7))
+    half = lambda x_t, t: 0.5 * x_t  # noqa: E731
+    runs = [denoising_error(half, PROCESS, x, TIMES, generator=torch.Generator().manual_seed(8), batch=b)
+            for b in (1, 7, 50)]
+    # the same noise per item; only the float rounding of the sums may differ
+    assert torch.allclose(runs[0], runs[1], rtol=1e-6) and torch.allclose(runs[0], runs[2], rtol=1e-6)
+
+
 def test_gaussian_mmse_of_a_hand_case():
     # one coordinate of variance 1 at alpha_bar 1/2: 1 * (1/2) / (1/2 + 1/2) = 1/2; two coordinates count twice
     assert float(gaussian_mmse([1.0], [2.0], 0.5)) == pytest.approx(1.0)

@@ -79,7 +79,8 @@ def circulant_report(images, *, centred: bool = False) -> dict:
 def denoising_error(denoiser, process, signals, times, *, generator: torch.Generator | None = None,
                     batch: int = 250, **conditioning) -> torch.Tensor:
     """E||denoiser(x_t, t) - x0||^2 per item (summed over its coordinates) at each training time of `times`
-    (float64 [len(times)]): every signal noised once per time with noise drawn from `generator`, under
+    (float64 [len(times)]): every signal noised once per time with noise drawn from `generator` for the whole set
+    at once (so `batch` changes the memory, not the numbers), under
     `torch.no_grad`. With the exact denoiser of a Gaussian this is `spectral.gaussian_mmse`; with a trained one
     it is that network's error per noise level, what `design.effective_spectrum` fits. `conditioning`: per-item
     tensors [B, ...] passed to the denoiser batch by batch (e.g. `observation=d, logits=None` for an
@@ -95,10 +96,10 @@ def denoising_error(denoiser, process, signals, times, *, generator: torch.Gener
     with torch.no_grad():
         for t in times:
             total = 0.0
+            noise_all = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
             for b in range(0, x0.shape[0], batch):
-                x = x0[b:b + batch]
+                x, noise = x0[b:b + batch], noise_all[b:b + batch]
                 tt = torch.full((x.shape[0],), int(t), dtype=torch.long)
-                noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
                 cond = {k: v[b:b + batch] if torch.is_tensor(v) else v for k, v in conditioning.items()}
                 x0_hat = denoiser(process.add_noise(x, tt, noise), tt, **cond)
                 total += float(((x0_hat.double() - x.double()) ** 2).flatten(1).sum(1).sum())
