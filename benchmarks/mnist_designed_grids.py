@@ -73,9 +73,12 @@ def conditional_grid(steps: int, corruption: str, bundle, train, fix_first: bool
     stay out of the design). `fix_first`: the first time stays T - 1 (`design_grid(fix_first=True)`: the chain
     starts from pure noise, in distribution only at T - 1). Cached in docs/results/designs/conditional_designs.json
     per corruption."""
-    from coupled.analysis import denoising_error, effective_spectrum
+    import sys
+
     from coupled.evaluation.runner import CORRUPTION_SEED
-    from coupled.seeds import stream_seed
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from mnist_designs import measure_and_fit
 
     path = OUT / "conditional_designs.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
@@ -85,16 +88,10 @@ def conditional_grid(steps: int, corruption: str, bundle, train, fix_first: bool
         x0 = train.signals[idx]
         d = get_domain("image").corrupt_set(x0, corruption, HEAVY[corruption], CORRUPTION_SEED)
         coupling, _, _ = bundle.prepare("sequential", {"signal_net": "joint", "signal_eta": 1.0})
-        process = coupling.signal_chain.process
-        times = torch.unique(torch.linspace(0, process.num_train_steps - 1, 40).round().long())[1:]
-        started = time.time()
-        err = denoising_error(coupling.signal_denoiser, process, x0, times.tolist(), observation=d, logits=None,
-                              generator=torch.Generator().manual_seed(stream_seed("sampling", 18, 1)))
-        ab = process.alpha_bar.double()[times]
-        lam, counts = effective_spectrum(ab, err, int(x0[0].numel()))
-        entry.update({"severity": HEAVY[corruption], "items": "500 training digits (50 per class)", "t": times.tolist(),
-                      "error": err.tolist(), "seconds": round(time.time() - started, 1), "lam": lam.tolist(),
-                      "counts": counts.tolist()})
+        m = measure_and_fit(coupling.signal_denoiser, coupling.signal_chain.process, x0, 1, observation=d, logits=None)
+        entry.update({"severity": HEAVY[corruption], "items": "500 training digits (50 per class)", "t": m["t"],
+                      "error": m["error"], "seconds": m["seconds"], "lam": m["lam"].tolist(),
+                      "counts": m["counts"].tolist()})
     key = "grids_first_fixed" if fix_first else "grids"
     if str(steps) not in entry.get(key, {}):
         lam, counts = torch.tensor(entry["lam"], dtype=torch.float64), torch.tensor(entry["counts"], dtype=torch.float64)

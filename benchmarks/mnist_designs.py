@@ -213,21 +213,32 @@ def _prior_error(den, process, val):
     if path.exists():
         e = json.loads(path.read_text())
         return torch.tensor(e["fit"]["lam"], dtype=torch.float64), torch.tensor(e["fit"]["counts"], dtype=torch.float64)
-    times = torch.unique(torch.linspace(0, process.num_train_steps - 1, ERROR_TIMES).round().long())[1:]  # t = 0 is clean
-    t0 = time.time()
-    err = denoising_error(den, process, val.signals, times.tolist(),
-                          generator=torch.Generator().manual_seed(stream_seed("sampling", 18, 0)))
-    ab = process.alpha_bar.double()[times]
-    lam, counts = effective_spectrum(ab, err, int(val.signals[0].numel()))
+    m = measure_and_fit(den, process, val.signals, 0)
+    err, ab = torch.tensor(m["error"], dtype=torch.float64), torch.tensor(m["alpha_bar"], dtype=torch.float64)
+    lam, counts = m.pop("lam"), m.pop("counts")
     fit = gaussian_mmse(lam, counts, ab)
     OUT.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, {
         "command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/mnist_designs.py error",
         "what": "E||x0_hat(x_t) - x0||^2 of the prior on the 500 validation digits (one noise draw each), per time t",
-        "t": times.tolist(), "alpha_bar": ab.tolist(), "error": err.tolist(), "seconds": round(time.time() - t0, 1),
+        **m,
         "fit": {"lam": lam.tolist(), "counts": counts.tolist(), "relative_rms": float(((fit / err - 1) ** 2).mean().sqrt()),
                 "relative_max": float((fit / err - 1).abs().max()), "coordinates": float(counts.sum())}})
     return lam, counts
+
+
+def measure_and_fit(den, process, x0, stream: int, **conditioning) -> dict:
+    """A denoiser's error at ERROR_TIMES training steps (t = 0, the clean end, left out) on the signals `x0`, noise
+    from the sampling stream (18, `stream`), and the Gaussian fitted to it: {t, alpha_bar, error, seconds} as
+    lists, and lam, counts as tensors (`_prior_error` and mnist_designed_grids.py's `conditional_grid`)."""
+    times = torch.unique(torch.linspace(0, process.num_train_steps - 1, ERROR_TIMES).round().long())[1:]
+    t0 = time.time()
+    err = denoising_error(den, process, x0, times.tolist(),
+                          generator=torch.Generator().manual_seed(stream_seed("sampling", 18, stream)), **conditioning)
+    ab = process.alpha_bar.double()[times]
+    lam, counts = effective_spectrum(ab, err, int(x0[0].numel()))
+    return {"t": times.tolist(), "alpha_bar": ab.tolist(), "error": err.tolist(), "seconds": round(time.time() - t0, 1),
+            "lam": lam, "counts": counts}
 
 
 def _grid_designs(steps, lam, counts, lam_c, mean_power, process, lam_e, counts_e):
