@@ -8,6 +8,12 @@ above sequential + PiGDM with nothing tuned; here both are searched on the same 
 - parallel+pigdm: the same chain inside Parallel (5 logit steps of checkpoints/mnist's logit net, switch_fraction
   0.5), the same steps and weights, either readout (the classifier on x_hat, or the logit chain's).
 
+- sequential_cp / parallel_cp: the same two families around checkpoints/mnist_prior_logits, a class-conditional
+  prior (benchmarks/train_prior.py --logits: the unconditional prior fine-tuned on the frozen classifier's logits
+  with logit dropout), which gives coupling a channel into the zero-shot chain: Parallel's signal steps see the
+  logit chain's estimate. sequential_cp runs its null token (sequential passes no logits); parallel_cp also
+  tries classifier-free guidance 2 on the logits (`zero_shot.guidance`, two passes per step).
+
 The corruptions are configs/mnist_occlusion.yaml's occlusion (13 and 21 px boxes) and downsample (factors 4 and
 7), which checkpoints/mnist never saw. Each family's pick is its best validation accuracy per condition (ties: the
 cheaper); the picks then run on test digits with 3 sampling seeds, with a paired bootstrap of parallel's pick
@@ -17,6 +23,9 @@ classifier calls per step to PiGDM's backpropagation through the prior, so the t
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py val    # the search
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py test   # the picks on test
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py table
+    # the class-conditional prior's families alone (after train_prior.py --logits):
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py val --families sequential_cp parallel_cp
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py test --families sequential_cp parallel_cp
 
 Output: docs/results/zero_shot/coupling_tuned.json.
 """
@@ -42,8 +51,10 @@ OUT = Path("docs/results/zero_shot")
 CONDITIONS = {"occlusion": {"light": 13, "heavy": 21}, "downsample": {"light": 4.0, "heavy": 7.0}}
 STEPS, WEIGHTS = (10, 20), (1.0, 2.0)
 GRADIENTS = (0.03, 0.1)  # parallel_cg's classifier_gradient steps (the values issue 7 tried on the trained chain)
+PRIOR_LOGITS = "checkpoints/mnist_prior_logits"  # the class-conditional prior (train_prior.py --logits)
+GUIDANCES = (1.0, 2.0)  # parallel_cp's classifier-free guidance on the prior's logit input (1: plain conditioning)
 READOUTS = {"sequential": ("classifier",), "parallel": ("classifier", "logits")}
-FAMILIES = ("sequential", "parallel", "parallel_cg")
+FAMILIES = ("sequential", "parallel", "parallel_cg", "sequential_cp", "parallel_cp")
 
 
 def candidates() -> list[MethodSpec]:
@@ -52,14 +63,19 @@ def candidates() -> list[MethodSpec]:
     logits into a chain whose prior ignores them)."""
     out = []
     par = {"logit_steps": 5, "switch_fraction": 0.5}
-    for family, method, extras in (("sequential", "sequential", [{}]), ("parallel", "parallel", [par]),
-                                   ("parallel_cg", "parallel", [{**par, "classifier_gradient": g} for g in GRADIENTS])):
+    cp = [{"guidance": g} for g in GUIDANCES]
+    for family, method, extras, prior in (
+            ("sequential", "sequential", [{}], PRIOR), ("parallel", "parallel", [par], PRIOR),
+            ("parallel_cg", "parallel", [{**par, "classifier_gradient": g} for g in GRADIENTS], PRIOR),
+            ("sequential_cp", "sequential", [{}], PRIOR_LOGITS), ("parallel_cp", "parallel", [{**par, **c} for c in cp], PRIOR_LOGITS)):
         for s in STEPS:
             for w in WEIGHTS:
                 for extra in extras:
-                    tail = f"/{extra['classifier_gradient']:g}" if "classifier_gradient" in extra else ""
-                    out.append(MethodSpec(f"{family}/{s}/{w:g}{tail}", method, {
-                        "signal_steps": s, **extra, "zero_shot": {"sampler": "pigdm", "prior": PRIOR, "weight": w}}))
+                    knob = next((k for k in ("classifier_gradient", "guidance") if k in extra), None)
+                    tail = f"/{extra[knob]:g}" if knob else ""
+                    zs = {"sampler": "pigdm", "prior": prior, "weight": w, **({"guidance": extra["guidance"]} if "guidance" in extra else {})}
+                    opts = {k: v for k, v in extra.items() if k != "guidance"}
+                    out.append(MethodSpec(f"{family}/{s}/{w:g}{tail}", method, {"signal_steps": s, **opts, "zero_shot": zs}))
     return out
 
 
@@ -115,7 +131,8 @@ def cmd_test(a):
     same seeds give it the same scores), merged into the stored test cells."""
     out = json.loads((OUT / "coupling_tuned.json").read_text())
     started = time.time()
-    fams = tuple(dict.fromkeys(("sequential", *_families(a))))
+    own = ("sequential_cp",) if "parallel_cp" in _families(a) else ()  # parallel_cp's second reference
+    fams = tuple(dict.fromkeys(("sequential", *own, *_families(a))))
     specs = {s.label: s for s in candidates()}
     wanted = sorted({p.rsplit("/", 1)[0] for k, p in out["picks"].items() if k.rsplit("/", 1)[1] in fams})
     cells = _run([specs[w] for w in wanted], _split("test", a.items), a.seeds)
@@ -126,6 +143,10 @@ def cmd_test(a):
             for family in fams:
                 pick = out["picks"][f"{c}/{level}/{family}"]
                 test[f"{c}/{level}/{family}"] = test_cell(pick, cells[f"{c}/{level}/{pick}"], seq, "sequential")
+                if family == "parallel_cp":  # also against the same prior's own sequential pick
+                    own = out["picks"][f"{c}/{level}/sequential_cp"]
+                    mine = test_cell(pick, cells[f"{c}/{level}/{pick}"], cells[f"{c}/{level}/{own}"], "sequential_cp")
+                    test[f"{c}/{level}/{family}"].update({k: v for k, v in mine.items() if "sequential_cp" in k})
     by = {**out.get("test", {}).get("seconds_by_families", {"sequential parallel": out.get("test", {}).get("seconds", 0.0)}),
           " ".join(fams): round(time.time() - started, 1)}
     save_test(OUT / "coupling_tuned.json", out, test, a, started)
@@ -156,6 +177,17 @@ def cmd_table(a):
         dlo, dhi = v["minus_sequential_ci95"]
         print(f"| {c} {CONDITIONS[c][level]} ({level}) | {family}+pigdm | {v['pick']} | {v['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
               f"{v['minus_sequential']:+.3f} [{dlo:+.3f}, {dhi:+.3f}] | {v['seconds_per_item']:.4f} |")
+    own = {k: v for k, v in t["cells"].items() if "minus_sequential_cp" in v}
+    if own:
+        print("\nThe class-conditional prior's Parallel pick against the same prior's sequential pick (its null token)")
+        print("| condition | parallel_cp pick | sequential_cp pick | minus sequential_cp [95%] | s/item (parallel_cp / sequential_cp) |")
+        print("|---|---|---|---|---|")
+        for k, v in own.items():
+            c, level, _ = k.split("/")
+            ref = t["cells"][f"{c}/{level}/sequential_cp"]
+            dlo, dhi = v["minus_sequential_cp_ci95"]
+            print(f"| {c} {CONDITIONS[c][level]} ({level}) | {v['pick']} | {ref['pick']} | {v['minus_sequential_cp']:+.3f} "
+                  f"[{dlo:+.3f}, {dhi:+.3f}] | {v['seconds_per_item']:.4f} / {ref['seconds_per_item']:.4f} |")
 
 
 if __name__ == "__main__":

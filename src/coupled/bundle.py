@@ -44,17 +44,22 @@ def wrap_denoiser(kind: str, net, meta: dict) -> Denoiser:
 
 
 class NullObservation(torch.nn.Module):
-    """An observation-conditioned signal network run as an unconditional prior: every call sees the null
-    observation (zeros, what benchmarks/train_prior.py trains it on) and the null logit token, whatever the
-    strategy passes (`observation=d`, `logits=l`)."""
+    """An observation-conditioned signal network run as a prior: every call sees the null observation (zeros, what
+    benchmarks/train_prior.py trains it on), whatever the strategy passes (`observation=d`). An unconditional prior
+    also sees the null logit token always; a class-conditional one (`logits=True`: trained on the frozen
+    classifier's logits with logit dropout, `train_prior.py --logits`) sees the logits the strategy passes (the
+    logit chain's estimate: coupling's channel into a zero-shot chain), the null token where it passes none."""
 
-    def __init__(self, net):
+    def __init__(self, net, logits: bool = False):
         super().__init__()
-        self.net = net
+        self.net, self.logits = net, bool(logits)
         self.cfg = getattr(net, "cfg", None)
 
     def forward(self, x_t, t, observation=None, logits=None, **conditioning):
-        return self.net(x_t, t, observation=torch.zeros_like(x_t), logits=None, **conditioning)
+        if not self.logits:
+            logits = None
+            conditioning.pop("logits_mask", None)
+        return self.net(x_t, t, observation=torch.zeros_like(x_t), logits=logits, **conditioning)
 
 
 def load_net(folder, name: str, kind: str | None = None, domain=None):
@@ -172,10 +177,16 @@ class Bundle:
                 raise CoupledError(f"{folder} has no prior.safetensors; train an unconditional prior with "
                                    f"benchmarks/train_prior.py --out {folder}")
             net, meta = load_net(folder, "prior", "signal", self.domain)
-            self._extra[key] = NullObservation(net).to(self.device)
+            self._extra[key] = NullObservation(net, logits=meta.get("logits") == "classifier").to(self.device)
             self.meta[key] = meta
         net, meta = self._extra[key], self.meta[key]
-        options = {k: v for k, v in spec.items() if k not in ("sampler", "prior")}
+        options = {k: v for k, v in spec.items() if k not in ("sampler", "prior", "guidance")}
+        if "guidance" in spec:  # classifier-free guidance on a class-conditional prior's logit input
+            if not net.logits:
+                raise CoupledError(f"zero_shot.guidance needs a class-conditional prior, and {spec['prior']} is "
+                                   "unconditional (its prior.json has no 'logits: classifier'); drop guidance or train "
+                                   "one with benchmarks/train_prior.py --logits")
+            net = GuidedLogits(net, spec["guidance"]) if spec["guidance"] != 1.0 else net
         if spec["sampler"] == "pigdm" and "clip" not in options:  # the guided x0_hat in the prior's data range
             clip = meta.get("clip", [-1.0, 1.0])
             options["clip"] = None if clip is None else tuple(clip)

@@ -26,9 +26,10 @@ BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gra
                   "zero_shot")
 # `zero_shot`: run the method's signal chain as a zero-shot posterior sampler around an unconditional prior
 # (issue 18): {"sampler": dps | pigdm | ddnm, "prior": a folder holding prior.safetensors + prior.json, and the
-# sampler's own options (weight, eta, prior_variance)}; the measurement comes from the corruption's linear
-# operator (`Domain.linear_measurement`)
-ZERO_SHOT_KEYS = ("sampler", "prior", "weight", "eta", "prior_variance", "clip")
+# sampler's own options (weight, eta, prior_variance, clip), and for a class-conditional prior (train_prior.py
+# --logits) `guidance`, the classifier-free guidance weight on its logit input (1: plain conditioning)}; the
+# measurement comes from the corruption's linear operator (`Domain.linear_measurement`)
+ZERO_SHOT_KEYS = ("sampler", "prior", "weight", "eta", "prior_variance", "clip", "guidance")
 
 
 def method_settings(method: str) -> list[str]:
@@ -70,7 +71,9 @@ def _zero_shot(name, value):
     if not isinstance(value.get("prior"), str):
         raise CoupledError(f"{name}.prior must be the folder of an unconditional prior (prior.safetensors, "
                            "benchmarks/train_prior.py), e.g. checkpoints/mnist_prior")
-    check_sampler(value["sampler"], VPProcess(), {k: v for k, v in value.items() if k not in ("sampler", "prior")})
+    if "guidance" in value:
+        _finite_at_least_0(f"{name}.guidance", value["guidance"])
+    check_sampler(value["sampler"], VPProcess(), {k: v for k, v in value.items() if k not in ("sampler", "prior", "guidance")})
 
 
 def zero_shot_label(method: str, options: dict) -> str:
