@@ -12,7 +12,9 @@ above sequential + PiGDM with nothing tuned; here both are searched on the same 
   prior (benchmarks/train_prior.py --logits: the unconditional prior fine-tuned on the frozen classifier's logits
   with logit dropout), which gives coupling a channel into the zero-shot chain: Parallel's signal steps see the
   logit chain's estimate. sequential_cp runs its null token (sequential passes no logits); parallel_cp also
-  tries classifier-free guidance 2 on the logits (`zero_shot.guidance`, two passes per step).
+  tries classifier-free guidance 2 on the logits (`zero_shot.guidance`, two passes per step);
+- alternating_cp: Alternating (2 rounds of 10 signal steps, 5 logit steps) around the class-conditional prior:
+  round 1 is sequential_cp's null-token chain, round 2 is conditioned on the logit chain's answer to it.
 
 The corruptions are configs/mnist_occlusion.yaml's occlusion (13 and 21 px boxes) and downsample (factors 4 and
 7), which checkpoints/mnist never saw. Each family's pick is its best validation accuracy per condition (ties: the
@@ -24,8 +26,8 @@ classifier calls per step to PiGDM's backpropagation through the prior, so the t
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py test   # the picks on test
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py table
     # the class-conditional prior's families alone (after train_prior.py --logits):
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py val --families sequential_cp parallel_cp
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py test --families sequential_cp parallel_cp
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py val --families sequential_cp parallel_cp alternating_cp
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py test --families sequential_cp parallel_cp alternating_cp
 
 Output: docs/results/zero_shot/coupling_tuned.json.
 """
@@ -53,8 +55,9 @@ STEPS, WEIGHTS = (10, 20), (1.0, 2.0)
 GRADIENTS = (0.03, 0.1)  # parallel_cg's classifier_gradient steps (the values issue 7 tried on the trained chain)
 PRIOR_LOGITS = "checkpoints/mnist_prior_logits"  # the class-conditional prior (train_prior.py --logits)
 GUIDANCES = (1.0, 2.0)  # parallel_cp's classifier-free guidance on the prior's logit input (1: plain conditioning)
-READOUTS = {"sequential": ("classifier",), "parallel": ("classifier", "logits")}
-FAMILIES = ("sequential", "parallel", "parallel_cg", "sequential_cp", "parallel_cp")
+READOUTS = {"sequential": ("classifier",), "parallel": ("classifier", "logits"), "alternating": ("classifier", "logits")}
+FAMILIES = ("sequential", "parallel", "parallel_cg", "sequential_cp", "parallel_cp", "alternating_cp")
+CP = ("parallel_cp", "alternating_cp")  # the families that couple through the class-conditional prior
 
 
 def candidates() -> list[MethodSpec]:
@@ -67,8 +70,9 @@ def candidates() -> list[MethodSpec]:
     for family, method, extras, prior in (
             ("sequential", "sequential", [{}], PRIOR), ("parallel", "parallel", [par], PRIOR),
             ("parallel_cg", "parallel", [{**par, "classifier_gradient": g} for g in GRADIENTS], PRIOR),
-            ("sequential_cp", "sequential", [{}], PRIOR_LOGITS), ("parallel_cp", "parallel", [{**par, **c} for c in cp], PRIOR_LOGITS)):
-        for s in STEPS:
+            ("sequential_cp", "sequential", [{}], PRIOR_LOGITS), ("parallel_cp", "parallel", [{**par, **c} for c in cp], PRIOR_LOGITS),
+            ("alternating_cp", "alternating", [{"rounds": 2, "logit_steps": 5, **c} for c in cp], PRIOR_LOGITS)):
+        for s in STEPS if family != "alternating_cp" else STEPS[:1]:  # two rounds of 10 steps: 20 signal steps
             for w in WEIGHTS:
                 for extra in extras:
                     knob = next((k for k in ("classifier_gradient", "guidance") if k in extra), None)
@@ -131,7 +135,7 @@ def cmd_test(a):
     same seeds give it the same scores), merged into the stored test cells."""
     out = json.loads((OUT / "coupling_tuned.json").read_text())
     started = time.time()
-    own = ("sequential_cp",) if "parallel_cp" in _families(a) else ()  # parallel_cp's second reference
+    own = ("sequential_cp",) if set(CP) & set(_families(a)) else ()  # the CP families' second reference
     fams = tuple(dict.fromkeys(("sequential", *own, *_families(a))))
     specs = {s.label: s for s in candidates()}
     wanted = sorted({p.rsplit("/", 1)[0] for k, p in out["picks"].items() if k.rsplit("/", 1)[1] in fams})
@@ -143,7 +147,7 @@ def cmd_test(a):
             for family in fams:
                 pick = out["picks"][f"{c}/{level}/{family}"]
                 test[f"{c}/{level}/{family}"] = test_cell(pick, cells[f"{c}/{level}/{pick}"], seq, "sequential")
-                if family == "parallel_cp":  # also against the same prior's own sequential pick
+                if family in CP:  # also against the same prior's own sequential pick
                     own = out["picks"][f"{c}/{level}/sequential_cp"]
                     mine = test_cell(pick, cells[f"{c}/{level}/{pick}"], cells[f"{c}/{level}/{own}"], "sequential_cp")
                     test[f"{c}/{level}/{family}"].update({k: v for k, v in mine.items() if "sequential_cp" in k})
@@ -179,8 +183,8 @@ def cmd_table(a):
               f"{v['minus_sequential']:+.3f} [{dlo:+.3f}, {dhi:+.3f}] | {v['seconds_per_item']:.4f} |")
     own = {k: v for k, v in t["cells"].items() if "minus_sequential_cp" in v}
     if own:
-        print("\nThe class-conditional prior's Parallel pick against the same prior's sequential pick (its null token)")
-        print("| condition | parallel_cp pick | sequential_cp pick | minus sequential_cp [95%] | s/item (parallel_cp / sequential_cp) |")
+        print("\nThe class-conditional prior's coupled picks against the same prior's sequential pick (its null token)")
+        print("| condition | coupled pick | sequential_cp pick | minus sequential_cp [95%] | s/item (coupled / sequential_cp) |")
         print("|---|---|---|---|---|")
         for k, v in own.items():
             c, level, _ = k.split("/")

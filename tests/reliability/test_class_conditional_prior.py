@@ -83,3 +83,22 @@ def test_the_command_line_s_zero_shot_text_carries_guidance(priors):
     assert specs[0].options["zero_shot"] == {"sampler": "pigdm", "weight": 2.0, "guidance": 2.0, "prior": cond}
     with pytest.raises(CoupledError, match="guidance must be a finite number >= 0"):
         zero_shot_specs([MethodSpec("parallel", "parallel", {})], ["pigdm:guidance=-2"], uncond)
+
+
+def test_train_prior_with_logits_writes_a_prior_the_bundle_conditions(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    out = tmp_path / "prior_logits"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_prior.py"), "--logits", "--out", str(out),
+                           "--steps", "2", "--batch", "4"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads((out / "prior.json").read_text())
+    assert meta["logits"] == "classifier" and meta["steps"] == 2 and meta["warm_start"] == "checkpoints/mnist_prior/prior"
+    coupling, _, _ = load_bundle(BUNDLE).prepare("sequential", {"zero_shot": {"sampler": "pigdm", "prior": str(out)}})
+    assert coupling.signal_denoiser.net.logits
