@@ -17,7 +17,7 @@ both p(x | logits) and p(x). It warm-starts from `--warm` (default: the uncondit
 `logits: classifier` so that `Bundle` passes the logit chain's estimate through to it:
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/train_prior.py --logits --out checkpoints/mnist_prior_logits \
-        --warm checkpoints/mnist_prior --minutes 30 --steps 3000
+        --warm checkpoints/mnist_prior --minutes 35 --steps 5000
 
 Writes `<out>/prior.safetensors` + `prior.json` (the `signal.json` format, `stage: prior`,
 `observation: zeros`) every `--save-every` steps and at the end, so `coupled.bundle.load_net(out, "prior",
