@@ -10,6 +10,15 @@ carry into the signal. 50 digits per class, one sample each.
 
 Output: docs/results/zero_shot/class_prior_check.json and class_prior_samples.png (one row per guidance, the
 first digit of each class; look at it).
+
+`--channel`: what the channel can carry on zero_shot_coupling.py's unseen corruptions (the same 200 validation
+digits, the same per-item sampling seeds as its search): sequential PiGDM (10 steps, weight 2, guidance 1) around
+the class-conditional prior, every signal call conditioned on fixed logits: the null token (= sequential_cp/10/2
+of the search), the classifier's logits of the degraded input, the clean digit's (an oracle: the ceiling of a channel whose
+belief is right), and the classifier's logits of the null-token chain's x_hat ("first_pass": a second chain
+conditioned on the first one's answer, the cost of two). Output: class_prior_channel.json.
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/class_prior_check.py --channel
 """
 
 from __future__ import annotations
@@ -39,8 +48,11 @@ def main(argv=None):
     p.add_argument("--per-class", type=int, default=50)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--channel", action="store_true", help="the channel's ceiling on the unseen corruptions")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
+    if a.channel:
+        return channel()
     started = time.time()
     bundle = load_bundle(BUNDLE)
     clf = bundle.coupling.classifier
@@ -85,6 +97,64 @@ def main(argv=None):
     fig.tight_layout()
     atomic_write(OUT / "class_prior_samples.png", lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
+
+
+def channel():
+    """Sequential PiGDM around the class-conditional prior, conditioned on fixed logits (see the module doc)."""
+    import sys
+    from dataclasses import replace
+
+    from coupled.engine import Measurement, item_generators, run_method
+    from coupled.seeds import item_seeds
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from zero_shot_coupling import CONDITIONS, PRIOR_LOGITS
+    from zero_shot_vs_trained import _split
+
+    from coupled.evaluation.runner import CORRUPTION_SEED
+
+    started = time.time()
+    bundle, domain, data = load_bundle(BUNDLE), get_domain("image"), _split("val", 200)
+    clf = bundle.coupling.classifier
+    coupling, method, options = bundle.prepare("sequential", {"signal_steps": 10, "zero_shot": {
+        "sampler": "pigdm", "prior": PRIOR_LOGITS, "weight": 2.0}})
+    den, meta = coupling.signal_denoiser, bundle.meta[f"prior:{PRIOR_LOGITS}"]
+    out = {"command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/class_prior_check.py --channel",
+           "prior": PRIOR_LOGITS, "chain": "sequential pigdm, 10 steps, weight 2, guidance 1", "items": len(data.labels),
+           "split": "val", "sampling_seed": 0, "accuracy": {}, "belief_accuracy": {}}
+    for c, levels in CONDITIONS.items():
+        for level, sev in levels.items():
+            d = domain.corrupt_set(data.signals, c, sev, CORRUPTION_SEED, indices=data.ids)
+            op = domain.linear_measurement(c, sev, CORRUPTION_SEED, data)[0].batch(0, len(d))
+            m = Measurement(op, op(op.pinv(d)), domain.linear_measurement(c, sev, CORRUPTION_SEED, data)[1])
+            beliefs = {"null": None, "degraded": clf(d), "oracle": clf(data.signals), "first_pass": None}
+            for name, logits in beliefs.items():
+                if name == "first_pass":  # the classifier's logits of the null-token chain's x_hat (two chains' cost)
+                    logits = beliefs[name] = first_pass
+                fixed = replace(coupling, signal_denoiser=wrap_denoiser("signal", _Fixed(den.net, logits), meta))
+                res = run_method(method, fixed, d, item_generators(item_seeds("sampling", 0, 0, len(d))),
+                                 measurement=m, **options)
+                acc = float((clf(res.x_hat).argmax(1) == data.labels).float().mean())
+                if name == "null":
+                    first_pass = clf(res.x_hat)
+                out["accuracy"][f"{c}/{level}/{name}"] = acc
+                if logits is not None:
+                    out["belief_accuracy"][f"{c}/{level}/{name}"] = float((logits.argmax(1) == data.labels).float().mean())
+                print(f"{c} {level} conditioned on {name}: {acc:.3f}", flush=True)
+    out["seconds"] = round(time.time() - started, 1)
+    atomic_write_json(OUT / "class_prior_channel.json", out)
+
+
+class _Fixed(torch.nn.Module):
+    """A prior net whose logits are fixed per item (None: the null token), whatever the strategy passes."""
+
+    def __init__(self, net, logits):
+        super().__init__()
+        self.inner, self.fixed = net, logits
+        self.cfg = getattr(net, "cfg", None)
+
+    def forward(self, x_t, t, logits=None, logits_mask=None, **conditioning):
+        return self.inner(x_t, t, logits=self.fixed, **conditioning)
 
 
 class _Conditioned(torch.nn.Module):
