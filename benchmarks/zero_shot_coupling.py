@@ -14,7 +14,14 @@ above sequential + PiGDM with nothing tuned; here both are searched on the same 
   logit chain's estimate. sequential_cp runs its null token (sequential passes no logits); parallel_cp also
   tries classifier-free guidance 2 on the logits (`zero_shot.guidance`, two passes per step);
 - alternating_cp: Alternating (2 rounds of 10 signal steps, 5 logit steps) around the class-conditional prior:
-  round 1 is sequential_cp's null-token chain, round 2 is conditioned on the logit chain's answer to it.
+  round 1 is sequential_cp's null-token chain, round 2 is conditioned on the logit chain's answer to it;
+- ensemble / ensemble_cp: the equal-cost baseline of two rounds, `sequential_ensemble` with k = 2 chains of 10
+  steps (the classifier's probabilities averaged), around either prior (the class-conditional one's null token).
+
+Each coupled family's test pick is also compared with the fair protocol's baseline: of the baseline families
+searched (sequential, sequential_cp, ensemble, ensemble_cp), the pick with the best validation accuracy at no
+more signal-network passes than the coupled pick (`_matched`; the searches' seconds were measured under different
+loads; the test run measures all picks' seconds side by side, and the table shows them).
 
 The corruptions are configs/mnist_occlusion.yaml's occlusion (13 and 21 px boxes) and downsample (factors 4 and
 7), which checkpoints/mnist never saw. Each family's pick is its best validation accuracy per condition (ties: the
@@ -28,6 +35,8 @@ classifier calls per step to PiGDM's backpropagation through the prior, so the t
     # the class-conditional prior's families alone (after train_prior.py --logits):
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py val --families sequential_cp parallel_cp alternating_cp
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py test --families sequential_cp parallel_cp alternating_cp
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py val --families ensemble ensemble_cp
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/zero_shot_coupling.py test --families ensemble ensemble_cp alternating_cp
 
 Output: docs/results/zero_shot/coupling_tuned.json.
 """
@@ -55,9 +64,12 @@ STEPS, WEIGHTS = (10, 20), (1.0, 2.0)
 GRADIENTS = (0.03, 0.1)  # parallel_cg's classifier_gradient steps (the values issue 7 tried on the trained chain)
 PRIOR_LOGITS = "checkpoints/mnist_prior_logits"  # the class-conditional prior (train_prior.py --logits)
 GUIDANCES = (1.0, 2.0)  # parallel_cp's classifier-free guidance on the prior's logit input (1: plain conditioning)
-READOUTS = {"sequential": ("classifier",), "parallel": ("classifier", "logits"), "alternating": ("classifier", "logits")}
-FAMILIES = ("sequential", "parallel", "parallel_cg", "sequential_cp", "parallel_cp", "alternating_cp")
+READOUTS = {"sequential": ("classifier",), "sequential_ensemble": ("classifier",), "parallel": ("classifier", "logits"),
+            "alternating": ("classifier", "logits")}
+FAMILIES = ("sequential", "parallel", "parallel_cg", "sequential_cp", "parallel_cp", "alternating_cp", "ensemble",
+            "ensemble_cp")
 CP = ("parallel_cp", "alternating_cp")  # the families that couple through the class-conditional prior
+BASELINES = ("sequential", "sequential_cp", "ensemble", "ensemble_cp")  # the fair protocol's baseline families
 
 
 def candidates() -> list[MethodSpec]:
@@ -71,8 +83,10 @@ def candidates() -> list[MethodSpec]:
             ("sequential", "sequential", [{}], PRIOR), ("parallel", "parallel", [par], PRIOR),
             ("parallel_cg", "parallel", [{**par, "classifier_gradient": g} for g in GRADIENTS], PRIOR),
             ("sequential_cp", "sequential", [{}], PRIOR_LOGITS), ("parallel_cp", "parallel", [{**par, **c} for c in cp], PRIOR_LOGITS),
-            ("alternating_cp", "alternating", [{"rounds": 2, "logit_steps": 5, **c} for c in cp], PRIOR_LOGITS)):
-        for s in STEPS if family != "alternating_cp" else STEPS[:1]:  # two rounds of 10 steps: 20 signal steps
+            ("alternating_cp", "alternating", [{"rounds": 2, "logit_steps": 5, **c} for c in cp], PRIOR_LOGITS),
+            ("ensemble", "sequential_ensemble", [{"k": 2}], PRIOR), ("ensemble_cp", "sequential_ensemble", [{"k": 2}], PRIOR_LOGITS)):
+        # two rounds or two chains of 10 steps: 20 signal steps, as the others' longest
+        for s in STEPS[:1] if family in ("alternating_cp", "ensemble", "ensemble_cp") else STEPS:
             for w in WEIGHTS:
                 for extra in extras:
                     knob = next((k for k in ("classifier_gradient", "guidance") if k in extra), None)
@@ -135,8 +149,9 @@ def cmd_test(a):
     same seeds give it the same scores), merged into the stored test cells."""
     out = json.loads((OUT / "coupling_tuned.json").read_text())
     started = time.time()
-    own = ("sequential_cp",) if set(CP) & set(_families(a)) else ()  # the CP families' second reference
-    fams = tuple(dict.fromkeys(("sequential", *own, *_families(a))))
+    # every baseline family searched is rerun beside the coupled ones (the matched baseline is one of them)
+    searched = [b for b in BASELINES if f"occlusion/light/{b}" in out["picks"]]
+    fams = tuple(dict.fromkeys(("sequential", *searched, *_families(a))))
     specs = {s.label: s for s in candidates()}
     wanted = sorted({p.rsplit("/", 1)[0] for k, p in out["picks"].items() if k.rsplit("/", 1)[1] in fams})
     cells = _run([specs[w] for w in wanted], _split("test", a.items), a.seeds)
@@ -151,12 +166,34 @@ def cmd_test(a):
                     own = out["picks"][f"{c}/{level}/sequential_cp"]
                     mine = test_cell(pick, cells[f"{c}/{level}/{pick}"], cells[f"{c}/{level}/{own}"], "sequential_cp")
                     test[f"{c}/{level}/{family}"].update({k: v for k, v in mine.items() if "sequential_cp" in k})
+                matched = _matched(out, c, level, family, fams)
+                if matched is not None:  # the fair protocol: the best baseline pick of no greater validation cost
+                    ref = cells[f"{c}/{level}/{out['picks'][f'{c}/{level}/{matched}']}"]
+                    mine = test_cell(pick, cells[f"{c}/{level}/{pick}"], ref, "matched")
+                    test[f"{c}/{level}/{family}"].update({"matched": matched, "matched_seconds_per_item": ref["seconds_per_item"],
+                                                          **{k: v for k, v in mine.items() if "matched" in k}})
     by = {**out.get("test", {}).get("seconds_by_families", {"sequential parallel": out.get("test", {}).get("seconds", 0.0)}),
           " ".join(fams): round(time.time() - started, 1)}
     save_test(OUT / "coupling_tuned.json", out, test, a, started)
     out["test"]["seconds_by_families"], out["test"]["seconds"] = by, round(sum(by.values()), 1)
     atomic_write_json(OUT / "coupling_tuned.json", out)
     cmd_table(a)
+
+
+def _matched(out: dict, c: str, level: str, family: str, fams) -> str | None:
+    """For a coupled family: the baseline family (of those run, `fams`) whose validation pick has the highest
+    validation accuracy at no more signal-network passes than the family's pick (ties: the fewer passes); None for
+    a baseline family. Passes, not seconds: the families' validation searches ran at different times under
+    different loads, so their seconds do not compare; each pass is a forward and a vector-Jacobian product of
+    the same prior, and the test run measures every pick's seconds side by side."""
+    if family in BASELINES:
+        return None
+    cand = out["candidates"]
+    mine = cand[f"{c}/{level}/{out['picks'][f'{c}/{level}/{family}']}"]
+    ok = [(cand[f"{c}/{level}/{out['picks'][f'{c}/{level}/{b}']}"], b) for b in BASELINES if b in fams]
+    passes = lambda v: v["calls"]["signal_passes"]  # noqa: E731
+    ok = [(v, b) for v, b in ok if passes(v) <= passes(mine)]
+    return max(ok, key=lambda vb: (round(vb[0]["accuracy"], 6), -passes(vb[0])))[1] if ok else None
 
 
 def cmd_table(a):
@@ -181,6 +218,18 @@ def cmd_table(a):
         dlo, dhi = v["minus_sequential_ci95"]
         print(f"| {c} {CONDITIONS[c][level]} ({level}) | {family}+pigdm | {v['pick']} | {v['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
               f"{v['minus_sequential']:+.3f} [{dlo:+.3f}, {dhi:+.3f}] | {v['seconds_per_item']:.4f} |")
+    fair = {k: v for k, v in t["cells"].items() if "minus_matched" in v}
+    if fair:
+        print("\nThe fair protocol: each coupled pick against the best baseline pick (sequential or ensemble, either prior) "
+              "of no more signal-network passes")
+        print("| condition | coupled pick | matched baseline (family: pick) | minus matched [95%] | s/item (coupled / matched) |")
+        print("|---|---|---|---|---|")
+        for k, v in fair.items():
+            c, level, _ = k.split("/")
+            ref = t["cells"][f"{c}/{level}/{v['matched']}"]
+            dlo, dhi = v["minus_matched_ci95"]
+            print(f"| {c} {CONDITIONS[c][level]} ({level}) | {v['pick']} | {v['matched']}: {ref['pick']} | {v['minus_matched']:+.3f} "
+                  f"[{dlo:+.3f}, {dhi:+.3f}] | {v['seconds_per_item']:.4f} / {v['matched_seconds_per_item']:.4f} |")
     own = {k: v for k, v in t["cells"].items() if "minus_sequential_cp" in v}
     if own:
         print("\nThe class-conditional prior's coupled picks against the same prior's sequential pick (its null token)")
