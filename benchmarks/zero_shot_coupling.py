@@ -218,30 +218,28 @@ def cmd_table(a):
         dlo, dhi = v["minus_sequential_ci95"]
         print(f"| {c} {CONDITIONS[c][level]} ({level}) | {family}+pigdm | {v['pick']} | {v['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
               f"{v['minus_sequential']:+.3f} [{dlo:+.3f}, {dhi:+.3f}] | {v['seconds_per_item']:.4f} |")
-    fair = {k: v for k, v in t["cells"].items() if "minus_matched" in v}
-    if fair:
-        print("\nThe fair protocol: each coupled pick against the best baseline pick (sequential or ensemble, either prior) "
-              "of no more signal-network passes")
-        print("| condition | coupled pick | matched baseline (family: pick) | minus matched [95%] | s/item (coupled / matched) |")
-        print("|---|---|---|---|---|")
-        for k, v in fair.items():
-            c, level, _ = k.split("/")
-            ref = t["cells"][f"{c}/{level}/{v['matched']}"]
-            dlo, dhi = v["minus_matched_ci95"]
-            print(f"| {c} {CONDITIONS[c][level]} ({level}) | {v['pick']} | {v['matched']}: {ref['pick']} | {v['minus_matched']:+.3f} "
-                  f"[{dlo:+.3f}, {dhi:+.3f}] | {v['seconds_per_item']:.4f} / {v['matched_seconds_per_item']:.4f} |")
-    own = {k: v for k, v in t["cells"].items() if "minus_sequential_cp" in v}
-    if own:
-        print("\nThe class-conditional prior's coupled picks against the same prior's sequential pick (its null token)")
-        print("| condition | coupled pick | sequential_cp pick | minus sequential_cp [95%] | s/item (coupled / sequential_cp) |")
-        print("|---|---|---|---|---|")
-        for k, v in own.items():
-            c, level, _ = k.split("/")
-            ref = t["cells"][f"{c}/{level}/sequential_cp"]
-            dlo, dhi = v["minus_sequential_cp_ci95"]
-            print(f"| {c} {CONDITIONS[c][level]} ({level}) | {v['pick']} | {ref['pick']} | {v['minus_sequential_cp']:+.3f} "
-                  f"[{dlo:+.3f}, {dhi:+.3f}] | {v['seconds_per_item']:.4f} / {ref['seconds_per_item']:.4f} |")
+    _comparison(t, "matched", "The fair protocol: each coupled pick against the best baseline pick (sequential or "
+                "ensemble, either prior) of no more signal-network passes", "matched baseline (family: pick)")
+    _comparison(t, "sequential_cp", "The class-conditional prior's coupled picks against the same prior's sequential pick "
+                "(its null token)", "sequential_cp pick")
 
+
+def _comparison(t: dict, against: str, title: str, column: str) -> None:
+    """The test cells that carry `minus_<against>`, as a table: the pick, its reference, the paired difference."""
+    rows = {k: v for k, v in t["cells"].items() if f"minus_{against}" in v}
+    if not rows:
+        return
+    print(f"\n{title}")
+    print(f"| condition | coupled pick | {column} | minus {against} [95%] | s/item (coupled / reference) |")
+    print("|---|---|---|---|---|")
+    for k, v in rows.items():
+        c, level, _ = k.split("/")
+        family = v["matched"] if against == "matched" else against
+        ref = t["cells"][f"{c}/{level}/{family}"]
+        name = f"{family}: {ref['pick']}" if against == "matched" else ref["pick"]
+        dlo, dhi = v[f"minus_{against}_ci95"]
+        print(f"| {c} {CONDITIONS[c][level]} ({level}) | {v['pick']} | {name} | {v[f'minus_{against}']:+.3f} "
+              f"[{dlo:+.3f}, {dhi:+.3f}] | {v['seconds_per_item']:.4f} / {ref['seconds_per_item']:.4f} |")
 
 if __name__ == "__main__":
     val_test_main(__doc__, cmd_val, cmd_test, cmd_table, families=FAMILIES)
