@@ -125,18 +125,20 @@ def channel():
     for c, levels in CONDITIONS.items():
         for level, sev in levels.items():
             d = domain.corrupt_set(data.signals, c, sev, CORRUPTION_SEED, indices=data.ids)
-            op = domain.linear_measurement(c, sev, CORRUPTION_SEED, data)[0].batch(0, len(d))
-            m = Measurement(op, op(op.pinv(d)), domain.linear_measurement(c, sev, CORRUPTION_SEED, data)[1])
-            beliefs = {"null": None, "degraded": clf(d), "oracle": clf(data.signals), "first_pass": None}
-            for name, logits in beliefs.items():
-                if name == "first_pass":  # the classifier's logits of the null-token chain's x_hat (two chains' cost)
-                    logits = beliefs[name] = first_pass
+            operator, noise_std = domain.linear_measurement(c, sev, CORRUPTION_SEED, data)
+            op = operator.batch(0, len(d))
+            m = Measurement(op, op(op.pinv(d)), noise_std)
+            beliefs = {"null": lambda: None, "degraded": lambda: clf(d), "oracle": lambda: clf(data.signals),
+                       # the classifier's logits of the null-token chain's x_hat (two chains' cost)
+                       "first_pass": lambda: clf(x_hat_null)}
+            for name, belief in beliefs.items():
+                logits = belief()
                 fixed = replace(coupling, signal_denoiser=wrap_denoiser("signal", _Fixed(den.net, logits), meta))
                 res = run_method(method, fixed, d, item_generators(item_seeds("sampling", 0, 0, len(d))),
                                  measurement=m, **options)
                 acc = float((clf(res.x_hat).argmax(1) == data.labels).float().mean())
                 if name == "null":
-                    first_pass = clf(res.x_hat)
+                    x_hat_null = res.x_hat
                 out["accuracy"][f"{c}/{level}/{name}"] = acc
                 if logits is not None:
                     out["belief_accuracy"][f"{c}/{level}/{name}"] = float((logits.argmax(1) == data.labels).float().mean())
