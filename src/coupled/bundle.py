@@ -20,7 +20,9 @@ from .classifiers import check_fingerprint
 from .engine.conditioning import check_sampling
 from .engine.guidance import ClassifierGradient
 from .errors import CoupledError
-from .methods import BUNDLE_CHECKS, METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS, check_predictive_options
+from .methods import (
+    BUNDLE_CHECKS, METHOD_NETS, REFERENCE_METHODS, SIGNAL_NETS, check_predictive_options, zero_shot_sampler_options,
+)
 from .checkpoint import STAGE_OUTPUTS, load_state, load_weights, read_json
 
 ROLES = ("classifier", "signal", "logits")
@@ -180,18 +182,17 @@ class Bundle:
             self._extra[key] = NullObservation(net, logits=meta.get("logits") == "classifier").to(self.device)
             self.meta[key] = meta
         net, meta = self._extra[key], self.meta[key]
-        options = {k: v for k, v in spec.items() if k not in ("sampler", "prior", "guidance")}
-        if "guidance" in spec:  # classifier-free guidance on a class-conditional prior's logit input
-            if not net.logits:
-                raise CoupledError(f"zero_shot.guidance needs a class-conditional prior, and {spec['prior']} is "
-                                   "unconditional (its prior.json has no 'logits: classifier'); drop guidance or train "
-                                   "one with benchmarks/train_prior.py --logits")
-            net = GuidedLogits(net, spec["guidance"]) if spec["guidance"] != 1.0 else net
+        options = zero_shot_sampler_options(spec)
+        if "guidance" in spec and not net.logits:  # classifier-free guidance needs a class-conditional prior
+            raise CoupledError(f"zero_shot.guidance needs a class-conditional prior, and {spec['prior']} is "
+                               "unconditional (its prior.json has no 'logits: classifier'); drop guidance or train "
+                               "one with benchmarks/train_prior.py --logits")
         if spec["sampler"] == "pigdm" and "clip" not in options:  # the guided x0_hat in the prior's data range
             clip = meta.get("clip", [-1.0, 1.0])
             options["clip"] = None if clip is None else tuple(clip)
         chain = Chain(process_from_dict(meta["process"]), coupling.signal_chain.steps, spec["sampler"], **options)
-        return replace(coupling, signal_denoiser=wrap_denoiser("signal", net, meta), signal_chain=chain)
+        return replace(coupling, signal_denoiser=guided_signal_denoiser(net, spec.get("guidance", 1.0), meta),
+                       signal_chain=chain)
 
     def prepare(self, method: str, options: dict) -> tuple[Coupling, str, dict]:
         """The coupling `method` runs with, the engine method that runs it, and the strategy's options.

@@ -30,6 +30,12 @@ BUNDLE_OPTIONS = ("signal_guidance", "signal_net", "signal_eta", "classifier_gra
 # --logits) `guidance`, the classifier-free guidance weight on its logit input (1: plain conditioning)}; the
 # measurement comes from the corruption's linear operator (`Domain.linear_measurement`)
 ZERO_SHOT_KEYS = ("sampler", "prior", "weight", "eta", "prior_variance", "clip", "guidance")
+ZERO_SHOT_OWN = ("sampler", "prior", "guidance")  # the keys the bundle applies; the rest are the sampler's options
+
+
+def zero_shot_sampler_options(spec: dict) -> dict:
+    """The sampler's own options of a `zero_shot` spec (weight, eta, prior_variance, clip)."""
+    return {k: v for k, v in spec.items() if k not in ZERO_SHOT_OWN}
 
 
 def method_settings(method: str) -> list[str]:
@@ -69,11 +75,11 @@ def _zero_shot(name, value):
     if value.get("sampler") not in ZERO_SHOT:
         raise CoupledError(f"{name}.sampler must be one of {', '.join(ZERO_SHOT)}, got {value.get('sampler')!r}")
     if not isinstance(value.get("prior"), str):
-        raise CoupledError(f"{name}.prior must be the folder of an unconditional prior (prior.safetensors, "
+        raise CoupledError(f"{name}.prior must be the folder of a prior (prior.safetensors, "
                            "benchmarks/train_prior.py), e.g. checkpoints/mnist_prior")
     if "guidance" in value:
         _finite_at_least_0(f"{name}.guidance", value["guidance"])
-    check_sampler(value["sampler"], VPProcess(), {k: v for k, v in value.items() if k not in ("sampler", "prior", "guidance")})
+    check_sampler(value["sampler"], VPProcess(), zero_shot_sampler_options(value))
 
 
 def zero_shot_label(method: str, options: dict) -> str:
