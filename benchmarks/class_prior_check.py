@@ -24,6 +24,7 @@ conditioned on the first one's answer, the cost of two). Output: class_prior_cha
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -36,8 +37,11 @@ import torch  # noqa: E402
 from coupled.atomic import atomic_write, atomic_write_json  # noqa: E402
 from coupled.bundle import NullObservation, load_bundle, load_net, wrap_denoiser  # noqa: E402
 from coupled.domains.registry import get_domain  # noqa: E402
-from coupled.engine import GuidedLogits, sample  # noqa: E402
+from coupled.engine import GuidedLogits, process_from_dict, sample  # noqa: E402
 from coupled.seeds import stream_seed  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from zero_shot_vs_trained import _split  # noqa: E402
 
 BUNDLE, PRIOR, OUT = Path("checkpoints/mnist"), Path("checkpoints/mnist_prior_logits"), Path("docs/results/zero_shot")
 GUIDANCES = (0.0, 1.0, 2.0)
@@ -56,13 +60,12 @@ def main(argv=None):
     started = time.time()
     bundle = load_bundle(BUNDLE)
     clf = bundle.coupling.classifier
-    val = get_domain("image").load_splits(bundle_config())["val"]
-    idx = torch.cat([torch.nonzero(val.labels == c).flatten()[:a.per_class] for c in range(10)])
-    x, labels = val.signals[idx], val.labels[idx]
+    val = _split("val", 10 * a.per_class)  # class-balanced: the first per_class digits of each class
+    x, labels = val.signals, val.labels
     logits = clf(x)
     net, meta = load_net(PRIOR, "prior", "signal")
     base = NullObservation(net, logits=True)
-    process = wrap_denoiser("signal", base, meta).process
+    process = process_from_dict(meta["process"])
     grid = process.grid(a.steps)
     gens = [torch.Generator().manual_seed(stream_seed("sampling", a.seed, i)) for i in range(len(x))]
     noise = process.prior(tuple(x.shape), gens)
@@ -71,8 +74,7 @@ def main(argv=None):
            "classifier_on_the_conditioning_digits": float((logits.argmax(1) == labels).float().mean()), "guidance": {}}
     samples = {}
     for w in GUIDANCES:
-        den = wrap_denoiser("signal", base if w == 1.0 else GuidedLogits(base, w), meta)
-        conditioned = _Conditioned(den, logits)
+        conditioned = wrap_denoiser("signal", _Fixed(base if w == 1.0 else GuidedLogits(base, w), logits), meta)
         xs = sample(conditioned, process, grid, noise.clone(), sampler="ddim", eta=0.0)
         pred = clf(xs).argmax(1)
         samples[w] = xs
@@ -101,17 +103,13 @@ def main(argv=None):
 
 def channel():
     """Sequential PiGDM around the class-conditional prior, conditioned on fixed logits (see the module doc)."""
-    import sys
     from dataclasses import replace
 
-    from coupled.engine import Measurement, item_generators, run_method
-    from coupled.seeds import item_seeds
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from zero_shot_coupling import CONDITIONS, PRIOR_LOGITS
-    from zero_shot_vs_trained import _split
 
+    from coupled.engine import Measurement, item_generators, run_method
     from coupled.evaluation.runner import CORRUPTION_SEED
+    from coupled.seeds import item_seeds
 
     started = time.time()
     bundle, domain, data = load_bundle(BUNDLE), get_domain("image"), _split("val", 200)
@@ -148,7 +146,8 @@ def channel():
 
 
 class _Fixed(torch.nn.Module):
-    """A prior net whose logits are fixed per item (None: the null token), whatever the strategy passes."""
+    """A prior net whose logits are fixed per item (None: the null token), whatever its caller passes (a strategy,
+    or `sample`, which passes none)."""
 
     def __init__(self, net, logits):
         super().__init__()
@@ -157,24 +156,6 @@ class _Fixed(torch.nn.Module):
 
     def forward(self, x_t, t, logits=None, logits_mask=None, **conditioning):
         return self.inner(x_t, t, logits=self.fixed, **conditioning)
-
-
-class _Conditioned(torch.nn.Module):
-    """A denoiser called with fixed per-item logits (what `sample` cannot pass itself)."""
-
-    def __init__(self, den, logits):
-        super().__init__()
-        self.den, self.logits = den, logits
-        self.process = den.process
-
-    def forward(self, x_t, t, **kw):
-        return self.den(x_t, t, logits=self.logits, **kw)
-
-
-def bundle_config():
-    import json
-
-    return json.loads((BUNDLE / "config.json").read_text())
 
 
 if __name__ == "__main__":

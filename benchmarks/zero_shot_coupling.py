@@ -161,17 +161,19 @@ def cmd_test(a):
             seq = cells[f"{c}/{level}/{out['picks'][f'{c}/{level}/sequential']}"]
             for family in fams:
                 pick = out["picks"][f"{c}/{level}/{family}"]
-                test[f"{c}/{level}/{family}"] = test_cell(pick, cells[f"{c}/{level}/{pick}"], seq, "sequential")
+                cell = test[f"{c}/{level}/{family}"] = test_cell(pick, cells[f"{c}/{level}/{pick}"], seq, "sequential")
+
+                def against(ref_family: str, name: str) -> dict:
+                    """The pick's paired difference with `ref_family`'s pick, as the `minus_<name>` fields."""
+                    ref = cells[f"{c}/{level}/{out['picks'][f'{c}/{level}/{ref_family}']}"]
+                    mine = test_cell(pick, cells[f"{c}/{level}/{pick}"], ref, name)
+                    return {k: v for k, v in mine.items() if k.startswith(f"minus_{name}")}
+
                 if family in CP:  # also against the same prior's own sequential pick
-                    own = out["picks"][f"{c}/{level}/sequential_cp"]
-                    mine = test_cell(pick, cells[f"{c}/{level}/{pick}"], cells[f"{c}/{level}/{own}"], "sequential_cp")
-                    test[f"{c}/{level}/{family}"].update({k: v for k, v in mine.items() if "sequential_cp" in k})
+                    cell.update(against("sequential_cp", "sequential_cp"))
                 matched = _matched(out, c, level, family, fams)
-                if matched is not None:  # the fair protocol: the best baseline pick of no greater validation cost
-                    ref = cells[f"{c}/{level}/{out['picks'][f'{c}/{level}/{matched}']}"]
-                    mine = test_cell(pick, cells[f"{c}/{level}/{pick}"], ref, "matched")
-                    test[f"{c}/{level}/{family}"].update({"matched": matched, "matched_seconds_per_item": ref["seconds_per_item"],
-                                                          **{k: v for k, v in mine.items() if "matched" in k}})
+                if matched is not None:  # the fair protocol: the best baseline pick of no more signal passes
+                    cell.update({"matched": matched, **against(matched, "matched")})
     by = {**out.get("test", {}).get("seconds_by_families", {"sequential parallel": out.get("test", {}).get("seconds", 0.0)}),
           " ".join(fams): round(time.time() - started, 1)}
     save_test(OUT / "coupling_tuned.json", out, test, a, started)
